@@ -1,0 +1,49 @@
+# The commands the README and CI use. Everything installs from this repository's own files.
+#   make demo   set up, then run the main job (today: synthesize one customer offline)
+#   make test   set up, then run the whole test suite
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+CUSTOMER ?= acme
+
+# The pinned CDK CLI and Node 22 (node_modules) and the venv's python3 come first on PATH, so
+# cdk.json's "python3 app.py" runs in the venv. No telemetry, no notices: nothing leaves the host.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+
+.PHONY: setup demo synth synth-all test lint clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+demo: synth
+	@echo
+	@echo "Synthesized customer '$(CUSTOMER)' offline, compliance gate passed:"
+	@echo "  template:          cdk.out/CustomerStack.template.json"
+	@echo "  compliance report: $$($(PYTHON) -m stacks.compliance cdk.out)"
+
+synth: setup
+	cdk synth CustomerStack -c customer=$(CUSTOMER) --no-notices --quiet
+
+synth-all: setup
+	cdk synth -c customer=all --no-notices --quiet
+
+test: setup
+	$(PYTHON) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy stacks app.py
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

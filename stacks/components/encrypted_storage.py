@@ -1,0 +1,181 @@
+"""The customer's key and buckets, with every secure default in one place."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import Retention
+
+# Server access logs are evidence of who touched PHI: kept six years, HIPAA's retention period
+# for required documentation (45 CFR 164.316(b)(2)).
+ACCESS_LOG_RETENTION_DAYS = 6 * 365
+MINIMUM_TLS_VERSION = 1.2
+
+
+class EncryptedStorage(Construct):
+    """Creates a customer's KMS key, data bucket and access-log bucket.
+
+    Guarantees, for every customer:
+
+    - the key: customer-managed, automatic yearly rotation, alias ``key_alias``, RETAIN;
+    - the data bucket: SSE-KMS with that key and S3 Bucket Keys, all public access blocked,
+      TLS only and TLS >= 1.2 (bucket-policy denies), versioning, object ownership enforced
+      (ACLs disabled), SSE-C blocked, server access logs to the log bucket, lifecycle for
+      noncurrent versions and incomplete multipart uploads, EventBridge notifications, RETAIN;
+    - a bucket policy that denies any PutObject naming another encryption algorithm, another
+      KMS key, or a customer-provided key (:meth:`_deny_wrong_encryption`);
+    - the log bucket: the same transport and public-access rules, SSE-S3 (S3 server access
+      logging cannot deliver to SSE-KMS buckets), six-year retention, RETAIN.
+
+    Construct ids here are part of each customer's logical ids and must never change
+    (tests/infra/test_logical_ids.py pins them).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key_alias: str,
+        data_bucket_name: str,
+        log_bucket_name: str,
+        retention: Retention,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # The bucket's ARN from its deterministic name: policies that name the bucket (the key
+        # policy in particular) then need no reference to it, so key and bucket never form a
+        # dependency cycle.
+        self.bucket_arn = Stack.of(self).format_arn(
+            service="s3", region="", account="", resource=data_bucket_name
+        )
+        self.key = self._key(key_alias)
+        self.log_bucket = self._log_bucket(log_bucket_name)
+        self.bucket = self._data_bucket(data_bucket_name, retention)
+        self._deny_wrong_encryption()
+
+    def _key(self, alias: str) -> kms.Key:
+        return kms.Key(
+            self,
+            "DataKey",
+            alias=alias,
+            description=f"Encrypts the objects of {alias.removeprefix('alias/')} (PHI)",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _log_bucket(self, name: str) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            "AccessLogBucket",
+            bucket_name=name,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=MINIMUM_TLS_VERSION,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="RetainAccessLogs",
+                    expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS),
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _data_bucket(self, name: str, retention: Retention) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            "DataBucket",
+            bucket_name=name,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            blocked_encryption_types=[s3.BlockedEncryptionType.SSE_C],
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=MINIMUM_TLS_VERSION,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="data-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireNoncurrentVersions",
+                    noncurrent_version_expiration=Duration.days(
+                        retention.noncurrent_version_days
+                    ),
+                    expired_object_delete_marker=True,
+                ),
+                s3.LifecycleRule(
+                    id="AbortIncompleteMultipartUploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(
+                        retention.abort_incomplete_multipart_days
+                    ),
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # EventBridge notifications (the importer's trigger) set on the bucket itself: the L2's
+        # event_bridge_enabled would add a custom-resource Lambda, which we never deploy.
+        cfn_bucket = bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True
+            )
+        )
+        return bucket
+
+    def _deny_wrong_encryption(self) -> None:
+        """Refuse uploads that would not be encrypted with this customer's key.
+
+        The conditions use the IfExists form: a PutObject without encryption headers relies on
+        the bucket's default encryption (this key), and S3's own deliveries send none; the plain
+        Null form would refuse both. Only a request that *names* something else is refused.
+        """
+        objects = self.bucket.arn_for_objects("*")
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyEncryptionOtherThanKms",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={
+                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}
+                },
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyOtherKmsKeys",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={
+                    "StringNotEqualsIfExists": {
+                        "s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.key_arn
+                    }
+                },
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyCustomerProvidedKeys",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={
+                    "Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}
+                },
+            )
+        )

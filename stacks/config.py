@@ -1,0 +1,476 @@
+"""The partner registry: one TOML file per customer under ``customers/``, parsed into a typed,
+frozen :class:`CustomerConfig`.
+
+Why TOML: the standard library reads it (``tomllib``), it has comments (operators explain a
+grant next to it), real types (integers are not strings), and no YAML-style surprises
+(``no`` becoming ``False``, ``010`` becoming 8).
+
+Validation is strict and complete: every problem in every file is collected and raised as one
+:class:`RegistryError` whose lines each name the file, the field and the rule. Unknown fields
+are errors, so a typo never silently drops a setting. Nothing here imports CDK.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacks import naming
+
+RESERVED_SLUGS = frozenset({"all"})  # "-c customer=all" selects every customer
+SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{12}$")
+# IAM role or user ARN in any partition; the name part allows IAM's path and name characters.
+PRINCIPAL_ARN_PATTERN = re.compile(
+    r"^arn:(aws|aws-us-gov|aws-cn):iam::([0-9]{12}):(role|user)/"
+    r"([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
+)
+EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+MAX_FILE_BYTES = 64 * 1024
+# Bounded so the bucket and key policies stay far below their AWS size limits.
+MAX_PRINCIPALS = 20
+MAX_SOURCE_CIDRS = 50
+MAX_CONTACTS = 20
+
+
+class AccessMode(enum.StrEnum):
+    """How the partner reaches its bucket."""
+
+    IAM_USER = "iam-user"  # we create an IAM user; its access key lives in Secrets Manager
+    CROSS_ACCOUNT = "cross-account"  # the partner's own principals, granted by resource policies
+    ASSUME_ROLE = "assume-role"  # a role in our account, assumable only with the external id
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"  # partner writes under inbound/, we read
+    OUTBOUND = "outbound"  # we write under outbound/, partner reads
+
+    @property
+    def prefix(self) -> str:
+        return naming.INBOUND_PREFIX if self is Direction.INBOUND else naming.OUTBOUND_PREFIX
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Lifecycle of a customer bucket.
+
+    ``noncurrent_version_days`` (default 90): overwritten or deleted versions are kept this long,
+    so an accidental overwrite can be recovered. ``abort_incomplete_multipart_days`` (default 7):
+    parts of an upload never completed are removed after this many days (long enough for the
+    transfer client to resume an interrupted upload).
+    """
+
+    noncurrent_version_days: int = 90
+    abort_incomplete_multipart_days: int = 7
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Access-key rotation for ``iam-user`` partners.
+
+    ``interval_days`` (default 365): Secrets Manager rotates the key this often.
+    ``grace_days`` (default 14): the previous key stays active this long after a rotation.
+    ``delete_after_days`` (default 30): the deactivated previous key is deleted this long after
+    the grace period ends.
+    """
+
+    interval_days: int = 365
+    grace_days: int = 14
+    delete_after_days: int = 30
+
+
+@dataclass(frozen=True)
+class CustomerConfig:
+    """Everything a customer *is*. Built only by :func:`parse_customer`, which validates it."""
+
+    slug: str
+    access: AccessMode
+    contacts: tuple[str, ...]
+    display_name: str = ""
+    directions: tuple[Direction, ...] = (Direction.INBOUND, Direction.OUTBOUND)
+    partner_principals: tuple[str, ...] = ()
+    external_id: str | None = None
+    allowed_source_ips: tuple[str, ...] = ()
+    retention: Retention = field(default_factory=Retention)
+    rotation: Rotation | None = None
+    source_file: str = ""
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return tuple(d.prefix for d in self.directions)
+
+    def allows(self, direction: Direction) -> bool:
+        return direction in self.directions
+
+
+class RegistryError(Exception):
+    """One or more registry problems; ``problems`` holds one ``file: field: rule`` line each."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        count = len(self.problems)
+        header = f"customer registry: {count} problem{'s' if count != 1 else ''}"
+        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+
+
+class _Problems:
+    """Collects problems for one file instead of stopping at the first."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, field_name: str, rule: str) -> None:
+        self.items.append(f"{self.source}: {field_name}: {rule}")
+
+
+_TOP_LEVEL_FIELDS = {
+    "slug",
+    "display_name",
+    "access",
+    "directions",
+    "partner_principals",
+    "external_id",
+    "allowed_source_ips",
+    "contacts",
+    "retention",
+    "rotation",
+}
+
+
+def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
+    """Validate one customer's parsed TOML; raise :class:`RegistryError` with every problem."""
+    problems = _Problems(source)
+    for unknown in sorted(set(data) - _TOP_LEVEL_FIELDS):
+        problems.add(unknown, "unknown field (check the spelling; allowed: "
+                     + ", ".join(sorted(_TOP_LEVEL_FIELDS)) + ")")
+
+    slug = _slug(data.get("slug"), problems)
+    if slug and Path(source).suffix == ".toml" and Path(source).stem != slug:
+        problems.add("slug", f"must match the file name '{Path(source).name}' "
+                     f"(expected slug '{Path(source).stem}' or file '{slug}.toml')")
+
+    display_name = _optional_str(data, "display_name", problems, max_len=128) or ""
+    access = _access(data.get("access"), problems)
+    directions = _directions(data.get("directions", ["inbound", "outbound"]), problems)
+    principals = _principals(data.get("partner_principals"), access, problems)
+    external_id = _external_id(data.get("external_id"), access, problems)
+    cidrs = _cidrs(data.get("allowed_source_ips", []), problems)
+    contacts = _contacts(data.get("contacts"), problems)
+    retention = _retention(data.get("retention", {}), problems)
+    rotation = _rotation(data.get("rotation"), access, problems)
+
+    if problems.items:
+        raise RegistryError(problems.items)
+    assert slug is not None and access is not None and retention is not None
+    return CustomerConfig(
+        slug=slug,
+        display_name=display_name,
+        access=access,
+        directions=directions,
+        partner_principals=principals,
+        external_id=external_id,
+        allowed_source_ips=cidrs,
+        contacts=contacts,
+        retention=retention,
+        rotation=rotation,
+        source_file=source,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise RegistryError([f"{source}: (file): cannot be read ({err.strerror})"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise RegistryError([f"{source}: (file): larger than {MAX_FILE_BYTES} bytes; "
+                             "a customer file is a few lines of settings"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RegistryError([f"{source}: (file): not UTF-8 text (byte {err.start})"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RegistryError([f"{source}: (file): not valid TOML ({err})"]) from None
+
+
+def load_customer_file(path: Path) -> CustomerConfig:
+    """Read and validate one registry file."""
+    return parse_customer(_read_toml(path), source=str(path))
+
+
+def load_registry(directory: Path) -> dict[str, CustomerConfig]:
+    """Load every ``*.toml`` under ``directory``; one error lists every problem in every file."""
+    problems: list[str] = []
+    customers: dict[str, CustomerConfig] = {}
+    claimed: dict[str, Path] = {}  # slug as written -> first file that wrote it
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise RegistryError([f"{directory}: (registry): no customer files (*.toml) found"])
+    for path in files:
+        try:
+            data = _read_toml(path)
+            slug = data.get("slug")
+            if isinstance(slug, str):
+                if slug in claimed:
+                    problems.append(f"{path}: slug: '{slug}' is already registered by "
+                                    f"{claimed[slug]}")
+                claimed.setdefault(slug, path)
+            config = parse_customer(data, source=str(path))
+        except RegistryError as err:
+            problems.extend(err.problems)
+            continue
+        customers[config.slug] = config
+    if problems:
+        raise RegistryError(problems)
+    return customers
+
+
+def select_customer(registry: Mapping[str, CustomerConfig], slug: str) -> CustomerConfig:
+    if slug not in registry:
+        known = ", ".join(sorted(registry)) or "(none)"
+        raise RegistryError([f"-c customer={slug}: customer: not registered; "
+                             f"registered customers: {known}"])
+    return registry[slug]
+
+
+# --- field validators: each returns a cleaned value (or None) and records problems ---------
+
+
+def _slug(value: Any, problems: _Problems) -> str | None:
+    if value is None:
+        problems.add("slug", "required")
+        return None
+    if not isinstance(value, str):
+        problems.add("slug", f"must be a string (got {type(value).__name__})")
+        return None
+    if not (2 <= len(value) <= naming.MAX_SLUG_LENGTH):
+        problems.add("slug", f"must be 2 to {naming.MAX_SLUG_LENGTH} characters "
+                     f"(got {len(value)}); every AWS name is derived from it")
+        return None
+    if not SLUG_PATTERN.match(value) or "--" in value:
+        problems.add("slug", "must be lower-case letters, digits and single hyphens, starting "
+                     f"with a letter and not ending with a hyphen (got {value!r})")
+        return None
+    if value in RESERVED_SLUGS:
+        problems.add("slug", f"'{value}' is reserved")
+        return None
+    return value
+
+
+def _optional_str(data: Mapping[str, Any], name: str, problems: _Problems,
+                  *, max_len: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.add(name, f"must be a string (got {type(value).__name__})")
+        return None
+    if len(value) > max_len or any(ord(ch) < 32 for ch in value):
+        problems.add(name, f"must be at most {max_len} printable characters")
+        return None
+    return value
+
+
+def _access(value: Any, problems: _Problems) -> AccessMode | None:
+    allowed = ", ".join(m.value for m in AccessMode)
+    if value is None:
+        problems.add("access", f"required; one of: {allowed}")
+        return None
+    try:
+        return AccessMode(value)
+    except (ValueError, TypeError):
+        problems.add("access", f"must be one of: {allowed} (got {value!r})")
+        return None
+
+
+def _string_list(value: Any, name: str, problems: _Problems, *, max_items: int) -> list[str] | None:
+    if not isinstance(value, list):
+        problems.add(name, f"must be a list of strings (got {type(value).__name__})")
+        return None
+    if len(value) > max_items:
+        problems.add(name, f"at most {max_items} entries (got {len(value)})")
+        return None
+    strings = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            problems.add(f"{name}[{index}]", f"must be a string (got {type(item).__name__})")
+        else:
+            strings.append(item)
+    if len(set(strings)) != len(strings):
+        problems.add(name, "contains duplicates")
+    return strings if len(strings) == len(value) else None
+
+
+def _directions(value: Any, problems: _Problems) -> tuple[Direction, ...]:
+    items = _string_list(value, "directions", problems, max_items=2)
+    if items is None:
+        return ()
+    if not items:
+        problems.add("directions", "must name at least one of: inbound, outbound")
+        return ()
+    directions = []
+    for index, item in enumerate(items):
+        try:
+            directions.append(Direction(item))
+        except ValueError:
+            problems.add(f"directions[{index}]", f"must be 'inbound' or 'outbound' (got {item!r})")
+    # Canonical order, so the same set of directions always yields the same template.
+    return tuple(d for d in Direction if d in directions)
+
+
+def _principals(value: Any, access: AccessMode | None, problems: _Problems) -> tuple[str, ...]:
+    if access is AccessMode.IAM_USER:
+        if value is not None:
+            problems.add("partner_principals", "not allowed with access = 'iam-user' "
+                         "(we create the partner's user; remove this field or change access)")
+        return ()
+    if value is None:
+        if access is not None:
+            problems.add("partner_principals", f"required with access = '{access.value}': "
+                         "the partner's IAM role/user ARNs or 12-digit account ids")
+        return ()
+    items = _string_list(value, "partner_principals", problems, max_items=MAX_PRINCIPALS)
+    if items is None:
+        return ()
+    if not items:
+        problems.add("partner_principals", "must list at least one principal")
+    for index, item in enumerate(items):
+        where = f"partner_principals[{index}]"
+        if "*" in item or "?" in item:
+            problems.add(where, f"wildcards are not allowed (got {item!r})")
+        elif not (ACCOUNT_ID_PATTERN.match(item) or PRINCIPAL_ARN_PATTERN.match(item)):
+            problems.add(where, "must be an IAM role or user ARN "
+                         "(arn:aws:iam::123456789012:role/name) or a 12-digit account id "
+                         f"(got {item!r})")
+    return tuple(items)
+
+
+def _external_id(value: Any, access: AccessMode | None, problems: _Problems) -> str | None:
+    if access is not AccessMode.ASSUME_ROLE:
+        if value is not None:
+            problems.add("external_id", "only allowed with access = 'assume-role'")
+        return None
+    if value is None:
+        problems.add("external_id", "required with access = 'assume-role' "
+                     "(16 to 1224 characters, unique to this partner)")
+        return None
+    if not isinstance(value, str):
+        problems.add("external_id", f"must be a string (got {type(value).__name__})")
+        return None
+    if not (16 <= len(value) <= 1224) or not EXTERNAL_ID_PATTERN.match(value):
+        problems.add("external_id", "must be 16 to 1224 characters of letters, digits and "
+                     "+=,.@:/-_ (a short or guessable external id does not protect the role)")
+        return None
+    return value
+
+
+def _cidrs(value: Any, problems: _Problems) -> tuple[str, ...]:
+    items = _string_list(value, "allowed_source_ips", problems, max_items=MAX_SOURCE_CIDRS)
+    if items is None:
+        return ()
+    cleaned = []
+    for index, item in enumerate(items):
+        where = f"allowed_source_ips[{index}]"
+        try:
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError as err:
+            problems.add(where, f"must be a CIDR such as 203.0.113.0/24 with no host bits set "
+                         f"({err})")
+            continue
+        if network.prefixlen == 0:
+            problems.add(where, f"{item} allows every address; omit allowed_source_ips instead")
+            continue
+        cleaned.append(str(network))
+    return tuple(cleaned)
+
+
+def _contacts(value: Any, problems: _Problems) -> tuple[str, ...]:
+    if value is None:
+        problems.add("contacts", "required: at least one e-mail address for notices")
+        return ()
+    items = _string_list(value, "contacts", problems, max_items=MAX_CONTACTS)
+    if items is None:
+        return ()
+    if not items:
+        problems.add("contacts", "must list at least one e-mail address")
+    for index, item in enumerate(items):
+        if not EMAIL_PATTERN.match(item) or len(item) > 254:
+            problems.add(f"contacts[{index}]", f"must be an e-mail address (got {item!r})")
+    return tuple(items)
+
+
+def _table(value: Any, name: str, allowed: Iterable[str], problems: _Problems) -> dict | None:
+    if not isinstance(value, dict):
+        problems.add(name, f"must be a table ([{name}]) (got {type(value).__name__})")
+        return None
+    for unknown in sorted(set(value) - set(allowed)):
+        problems.add(f"{name}.{unknown}", "unknown field (allowed: "
+                     + ", ".join(sorted(allowed)) + ")")
+    return value
+
+
+def _int_in_range(table: Mapping[str, Any], name: str, key: str, default: int,
+                  low: int, high: int, problems: _Problems) -> int:
+    value = table.get(key, default)
+    # bool is an int subclass in Python; `true` is not a number of days.
+    if not isinstance(value, int) or isinstance(value, bool):
+        problems.add(f"{name}.{key}", f"must be a whole number (got {type(value).__name__})")
+        return default
+    if not (low <= value <= high):
+        problems.add(f"{name}.{key}", f"must be between {low} and {high} (got {value})")
+        return default
+    return value
+
+
+def _retention(value: Any, problems: _Problems) -> Retention | None:
+    fields = ("noncurrent_version_days", "abort_incomplete_multipart_days")
+    table = _table(value, "retention", fields, problems)
+    if table is None:
+        return Retention()
+    defaults = Retention()
+    return Retention(
+        noncurrent_version_days=_int_in_range(
+            table, "retention", "noncurrent_version_days",
+            defaults.noncurrent_version_days, 1, 3650, problems),
+        abort_incomplete_multipart_days=_int_in_range(
+            table, "retention", "abort_incomplete_multipart_days",
+            defaults.abort_incomplete_multipart_days, 1, 30, problems),
+    )
+
+
+def _rotation(value: Any, access: AccessMode | None, problems: _Problems) -> Rotation | None:
+    if access is not AccessMode.IAM_USER:
+        if value is not None:
+            problems.add("rotation", "only allowed with access = 'iam-user' "
+                         "(other modes hold no access key of ours)")
+        return None
+    if value is None:
+        return Rotation()
+    table = _table(value, "rotation", ("interval_days", "grace_days", "delete_after_days"),
+                   problems)
+    if table is None:
+        return Rotation()
+    defaults = Rotation()
+    rotation = Rotation(
+        interval_days=_int_in_range(table, "rotation", "interval_days",
+                                    defaults.interval_days, 7, 365, problems),
+        grace_days=_int_in_range(table, "rotation", "grace_days",
+                                 defaults.grace_days, 1, 90, problems),
+        delete_after_days=_int_in_range(table, "rotation", "delete_after_days",
+                                        defaults.delete_after_days, 1, 365, problems),
+    )
+    if rotation.grace_days >= rotation.interval_days:
+        problems.add("rotation.grace_days", f"must be shorter than rotation.interval_days "
+                     f"({rotation.grace_days} >= {rotation.interval_days})")
+    return rotation

@@ -1,0 +1,69 @@
+"""Every physical name derived from a customer slug, in one place.
+
+The CDK app, the operator CLI and (later) the audit stack and the local run all need the same
+names, so none of them builds a name by hand. Names are deterministic: they depend on the slug
+alone (plus the account and region tokens for globally unique bucket names), never on who runs
+synth or where. Nothing here imports CDK, so operator tools can use it without Node.
+
+Length budget: slugs are at most ``MAX_SLUG_LENGTH`` characters so the longest derived name
+(the access-log bucket, ``phi-<slug>-logs-<12-digit account>-<region>``) stays within S3's
+63-character limit for every current region name (at most 14 characters).
+"""
+
+from __future__ import annotations
+
+PROJECT = "phi-exchange"
+MAX_SLUG_LENGTH = 20
+
+# Object key prefixes inside a customer bucket, by direction.
+INBOUND_PREFIX = "inbound/"
+OUTBOUND_PREFIX = "outbound/"
+
+# Bucket names start with this, so account-wide controls (CloudTrail data-event selectors, the
+# importer's event rule) can match every customer bucket by prefix.
+BUCKET_NAME_PREFIX = "phi-"
+
+
+def stack_name(slug: str) -> str:
+    """CloudFormation stack name: one stack per customer, stable for life."""
+    return f"PhiExchange-{slug}"
+
+
+def data_bucket_name(slug: str, account: str, region: str) -> str:
+    return f"{BUCKET_NAME_PREFIX}{slug}-{account}-{region}"
+
+
+def log_bucket_name(slug: str, account: str, region: str) -> str:
+    return f"{BUCKET_NAME_PREFIX}{slug}-logs-{account}-{region}"
+
+
+def key_alias(slug: str) -> str:
+    return f"alias/{PROJECT}/{slug}"
+
+
+def partner_user_name(slug: str) -> str:
+    return f"{PROJECT}-{slug}-partner"
+
+
+def partner_group_name(slug: str) -> str:
+    return f"{PROJECT}-{slug}-partners"
+
+
+def partner_policy_name(slug: str) -> str:
+    return f"{PROJECT}-{slug}-partner-access"
+
+
+def partner_role_name(slug: str) -> str:
+    return f"{PROJECT}-{slug}-partner"
+
+
+def partner_secret_name(slug: str) -> str:
+    return f"{PROJECT}/{slug}/partner-access-key"
+
+
+def rotation_function_name(slug: str) -> str:
+    return f"{PROJECT}-{slug}-key-rotation"
+
+
+def notices_topic_name(slug: str) -> str:
+    return f"{PROJECT}-{slug}-notices"
