@@ -19,6 +19,7 @@ from constructs import IConstruct
 
 if TYPE_CHECKING:
     from stacks.components.encrypted_storage import EncryptedStorage
+    from stacks.components.key_rotation import KeyRotation
     from stacks.components.partner_access import PartnerAccess
 
 
@@ -51,7 +52,11 @@ def _with_pack(rule_id: str) -> str:
 
 
 def acknowledge_customer_stack(
-    stack: cdk.Stack, *, storage: EncryptedStorage, access: PartnerAccess
+    stack: cdk.Stack,
+    *,
+    storage: EncryptedStorage,
+    access: PartnerAccess,
+    rotation: KeyRotation | None,
 ) -> None:
     """Findings on a customer stack that are acceptable by design, each with its reason."""
     data_bucket = storage.bucket.node.default_child
@@ -95,14 +100,21 @@ def acknowledge_customer_stack(
             *(f"AwsSolutions-IAM5[Resource::{bucket_arn_text}/{p}*]" for p in prefixes),
         )
 
-    if access.secret is not None:
-        _acknowledge(
-            access.secret.node.default_child,  # type: ignore[arg-type]
-            "TEMPORARY until the rotation component lands (issue 4).",
-            "AwsSolutions-SMG4",
-            "HIPAA.Security-SecretsManagerRotationEnabled",
-            "NIST.800.53.R5-SecretsManagerRotationEnabled",
-        )
+    if rotation is not None:
+        _acknowledge_rotation(rotation)
+
+
+def _acknowledge_rotation(rotation: KeyRotation) -> None:
+    _acknowledge(
+        rotation.function,
+        "The rotation function calls only IAM, STS and Secrets Manager, and publishes to SNS. "
+        "IAM has no VPC endpoint, so a VPC would need a NAT gateway to the public IAM "
+        "endpoint: more network surface and cost for no isolation gain. The function handles "
+        "no PHI, only the partner's access key, and its role is scoped to this customer's user "
+        "and secret.",
+        "HIPAA.Security-LambdaInsideVPC",
+        "NIST.800.53.R5-LambdaInsideVPC",
+    )
 
 
 # --- the report ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks import compliance, naming
 from stacks.components.encrypted_storage import EncryptedStorage
+from stacks.components.key_rotation import KeyRotation
 from stacks.components.partner_access import PartnerAccess
 from stacks.config import AccessMode, CustomerConfig, Direction
 
@@ -48,7 +49,22 @@ class CustomerStack(Stack):
             bucket_arn=storage.bucket_arn,
             key=storage.key,
         )
-        compliance.acknowledge_customer_stack(self, storage=storage, access=access)
+        rotation = None
+        if customer.rotation is not None:
+            assert access.secret is not None and access.user_name is not None
+            rotation = KeyRotation(
+                self,
+                "KeyRotation",
+                slug=slug,
+                rotation=customer.rotation,
+                contacts=customer.contacts,
+                secret=access.secret,
+                user_name=access.user_name,
+                key=storage.key,
+            )
+        compliance.acknowledge_customer_stack(
+            self, storage=storage, access=access, rotation=rotation
+        )
         Tags.of(self).add("phi-exchange:customer", slug)
         Tags.of(self).add("phi-exchange:data-classification", "phi")
         self._outputs(customer, storage, access)

@@ -273,7 +273,8 @@ def test_account_id_principals_match_every_principal_of_that_account(templates):
 
 
 def managed_policy_statements(template: Template) -> list[dict]:
-    policy = only(template, "AWS::IAM::ManagedPolicy")
+    policy = only(template, "AWS::IAM::ManagedPolicy",
+                  {"ManagedPolicyName": Match.string_like_regexp("-partner-access$")})
     return policy["Properties"]["PolicyDocument"]["Statement"]
 
 

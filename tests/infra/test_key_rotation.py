@@ -1,0 +1,153 @@
+"""Template assertions for the key-rotation component (iam-user customers only)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from stacks.components.key_rotation import HANDLER
+from tests.infra.conftest import ALL_SLUGS, slugs_by_mode
+
+IAM_USER = slugs_by_mode("iam-user")
+OTHER_MODES = sorted(set(ALL_SLUGS) - set(IAM_USER))
+
+
+def resource(template, resource_type):
+    found = template.find_resources(resource_type)
+    assert len(found) == 1, f"{resource_type}: {len(found)} found"
+    return next(iter(found.items()))
+
+
+def function_policy(template) -> dict[str, dict]:
+    policies = template.find_resources("AWS::IAM::ManagedPolicy", {
+        "Properties": {"Description": Match.string_like_regexp("^Rotation of partner")}})
+    (policy,) = policies.values()
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_secret_rotates_on_secrets_managers_native_schedule(templates, customers, slug):
+    template = templates[slug]
+    secret_id, _ = resource(template, "AWS::SecretsManager::Secret")
+    function_id, _ = resource(template, "AWS::Lambda::Function")
+    days = customers[slug].rotation.interval_days
+    template.has_resource_properties("AWS::SecretsManager::RotationSchedule", {
+        "SecretId": {"Ref": secret_id},
+        "RotationLambdaARN": {"Fn::GetAtt": [function_id, "Arn"]},
+        "RotationRules": {"ScheduleExpression": f"rate({days} days)"},
+        "RotateImmediatelyOnUpdate": False,
+    })
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_function_is_configured_for_the_compliance_gate(templates, customers, slug):
+    template = templates[slug]
+    _, function = resource(template, "AWS::Lambda::Function")
+    props = function["Properties"]
+    rotation = customers[slug].rotation
+    assert props["Handler"] == HANDLER
+    assert props["Runtime"] == "python3.14"
+    assert props["ReservedConcurrentExecutions"] == 1
+    assert "TargetArn" in props["DeadLetterConfig"]
+    assert props["FunctionName"] == f"phi-exchange-{slug}-key-rotation"
+    assert "KmsKeyArn" in props
+    env = props["Environment"]["Variables"]
+    assert env["GRACE_DAYS"] == str(rotation.grace_days)
+    assert env["DELETE_AFTER_DAYS"] == str(rotation.delete_after_days)
+    assert env["USER_NAME"] == f"phi-exchange-{slug}-partner"
+    assert env["CUSTOMER_SLUG"] == slug
+    assert set(env) == {"CUSTOMER_SLUG", "SECRET_ARN", "USER_NAME", "GRACE_DAYS",
+                        "DELETE_AFTER_DAYS", "NOTICES_TOPIC_ARN"}
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_function_logs_are_encrypted_and_kept_six_years(templates, slug):
+    template = templates[slug]
+    template.has_resource_properties("AWS::Logs::LogGroup", {
+        "LogGroupName": f"/aws/lambda/phi-exchange-{slug}-key-rotation",
+        "RetentionInDays": 2192,
+        "KmsKeyId": Match.any_value(),
+    })
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_dead_letter_queue_and_topic_are_kms_encrypted(templates, slug):
+    template = templates[slug]
+    key_id, _ = resource(template, "AWS::KMS::Key")
+    template.has_resource_properties("AWS::SQS::Queue", {
+        "KmsMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]}})
+    template.has_resource_properties("AWS::SNS::Topic", {
+        "KmsMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
+        "TopicName": f"phi-exchange-{slug}-notices"})
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_contacts_are_subscribed_to_notices(templates, customers, slug):
+    template = templates[slug]
+    for address in customers[slug].contacts:
+        template.has_resource_properties("AWS::SNS::Subscription", {
+            "Protocol": "email", "Endpoint": address})
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_role_has_no_inline_policy_and_one_managed_policy(templates, slug):
+    template = templates[slug]
+    template.resource_count_is("AWS::IAM::Policy", 0)
+    _, role = resource(template, "AWS::IAM::Role")
+    assert "Policies" not in role["Properties"]
+    assert len(role["Properties"]["ManagedPolicyArns"]) == 1
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_role_is_scoped_to_this_customers_user_and_secret(templates, slug):
+    template = templates[slug]
+    statements = function_policy(template)
+    keys = statements["ManagePartnerAccessKeys"]
+    assert sorted(keys["Action"]) == ["iam:CreateAccessKey", "iam:DeleteAccessKey",
+                                      "iam:ListAccessKeys", "iam:UpdateAccessKey"]
+    assert json.dumps(keys["Resource"]).endswith(f':user/phi-exchange-{slug}-partner"]]}}')
+    secret_id, _ = resource(template, "AWS::SecretsManager::Secret")
+    assert statements["RotatePartnerSecret"]["Resource"] == {"Ref": secret_id}
+    key_id, _ = resource(template, "AWS::KMS::Key")
+    assert statements["UseCustomerKeyForSecretTopicAndQueue"]["Resource"] == {
+        "Fn::GetAtt": [key_id, "Arn"]}
+    for statement in statements.values():
+        assert statement["Effect"] == "Allow"
+        assert "*" not in json.dumps(statement["Action"])
+        assert statement["Resource"] != "*"
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_daily_sweep_invokes_the_same_function(templates, slug):
+    template = templates[slug]
+    function_id, _ = resource(template, "AWS::Lambda::Function")
+    template.has_resource_properties("AWS::Events::Rule", {
+        "ScheduleExpression": "cron(17 6 * * ? *)",
+        "Targets": [Match.object_like({
+            "Arn": {"Fn::GetAtt": [function_id, "Arn"]},
+            "Input": '{"action":"sweep"}',
+        })],
+    })
+
+
+@pytest.mark.parametrize("slug", IAM_USER)
+def test_errors_raise_an_alarm_that_notifies_the_contacts(templates, slug):
+    template = templates[slug]
+    topic_id, _ = resource(template, "AWS::SNS::Topic")
+    function_id, _ = resource(template, "AWS::Lambda::Function")
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "Errors",
+        "Namespace": "AWS/Lambda",
+        "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function_id}}],
+        "Threshold": 1,
+        "AlarmActions": [{"Ref": topic_id}],
+    })
+
+
+@pytest.mark.parametrize("slug", OTHER_MODES)
+def test_modes_without_an_access_key_have_no_rotation(templates, slug):
+    for resource_type in ("AWS::Lambda::Function", "AWS::SecretsManager::RotationSchedule",
+                          "AWS::Events::Rule", "AWS::SNS::Topic"):
+        templates[slug].resource_count_is(resource_type, 0)
