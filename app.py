@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """CDK entry point: the only place that reads the outside world.
 
-    cdk synth CustomerStack -c customer=acme     # one customer (stack PhiExchange-acme)
-    cdk synth --all -c customer=all              # every registered customer, one stage each
+    cdk deploy AuditStack                          # once per account and region, first
+    cdk synth  CustomerStack -c customer=acme      # one customer (stack PhiExchange-acme)
+    cdk synth  -c customer=all                     # every registered customer, one stage each
 
-Context: ``customer`` (a registered slug, or ``all``); ``registry`` (default ``customers``).
+Context: ``customer`` (a registered slug, or ``all``; absent: the audit stack alone);
+``registry`` (default ``customers``); ``audit_retention_days`` and ``audit_lock_mode``.
 """
 
 from __future__ import annotations
@@ -14,25 +16,29 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from stacks.app_builder import build_customer_app
-from stacks.config import RegistryError, load_registry, select_customer
+from stacks.app_builder import build_app
+from stacks.config import RegistryError, load_registry, parse_audit_settings, select_customer
 
 
 def main() -> int:
     # A throwaway App reads the context the CLI passes (-c key=value and cdk.json).
-    context_reader = cdk.App()
-    slug = context_reader.node.try_get_context("customer")
-    registry_dir = Path(context_reader.node.try_get_context("registry") or "customers")
+    context = cdk.App().node
+    slug = context.try_get_context("customer")
+    registry_dir = Path(context.try_get_context("registry") or "customers")
     try:
+        audit = parse_audit_settings({
+            key: value for key in ("audit_retention_days", "audit_lock_mode")
+            if (value := context.try_get_context(key)) is not None
+        })
         registry = load_registry(registry_dir)
         if not slug:
-            known = ", ".join(sorted(registry))
-            raise RegistryError([f"-c customer=<slug>: customer: required; registered "
-                                 f"customers: {known} (or 'all')"])
-        if slug == "all":
-            app = build_customer_app(list(registry.values()), all_customers=True)
+            print("note: no -c customer=<slug|all>: synthesizing AuditStack only; registered "
+                  f"customers: {', '.join(sorted(registry))}", file=sys.stderr)
+            app = build_app([], audit_settings=audit)
+        elif slug == "all":
+            app = build_app(list(registry.values()), audit_settings=audit, all_customers=True)
         else:
-            app = build_customer_app([select_customer(registry, slug)])
+            app = build_app([select_customer(registry, slug)], audit_settings=audit)
     except RegistryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

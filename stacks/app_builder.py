@@ -1,4 +1,5 @@
-"""Builds the CDK app for one or all customers. Receives everything; reads nothing."""
+"""Builds the CDK app: the audit stack, plus one or all customers. Receives everything; reads
+nothing."""
 
 from __future__ import annotations
 
@@ -8,31 +9,38 @@ from typing import Any
 import aws_cdk as cdk
 
 from stacks import compliance
-from stacks.config import CustomerConfig
+from stacks.audit_stack import AuditStack
+from stacks.config import AuditSettings, CustomerConfig
 from stacks.customer_stack import CustomerStack
 
 CUSTOMER_STACK_ID = "CustomerStack"
+AUDIT_STACK_ID = "AuditStack"
 
 
-def build_customer_app(
+def build_app(
     customers: Sequence[CustomerConfig],
     *,
+    audit_settings: AuditSettings | None = None,
     all_customers: bool = False,
     outdir: str | None = None,
     context: dict[str, Any] | None = None,
 ) -> cdk.App:
-    """One customer: the app holds ``CustomerStack`` for it. All customers (``all_customers``):
-    one stage per customer named after its slug, each holding an identical ``CustomerStack``,
-    so ``cdk deploy acme/CustomerStack`` and the single-customer app produce the same template.
+    """The app always holds ``AuditStack`` (deployed once per account and region).
+
+    One customer: the app also holds ``CustomerStack`` for it. All customers
+    (``all_customers``): one stage per customer named after its slug, each holding an identical
+    ``CustomerStack``, so ``cdk deploy acme/CustomerStack`` and the single-customer app produce
+    the same template. No customers: the audit stack alone.
     """
     app = cdk.App(outdir=outdir, context=context or {})
     compliance.add_gate(app)
+    AuditStack(app, AUDIT_STACK_ID, settings=audit_settings or AuditSettings())
     if all_customers:
         for customer in customers:
             stage = cdk.Stage(app, customer.slug)
             compliance.add_gate(stage)
             CustomerStack(stage, CUSTOMER_STACK_ID, customer=customer)
     else:
-        (customer,) = customers
-        CustomerStack(app, CUSTOMER_STACK_ID, customer=customer)
+        for customer in customers[:1]:
+            CustomerStack(app, CUSTOMER_STACK_ID, customer=customer)
     return app

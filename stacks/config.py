@@ -23,7 +23,8 @@ from typing import Any
 
 from stacks import naming
 
-RESERVED_SLUGS = frozenset({"all"})  # "-c customer=all" selects every customer
+# "-c customer=all" selects every customer; "audit" would collide with the audit stack's names.
+RESERVED_SLUGS = frozenset({"all", "audit"})
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{12}$")
 # IAM role or user ARN in any partition; the name part allows IAM's path and name characters.
@@ -113,10 +114,10 @@ class CustomerConfig:
 class RegistryError(Exception):
     """One or more registry problems; ``problems`` holds one ``file: field: rule`` line each."""
 
-    def __init__(self, problems: Sequence[str]):
+    def __init__(self, problems: Sequence[str], *, subject: str = "customer registry"):
         self.problems = list(problems)
         count = len(self.problems)
-        header = f"customer registry: {count} problem{'s' if count != 1 else ''}"
+        header = f"{subject}: {count} problem{'s' if count != 1 else ''}"
         super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
 
 
@@ -474,3 +475,46 @@ def _rotation(value: Any, access: AccessMode | None, problems: _Problems) -> Rot
         problems.add("rotation.grace_days", f"must be shorter than rotation.interval_days "
                      f"({rotation.grace_days} >= {rotation.interval_days})")
     return rotation
+
+
+# --- the audit stack's settings (cdk.json context, not the registry) ------------------------
+
+
+class LockMode(enum.StrEnum):
+    COMPLIANCE = "compliance"  # nobody, not even the account root, can delete before expiry
+    GOVERNANCE = "governance"  # principals with s3:BypassGovernanceRetention can
+
+
+# HIPAA keeps required documentation six years (45 CFR 164.316(b)(2)).
+MIN_AUDIT_RETENTION_DAYS = 6 * 365 + 2  # 2192: six years including leap days
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Settings of the audit stack.
+
+    ``retention_days`` (default 2192, six years; at least that): Object Lock retention of
+    every trail log file. ``lock_mode`` (default compliance): compliance means nobody can
+    delete or shorten the lock before it expires; governance lets principals with
+    ``s3:BypassGovernanceRetention`` do so (use only in sandbox accounts).
+    """
+
+    retention_days: int = MIN_AUDIT_RETENTION_DAYS
+    lock_mode: LockMode = LockMode.COMPLIANCE
+
+
+def parse_audit_settings(context: Mapping[str, Any], *, source: str = "cdk.json") -> AuditSettings:
+    """Validate the ``audit_retention_days`` and ``audit_lock_mode`` context values."""
+    problems = _Problems(source)
+    retention = _int_in_range(context, "context", "audit_retention_days",
+                              MIN_AUDIT_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS, 36500, problems)
+    mode_value = context.get("audit_lock_mode", LockMode.COMPLIANCE.value)
+    try:
+        mode = LockMode(mode_value)
+    except ValueError:
+        problems.add("context.audit_lock_mode",
+                     f"must be 'compliance' or 'governance' (got {mode_value!r})")
+        mode = LockMode.COMPLIANCE
+    if problems.items:
+        raise RegistryError(problems.items, subject="audit settings")
+    return AuditSettings(retention_days=retention, lock_mode=mode)

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks import compliance, naming
 from stacks.components.encrypted_storage import EncryptedStorage
+from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
 from stacks.components.partner_access import PartnerAccess
 from stacks.config import AccessMode, CustomerConfig, Direction
@@ -61,6 +62,10 @@ class CustomerStack(Stack):
                 secret=access.secret,
                 user_name=access.user_name,
                 key=storage.key,
+            )
+        if customer.allows(Direction.INBOUND):
+            IngestionHandoff(
+                self, "IngestionHandoff", slug=slug, bucket_name=storage.bucket.bucket_name
             )
         compliance.acknowledge_customer_stack(
             self, storage=storage, access=access, rotation=rotation

@@ -24,6 +24,13 @@ OUTBOUND_PREFIX = "outbound/"
 BUCKET_NAME_PREFIX = "phi-"
 
 
+AUDIT_STACK_NAME = "PhiExchange-audit"
+TRAIL_NAME = f"{PROJECT}-audit"
+INGESTION_QUEUE_NAME = f"{PROJECT}-ingestion"
+INGESTION_DEAD_LETTER_QUEUE_NAME = f"{PROJECT}-ingestion-dlq"
+AUDIT_KEY_ALIAS = f"alias/{PROJECT}/audit"
+
+
 def stack_name(slug: str) -> str:
     """CloudFormation stack name: one stack per customer, stable for life."""
     return f"PhiExchange-{slug}"
@@ -67,3 +74,12 @@ def rotation_function_name(slug: str) -> str:
 
 def notices_topic_name(slug: str) -> str:
     return f"{PROJECT}-{slug}-notices"
+
+
+def ingestion_rule_name(slug: str) -> str:
+    """The customer's EventBridge rule feeding the ingestion queue; the queue policy admits
+    rules named by this pattern (``INGESTION_RULE_PATTERN``)."""
+    return f"{PROJECT}-{slug}-inbound-objects"
+
+
+INGESTION_RULE_PATTERN = f"{PROJECT}-*-inbound-objects"

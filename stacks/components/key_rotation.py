@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks import naming
+from stacks.components import service_key_access
 from stacks.config import Rotation
 
 # The asset root is lambdas/: Lambda imports key_rotation.handler exactly as the tests do.
@@ -121,26 +122,10 @@ class KeyRotation(Construct):
         )
 
     def _allow_services_to_use_key(self) -> None:
-        """CloudWatch Logs and CloudWatch alarms act as their own service principals, so the
-        key policy (not an identity policy) must let them encrypt logs and alarm messages."""
-        stack = Stack.of(self)
-        self._key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowLogsToEncryptRotationLogs",
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.{stack.url_suffix}")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                     "kms:Describe*"],
-            resources=["*"],
-            conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                service="logs", resource="log-group", resource_name=self.log_group_name,
-                arn_format=ArnFormat.COLON_RESOURCE_NAME)}},
-        ))
-        self._key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudWatchAlarmsToNotify",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey"],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-        ))
+        service_key_access.allow_log_group(
+            self._key, sid="AllowLogsToEncryptRotationLogs", log_group_name=self.log_group_name)
+        service_key_access.allow_service_in_account(
+            self._key, sid="AllowCloudWatchAlarmsToNotify", service="cloudwatch.amazonaws.com")
 
     def _role(self, slug: str, secret: secretsmanager.Secret, user_name: str) -> iam.Role:
         """One managed policy, written out because the rules it must meet (no inline policies,

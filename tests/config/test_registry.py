@@ -302,7 +302,8 @@ def write(directory: Path, name: str, text: str | bytes) -> Path:
 def test_every_problem_in_every_file_is_reported_as_one_error(tmp_path):
     write(tmp_path, "good.toml", 'slug = "good"\naccess = "iam-user"\ncontacts = ["a@b.example"]\n')
     write(tmp_path, "bad1.toml", 'slug = "bad1"\naccess = "iam-user"\n')
-    write(tmp_path, "bad2.toml", 'slug = "bad2"\naccess = "cross-account"\ncontacts=["a@b.example"]\n')
+    write(tmp_path, "bad2.toml",
+          'slug = "bad2"\naccess = "cross-account"\ncontacts=["a@b.example"]\n')
     with pytest.raises(RegistryError) as caught:
         load_registry(tmp_path)
     message = str(caught.value)

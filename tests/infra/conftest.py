@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.app_builder import build_customer_app
+from stacks.app_builder import build_app
 from stacks.config import CustomerConfig, load_registry, parse_customer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,19 +62,26 @@ def customers() -> dict[str, CustomerConfig]:
 def stack_artifacts(customers: dict[str, CustomerConfig], tmp_path_factory) -> dict[str, Any]:
     """slug -> the synthesized stack artifact (template, metadata) of that customer."""
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = build_customer_app(list(customers.values()), all_customers=True,
+    app = build_app(list(customers.values()), all_customers=True,
                              outdir=str(outdir), context=CDK_CONTEXT)
     assembly = app.synth()
     result = {}
     for slug in customers:
         (stack,) = assembly.get_nested_assembly(f"assembly-{slug}").stacks
         result[slug] = stack
+    result["(audit)"] = assembly.get_stack_by_name("PhiExchange-audit")
     return result
 
 
 @pytest.fixture(scope="session")
+def audit_template(stack_artifacts: dict[str, Any]) -> Template:
+    return Template.from_json(stack_artifacts["(audit)"].template)
+
+
+@pytest.fixture(scope="session")
 def templates(stack_artifacts: dict[str, Any]) -> dict[str, Template]:
-    return {slug: Template.from_json(s.template) for slug, s in stack_artifacts.items()}
+    return {slug: Template.from_json(s.template) for slug, s in stack_artifacts.items()
+            if slug != "(audit)"}
 
 
 def slugs_by_mode(mode: str) -> list[str]:

@@ -22,7 +22,7 @@ def synth_with_gate(build) -> None:
 
 
 def test_a_noncompliant_bucket_fails_synth():
-    with pytest.raises(Exception, match="(?s)AwsSolutions-S1.*HIPAA.Security-S3"):
+    with pytest.raises(Exception, match=r"(?s)AwsSolutions-S1.*HIPAA\.Security-S3"):
         synth_with_gate(lambda stack: s3.Bucket(stack, "PlainBucket"))
 
 

@@ -44,7 +44,8 @@ def data_bucket_id(template: Template) -> str:
 
 def statement(statements: list[dict], sid: str) -> dict:
     matches = [s for s in statements if s.get("Sid") == sid]
-    assert len(matches) == 1, f"statement {sid} not found once in {[s.get('Sid') for s in statements]}"
+    sids = [s.get("Sid") for s in statements]
+    assert len(matches) == 1, f"statement {sid} not found once in {sids}"
     return matches[0]
 
 

@@ -149,5 +149,7 @@ def test_errors_raise_an_alarm_that_notifies_the_contacts(templates, slug):
 @pytest.mark.parametrize("slug", OTHER_MODES)
 def test_modes_without_an_access_key_have_no_rotation(templates, slug):
     for resource_type in ("AWS::Lambda::Function", "AWS::SecretsManager::RotationSchedule",
-                          "AWS::Events::Rule", "AWS::SNS::Topic"):
+                          "AWS::SNS::Topic", "AWS::CloudWatch::Alarm"):
         templates[slug].resource_count_is(resource_type, 0)
+    assert not templates[slug].find_resources("AWS::Events::Rule", {
+        "Properties": {"ScheduleExpression": Match.any_value()}})

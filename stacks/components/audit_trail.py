@@ -1,0 +1,161 @@
+"""One CloudTrail trail for every customer bucket, delivered to an Object-Locked bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks import naming
+from stacks.components import service_key_access
+from stacks.components.encrypted_storage import ACCESS_LOG_RETENTION_DAYS, MINIMUM_TLS_VERSION
+from stacks.config import AuditSettings, LockMode
+
+# CloudWatch Logs is for searching recent activity; the Object-Locked bucket is the record.
+TRAIL_LOG_GROUP_RETENTION = logs.RetentionDays.ONE_YEAR
+TRAIL_LOG_GROUP_NAME = f"/{naming.PROJECT}/audit-trail"
+
+
+class AuditTrail(Construct):
+    """Creates the audit key, the custody bucket, its access-log bucket, and the trail.
+
+    Guarantees: the trail records management events and the S3 object-level data events of
+    every bucket whose name starts with ``phi-`` (every customer data bucket, present and
+    future: ``naming.data_bucket_name``) through advanced event selectors, so one trail serves
+    all customers; log-file validation (digest files) is on; log files are encrypted with the
+    audit key and delivered to a versioned custody bucket under S3 Object Lock
+    (``settings.lock_mode``, ``settings.retention_days``, default compliance mode, six years)
+    and to a KMS-encrypted CloudWatch Logs group. Audit buckets get generated names that do not
+    start with ``phi-``, so the trail never records its own deliveries.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: AuditSettings) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "AuditKey",
+            alias=naming.AUDIT_KEY_ALIAS,
+            description="Encrypts the audit trail, its logs and the ingestion queue",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.access_log_bucket = self._access_log_bucket()
+        self.custody_bucket = self._custody_bucket(settings)
+        self.log_group = logs.LogGroup(
+            self,
+            "TrailLogGroup",
+            log_group_name=TRAIL_LOG_GROUP_NAME,
+            retention=TRAIL_LOG_GROUP_RETENTION,
+            encryption_key=self.key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self._allow_logs_to_use_key()
+        self.trail = self._trail()
+
+    def _access_log_bucket(self) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            "AccessLogBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # log delivery supports SSE-S3 only
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=MINIMUM_TLS_VERSION,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(
+                id="RetainAccessLogs", expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _custody_bucket(self, settings: AuditSettings) -> s3.Bucket:
+        retention = Duration.days(settings.retention_days)
+        return s3.Bucket(
+            self,
+            "CustodyBucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            blocked_encryption_types=[s3.BlockedEncryptionType.SSE_C],
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=MINIMUM_TLS_VERSION,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            object_lock_enabled=True,
+            object_lock_default_retention=(
+                s3.ObjectLockRetention.compliance(retention)
+                if settings.lock_mode is LockMode.COMPLIANCE
+                else s3.ObjectLockRetention.governance(retention)
+            ),
+            server_access_logs_bucket=self.access_log_bucket,
+            server_access_logs_prefix="custody-bucket/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _allow_logs_to_use_key(self) -> None:
+        service_key_access.allow_log_group(
+            self.key, sid="AllowLogsToEncryptTrailLogs", log_group_name=TRAIL_LOG_GROUP_NAME)
+
+    def _trail(self) -> cloudtrail.Trail:
+        trail = cloudtrail.Trail(
+            self,
+            "Trail",
+            trail_name=naming.TRAIL_NAME,
+            bucket=self.custody_bucket,
+            encryption_key=self.key,
+            enable_file_validation=True,
+            include_global_service_events=True,
+            is_multi_region_trail=False,
+        )
+        # Advanced event selectors (the L2 has no property for them): management events, plus
+        # object-level data events of every customer bucket by name prefix.
+        cfn_trail = trail.node.default_child
+        assert isinstance(cfn_trail, cloudtrail.CfnTrail)
+        # CloudWatch Logs delivery through our own role with a managed policy: the L2's
+        # send_to_cloud_watch_logs would give its role an inline policy.
+        cfn_trail.cloud_watch_logs_log_group_arn = self.log_group.log_group_arn
+        cfn_trail.cloud_watch_logs_role_arn = self._logs_delivery_role().role_arn
+        partition = Stack.of(self).partition
+        cfn_trail.add_property_deletion_override("EventSelectors")  # advanced ones replace them
+        cfn_trail.advanced_event_selectors = [
+            cloudtrail.CfnTrail.AdvancedEventSelectorProperty(
+                name="Management events",
+                field_selectors=[cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                    field="eventCategory", equal_to=["Management"])],
+            ),
+            cloudtrail.CfnTrail.AdvancedEventSelectorProperty(
+                name="Object events of every customer bucket",
+                field_selectors=[
+                    cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                        field="eventCategory", equal_to=["Data"]),
+                    cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                        field="resources.type", equal_to=["AWS::S3::Object"]),
+                    cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                        field="resources.ARN",
+                        starts_with=[f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}"]),
+                ],
+            ),
+        ]
+        return trail
+
+    def _logs_delivery_role(self) -> iam.Role:
+        policy = iam.ManagedPolicy(
+            self,
+            "LogsDeliveryPolicy",
+            description="CloudTrail writes the audit trail to its one log group",
+            statements=[iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[f"{self.log_group.log_group_arn}"],
+            )],
+        )
+        return iam.Role(
+            self,
+            "LogsDeliveryRole",
+            assumed_by=iam.ServicePrincipal("cloudtrail.amazonaws.com"),
+            managed_policies=[policy],
+        )
+

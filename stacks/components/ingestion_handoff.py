@@ -1,0 +1,66 @@
+"""Hands a customer's new inbound files to the importer's queue."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Stack
+from aws_cdk import aws_events as events
+from constructs import Construct
+
+from stacks import naming
+
+
+class IngestionHandoff(Construct):
+    """Creates an EventBridge rule that sends every ``Object Created`` event under the
+    customer bucket's ``inbound/`` prefix to the ingestion queue of the audit stack, found by
+    its deterministic name (no cross-stack export: either stack deploys on its own; until the
+    audit stack exists, events have nowhere to go and the importer has nothing to do).
+
+    The message carries what the importer needs and the custody record wants: customer slug,
+    bucket, key, version id, size, ETag, event time and id, requester and source address.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, slug: str,
+                 bucket_name: str) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        rule = events.Rule(
+            self,
+            "InboundObjectCreated",
+            rule_name=naming.ingestion_rule_name(slug),
+            description=f"New inbound files of {slug} to the importer's queue",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [bucket_name]},
+                    "object": {"key": [{"prefix": naming.INBOUND_PREFIX}]},
+                },
+            ),
+        )
+        queue_arn = stack.format_arn(service="sqs", resource=naming.INGESTION_QUEUE_NAME)
+        paths = {
+            "bucket": "$.detail.bucket.name",
+            "key": "$.detail.object.key",
+            "version_id": "$.detail.object.version-id",
+            "size": "$.detail.object.size",
+            "etag": "$.detail.object.etag",
+            "time": "$.time",
+            "event_id": "$.id",
+            "requester": "$.detail.requester",
+            "source_ip": "$.detail.source-ip-address",
+        }
+        # Placeholders outside quotes: EventBridge inserts each value JSON-encoded.
+        template = "{" + ",".join(
+            [f'"customer":{json.dumps(slug)}'] + [f'"{name}":<{name}>' for name in paths]
+        ) + "}"
+        cfn_rule = rule.node.default_child
+        assert isinstance(cfn_rule, events.CfnRule)
+        cfn_rule.targets = [events.CfnRule.TargetProperty(
+            id="IngestionQueue",
+            arn=queue_arn,
+            input_transformer=events.CfnRule.InputTransformerProperty(
+                input_paths_map=paths, input_template=template),
+            retry_policy=events.CfnRule.RetryPolicyProperty(maximum_retry_attempts=185),
+        )]

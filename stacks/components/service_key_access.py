@@ -1,0 +1,39 @@
+"""Key-policy statements for AWS services that use a customer-managed key as themselves.
+
+CloudWatch Logs, CloudWatch alarms and EventBridge call KMS as service principals, so an
+identity policy cannot let them use a key; the key policy must. Each statement is limited to
+our account or to the one log group that needs it.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+
+
+def allow_log_group(key: kms.Key, *, sid: str, log_group_name: str) -> None:
+    """Let CloudWatch Logs encrypt the log group ``log_group_name`` (and only it) with ``key``."""
+    stack = Stack.of(key)
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid=sid,
+        principals=[iam.ServicePrincipal(f"logs.{stack.region}.{stack.url_suffix}")],
+        actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                 "kms:Describe*"],
+        resources=["*"],
+        conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+            service="logs", resource="log-group", resource_name=log_group_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME)}},
+    ))
+
+
+def allow_service_in_account(key: kms.Key, *, sid: str, service: str) -> None:
+    """Let ``service`` (e.g. cloudwatch.amazonaws.com) encrypt and decrypt messages it sends to
+    our KMS-encrypted topics and queues, only on behalf of resources in our account."""
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid=sid,
+        principals=[iam.ServicePrincipal(service)],
+        actions=["kms:Decrypt", "kms:GenerateDataKey"],
+        resources=["*"],
+        conditions={"StringEquals": {"aws:SourceAccount": Stack.of(key).account}},
+    ))
