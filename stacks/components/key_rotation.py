@@ -142,12 +142,13 @@ class KeyRotation(Construct):
                 iam.PolicyStatement(
                     sid="ManagePartnerAccessKeys",
                     actions=["iam:ListAccessKeys", "iam:CreateAccessKey", "iam:UpdateAccessKey",
-                             "iam:DeleteAccessKey"],
+                             "iam:DeleteAccessKey", "iam:GetAccessKeyLastUsed"],
                     resources=[user_arn],
                 ),
                 iam.PolicyStatement(
                     sid="RotatePartnerSecret",
                     actions=["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+                             "secretsmanager:ListSecretVersionIds",
                              "secretsmanager:PutSecretValue",
                              "secretsmanager:UpdateSecretVersionStage"],
                     resources=[secret.secret_arn],

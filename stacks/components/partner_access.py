@@ -188,18 +188,11 @@ class PartnerAccess(Construct):
                         groups=[group])
         access_key = iam.AccessKey(self, "PartnerAccessKey", user=user)
         stack = Stack.of(self)
-        connection = {
-            "bucket": self._bucket.bucket_name,
-            "region": stack.region,
-            "bucket_owner": stack.account,
-            "kms_key_arn": self._key.key_arn,
-            "inbound_prefix": (naming.INBOUND_PREFIX
-                               if self._customer.allows(Direction.INBOUND) else ""),
-            "outbound_prefix": (naming.OUTBOUND_PREFIX
-                                if self._customer.allows(Direction.OUTBOUND) else ""),
-        }
-        # The secret's structure is the contract with the rotation Lambda and the transfer
-        # client (docs/rotation.md).
+        # The secret's structure is the contract with the rotation function and the transfer
+        # client (docs/rotation.md). Every value here is fixed for the life of the stack, so
+        # the template's SecretString never changes and CloudFormation never writes the
+        # initial key back over a rotated one. (Prefixes, which follow the registry's
+        # directions, therefore live in the stack outputs and the client profile instead.)
         self.secret = secretsmanager.Secret(
             self,
             "PartnerSecret",
@@ -210,7 +203,10 @@ class PartnerAccess(Construct):
                 "user_name": SecretValue.unsafe_plain_text(user.user_name),
                 "access_key_id": SecretValue.unsafe_plain_text(access_key.access_key_id),
                 "secret_access_key": access_key.secret_access_key,
-                **{k: SecretValue.unsafe_plain_text(v) for k, v in connection.items()},
+                "bucket": SecretValue.unsafe_plain_text(self._bucket.bucket_name),
+                "region": SecretValue.unsafe_plain_text(stack.region),
+                "bucket_owner": SecretValue.unsafe_plain_text(stack.account),
+                "kms_key_arn": SecretValue.unsafe_plain_text(self._key.key_arn),
             },
         )
         self.user_name = naming.partner_user_name(slug)

@@ -106,7 +106,8 @@ def test_role_is_scoped_to_this_customers_user_and_secret(templates, slug):
     statements = function_policy(template)
     keys = statements["ManagePartnerAccessKeys"]
     assert sorted(keys["Action"]) == ["iam:CreateAccessKey", "iam:DeleteAccessKey",
-                                      "iam:ListAccessKeys", "iam:UpdateAccessKey"]
+                                      "iam:GetAccessKeyLastUsed", "iam:ListAccessKeys",
+                                      "iam:UpdateAccessKey"]
     assert json.dumps(keys["Resource"]).endswith(f':user/phi-exchange-{slug}-partner"]]}}')
     secret_id, _ = resource(template, "AWS::SecretsManager::Secret")
     assert statements["RotatePartnerSecret"]["Resource"] == {"Ref": secret_id}

@@ -1,0 +1,262 @@
+"""``phi-exchange-admin``: the operator's commands for ``iam-user`` partners' access keys.
+
+    phi-exchange-admin rotate SLUG                     start a rotation now
+    phi-exchange-admin credentials SLUG [--output F]   the current key, for hand-over
+    phi-exchange-admin keys [--json]                   every partner key and its state
+
+Global options (before or after the command): ``--registry DIR`` (default ``customers``),
+``--region``, ``--profile``, ``--endpoint-url`` (default: boto3's usual resolution, real AWS).
+Exit status: 0 done, 1 refused or failed (one line on stderr saying why), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from admin.aws import AwsOptions, make_client
+from admin.keys import CustomerReport, customer_report
+from stacks import naming
+from stacks.config import AccessMode, CustomerConfig, RegistryError, load_registry
+
+PROG = "phi-exchange-admin"
+MakeClient = Callable[[str], Any]
+
+
+class AdminError(Exception):
+    """An expected refusal or failure: printed as one line, exit status 1."""
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_rotate(args: argparse.Namespace, make: MakeClient) -> int:
+    customer = _iam_user_customer(args.registry, args.slug)
+    secret_name = naming.partner_secret_name(customer.slug)
+    sm = make("secretsmanager")
+    described = sm.describe_secret(SecretId=secret_name)
+    if not described.get("RotationEnabled"):
+        raise AdminError(f"rotation is not configured on secret {secret_name}; deploy the "
+                         f"stack of customer {customer.slug!r}, which attaches the rotation "
+                         "function")
+    unfinished = _unfinished_versions(described)
+    if unfinished:
+        raise AdminError(
+            f"a rotation of {secret_name} is unfinished (AWSPENDING on version "
+            f"{unfinished[0]}); Secrets Manager retries it. Fix its cause (see the failure "
+            "notice and the function's logs), or cancel it with: aws secretsmanager "
+            f"update-secret-version-stage --secret-id {secret_name} --version-stage "
+            f"AWSPENDING --remove-from-version-id {unfinished[0]}")
+    started = sm.rotate_secret(SecretId=secret_name)
+    grace = (customer.rotation.grace_days if customer.rotation else 14)
+    print(f"started rotation of {secret_name} (customer {customer.slug}, user "
+          f"{naming.partner_user_name(customer.slug)}): new version {started['VersionId']}.")
+    print("The rotation function creates and tests the new key, makes it current and "
+          "announces it on the notices topic; the previous key keeps working for "
+          f"{grace} days. Follow it with: {PROG} keys")
+    return 0
+
+
+def cmd_credentials(args: argparse.Namespace, make: MakeClient) -> int:
+    customer = _iam_user_customer(args.registry, args.slug)
+    output: Path | None = args.output
+    # Decide where the secret goes before fetching it.
+    if output is None and not sys.stdout.isatty():
+        raise AdminError("refusing to write a secret access key to a pipe or file; run in a "
+                         "terminal, or use --output FILE (created with mode 0600)")
+    if output is not None and os.path.lexists(output):
+        raise AdminError(f"{output} already exists; refusing to overwrite it")
+
+    secret_name = naming.partner_secret_name(customer.slug)
+    sm = make("secretsmanager")
+    value = sm.get_secret_value(SecretId=secret_name, VersionStage="AWSCURRENT")
+    try:
+        document = json.loads(value.get("SecretString") or "")
+    except ValueError:
+        document = None
+    if not isinstance(document, dict) or not all(
+            isinstance(document.get(k), str) and document.get(k)
+            for k in ("access_key_id", "secret_access_key")):
+        raise AdminError(f"secret {secret_name} does not hold an access key document "
+                         "(see docs/rotation.md)")
+    text = json.dumps(document, indent=2) + "\n"
+    key_id = document["access_key_id"]
+
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        where = "shown above"
+    else:
+        _write_private(output, text)
+        where = f"written to {output} (mode 0600)"
+    print(f"access key {key_id} of user {document.get('user_name', '?')}: {where}. Hand it "
+          "over through the agreed secure channel only.", file=sys.stderr)
+    if _unfinished_versions(sm.describe_secret(SecretId=secret_name)):
+        print("note: a rotation is in progress; this key is replaced when it completes.",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, make: MakeClient) -> int:
+    registry = load_registry(Path(args.registry))
+    customers = [c for c in sorted(registry.values(), key=lambda c: c.slug)
+                 if c.access is AccessMode.IAM_USER]
+    iam, sm = make("iam"), make("secretsmanager")
+    now = datetime.now(UTC)
+    reports = [customer_report(c, iam=iam, secretsmanager=sm, now=now) for c in customers]
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2))
+    elif not reports:
+        print(f"no customer in {args.registry} uses access = 'iam-user'")
+    else:
+        print("\n\n".join(_format_report(r) for r in reports))
+    return 0
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _iam_user_customer(registry_dir: str, slug: str) -> CustomerConfig:
+    registry = load_registry(Path(registry_dir))
+    customer = registry.get(slug)
+    if customer is None:
+        known = ", ".join(sorted(registry)) or "(none)"
+        raise AdminError(f"customer {slug!r} is not registered in {registry_dir} "
+                         f"(registered: {known})")
+    if customer.access is not AccessMode.IAM_USER:
+        raise AdminError(f"customer {slug!r} uses access = '{customer.access.value}'; only "
+                         "'iam-user' customers have an access key of ours")
+    return customer
+
+
+def _unfinished_versions(described: dict[str, Any]) -> list[str]:
+    return [version for version, stages in described.get("VersionIdsToStages", {}).items()
+            if "AWSPENDING" in stages and "AWSCURRENT" not in stages]
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only; never overwrite or follow a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise AdminError(f"{path} already exists; refusing to overwrite it") from None
+    except OSError as err:
+        raise AdminError(f"cannot create {path}: {err.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        raise AdminError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _format_report(report: CustomerReport) -> str:
+    lines = [f"{report.slug}: user {report.user_name}, secret {report.secret_name}"]
+    if report.problem and not report.keys:
+        return "\n".join([*lines, f"  {report.problem}"])
+    if not report.rotation_enabled:
+        lines.append("  rotation: not enabled on the secret")
+    else:
+        last = report.last_rotated.strftime("%Y-%m-%d") if report.last_rotated else "never"
+        upcoming = "unknown"
+        if report.next_rotation and report.days_to_rotation is not None:
+            upcoming = (f"{report.next_rotation:%Y-%m-%d} "
+                        f"(in {report.days_to_rotation} days)")
+        lines.append(f"  rotation: every {report.interval_days} days; last {last}, "
+                     f"next {upcoming}")
+    if report.problem:
+        lines.append(f"  problem: {report.problem}")
+    lines.append(f"  {'KEY ID':<22}{'STATUS':<10}{'AGE':>8}  STATE")
+    for key in report.keys:
+        lines.append(f"  {key.access_key_id:<22}{key.status:<10}{key.age_days:>6} d  "
+                     f"{key.state}")
+    return "\n".join(lines)
+
+
+def _client_error_line(err: ClientError) -> str:
+    error = err.response.get("Error", {})
+    message = " ".join(str(error.get("Message", "")).split())
+    return f"{err.operation_name}: {error.get('Code', 'Error')}: {message}"
+
+
+# --- parsing and the entry point ------------------------------------------------------------
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, on_command: bool) -> None:
+    # Accepted before and after the command; after it, an option left out keeps the value
+    # given (or defaulted) before it.
+    def default(value: str | None) -> str | None:
+        return argparse.SUPPRESS if on_command else value
+
+    parser.add_argument("--registry", metavar="DIR", default=default("customers"),
+                        help="customer registry directory (default: customers)")
+    parser.add_argument("--region", default=default(None),
+                        help="AWS region (default: from the environment or profile)")
+    parser.add_argument("--profile", default=default(None),
+                        help="AWS profile (default: the default credential chain)")
+    parser.add_argument("--endpoint-url", default=default(None),
+                        help="endpoint URL for every service, e.g. a local emulator")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Operator commands for iam-user partners' access keys.")
+    _add_global_options(parser, on_command=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rotate = commands.add_parser("rotate", help="rotate a customer's access key now")
+    rotate.add_argument("slug", metavar="SLUG")
+    rotate.set_defaults(run=cmd_rotate)
+
+    credentials = commands.add_parser(
+        "credentials", help="show the current access key for hand-over (terminal or --output)")
+    credentials.add_argument("slug", metavar="SLUG")
+    credentials.add_argument("--output", metavar="FILE", type=Path,
+                             help="write to FILE, created with mode 0600; never overwrites")
+    credentials.set_defaults(run=cmd_credentials)
+
+    keys = commands.add_parser("keys", help="every iam-user customer's keys and their state")
+    keys.add_argument("--json", action="store_true", help="machine-readable output")
+    keys.set_defaults(run=cmd_keys)
+
+    for sub in (rotate, credentials, keys):
+        _add_global_options(sub, on_command=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = AwsOptions(region=args.region, profile=args.profile,
+                         endpoint_url=args.endpoint_url)
+
+    def make(service: str) -> Any:
+        return make_client(service, options)
+
+    try:
+        return int(args.run(args, make))
+    except RegistryError as err:
+        print(err, file=sys.stderr)
+    except AdminError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+    except ClientError as err:
+        print(f"{PROG}: {_client_error_line(err)}", file=sys.stderr)
+    except BotoCoreError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
