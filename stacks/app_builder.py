@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
+from constructs import Construct
 
 from stacks import compliance
 from stacks.audit_stack import AuditStack
-from stacks.config import AuditSettings, CustomerConfig
+from stacks.config import AuditSettings, CustomerConfig, RegistryError
 from stacks.customer_stack import CustomerStack
 
 CUSTOMER_STACK_ID = "CustomerStack"
@@ -35,12 +36,16 @@ def build_app(
     app = cdk.App(outdir=outdir, context=context or {})
     compliance.add_gate(app)
     AuditStack(app, AUDIT_STACK_ID, settings=audit_settings or AuditSettings())
-    if all_customers:
-        for customer in customers:
-            stage = cdk.Stage(app, customer.slug)
-            compliance.add_gate(stage)
-            CustomerStack(stage, CUSTOMER_STACK_ID, customer=customer)
-    else:
-        for customer in customers[:1]:
-            CustomerStack(app, CUSTOMER_STACK_ID, customer=customer)
+    problems: list[str] = []
+    for customer in customers if all_customers else customers[:1]:
+        scope: Construct = app
+        if all_customers:
+            scope = cdk.Stage(app, customer.slug)
+            compliance.add_gate(scope)
+        try:
+            CustomerStack(scope, CUSTOMER_STACK_ID, customer=customer)
+        except RegistryError as err:  # e.g. a policy over its AWS size limit
+            problems.extend(err.problems)
+    if problems:
+        raise RegistryError(problems)
     return app

@@ -35,9 +35,10 @@ PRINCIPAL_ARN_PATTERN = re.compile(
 EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 MAX_FILE_BYTES = 64 * 1024
-# Bounded so the bucket and key policies stay far below their AWS size limits.
-MAX_PRINCIPALS = 20
-MAX_SOURCE_CIDRS = 50
+# Sanity bounds; the binding limits are AWS's policy sizes, checked on the synthesized policies
+# (stacks/policy_limits.py).
+MAX_PRINCIPALS = 100
+MAX_SOURCE_CIDRS = 200
 MAX_CONTACTS = 20
 
 

@@ -7,12 +7,12 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
-from stacks import compliance, naming
+from stacks import compliance, naming, policy_limits
 from stacks.components.encrypted_storage import EncryptedStorage
 from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
 from stacks.components.partner_access import PartnerAccess
-from stacks.config import AccessMode, CustomerConfig, Direction
+from stacks.config import AccessMode, CustomerConfig, Direction, RegistryError
 
 
 class CustomerStack(Stack):
@@ -73,6 +73,9 @@ class CustomerStack(Stack):
         Tags.of(self).add("phi-exchange:customer", slug)
         Tags.of(self).add("phi-exchange:data-classification", "phi")
         self._outputs(customer, storage, access)
+        oversize = policy_limits.oversize_problems(self, customer)
+        if oversize:
+            raise RegistryError(oversize)
 
     def _outputs(
         self, customer: CustomerConfig, storage: EncryptedStorage, access: PartnerAccess

@@ -1,0 +1,227 @@
+"""Synth cost at scale: how one-customer and all-customer synth grow with the registry.
+
+    .venv/bin/python bench/synth_scale.py                 # N = 1, 10, 100, 500
+    .venv/bin/python bench/synth_scale.py --sizes 1 10    # a quick run
+    .venv/bin/python bench/synth_scale.py --phases 100    # where the time goes, for N = 100
+
+For each N it writes N synthetic customers (all three access modes, mixed directions, source
+IPs and principal counts) to a temporary registry, then runs ``app.py`` the way the CDK CLI
+does (context through CDK_CONTEXT_JSON, output through CDK_OUTDIR) and reports wall time and
+peak memory (resident set of python + the jsii node process, sampled every 20 ms), for:
+
+- one customer (``-c customer=<slug>``): must not grow with N;
+- all customers (``-c customer=all``), with the compliance gate on: grows linearly.
+
+It also reports the largest template, resource count and policy sizes against AWS's limits.
+Prints figures; asserts nothing (timings belong in docs/benchmarks.md, never in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a script run from anywhere, importing the project's modules
+
+TEMPLATE_BODY_LIMIT = 1_000_000  # bytes, via S3 (51,200 inline)
+RESOURCE_LIMIT = 500
+
+
+def synthetic_customer(index: int) -> str:
+    """A valid registry file; modes and options rotate so every combination appears."""
+    slug = f"c{index:04d}"
+    mode = ("iam-user", "cross-account", "assume-role")[index % 3]
+    directions = ('"inbound", "outbound"', '"inbound"', '"outbound"')[index // 3 % 3]
+    lines = [
+        f'slug = "{slug}"',
+        f'access = "{mode}"',
+        f"directions = [{directions}]",
+        f'contacts = ["ops@{slug}.example"]',
+    ]
+    if mode != "iam-user":
+        count = 1 + index % 4
+        principals = [
+            f'"arn:aws:iam::{100000000000 + index:012d}:role/transfer-{i}"' for i in range(count)
+        ]
+        lines.append(f"partner_principals = [{', '.join(principals)}]")
+    if mode == "assume-role":
+        lines.append(f'external_id = "{slug}-external-id-0001"')
+    if index % 2:
+        lines.append(f'allowed_source_ips = ["198.51.{index % 256}.0/24"]')
+    return "\n".join(lines) + "\n"
+
+
+def write_registry(directory: Path, count: int) -> list[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    slugs = []
+    for index in range(count):
+        text = synthetic_customer(index)
+        slug = text.split('"')[1]
+        (directory / f"{slug}.toml").write_text(text)
+        slugs.append(slug)
+    return slugs
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, from /proc."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+            )
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            pending.extend(int(c) for c in children)
+        except (FileNotFoundError, StopIteration, ProcessLookupError):
+            continue
+    return total
+
+
+def run_synth(registry: Path, customer: str, outdir: Path) -> tuple[float, int]:
+    """Run app.py as the CLI would; return (seconds, peak MiB of the process tree)."""
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    context.update(customer=customer, registry=str(registry))
+    env = dict(
+        os.environ,
+        CDK_CONTEXT_JSON=json.dumps(context),
+        CDK_OUTDIR=str(outdir),
+        PATH=f"{REPO / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="1",
+    )
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, tree_rss_kib(process.pid))
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"synth failed: {process.stderr.read().decode()[-2000:]}")
+    return elapsed, peak // 1024
+
+
+def template_figures(outdir: Path) -> dict[str, int]:
+    from stacks.policy_limits import _worst_case
+
+    largest_template = largest_resources = 0
+    largest = {"bucket": 0, "key": 0, "managed": 0, "trust": 0}
+    for path in outdir.rglob("*.template.json"):
+        body = path.read_text()
+        template = json.loads(body)
+        largest_template = max(largest_template, len(body.encode()))
+        largest_resources = max(largest_resources, len(template.get("Resources", {})))
+        for resource in template["Resources"].values():
+            props = resource.get("Properties", {})
+            for kind, resource_type, field in [
+                ("bucket", "AWS::S3::BucketPolicy", "PolicyDocument"),
+                ("key", "AWS::KMS::Key", "KeyPolicy"),
+                ("managed", "AWS::IAM::ManagedPolicy", "PolicyDocument"),
+                ("trust", "AWS::IAM::Role", "AssumeRolePolicyDocument"),
+            ]:
+                if resource["Type"] == resource_type and field in props:
+                    size = len(json.dumps(_worst_case(props[field]), separators=(",", ":")))
+                    largest[kind] = max(largest[kind], size)
+    return {
+        "template_bytes": largest_template,
+        "resources": largest_resources,
+        **{f"{k}_policy": v for k, v in largest.items()},
+    }
+
+
+def phases(count: int) -> None:
+    """Where the time goes for all customers: construct creation (Python <-> jsii calls),
+    synth without the gate, and the gate's share."""
+    import aws_cdk as cdk
+
+    from stacks import compliance
+    from stacks.app_builder import build_app
+    from stacks.config import load_registry
+
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = Path(tmp) / "customers"
+        write_registry(registry, count)
+        t0 = time.perf_counter()
+        customers = list(load_registry(registry).values())
+        t1 = time.perf_counter()
+        original_gate = compliance.add_gate
+        for gated in (False, True):
+            if not gated:
+                compliance.add_gate = lambda scope: None  # type: ignore[assignment]
+            t2 = time.perf_counter()
+            app = build_app(
+                customers,
+                all_customers=True,
+                context=context,
+                outdir=str(Path(tmp) / f"out-{gated}"),
+            )
+            t3 = time.perf_counter()
+            app.synth()
+            t4 = time.perf_counter()
+            compliance.add_gate = original_gate  # type: ignore[assignment]
+            print(
+                f"N={count} gate={'on ' if gated else 'off'}: registry {t1 - t0:6.2f} s, "
+                f"constructs {t3 - t2:6.2f} s, synth {t4 - t3:6.2f} s"
+            )
+        assert cdk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100, 500])
+    parser.add_argument("--repeat", type=int, default=3, help="one-customer runs per N (median)")
+    parser.add_argument("--phases", type=int, metavar="N", help="time the phases for N")
+    args = parser.parse_args()
+    if args.phases:
+        phases(args.phases)
+        return
+    print(
+        f"{'N':>5} {'one: s':>8} {'one: MiB':>9} {'all: s':>8} {'all: MiB':>9} "
+        f"{'s/cust':>7} {'tmpl KB':>8} {'res':>4} {'bucket':>7} {'key':>6} {'managed':>8} "
+        f"{'trust':>6}"
+    )
+    for count in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            registry = Path(tmp) / "customers"
+            slugs = write_registry(registry, count)
+            one = [
+                run_synth(registry, slugs[-1], Path(tmp) / f"one{i}") for i in range(args.repeat)
+            ]
+            one_s = statistics.median(t for t, _ in one)
+            one_mib = max(m for _, m in one)
+            all_s, all_mib = run_synth(registry, "all", Path(tmp) / "all")
+            figures = template_figures(Path(tmp) / "all")
+            print(
+                f"{count:>5} {one_s:>8.1f} {one_mib:>9} {all_s:>8.1f} {all_mib:>9} "
+                f"{all_s / count:>7.2f} {figures['template_bytes'] / 1024:>8.0f} "
+                f"{figures['resources']:>4} {figures['bucket_policy']:>7} "
+                f"{figures['key_policy']:>6} {figures['managed_policy']:>8} "
+                f"{figures['trust_policy']:>6}",
+                flush=True,
+            )
+    print(
+        f"limits: template body {TEMPLATE_BODY_LIMIT // 1000} KB (via S3), "
+        f"{RESOURCE_LIMIT} resources; bucket policy 20,480; key policy 32,768; "
+        "managed policy 6,144; role trust policy 2,048 (characters)"
+    )
+
+
+if __name__ == "__main__":
+    main()

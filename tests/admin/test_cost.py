@@ -1,0 +1,88 @@
+"""The cost model's arithmetic, on a fixed example (prices from a fixed table, not the file)."""
+
+from __future__ import annotations
+
+import pytest
+
+from admin.cost import Volumes, estimate, load_prices, render, total
+from stacks.config import parse_customer
+
+PRICES = {
+    "as_of": "2026-11-01", "region": "us-east-1", "currency": "USD",
+    "kms": {"key_month": 1.0, "rotated_key_version_month": 1.0, "requests_per_10k": 0.03},
+    "s3": {"storage_gb_month": 0.023, "put_per_1k": 0.005, "get_per_1k": 0.0004,
+           "transfer_out_gb": 0.09},
+    "secrets_manager": {"secret_month": 0.40, "api_per_10k": 0.05},
+    "cloudtrail": {"data_events_per_100k": 0.10},
+    "cloudwatch_logs": {"ingest_gb": 0.50, "storage_gb_month": 0.03},
+    "lambda": {"requests_per_1m": 0.20, "gb_second": 0.0000166667},
+    "sqs": {"requests_per_1m": 0.40},
+    "sns": {"email_per_100k": 2.0},
+}
+
+ACME = parse_customer({"slug": "acme", "access": "iam-user", "contacts": ["a@acme.example"]},
+                      source="acme.toml")
+GLOBEX = parse_customer({"slug": "globex", "access": "cross-account", "directions": ["inbound"],
+                         "partner_principals": ["111122223333"],
+                         "contacts": ["a@globex.example"]}, source="globex.toml")
+# 100 GB stored; 10,000 uploads of 1 MiB (single PUTs); 1,000 downloads of 10 GiB total.
+VOLUMES = Volumes(stored_gb=100, uploaded_gb=10_000 / 1024, files_uploaded=10_000,
+                  downloaded_gb=10, files_downloaded=1_000)
+
+
+def by_item(items):
+    return {(i.service, i.item): i.monthly for i in items}
+
+
+def test_fixed_example_itemized():
+    items = by_item(estimate(ACME, VOLUMES, PRICES))
+    puts, gets = 10_000, 1_000 * 2 + 10_000
+    assert items[("KMS", "customer key")] == 1.0
+    assert items[("KMS", "requests")] == pytest.approx(221 / 10_000 * 0.03)  # 1% of 22,000
+    assert items[("S3", "storage")] == pytest.approx(2.3)
+    assert items[("S3", "noncurrent versions")] == 0.0
+    assert items[("S3", "PUT/LIST requests")] == pytest.approx((puts + 11 + 30) / 1000 * 0.005)
+    assert items[("S3", "GET requests")] == pytest.approx(gets / 1000 * 0.0004)
+    assert items[("S3", "transfer out")] == pytest.approx(0.9)
+    assert items[("CloudTrail", "data events")] == pytest.approx(22_000 / 100_000 * 0.10)
+    assert items[("SQS", "ingestion queue")] == pytest.approx(30_000 / 1e6 * 0.40)
+    assert items[("Secrets Manager", "partner key secret")] == 0.40
+
+
+def test_bucket_keys_cut_kms_requests_by_99_percent():
+    with_keys = by_item(estimate(ACME, VOLUMES, PRICES, bucket_keys=True))
+    without = by_item(estimate(ACME, VOLUMES, PRICES, bucket_keys=False))
+    assert without[("KMS", "requests")] == pytest.approx(22_000 / 10_000 * 0.03)
+    assert with_keys[("KMS", "requests")] < without[("KMS", "requests")] / 90
+
+
+def test_large_files_are_counted_as_multipart_parts():
+    big = Volumes(stored_gb=0, uploaded_gb=10, files_uploaded=10)  # 1 GiB each, 8 MiB parts
+    items = by_item(estimate(ACME, big, PRICES))
+    assert items[("S3", "PUT/LIST requests")] == pytest.approx((10 * (128 + 2) + 31) / 1000
+                                                               * 0.005)
+
+
+def test_versioning_overhead_follows_the_registry_retention():
+    churn = Volumes(stored_gb=100, uploaded_gb=0, files_uploaded=0, overwritten_fraction=0.5)
+    items = by_item(estimate(ACME, churn, PRICES))
+    assert items[("S3", "noncurrent versions")] == pytest.approx(50 * 90 / 30.4 * 0.023)
+
+
+def test_modes_without_a_key_of_ours_pay_no_secret_and_directions_count():
+    items = by_item(estimate(GLOBEX, VOLUMES, PRICES))
+    assert ("Secrets Manager", "partner key secret") not in items
+    assert items[("S3", "transfer out")] == 0.0  # inbound only: nothing is downloaded
+
+
+def test_render_shows_total_and_the_dated_price_source():
+    text = render(ACME, VOLUMES, PRICES)
+    assert "as of 2026-11-01" in text
+    assert f"{total(estimate(ACME, VOLUMES, PRICES)):.2f}" in text
+    assert "without S3 Bucket Keys" in text
+
+
+def test_shipped_price_file_has_every_price_the_model_uses():
+    prices = load_prices()
+    assert prices["as_of"] and prices["region"] == "us-east-1"
+    estimate(ACME, VOLUMES, prices)  # raises KeyError if a price is missing
