@@ -136,46 +136,34 @@ class EncryptedStorage(Construct):
     def _deny_wrong_encryption(self) -> None:
         """Refuse uploads that would not be encrypted with this customer's key.
 
-        The conditions use the IfExists form: a PutObject without encryption headers relies on
-        the bucket's default encryption (this key), and S3's own deliveries send none; the plain
-        Null form would refuse both. Only a request that *names* something else is refused.
+        Only a request that *names* something else is refused: each deny pairs the comparison
+        with ``Null: false`` (the header is present). A PutObject without encryption headers
+        relies on the bucket's default encryption, which is this key, and so do S3's own
+        deliveries and multipart parts (UploadPart carries no encryption header). Neither the
+        plain ``Null: true`` form nor the ``...IfExists`` form may be used here: both match an
+        absent header, and in a Deny they would refuse exactly those requests.
         """
         objects = self.bucket.arn_for_objects("*")
+        algorithm = "s3:x-amz-server-side-encryption"
+        key_id = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        self._deny_put("DenyEncryptionOtherThanKms", objects, {
+            "StringNotEquals": {algorithm: "aws:kms"}, "Null": {algorithm: "false"}})
+        self._deny_put("DenyOtherKmsKeys", objects, {
+            "StringNotEquals": {key_id: self.key.key_arn}, "Null": {key_id: "false"}})
+        # "aws:kms" without a key id would make S3 use the AWS managed key aws/s3.
+        self._deny_put("DenyKmsWithoutThisKey", objects, {
+            "StringEquals": {algorithm: "aws:kms"}, "Null": {key_id: "true"}})
+        self._deny_put("DenyCustomerProvidedKeys", objects, {
+            "Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}})
+
+    def _deny_put(self, sid: str, objects: str, conditions: dict) -> None:
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="DenyEncryptionOtherThanKms",
+                sid=sid,
                 effect=iam.Effect.DENY,
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:PutObject"],
                 resources=[objects],
-                conditions={
-                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}
-                },
-            )
-        )
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="DenyOtherKmsKeys",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[objects],
-                conditions={
-                    "StringNotEqualsIfExists": {
-                        "s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.key_arn
-                    }
-                },
-            )
-        )
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="DenyCustomerProvidedKeys",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[objects],
-                conditions={
-                    "Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}
-                },
+                conditions=conditions,
             )
         )

@@ -172,9 +172,32 @@ def test_bucket_policy_denies_uploads_naming_another_algorithm(templates, slug):
     statements = bucket_policy_statements(templates[slug], data_bucket_id(templates[slug]))
     deny = statement(statements, "DenyEncryptionOtherThanKms")
     assert deny["Effect"] == "Deny" and deny["Action"] == "s3:PutObject"
-    # IfExists: uploads relying on default encryption (and S3's own deliveries) still work.
+    # Only when the header is present: uploads relying on default encryption (this key), S3's
+    # own deliveries and multipart parts carry none and must not be refused.
     assert deny["Condition"] == {
-        "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}}
+        "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+        "Null": {"s3:x-amz-server-side-encryption": "false"}}
+
+
+@pytest.mark.parametrize("slug", ALL_SLUGS)
+def test_bucket_policy_denies_kms_uploads_that_do_not_name_the_key(templates, slug):
+    template = templates[slug]
+    deny = statement(bucket_policy_statements(template, data_bucket_id(template)),
+                     "DenyKmsWithoutThisKey")
+    assert deny["Effect"] == "Deny" and deny["Action"] == "s3:PutObject"
+    assert deny["Condition"] == {
+        "StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+        "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "true"}}
+
+
+@pytest.mark.parametrize("slug", ALL_SLUGS)
+def test_no_encryption_deny_matches_a_request_without_headers(templates, slug):
+    """IfExists and Null:true both match an absent header: in a Deny they would refuse
+    default-encrypted uploads and every multipart part."""
+    template = templates[slug]
+    for s in bucket_policy_statements(template, data_bucket_id(template)):
+        if s["Effect"] == "Deny" and s["Action"] == "s3:PutObject":
+            assert not any(op.endswith("IfExists") for op in s["Condition"]), s["Sid"]
 
 
 @pytest.mark.parametrize("slug", ALL_SLUGS)
@@ -184,8 +207,10 @@ def test_bucket_policy_denies_uploads_naming_another_key(templates, slug):
                      "DenyOtherKmsKeys")
     key_id = next(iter(template.find_resources("AWS::KMS::Key")))
     assert deny["Effect"] == "Deny" and deny["Action"] == "s3:PutObject"
-    assert deny["Condition"] == {"StringNotEqualsIfExists": {
-        "s3:x-amz-server-side-encryption-aws-kms-key-id": {"Fn::GetAtt": [key_id, "Arn"]}}}
+    assert deny["Condition"] == {
+        "StringNotEquals": {
+            "s3:x-amz-server-side-encryption-aws-kms-key-id": {"Fn::GetAtt": [key_id, "Arn"]}},
+        "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"}}
 
 
 @pytest.mark.parametrize("slug", ALL_SLUGS)
