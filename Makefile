@@ -12,9 +12,10 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 
-.PHONY: setup demo synth synth-all test lint clean
+.PHONY: setup demo demo-down synth synth-all test lint matrix scan clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed security/node_modules/.installed \
+	.venv-checkov/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +26,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+# The IAM policy evaluator of the access matrix (test-only; AGPL, never shipped).
+security/node_modules/.installed: security/package.json security/package-lock.json
+	npm ci --prefix security --no-audit --no-fund
+	touch $@
+
+# checkov pins an old boto3, so it gets its own venv.
+.venv-checkov/.installed: security/requirements-checkov.txt $(VENV)/.installed
+	$(PYTHON) -m security.scanners --setup
 
 demo: synth
 	@echo
@@ -43,7 +53,13 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy stacks app.py
+	$(VENV)/bin/mypy stacks app.py admin localaws localrun lambdas/key_rotation
+
+matrix: setup
+	$(PYTHON) -m security.access_matrix
+
+scan: setup
+	$(PYTHON) -m security.scanners
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -122,6 +122,9 @@ class RegistryError(Exception):
         super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
 
 
+_PLAIN_FIELD = re.compile(r"[A-Za-z0-9_.()\[\]-]+")
+
+
 class _Problems:
     """Collects problems for one file instead of stopping at the first."""
 
@@ -130,7 +133,10 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, field_name: str, rule: str) -> None:
-        self.items.append(f"{self.source}: {field_name}: {rule}")
+        # A field name can come from the file (an unknown key): quote any that is not plain,
+        # so a line break or an empty name cannot break the one-line format.
+        shown = field_name if _PLAIN_FIELD.fullmatch(field_name) else repr(field_name)
+        self.items.append(f"{self.source}: {shown}: {rule}")
 
 
 _TOP_LEVEL_FIELDS = {
@@ -204,6 +210,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RegistryError([f"{source}: (file): not valid TOML ({err})"]) from None
+    except RecursionError:  # tomllib recurses per nesting level: 4 KB of "[" exhausts it
+        raise RegistryError([f"{source}: (file): not valid TOML (nested too deeply)"]) from None
 
 
 def load_customer_file(path: Path) -> CustomerConfig:

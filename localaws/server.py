@@ -1,0 +1,301 @@
+"""The emulator: moto's server on ``localhost``, TLS only, with the localaws extensions.
+
+:func:`start` spawns ``python -m localaws.server`` with a run directory; the process installs
+the extensions (always in its own process: they patch moto globally, and must not leak into a
+test run or anything else that uses moto), generates a throwaway CA and server certificate in
+the run directory (see :mod:`localaws.tls`), binds a free port on 127.0.0.1, writes
+``emulator.json`` (pid, port, URL, CA bundle) once it listens, and serves until :func:`stop`
+sends SIGTERM. ``--no-tls`` serves plain HTTP instead: only tests use it, to show that a
+TLS-only bucket policy refuses plain HTTP.
+
+Clients reach it at ``https://localhost:<port>``: the CDK CLI needs the host to be the string
+``localhost`` (moto reads the template URL the CLI uploads by that name), and the certificate
+names ``localhost``. :func:`client_environment` is the environment the CLI and boto3 need.
+
+moto's permission checks are off at start (moto's default); :func:`set_permission_checks`
+switches them (``POST /moto-api/reset-auth``, ``Content-Type: text/plain``, body ``0`` for on,
+``inf`` for off). Create the IAM users whose keys you will use *before* switching them on:
+once on, only keys IAM knows are accepted, and the dummy operator key is not one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from localaws import install, tls
+
+HOST = "localhost"
+BIND_ADDRESS = "127.0.0.1"
+STATE_FILE = "emulator.json"
+LOG_FILE = "emulator.log"
+# Dummy operator credentials. Not "testing": the AWS CRT client rejects that key id. moto
+# accepts any key while permission checks are off and maps it to account 123456789012.
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+OPERATOR_ACCESS_KEY_ID = "AKIALOCALRUNOPERATOR"
+OPERATOR_SECRET_ACCESS_KEY = "local-run-operator-secret-not-a-real-key"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class Emulator:
+    """A running emulator: where it listens and what clients must trust."""
+
+    url: str
+    port: int
+    ca_bundle: str | None
+    pid: int
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Emulator | None:
+        try:
+            data = json.loads((run_dir / STATE_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return cls(**data)
+
+
+def client_environment(emulator: Emulator, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for boto3, the AWS CLI and the CDK CLI to use the emulator, and nothing else.
+
+    Credentials and region are forced (a developer's real profile must never be picked up);
+    ``AWS_PROFILE`` and session tokens are removed for the same reason.
+    """
+    env = dict(os.environ if base is None else base)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
+                 "AWS_SECURITY_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        env.pop(name, None)
+    env.update({
+        "AWS_ENDPOINT_URL": emulator.url,
+        "AWS_ACCESS_KEY_ID": OPERATOR_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": OPERATOR_SECRET_ACCESS_KEY,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        # No instance-metadata probing: there is no EC2 here, and probing costs seconds.
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+    })
+    if emulator.ca_bundle:
+        env["AWS_CA_BUNDLE"] = emulator.ca_bundle
+        env["NODE_EXTRA_CA_CERTS"] = emulator.ca_bundle
+    return env
+
+
+def make_app() -> Any:
+    """moto's WSGI application with the localaws extensions installed."""
+    install()
+    # Imported late: moto's server module pulls in Flask and every backend index.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from localaws.permissions import ContextMiddleware
+
+    return ContextMiddleware(DomainDispatcherApplication(create_backend_app))
+
+
+def _ssl_context(files: tls.TlsFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # TLS 1.2 is the floor our bucket policies demand; older versions are not offered at all.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(files.server_cert, files.server_key)
+    return context
+
+
+def _make_server(port: int, tls_files: tls.TlsFiles | None) -> Any:
+    from werkzeug.serving import make_server
+
+    from localaws.permissions import TlsAwareRequestHandler
+
+    return make_server(
+        BIND_ADDRESS,
+        port,
+        make_app(),
+        threaded=True,
+        request_handler=TlsAwareRequestHandler,
+        ssl_context=_ssl_context(tls_files) if tls_files else None,
+    )
+
+
+# --- the emulator process ------------------------------------------------------------------
+
+
+def serve(run_dir: Path, port: int, *, tls_enabled: bool = True) -> None:
+    """Body of ``python -m localaws.server``: serve until SIGTERM or SIGINT."""
+    files = tls.generate(run_dir / "tls") if tls_enabled else None
+    server = _make_server(port, files)
+    emulator = Emulator(
+        url=f"{'https' if files else 'http'}://{HOST}:{server.server_port}",
+        port=int(server.server_port),
+        ca_bundle=str(files.ca_cert) if files else None,
+        pid=os.getpid(),
+    )
+
+    def _shutdown(signum: int, frame: Any) -> None:
+        # shutdown() waits for serve_forever() to return: call it from another thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGINT, _shutdown)
+    # Written atomically once the socket listens: whoever sees the file can connect.
+    state = run_dir / STATE_FILE
+    partial = state.with_suffix(".tmp")
+    partial.write_text(json.dumps(asdict(emulator)))
+    partial.replace(state)
+    try:
+        server.serve_forever()
+    finally:
+        state.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localaws.server", description=__doc__)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
+    parser.add_argument("--no-tls", action="store_true", help="plain HTTP (tests only)")
+    args = parser.parse_args(argv)
+    serve(args.run_dir.resolve(), args.port, tls_enabled=not args.no_tls)
+    return 0
+
+
+# --- controlling the process ---------------------------------------------------------------
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+def _https_context(ca_bundle: str | None) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
+
+
+def _request(emulator: Emulator, path: str, *, data: bytes | None = None,
+             headers: Mapping[str, str] | None = None, timeout: float = 5) -> bytes:
+    request = urllib.request.Request(  # noqa: S310 - the URL is our own https://localhost
+        emulator.url + path, data=data, headers=dict(headers or {}),
+        method="POST" if data is not None else "GET",
+    )
+    with urllib.request.urlopen(  # noqa: S310
+        request, timeout=timeout, context=_https_context(emulator.ca_bundle)
+    ) as response:
+        body: bytes = response.read()
+        return body
+
+
+def is_healthy(emulator: Emulator) -> bool:
+    try:
+        _request(emulator, "/moto-api/reset-auth", timeout=2)
+    except urllib.error.HTTPError:
+        return True  # GET on reset-auth answers 400: the server is up and speaks TLS
+    except (OSError, ssl.SSLError):
+        return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_our_process(pid: int) -> bool:
+    """Only ever signal an emulator this module started: check its command line."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return _pid_alive(pid)  # no /proc (macOS): trust the pid file, it is ours
+    return b"localaws.server" in cmdline
+
+
+def start(
+    run_dir: Path, *, port: int = 0, tls_enabled: bool = True, timeout: float = 30
+) -> Emulator:
+    """Start the emulator process with state in ``run_dir``; return once it answers."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = Emulator.load(run_dir)
+    if existing and _pid_alive(existing.pid) and is_healthy(existing):
+        raise EmulatorError(
+            f"an emulator is already running at {existing.url} (pid {existing.pid}); "
+            "stop it first"
+        )
+    (run_dir / STATE_FILE).unlink(missing_ok=True)
+    log = (run_dir / LOG_FILE).open("wb")
+    env = dict(os.environ)
+    # The emulator must not inherit an endpoint or auth setting meant for clients.
+    env.pop("AWS_ENDPOINT_URL", None)
+    env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "localaws.server", "--run-dir", str(run_dir), "--port", str(port),
+         *([] if tls_enabled else ["--no-tls"])],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True,  # a Ctrl-C in the terminal stops the CLI, not the emulator
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmulatorError(
+                f"the emulator exited with code {process.returncode}; see {run_dir / LOG_FILE}"
+            )
+        emulator = Emulator.load(run_dir)
+        if emulator and is_healthy(emulator):
+            return emulator
+        time.sleep(0.1)
+    process.terminate()
+    raise EmulatorError(f"the emulator did not answer within {timeout:.0f} s; see "
+                        f"{run_dir / LOG_FILE}")
+
+
+def stop(run_dir: Path, *, timeout: float = 10) -> bool:
+    """Stop the emulator recorded in ``run_dir``. Returns whether one was running."""
+    emulator = Emulator.load(run_dir)
+    if emulator is None or not _pid_alive(emulator.pid) or not _is_our_process(emulator.pid):
+        (run_dir / STATE_FILE).unlink(missing_ok=True)
+        return False
+    os.kill(emulator.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(emulator.pid):
+        time.sleep(0.1)
+        _reap(emulator.pid)
+    if _pid_alive(emulator.pid):
+        os.kill(emulator.pid, signal.SIGKILL)
+        _reap(emulator.pid)
+    (run_dir / STATE_FILE).unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    # When this process started the emulator, collect its exit status (no zombie).
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def set_permission_checks(emulator: Emulator, *, enabled: bool) -> None:
+    """Switch moto's IAM permission checks on or off (``/moto-api/reset-auth``)."""
+    _request(
+        emulator, "/moto-api/reset-auth",
+        data=b"0" if enabled else b"inf",
+        headers={"Content-Type": "text/plain"},
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

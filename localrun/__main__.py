@@ -1,0 +1,5 @@
+import sys
+
+from localrun.cli import main
+
+sys.exit(main())

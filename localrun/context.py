@@ -1,0 +1,180 @@
+"""The state of one local run, and the helpers every step uses to reach the emulator.
+
+A run lives in a run directory (default ``<repo>/.localrun``): the emulator's state and log,
+its TLS files, the CDK cloud assembly (its own ``cdk.out``, so a local run never races a
+concurrent ``cdk synth`` in the repository), the stack outputs, the CLI logs and ``run.json``
+(customer, outputs, step results). ``python -m localrun down`` removes all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+from botocore.client import BaseClient
+
+from localaws import server
+from localaws.server import REGION, Emulator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RUN_DIR = REPO_ROOT / ".localrun"
+STATE_FILE = "run.json"
+# An IAM user with every permission, for operator work while the emulator's permission checks
+# are on (the dummy operator key is unknown to IAM, so checks refuse it).
+ADMIN_USER_NAME = "localrun-admin"
+
+Status = Literal["ok", "failed", "not-implemented"]
+
+
+@dataclass
+class StepResult:
+    """One step's outcome. ``proved`` lists, one line each, what the step showed to be true."""
+
+    name: str
+    status: Status
+    seconds: float
+    proved: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+
+    def __repr__(self) -> str:  # never print a secret key, even in a traceback
+        return f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key=***)"
+
+
+@dataclass
+class LocalRun:
+    """Everything a step needs: where the emulator is, which customer, what was deployed."""
+
+    run_dir: Path
+    customer: str
+    emulator: Emulator
+    outputs: dict[str, str] = field(default_factory=dict)
+    results: list[StepResult] = field(default_factory=list)
+
+    # --- environment and clients ---------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses (CDK CLI, AWS CLI, boto3): the emulator, dummy operator
+        credentials, the CA bundle, the pinned CDK CLI and this venv's python3 first on PATH."""
+        env = server.client_environment(self.emulator)
+        python_bin = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join(
+            [str(REPO_ROOT / "node_modules" / ".bin"), python_bin, env.get("PATH", "")]
+        )
+        env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "1"
+        return env
+
+    def client(self, service: str, credentials: Credentials | None = None) -> Any:
+        """A boto3 client for the emulator; operator credentials unless others are given."""
+        credentials = credentials or Credentials(
+            server.OPERATOR_ACCESS_KEY_ID, server.OPERATOR_SECRET_ACCESS_KEY
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            region_name=REGION,
+        )
+        client: BaseClient = session.client(
+            service, endpoint_url=self.emulator.url, verify=self.emulator.ca_bundle or True
+        )
+        return client
+
+    @contextlib.contextmanager
+    def environment(self, **extra: str) -> Iterator[None]:
+        """Temporarily point *this process's* environment at the emulator, for code that builds
+        its own clients from the environment (the rotation handler, the transfer client)."""
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update({**self.env, **extra})
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    # --- permission checks and identities ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def permission_checks(self) -> Iterator[None]:
+        """Switch the emulator's IAM permission checks on for the block, off afterwards.
+
+        Inside, only keys IAM knows are accepted: the partner's key, or
+        :meth:`admin_credentials` for operator work. Create users before entering.
+        """
+        server.set_permission_checks(self.emulator, enabled=True)
+        try:
+            yield
+        finally:
+            server.set_permission_checks(self.emulator, enabled=False)
+
+    def admin_credentials(self) -> Credentials:
+        """A fresh key of an IAM user allowed everything, for operator work while permission
+        checks are on (the user is created on first use). Call it with checks off; earlier
+        keys of that user are deleted, so IAM's two-keys-per-user limit is never hit."""
+        iam = self.client("iam")
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_user(UserName=ADMIN_USER_NAME)
+            iam.put_user_policy(
+                UserName=ADMIN_USER_NAME, PolicyName="everything",
+                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+            )
+        for old in iam.list_access_keys(UserName=ADMIN_USER_NAME)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=ADMIN_USER_NAME, AccessKeyId=old["AccessKeyId"])
+        key = iam.create_access_key(UserName=ADMIN_USER_NAME)["AccessKey"]
+        return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def partner_secret(self, stage: str = "AWSCURRENT") -> dict[str, Any]:
+        """The partner's secret (docs/rotation.md), read as the operator with checks off."""
+        arn = self.outputs["PartnerSecretArn"]
+        value = self.client("secretsmanager").get_secret_value(SecretId=arn, VersionStage=stage)
+        secret: dict[str, Any] = json.loads(value["SecretString"])
+        return secret
+
+    def partner_credentials(self, stage: str = "AWSCURRENT") -> Credentials:
+        """The partner's access key, as the transfer client would get it from the hand-over."""
+        secret = self.partner_secret(stage)
+        return Credentials(secret["access_key_id"], secret["secret_access_key"])
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def save(self) -> None:
+        state = {
+            "customer": self.customer,
+            "outputs": self.outputs,
+            "results": [asdict(r) for r in self.results],
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (self.run_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> LocalRun | None:
+        emulator = Emulator.load(run_dir)
+        try:
+            state = json.loads((run_dir / STATE_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if emulator is None:
+            return None
+        return cls(
+            run_dir=run_dir,
+            customer=state["customer"],
+            emulator=emulator,
+            outputs=dict(state.get("outputs") or {}),
+            results=[StepResult(**r) for r in state.get("results") or []],
+        )
+

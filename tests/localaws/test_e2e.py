@@ -1,0 +1,242 @@
+"""The local run end to end: ``python -m localrun up`` for acme, read back, ``down``.
+
+Runs the real CDK CLI (bootstrap + deploy) against the emulator in a temporary run directory,
+then checks what was deployed through the AWS APIs, independently of localrun's own checks.
+Bounded: the whole test must finish well within CI's budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from localaws.coverage import coverage
+from localaws.server import Emulator
+from localrun.context import LocalRun
+from tests.localaws.conftest import Aws
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+UP_TIMEOUT_SECONDS = 240
+BUDGET_SECONDS = 180
+ACCOUNT, REGION = "123456789012", "us-east-1"
+BUCKET = f"phi-acme-{ACCOUNT}-{REGION}"
+LOG_BUCKET = f"phi-acme-logs-{ACCOUNT}-{REGION}"
+# What the emulator knowingly does not apply from the acme template (docs/local-run.md). A new
+# resource type or property in the template makes this test fail until someone checks it.
+EXPECTED_GAPS = {("AWS::Lambda::Function", ("DeadLetterConfig", "LoggingConfig"))}
+
+
+def localrun(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "localrun", *args], cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=timeout, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Aws, Path, float]]:
+    run_dir = tmp_path_factory.mktemp("localrun") / "run"
+    started = time.monotonic()
+    up = localrun("up", "--customer", "acme", "--run-dir", str(run_dir),
+                  timeout=UP_TIMEOUT_SECONDS)
+    elapsed = time.monotonic() - started
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "[ok] deploy" in up.stdout
+        emulator = Emulator.load(run_dir)
+        assert emulator is not None
+        yield Aws(emulator), run_dir, elapsed
+    finally:
+        down = localrun("down", "--run-dir", str(run_dir))
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not run_dir.exists()
+
+
+def stack_outputs(aws: Aws) -> dict[str, str]:
+    stack = aws.client("cloudformation").describe_stacks(StackName="PhiExchange-acme")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+
+def policy_statements(document: str) -> dict[str, dict[str, Any]]:
+    statements = json.loads(document)["Statement"]
+    return {s.get("Sid") or json.dumps(s.get("Condition"), sort_keys=True): s
+            for s in statements}
+
+
+def test_up_finishes_within_budget(deployed: tuple[Aws, Path, float]) -> None:
+    assert deployed[2] < BUDGET_SECONDS
+
+
+def test_stack_outputs_survive_the_deploy(deployed: tuple[Aws, Path, float]) -> None:
+    aws, run_dir, _ = deployed
+    outputs = stack_outputs(aws)
+    assert outputs["BucketName"] == BUCKET
+    assert outputs["PartnerUserName"] == "phi-exchange-acme-partner"
+    written = json.loads((run_dir / "outputs.json").read_text())["PhiExchange-acme"]
+    assert written == outputs
+
+
+def test_data_bucket_settings(deployed: tuple[Aws, Path, float]) -> None:
+    aws = deployed[0]
+    s3, key_arn = aws.client("s3"), stack_outputs(aws)["KmsKeyArn"]
+    assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+    (rule,) = s3.get_bucket_encryption(Bucket=BUCKET)[
+        "ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule == {"ApplyServerSideEncryptionByDefault": {
+        "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}, "BucketKeyEnabled": True}
+    assert all(s3.get_public_access_block(Bucket=BUCKET)[
+        "PublicAccessBlockConfiguration"].values())
+    assert s3.get_bucket_ownership_controls(Bucket=BUCKET)["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert s3.get_bucket_logging(Bucket=BUCKET)["LoggingEnabled"] == {
+        "TargetBucket": LOG_BUCKET, "TargetPrefix": "data-bucket/"}
+    lifecycle = {r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]}
+    assert lifecycle == {"ExpireNoncurrentVersions", "AbortIncompleteMultipartUploads"}
+
+
+def test_data_bucket_policy(deployed: tuple[Aws, Path, float]) -> None:
+    aws = deployed[0]
+    statements = policy_statements(aws.client("s3").get_bucket_policy(Bucket=BUCKET)["Policy"])
+    assert {"DenyEncryptionOtherThanKms", "DenyOtherKmsKeys", "DenyCustomerProvidedKeys"} \
+        <= set(statements)
+    tls = statements['{"Bool": {"aws:SecureTransport": "false"}}']
+    assert tls["Effect"] == "Deny" and tls["Action"] == "s3:*"
+    tls_version = statements['{"NumericLessThan": {"s3:TlsVersion": 1.2}}']
+    assert tls_version["Effect"] == "Deny"
+    assert statements["DenyOtherKmsKeys"]["Condition"]["StringNotEquals"][
+        "s3:x-amz-server-side-encryption-aws-kms-key-id"] == stack_outputs(aws)["KmsKeyArn"]
+
+
+def test_log_bucket_accepts_access_logs(deployed: tuple[Aws, Path, float]) -> None:
+    aws = deployed[0]
+    s3 = aws.client("s3")
+    (rule,) = s3.get_bucket_encryption(Bucket=LOG_BUCKET)[
+        "ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    statements = json.loads(s3.get_bucket_policy(Bucket=LOG_BUCKET)["Policy"])["Statement"]
+    (delivery,) = [s for s in statements if s.get("Principal") == {
+        "Service": "logging.s3.amazonaws.com"}]
+    assert delivery["Resource"] == f"arn:aws:s3:::{LOG_BUCKET}/data-bucket/*"
+    # Requests to the data bucket leave (moto's synthetic) access-log records.
+    assert s3.list_objects_v2(Bucket=LOG_BUCKET, Prefix="data-bucket/")["KeyCount"] >= 1
+
+
+def test_kms_key(deployed: tuple[Aws, Path, float]) -> None:
+    aws = deployed[0]
+    kms, key_arn = aws.client("kms"), stack_outputs(aws)["KmsKeyArn"]
+    assert kms.describe_key(KeyId=key_arn)["KeyMetadata"]["KeyState"] == "Enabled"
+    assert kms.get_key_rotation_status(KeyId=key_arn)["KeyRotationEnabled"] is True
+    assert "alias/phi-exchange/acme" in {
+        a["AliasName"] for a in kms.list_aliases(KeyId=key_arn)["Aliases"]}
+    policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
+    deny = {s.get("Sid"): s for s in policy["Statement"]}["DenyPartnerKeyUseOutsideS3"]
+    assert deny["Condition"]["ArnLike"]["aws:PrincipalArn"] == [
+        f"arn:aws:iam::{ACCOUNT}:user/phi-exchange-acme-partner"]
+
+
+def test_partner_secret(deployed: tuple[Aws, Path, float]) -> None:
+    aws = deployed[0]
+    outputs = stack_outputs(aws)
+    secretsmanager = aws.client("secretsmanager")
+    described = secretsmanager.describe_secret(SecretId=outputs["PartnerSecretArn"])
+    assert described["Name"] == "phi-exchange/acme/partner-access-key"
+    assert described["KmsKeyId"] == outputs["KmsKeyArn"]
+    assert described["RotationEnabled"] is True
+    assert described["RotationRules"]["AutomaticallyAfterDays"] == 365
+    secret = json.loads(secretsmanager.get_secret_value(
+        SecretId=outputs["PartnerSecretArn"])["SecretString"])
+    # docs/rotation.md's contract; "created_at" appears with the first rotation.
+    assert set(secret) >= {"user_name", "access_key_id", "secret_access_key", "bucket",
+                           "region", "bucket_owner", "kms_key_arn"}
+    assert (secret["bucket"], secret["kms_key_arn"], secret["bucket_owner"]) == (
+        BUCKET, outputs["KmsKeyArn"], ACCOUNT)
+    keys = aws.client("iam").list_access_keys(UserName=secret["user_name"])["AccessKeyMetadata"]
+    assert [k["AccessKeyId"] for k in keys] == [secret["access_key_id"]]
+    # The key in the secret is the one IAM issued: it signs a valid request.
+    caller = aws.client("sts", (secret["access_key_id"], secret["secret_access_key"]))
+    assert caller.get_caller_identity()["Arn"].endswith(":user/phi-exchange-acme-partner")
+
+
+def test_partner_user_group_and_policy(deployed: tuple[Aws, Path, float]) -> None:
+    iam = deployed[0].client("iam")
+    user = "phi-exchange-acme-partner"
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"]] == [
+        "phi-exchange-acme-partners"]
+    assert iam.list_user_policies(UserName=user)["PolicyNames"] == []
+    assert iam.list_attached_user_policies(UserName=user)["AttachedPolicies"] == []
+    (attached,) = iam.list_attached_group_policies(
+        GroupName="phi-exchange-acme-partners")["AttachedPolicies"]
+    assert attached["PolicyName"] == "phi-exchange-acme-partner-access"
+    version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)[
+        "PolicyVersion"]["Document"]
+    document = json.loads(document) if isinstance(document, str) else document
+    assert {s["Sid"] for s in document["Statement"]} == {
+        "WriteInbound", "ReadOutbound", "ListOwnPrefixes", "ListTopLevelFolders",
+        "UseKeyThroughS3"}
+
+
+def test_partner_key_is_scoped_to_its_prefixes_with_checks_on(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    aws = deployed[0]
+    outputs = stack_outputs(aws)
+    secret = json.loads(aws.client("secretsmanager").get_secret_value(
+        SecretId=outputs["PartnerSecretArn"])["SecretString"])
+    partner = aws.client("s3", (secret["access_key_id"], secret["secret_access_key"]))
+    encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": outputs["KmsKeyArn"]}
+    with aws.permission_checks():
+        partner.put_object(Bucket=BUCKET, Key="inbound/e2e.csv", Body=b"a", **encryption)
+        partner.list_objects_v2(Bucket=BUCKET, Prefix="inbound/")
+        for call in (lambda: partner.get_object(Bucket=BUCKET, Key="inbound/e2e.csv"),
+                     lambda: partner.put_object(Bucket=BUCKET, Key="outbound/x", Body=b"x",
+                                                **encryption),
+                     lambda: partner.list_objects_v2(Bucket=BUCKET, Prefix="other/")):
+            with pytest.raises(ClientError):
+                call()
+
+
+def test_only_the_documented_gaps_are_not_emulated(deployed: tuple[Aws, Path, float]) -> None:
+    template = json.loads((deployed[1] / "cdk.out" / "CustomerStack.template.json").read_text())
+    assert {(g.resource_type, g.properties) for g in coverage(template)} == EXPECTED_GAPS
+
+
+def test_hooks_for_the_partner_and_rotation_steps(deployed: tuple[Aws, Path, float]) -> None:
+    run = LocalRun.load(deployed[1])
+    assert run is not None and run.outputs["BucketName"] == BUCKET
+    partner = run.partner_credentials()
+    admin = run.admin_credentials()
+    before = dict(os.environ)
+    with run.permission_checks():
+        run.client("s3", partner).list_objects_v2(Bucket=BUCKET, Prefix="inbound/")
+        with pytest.raises(ClientError):
+            run.client("iam").list_users()  # the dummy operator key is unknown to IAM
+        run.client("iam", admin).list_users()
+        # Code that builds its own clients from the environment reaches the emulator.
+        with run.environment(AWS_ACCESS_KEY_ID=admin.access_key_id,
+                             AWS_SECRET_ACCESS_KEY=admin.secret_access_key):
+            described = boto3.client("secretsmanager").describe_secret(
+                SecretId=run.outputs["PartnerSecretArn"])
+            assert described["Name"] == "phi-exchange/acme/partner-access-key"
+    assert dict(os.environ) == before
+    assert "***" in repr(partner) and partner.secret_access_key not in repr(partner)
+
+
+def test_status_reports_the_run(deployed: tuple[Aws, Path, float]) -> None:
+    status = localrun("status", "--run-dir", str(deployed[1]))
+    assert status.returncode == 0
+    assert "[ok] deploy" in status.stdout
