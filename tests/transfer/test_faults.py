@@ -1,0 +1,210 @@
+"""Faults injected between the client and a real S3 server: corrupted bytes, dropped
+connections, a killed client. The end state is always either exactly the original bytes or
+nothing under the final name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.transfer.conftest import MIB, Proxy, Workspace, cli, put_outbound
+
+pytestmark = pytest.mark.e2e  # talks to a moto server process over HTTP
+
+
+def _dir_names(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+
+@pytest.mark.parametrize("size", [1000, 12 * MIB], ids=["single-get", "ranged-gets"])
+def test_corrupted_download_is_caught_and_never_lands(
+    ws: Workspace, s3: Any, proxy: Proxy, size: int
+) -> None:
+    data = os.urandom(size)
+    put_outbound(s3, ws.bucket, "outbound/report.bin", data)
+    dest_dir = ws.root / "in"
+    dest_dir.mkdir()
+    (dest_dir / "report.bin").write_bytes(b"previous good copy")
+    proxy.faults.corrupt_get = lambda path: path.endswith("/outbound/report.bin")
+    result = cli(
+        "download",
+        "--profile",
+        ws.profile(endpoint=proxy.endpoint),
+        "outbound/report.bin",
+        dest_dir,
+    )
+    assert result.code == 8, result.err
+    assert "checksum mismatch" in result.err
+    assert result.err.count("\n") == 1
+    # The earlier file is untouched and no temporary is left behind.
+    assert (dest_dir / "report.bin").read_bytes() == b"previous good copy"
+    assert _dir_names(dest_dir) == ["report.bin"]
+    (record,) = ws.records()
+    assert record["result"] == "failed" and record["exit_code"] == 8
+
+    proxy.faults.corrupt_get = None
+    result = cli(
+        "download",
+        "--profile",
+        ws.profile(endpoint=proxy.endpoint),
+        "outbound/report.bin",
+        dest_dir,
+    )
+    assert result.code == 0, result.err
+    assert (dest_dir / "report.bin").read_bytes() == data
+
+
+def test_corrupted_upload_part_is_caught_against_the_assembled_checksum(
+    ws: Workspace, proxy: Proxy
+) -> None:
+    # moto does not verify part checksums (S3 does); the client still compares the checksum S3
+    # computed for the assembled object with the file's.
+    ws.file("big.bin", os.urandom(11 * MIB))
+    proxy.faults.corrupt_part = lambda n: n == 2
+    result = cli("upload", "--profile", ws.profile(endpoint=proxy.endpoint), ws.root / "big.bin")
+    assert result.code == 8, result.err
+    assert "checksum mismatch" in result.err
+
+
+def _stored_parts(s3: Any, bucket: str, key: str) -> tuple[str, int]:
+    (upload,) = s3.list_multipart_uploads(Bucket=bucket, Prefix=key)["Uploads"]
+    parts = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"]).get("Parts", [])
+    return upload["UploadId"], len(parts)
+
+
+def test_dropped_connection_mid_upload_then_resume(ws: Workspace, s3: Any, proxy: Proxy) -> None:
+    data = os.urandom(26 * MIB)  # six parts of 5 MiB, the last one short
+    ws.file("big.bin", data)
+    profile = ws.profile(endpoint=proxy.endpoint, concurrency=2, max_attempts=2)
+    proxy.faults.drop_parts_after = 3  # every later part has its connection cut mid-body
+
+    first = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert first.code == 9, first.err
+    assert "resume" in first.err
+    upload_id, stored = _stored_parts(s3, ws.bucket, "inbound/big.bin")
+    assert stored == 3
+    journals = list((ws.state / "uploads").glob("*.jsonl"))
+    assert len(journals) == 1
+
+    proxy.faults.drop_parts_after = None
+    proxy.faults.requests.clear()
+    second = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert second.code == 0, second.err
+    assert "resumed: 3 part(s) already stored" in second.out
+    assert len(proxy.faults.log("UploadPart")) == 3  # only the missing parts were sent
+    assert proxy.faults.log("CreateMultipartUpload") == []
+    assert s3.get_object(Bucket=ws.bucket, Key="inbound/big.bin")["Body"].read() == data
+    assert s3.list_multipart_uploads(Bucket=ws.bucket).get("Uploads", []) == []
+    assert not journals[0].exists()
+    assert upload_id  # the same upload was completed, not a new one
+
+
+def test_changed_file_abandons_the_old_upload(ws: Workspace, s3: Any, proxy: Proxy) -> None:
+    ws.file("big.bin", os.urandom(16 * MIB))
+    profile = ws.profile(endpoint=proxy.endpoint, concurrency=1, max_attempts=1)
+    proxy.faults.drop_parts_after = 1
+    assert cli("upload", "--profile", profile, ws.root / "big.bin").code == 9
+    old_id, _ = _stored_parts(s3, ws.bucket, "inbound/big.bin")
+
+    new = os.urandom(16 * MIB)
+    ws.file("big.bin", new)
+    proxy.faults.drop_parts_after = None
+    result = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert result.code == 0, result.err
+    assert "resumed" not in result.out
+    assert s3.get_object(Bucket=ws.bucket, Key="inbound/big.bin")["Body"].read() == new
+    uploads = s3.list_multipart_uploads(Bucket=ws.bucket).get("Uploads", [])
+    assert old_id not in [u["UploadId"] for u in uploads]
+
+
+def test_kill_9_mid_upload_then_resume(ws: Workspace, s3: Any, proxy: Proxy) -> None:
+    data = os.urandom(30 * MIB)  # six parts
+    ws.file("big.bin", data)
+    profile = ws.profile(endpoint=proxy.endpoint, concurrency=1)
+    proxy.faults.part_delay = 0.3
+    exe = Path(sys.executable).with_name("partner-transfer")
+    proc = subprocess.Popen(
+        [str(exe), "upload", "--profile", str(profile), "-q", str(ws.root / "big.bin")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    # Wait until the journal holds two acknowledged parts, then kill without warning.
+    deadline = time.monotonic() + 60
+    journal_lines = 0
+    while journal_lines < 3 and time.monotonic() < deadline and proc.poll() is None:
+        files = list((ws.state / "uploads").glob("*.jsonl"))
+        journal_lines = len(files[0].read_text().splitlines()) if files else 0
+        time.sleep(0.02)
+    assert proc.poll() is None, "the upload finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    _, stored = _stored_parts(s3, ws.bucket, "inbound/big.bin")
+    assert 2 <= stored < 6
+    proxy.faults.part_delay = 0
+    proxy.faults.requests.clear()
+    result = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert result.code == 0, result.err
+    assert "resumed" in result.out
+    assert len(proxy.faults.log("UploadPart")) <= 6 - 2
+    assert s3.get_object(Bucket=ws.bucket, Key="inbound/big.bin")["Body"].read() == data
+    assert s3.list_multipart_uploads(Bucket=ws.bucket).get("Uploads", []) == []
+
+
+def test_cleanup_aborts_abandoned_uploads(ws: Workspace, s3: Any, proxy: Proxy) -> None:
+    ws.file("big.bin", os.urandom(11 * MIB))
+    profile = ws.profile(endpoint=proxy.endpoint, concurrency=1, max_attempts=1)
+    proxy.faults.drop_parts_after = 1
+    assert cli("upload", "--profile", profile, ws.root / "big.bin").code == 9
+    # An upload S3 holds that no journal knows (e.g. from another machine).
+    s3.create_multipart_upload(Bucket=ws.bucket, Key="inbound/orphan.bin")
+    assert len(s3.list_multipart_uploads(Bucket=ws.bucket)["Uploads"]) == 2
+
+    dry = cli("cleanup", "--profile", profile, "--remote", "--dry-run")
+    assert dry.code == 0 and "would abort upload of inbound/big.bin" in dry.out
+    assert len(s3.list_multipart_uploads(Bucket=ws.bucket)["Uploads"]) == 2
+    result = cli("cleanup", "--profile", profile, "--remote")
+    assert result.code == 0, result.err
+    assert "aborted upload of inbound/big.bin" in result.out
+    assert "aborted remote upload of inbound/orphan.bin" in result.out
+    assert s3.list_multipart_uploads(Bucket=ws.bucket).get("Uploads", []) == []
+    assert list((ws.state / "uploads").glob("*.jsonl")) == []
+
+
+def test_ctrl_c_mid_upload_exits_130_and_keeps_the_journal(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    ws.file("big.bin", os.urandom(30 * MIB))
+    profile = ws.profile(endpoint=proxy.endpoint, concurrency=1)
+    proxy.faults.part_delay = 0.3
+    exe = Path(sys.executable).with_name("partner-transfer")
+    proc = subprocess.Popen(
+        [str(exe), "upload", "--profile", str(profile), str(ws.root / "big.bin")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        files = list((ws.state / "uploads").glob("*.jsonl"))
+        if files and len(files[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert "re-run the same command to resume" in err
+    assert len(list((ws.state / "uploads").glob("*.jsonl"))) == 1
+    proxy.faults.part_delay = 0
+    result = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert result.code == 0, result.err
+    assert "resumed" in result.out

@@ -1,0 +1,3 @@
+from partner_transfer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,423 @@
+"""The ``partner-transfer`` command. Every expected failure prints one line and exits with its
+class's code (see :class:`~partner_transfer.errors.ExitCode`); ``--debug`` adds tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from partner_transfer import __version__
+from partner_transfer.api import Client, Options, Outcome
+from partner_transfer.errors import ErrorContext, ExitCode, TransferError, classify
+from partner_transfer.profile import (
+    MIB,
+    Profile,
+    find_profile_path,
+    load_profile,
+    make_tuning,
+    profile_from_outputs,
+    profile_from_secret,
+    read_secret_file,
+    render_profile,
+    select_stack_outputs,
+)
+from partner_transfer.progress import make_reporter
+
+MAX_FAILURE_LINES = 20  # per-file failure lines printed; the custody manifest has them all
+_VERBS = {
+    "ok": {"upload": "uploaded", "download": "downloaded"},
+    "skipped": {"upload": "unchanged", "download": "unchanged"},
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors on one line with exit code 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def human(n: int | None) -> str:
+    """Bytes in binary units: ``1536`` -> ``"1.5 KiB"``."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _common(quiet_ok: bool = True) -> _Parser:
+    p = _Parser(add_help=False)
+    p.add_argument(
+        "--profile",
+        help="connection profile (TOML); default: $PARTNER_TRANSFER_PROFILE",
+    )
+    if quiet_ok:
+        p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument("--debug", action="store_true", help="log requests and show tracebacks")
+    p.add_argument("--state-dir", type=Path, help="resume journals (default: from the profile)")
+    p.add_argument(
+        "--manifest", type=Path, help="custody manifest file (default: from the profile)"
+    )
+    return p
+
+
+def _tuning() -> _Parser:
+    p = _Parser(add_help=False)
+    p.add_argument("--concurrency", type=int, help="parallel requests (default: profile, 8)")
+    p.add_argument("--part-size", type=int, metavar="MIB", help="part size in MiB (default: 16)")
+    p.add_argument("--retry-mode", choices=["standard", "adaptive"], help="default: standard")
+    p.add_argument("--max-attempts", type=int, help="attempts per request (default: 5)")
+    p.add_argument("--dry-run", action="store_true", help="say what would happen, change nothing")
+    return p
+
+
+def _filters() -> _Parser:
+    p = _Parser(add_help=False)
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only files whose relative path or name matches (repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip files whose relative path or name matches (repeatable)",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="partner-transfer",
+        description="Send and fetch files in your exchange bucket, verified end to end.",
+    )
+    parser.add_argument("--version", action="version", version=f"partner-transfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common, tuning, filters = _common(), _tuning(), _filters()
+
+    up = sub.add_parser("upload", parents=[common, tuning, filters], help="upload files/folders")
+    up.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    up.add_argument("--to", metavar="PREFIX", help="key prefix (default: the inbound prefix)")
+    up.add_argument(
+        "--commit-manifest",
+        action="store_true",
+        help="after every file succeeded, upload the batch manifest last",
+    )
+
+    down = sub.add_parser("download", parents=[common, tuning], help="download a key or prefix")
+    down.add_argument("source", metavar="KEY|PREFIX/")
+    down.add_argument("dest", type=Path, metavar="DEST")
+    down.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept objects without a full-object checksum (not recommended)",
+    )
+
+    sync = sub.add_parser("sync", help="upload or download only what differs (by checksum)")
+    sync_sub = sync.add_subparsers(dest="direction", required=True, parser_class=_Parser)
+    sync_up = sync_sub.add_parser("up", parents=[common, tuning, filters], help="local -> S3")
+    sync_up.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    sync_up.add_argument("--to", metavar="PREFIX", help="key prefix (default: inbound prefix)")
+    sync_up.add_argument(
+        "--commit-manifest",
+        action="store_true",
+        help="after every file succeeded, upload the batch manifest last",
+    )
+    sync_down = sync_sub.add_parser("down", parents=[common, tuning], help="S3 -> local")
+    sync_down.add_argument("source", metavar="KEY|PREFIX/")
+    sync_down.add_argument("dest", type=Path, metavar="DEST")
+    sync_down.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept objects without a full-object checksum",
+    )
+
+    ver = sub.add_parser(
+        "verify",
+        parents=[common, filters],
+        help="compare local files with S3's stored checksums, no download",
+    )
+    ver.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ver.add_argument("--prefix", help="key prefix the files live under (default: inbound)")
+    ver.add_argument("--concurrency", type=int, help="parallel requests (default: profile, 8)")
+
+    ls = sub.add_parser("ls", parents=[common], help="list objects")
+    ls.add_argument("prefix", nargs="?", help="default: every prefix the profile allows")
+
+    clean = sub.add_parser("cleanup", parents=[common], help="abort interrupted uploads")
+    clean.add_argument(
+        "--remote", action="store_true", help="also abort uploads S3 holds under the upload prefix"
+    )
+    clean.add_argument(
+        "--older-than-days",
+        type=float,
+        default=0,
+        metavar="DAYS",
+        help="only uploads started this long ago (default: 0, all)",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="say what would be aborted")
+
+    prof = sub.add_parser("profile", help="create or show a connection profile")
+    prof_sub = prof.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    init = prof_sub.add_parser(
+        "init",
+        parents=[_common(quiet_ok=True)],
+        help="write a profile from stack outputs or the rotation secret",
+    )
+    source = init.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", metavar="NAME", help="read outputs of this deployed stack")
+    source.add_argument(
+        "--outputs-file",
+        type=Path,
+        metavar="FILE",
+        help="cdk deploy --outputs-file JSON (pick a stack with --stack-name)",
+    )
+    source.add_argument(
+        "--from-secret",
+        type=Path,
+        metavar="FILE",
+        help="the rotation secret JSON your operator sent (iam-user access)",
+    )
+    init.add_argument("--stack-name", help="stack in --outputs-file (default: the only one)")
+    init.add_argument(
+        "--credentials-file",
+        type=Path,
+        metavar="FILE",
+        help="iam-user: the rotation secret JSON, referenced by path",
+    )
+    init.add_argument(
+        "--aws-profile",
+        metavar="NAME",
+        help="AWS named profile for credentials (also used to read --stack)",
+    )
+    init.add_argument("--region", help="region of --stack (default: your AWS config)")
+    init.add_argument("--endpoint-url", help="S3/STS endpoint for local runs (emulators)")
+    init.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    show = prof_sub.add_parser("show", parents=[_common()], help="print the effective profile")
+    del show
+    return parser
+
+
+def _options(args: argparse.Namespace) -> Options:
+    part = getattr(args, "part_size", None)
+    return Options(
+        concurrency=getattr(args, "concurrency", None),
+        part_size=part * MIB if part else None,
+        include=tuple(getattr(args, "include", []) or ()),
+        exclude=tuple(getattr(args, "exclude", []) or ()),
+        dry_run=bool(getattr(args, "dry_run", False)),
+        allow_unverified=bool(getattr(args, "allow_unverified", False)),
+        commit_manifest=bool(getattr(args, "commit_manifest", False)),
+        state_dir=args.state_dir,
+        manifest=args.manifest,
+    )
+
+
+def _load(args: argparse.Namespace) -> Profile:
+    from dataclasses import replace
+
+    profile = load_profile(find_profile_path(args.profile))
+    tuning = make_tuning(
+        concurrency=getattr(args, "concurrency", None),
+        part_size_mib=getattr(args, "part_size", None),
+        retry_mode=getattr(args, "retry_mode", None),
+        max_attempts=getattr(args, "max_attempts", None),
+        base=profile.tuning,
+    )
+    return replace(profile, tuning=tuning)
+
+
+class _Printer:
+    """Prints one line per file on stdout (unless quiet); failures are printed at the end."""
+
+    def __init__(self, console: Console, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+
+    def __call__(self, o: Outcome) -> None:
+        if self.quiet or o.error is not None or o.result in ("mismatch", "missing"):
+            return
+        verb = _VERBS.get(o.result, {}).get(o.direction, o.result)
+        checksum = f"  {o.algorithm}={o.checksum}" if o.checksum else ""
+        note = f"  ({o.note})" if o.note else ""
+        where = o.key if o.direction in ("upload", "verify") else o.local_path
+        source = o.local_path if o.direction in ("upload", "verify") else o.key
+        self.console.print(
+            f"{verb:<14} {source} -> {where}  {human(o.size)}{checksum}{note}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _finish(outcomes: list[Outcome], err: Console, started: float, quiet: bool) -> int:
+    failures = [o for o in outcomes if o.error is not None or o.result in ("mismatch", "missing")]
+    for o in failures[1:MAX_FAILURE_LINES]:
+        message = o.error.message if o.error else f"{o.result}: {o.local_path} vs {o.key}"
+        err.print(f"partner-transfer: {message}", highlight=False, markup=False, soft_wrap=True)
+    if not quiet and (len(outcomes) > 1 or not failures):
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            counts[o.result] = counts.get(o.result, 0) + 1
+        total = sum(o.size or 0 for o in outcomes if o.result == "ok")
+        parts = ", ".join(f"{n} {r}" for r, n in counts.items())
+        elapsed = time.monotonic() - started
+        err.print(f"{parts}; {human(total)} in {elapsed:.1f} s", highlight=False, markup=False)
+    Client.raise_for(failures)
+    return ExitCode.OK
+
+
+def _profile_init(args: argparse.Namespace, out: Console) -> int:
+    from partner_transfer.clients import make_operator_client
+
+    if args.output.exists() and not args.force:
+        raise TransferError(ExitCode.USAGE, f"{args.output} exists: pass --force to overwrite it")
+    cred_file = args.credentials_file.expanduser().resolve() if args.credentials_file else None
+    if args.from_secret:
+        secret_path = args.from_secret.expanduser().resolve()
+        profile = profile_from_secret(
+            read_secret_file(secret_path), secret_path, endpoint_url=args.endpoint_url
+        )
+        origin = f"generated from the rotation secret {secret_path}"
+    else:
+        if args.stack:
+            cfn = make_operator_client(
+                "cloudformation",
+                aws_profile=args.aws_profile,
+                region=args.region,
+                endpoint_url=args.endpoint_url,
+            )
+            try:
+                stacks = cfn.describe_stacks(StackName=args.stack)["Stacks"]
+            except Exception as exc:
+                raise classify(exc, ErrorContext(operation="describe stack")) from None
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+            origin = f"generated from stack {args.stack}"
+        else:
+            try:
+                document = json.loads(args.outputs_file.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise TransferError(
+                    ExitCode.NOT_FOUND, f"no such file: {args.outputs_file}"
+                ) from None
+            except json.JSONDecodeError:
+                raise TransferError(
+                    ExitCode.CONFIG, f"{args.outputs_file} is not a cdk outputs JSON file"
+                ) from None
+            outputs = select_stack_outputs(document, args.stack_name)
+            origin = f"generated from {args.outputs_file}"
+        profile = profile_from_outputs(
+            outputs,
+            aws_profile=args.aws_profile,
+            credentials_file=cred_file,
+            endpoint_url=args.endpoint_url,
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(render_profile(profile, comment=origin), encoding="utf-8")
+    if not args.quiet:
+        out.print(
+            f"wrote {args.output} for {profile.customer} ({profile.auth.describe()})",
+            highlight=False,
+            markup=False,
+        )
+    return ExitCode.OK
+
+
+def run(
+    argv: Sequence[str] | None = None, *, out: Console | None = None, err: Console | None = None
+) -> int:
+    """Parse ``argv`` and run the command; returns the exit code (raises only SystemExit)."""
+    out = out or Console(soft_wrap=True)
+    err = err or Console(stderr=True, soft_wrap=True)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet = bool(getattr(args, "quiet", False))
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    started = time.monotonic()
+    try:
+        if args.command == "profile":
+            if args.action == "init":
+                return _profile_init(args, out)
+            profile = load_profile(find_profile_path(args.profile))
+            out.print(render_profile(profile), highlight=False, markup=False, end="")
+            return ExitCode.OK
+        profile = _load(args)
+        options = _options(args)
+        reporter = make_reporter(err, quiet=quiet)
+        client = Client(profile, options, reporter=reporter, on_outcome=_Printer(out, quiet))
+        if args.command == "upload":
+            outcomes = client.upload(args.paths, args.to)
+        elif args.command == "download":
+            outcomes = client.download(args.source, args.dest)
+        elif args.command == "sync" and args.direction == "up":
+            outcomes = client.upload(args.paths, args.to, skip_identical=True)
+        elif args.command == "sync":
+            outcomes = client.download(args.source, args.dest, skip_identical=True)
+        elif args.command == "verify":
+            outcomes = client.verify(args.paths, args.prefix)
+        elif args.command == "ls":
+            for obj in client.ls(args.prefix):
+                stamp = obj["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
+                out.print(
+                    f"{stamp}  {human(obj['Size']):>10}  {obj['Key']}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
+            return ExitCode.OK
+        elif args.command == "cleanup":
+            for line in client.cleanup(remote=args.remote, older_than_days=args.older_than_days):
+                if not quiet:
+                    out.print(line, highlight=False, markup=False, soft_wrap=True)
+            return ExitCode.OK
+        else:  # pragma: no cover - argparse rejects unknown commands
+            parser.error(f"unknown command {args.command}")
+        return _finish(outcomes, err, started, quiet)
+    except TransferError as exc:
+        if args.debug:
+            traceback.print_exc()
+        err.print(f"partner-transfer: {exc.message}", highlight=False, markup=False, soft_wrap=True)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        err.print(
+            "partner-transfer: interrupted: re-run the same command to resume",
+            highlight=False,
+            markup=False,
+        )
+        return ExitCode.INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        classified = classify(exc, ErrorContext())
+        hint = " (re-run with --debug for details)" if classified.code is ExitCode.FAILURE else ""
+        err.print(
+            f"partner-transfer: {classified.message}{hint}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        return int(classified.code)
+
+
+def main() -> int:
+    """Console-script entry point."""
+    return run(sys.argv[1:])

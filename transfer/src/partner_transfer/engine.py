@@ -1,0 +1,424 @@
+"""The transfer engine: resumable multipart uploads and verified downloads.
+
+Uploads above one part drive CreateMultipartUpload/UploadPart/ListParts/CompleteMultipartUpload
+directly, because resuming needs the upload id and the parts S3 already holds (boto3's transfer
+manager keeps neither). Downloads above one part fetch byte ranges pinned to the object's
+ETag, write them into a private temporary file, combine the ranges' CRCs, and rename the file
+into place only when the result equals the stored checksum. Both run their parts on the
+caller's thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from awscrt import checksums as crt
+from botocore.exceptions import ClientError
+
+from partner_transfer import checksums, journal, s3args
+from partner_transfer.checksums import ALGORITHM, Expected, FileDigest
+from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.keys import TEMP_SUFFIX
+from partner_transfer.manifest import utc_now
+
+
+class Stopped(Exception):
+    """Raised inside workers once the batch has been told to stop."""
+
+
+@dataclass
+class Engine:
+    """Shared state for one run: the S3 client, the bucket side, the pool and a stop flag.
+
+    ``fsync`` (default True) flushes downloads to disk before the rename, so a crash never
+    leaves a short file under the final name.
+    """
+
+    s3: Any
+    target: s3args.Target
+    pool: ThreadPoolExecutor
+    state_dir: Path
+    advance: Callable[[int], None]
+    stop: threading.Event
+    fsync: bool = True
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Stopped()
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    version_id: str | None
+    etag: str | None
+    resumed_parts: int = 0
+    server_confirmed: bool = True
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _run_all(engine: Engine, tasks: list[Callable[[], None]]) -> None:
+    """Run ``tasks`` on the pool; on the first failure stop the rest and re-raise it."""
+    futures: list[Future[None]] = [engine.pool.submit(t) for t in tasks]
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = [f for f in done if f.exception() is not None]
+    if failed:
+        for f in pending:
+            f.cancel()
+        wait(pending)
+        errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
+        real = [e for e in errors if e is not None and not isinstance(e, Stopped)]
+        first = failed[0].exception()
+        raise real[0] if real else (first or Stopped())
+
+
+# -- uploads ------------------------------------------------------------------------------------
+
+
+def put_small(engine: Engine, key: str, data: bytes, checksum: str) -> Uploaded:
+    """One PutObject with SSE-KMS, owner and the CRC64NVME S3 verifies."""
+    engine.check_stop()
+    resp = engine.s3.put_object(Body=data, **s3args.put_object_args(engine.target, key, checksum))
+    returned = resp.get(f"Checksum{ALGORITHM}")
+    if returned and returned != checksum:
+        raise TransferError(
+            ExitCode.CHECKSUM,
+            f"checksum mismatch: S3 stored {returned} for {key}, the file's CRC64NVME is "
+            f"{checksum}; re-run the upload",
+        )
+    engine.advance(len(data))
+    return Uploaded(resp.get("VersionId"), resp.get("ETag"))
+
+
+def _stored_parts(engine: Engine, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
+    parts: dict[int, dict[str, Any]] = {}
+    paginator = engine.s3.get_paginator("list_parts")
+    for page in paginator.paginate(**s3args.list_parts_args(engine.target, key, upload_id)):
+        for p in page.get("Parts", []):
+            parts[int(p["PartNumber"])] = p
+    return parts
+
+
+def abort_quietly(engine: Engine, key: str, upload_id: str) -> bool:
+    """Abort an upload; True if S3 no longer holds it (aborted now or already gone)."""
+    try:
+        engine.s3.abort_multipart_upload(
+            **s3args.abort_multipart_args(engine.target, key, upload_id)
+        )
+    except ClientError as exc:
+        return _error_code(exc) in ("NoSuchUpload", "404")
+    return True
+
+
+def _reusable(
+    jr: journal.Journal, stored: dict[int, dict[str, Any]], digest: FileDigest
+) -> set[int]:
+    """Parts recorded in the journal that S3 still holds with the same ETag, size and CRC."""
+    ranges = checksums.part_ranges(digest.size, digest.part_size)
+    keep: set[int] = set()
+    for number, rec in jr.parts.items():
+        s = stored.get(number)
+        if s is None or not 1 <= number <= len(ranges):
+            continue
+        stored_crc = s.get(f"Checksum{ALGORITHM}")
+        if (
+            s.get("ETag") == rec.etag
+            and int(s.get("Size", -1)) == ranges[number - 1][1]
+            and rec.checksum == digest.part_checksums[number - 1]
+            and stored_crc in (None, rec.checksum)
+        ):
+            keep.add(number)
+    return keep
+
+
+def _open_journal(
+    engine: Engine, key: str, path: Path, digest: FileDigest, mtime_ns: int
+) -> tuple[journal.Journal, set[int], bool]:
+    """Resume the journaled upload for this file if it is still valid, else start a new one.
+
+    Returns the journal, the part numbers S3 already holds, and whether the server said it
+    tracks the checksum (a resumed upload is assumed to, as S3 does).
+    """
+    local = str(path.resolve())
+    identity = journal.UploadIdentity(
+        bucket=engine.target.bucket,
+        key=key,
+        local_path=local,
+        size=digest.size,
+        mtime_ns=mtime_ns,
+        checksum=digest.checksum,
+        part_size=digest.part_size,
+    )
+    jpath = journal.journal_path(engine.state_dir, engine.target.bucket, key, local)
+    old = journal.load(jpath)
+    if old is not None:
+        if old.identity == identity:
+            try:
+                stored = _stored_parts(engine, key, old.upload_id)
+            except ClientError as exc:
+                if _error_code(exc) not in ("NoSuchUpload", "404"):
+                    raise
+            else:
+                keep = _reusable(old, stored, digest)
+                old.parts = {n: p for n, p in old.parts.items() if n in keep}
+                return old, keep, True
+        else:
+            # The file (or part size) changed since the interrupted run: its parts are useless.
+            abort_quietly(engine, old.identity.key, old.upload_id)
+        old.remove()
+    resp = engine.s3.create_multipart_upload(
+        **s3args.create_multipart_args(engine.target, key, digest.checksum)
+    )
+    tracks = resp.get("ChecksumAlgorithm") == ALGORITHM
+    return journal.create(jpath, identity, resp["UploadId"], utc_now()), set(), tracks
+
+
+def upload_multipart(
+    engine: Engine, key: str, path: Path, digest: FileDigest, mtime_ns: int
+) -> Uploaded:
+    """Upload ``path`` in parts, resuming a journaled upload of the same file if there is one.
+
+    Each part is re-read and re-hashed as it is sent; a part whose CRC differs from the digest
+    taken before the upload means the file is changing, and the upload stops.
+    """
+    jr, keep, tracks_checksum = _open_journal(engine, key, path, digest, mtime_ns)
+    ranges = checksums.part_ranges(digest.size, digest.part_size)
+    engine.advance(sum(ranges[n - 1][1] for n in keep))
+
+    def send(number: int) -> Callable[[], None]:
+        offset, length = ranges[number - 1]
+        expected = digest.part_checksums[number - 1]
+
+        def task() -> None:
+            engine.check_stop()
+            with path.open("rb", buffering=0) as fh:
+                data = os.pread(fh.fileno(), length, offset)
+            if len(data) != length or checksums.encode_int(checksums.crc64nvme(data)) != expected:
+                raise TransferError(
+                    ExitCode.CHECKSUM,
+                    f"{path} changed while it was being uploaded; re-run when it is complete",
+                )
+            resp = engine.s3.upload_part(
+                Body=data,
+                **s3args.upload_part_args(engine.target, key, jr.upload_id, number, expected),
+            )
+            jr.record(journal.PartRecord(number, resp["ETag"], expected))
+            engine.advance(length)
+
+        return task
+
+    _run_all(engine, [send(n) for n in range(1, len(ranges) + 1) if n not in keep])
+    engine.check_stop()
+    parts = [(n, p.etag, p.checksum) for n, p in jr.parts.items()]
+    resp = engine.s3.complete_multipart_upload(
+        **s3args.complete_multipart_args(
+            engine.target, key, jr.upload_id, parts, digest.checksum, digest.size
+        )
+    )
+    jr.remove()
+    confirmed = _confirm_stored_checksum(engine, key, resp, digest.checksum, tracks_checksum)
+    return Uploaded(resp.get("VersionId"), resp.get("ETag"), len(keep), confirmed)
+
+
+def _confirm_stored_checksum(
+    engine: Engine, key: str, resp: dict[str, Any], checksum: str, tracks_checksum: bool
+) -> bool:
+    """Compare S3's full-object checksum with the file's; True if S3 reported one and it matched.
+
+    S3 returns it from CompleteMultipartUpload. A server that acknowledged the checksum
+    algorithm when the upload was created but does not return it there is asked once (HEAD);
+    one that never acknowledged it cannot confirm anything and is not asked.
+    """
+    stored = resp.get(f"Checksum{ALGORITHM}")
+    if stored is None and tracks_checksum:
+        try:
+            head = engine.s3.head_object(**s3args.head_object_args(engine.target, key))
+        except ClientError:
+            return False  # e.g. a write-only partner may not read inbound/: S3 verified it anyway
+        if (
+            head.get("VersionId")
+            and resp.get("VersionId")
+            and head["VersionId"] != resp["VersionId"]
+        ):
+            return False  # overwritten meanwhile: nothing to compare
+        found = [e for e in checksums.expected_checksums(head) if e.source == "s3"]
+        stored = next((e.value for e in found if e.algorithm == ALGORITHM), None)
+    if stored is None:
+        return False
+    if stored != checksum:
+        raise TransferError(
+            ExitCode.CHECKSUM,
+            f"checksum mismatch: S3 assembled s3://{engine.target.bucket}/{key} with CRC64NVME "
+            f"{stored} but the file's is {checksum}; re-run the upload",
+        )
+    return True
+
+
+# -- downloads ----------------------------------------------------------------------------------
+
+_COMBINE = {
+    "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
+    "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
+    "CRC32": (crt.crc32, crt.combine_crc32, 4),
+}
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    version_id: str | None
+    size: int
+    checksum: str  # the verified value (of ``algorithm``)
+    algorithm: str
+    verified_against: str  # "s3", "metadata", or "none" (unverified, only when allowed)
+
+
+@contextlib.contextmanager
+def temp_file(final: Path) -> Iterator[tuple[int, Path]]:
+    """A private (0600) temporary file beside ``final`` (whose folder must exist); removed
+    unless renamed into place."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=final.parent)
+    tmp = Path(name)
+    try:
+        yield fd, tmp
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+
+
+def _check(
+    key: str, expected: list[Expected], actual: dict[str, str], allow_unverified: bool
+) -> tuple[str, str, str]:
+    """(algorithm, value, source) of the check that passed, or raise on any mismatch."""
+    for e in expected:
+        if actual.get(e.algorithm) != e.value:
+            raise TransferError(
+                ExitCode.CHECKSUM,
+                f"checksum mismatch for {key}: received bytes have {e.algorithm} "
+                f"{actual.get(e.algorithm)}, the {'stored' if e.source == 's3' else 'recorded'} "
+                f"value is {e.value}; nothing was written under the final name; re-run the "
+                "download",
+            )
+    if not expected:
+        if not allow_unverified:
+            raise TransferError(
+                ExitCode.CHECKSUM,
+                f"{key} has no full-object checksum to verify against (uploaded by another tool "
+                "with a composite or no checksum); ask the sender to re-upload it with "
+                "partner-transfer, or pass --allow-unverified",
+            )
+        return ALGORITHM, actual[ALGORITHM], "none"
+    first = expected[0]
+    return first.algorithm, first.value, first.source
+
+
+def _algorithms(expected: list[Expected]) -> list[str]:
+    names = [ALGORITHM] + [e.algorithm for e in expected]
+    return list(dict.fromkeys(names))
+
+
+def _finish(engine: Engine, fd: int, tmp: Path, final: Path) -> None:
+    if engine.fsync:
+        os.fsync(fd)
+    os.replace(tmp, final)
+
+
+def download_small(engine: Engine, key: str, final: Path, *, allow_unverified: bool) -> Downloaded:
+    """One GetObject, streamed to a temporary file while hashing, checked, then renamed."""
+    engine.check_stop()
+    resp = engine.s3.get_object(**s3args.get_object_args(engine.target, key))
+    expected = checksums.expected_checksums(resp)
+    hashers = {a: checksums.new_hasher(a) for a in _algorithms(expected)}
+    size = 0
+    with temp_file(final) as (fd, tmp):
+        body = resp["Body"]
+        try:
+            for chunk in body.iter_chunks(1024 * 1024):
+                os.write(fd, chunk)
+                for h in hashers.values():
+                    h.update(chunk)
+                size += len(chunk)
+                engine.advance(len(chunk))
+        finally:
+            body.close()
+        if size != resp.get("ContentLength", size):
+            raise TransferError(ExitCode.NETWORK, f"short read for {key}; re-run the download")
+        actual = {a: h.value() for a, h in hashers.items()}
+        algorithm, value, source = _check(key, expected, actual, allow_unverified)
+        _finish(engine, fd, tmp, final)
+    return Downloaded(resp.get("VersionId"), size, value, algorithm, source)
+
+
+def download_ranged(
+    engine: Engine,
+    key: str,
+    final: Path,
+    head: dict[str, Any],
+    part_size: int,
+    *,
+    allow_unverified: bool,
+) -> Downloaded:
+    """Concurrent byte-range GETs pinned to the HEAD's ETag into a temporary file.
+
+    CRC algorithms are computed per range and combined; other algorithms (SHA) re-read the
+    temporary file once.
+    """
+    size = int(head["ContentLength"])
+    etag = head.get("ETag")
+    expected = checksums.expected_checksums(head)
+    algorithms = _algorithms(expected)
+    crc_algs = [a for a in algorithms if a in _COMBINE]
+    ranges = checksums.part_ranges(size, part_size)
+    results: list[dict[str, int]] = [{} for _ in ranges]
+    with temp_file(final) as (fd, tmp):
+        os.ftruncate(fd, size)
+
+        def fetch(index: int) -> Callable[[], None]:
+            offset, length = ranges[index]
+
+            def task() -> None:
+                engine.check_stop()
+                resp = engine.s3.get_object(
+                    **s3args.get_object_args(
+                        engine.target, key, byte_range=(offset, offset + length - 1), if_match=etag
+                    )
+                )
+                body = resp["Body"]
+                try:
+                    data = body.read()
+                finally:
+                    body.close()
+                if len(data) != length:
+                    raise TransferError(
+                        ExitCode.NETWORK, f"short read for {key}; re-run the download"
+                    )
+                os.pwrite(fd, data, offset)
+                results[index] = {a: int(_COMBINE[a][0](data)) for a in crc_algs}
+                engine.advance(length)
+
+            return task
+
+        _run_all(engine, [fetch(i) for i in range(len(ranges))])
+        actual: dict[str, str] = {}
+        for a in crc_algs:
+            _, combine, width = _COMBINE[a]
+            total = 0
+            for (_, length), crcs in zip(ranges, results, strict=True):
+                total = int(combine(total, crcs[a], length))
+            actual[a] = checksums.encode_int(total, width)
+        for a in algorithms:
+            if a not in actual:
+                actual[a] = checksums.digest_path(tmp, a)
+        algorithm, value, source = _check(key, expected, actual, allow_unverified)
+        _finish(engine, fd, tmp, final)
+    return Downloaded(head.get("VersionId"), size, value, algorithm, source)

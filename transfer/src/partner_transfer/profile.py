@@ -1,0 +1,582 @@
+"""The connection profile: one small TOML file per customer that says where and how to connect.
+
+It holds no secrets. Credentials come from boto3's normal chain, a named AWS profile, a
+credentials JSON file with the rotation secret's structure (referenced by path, read at run
+time), or a role assumed with an external id. See docs/client.md for the format.
+
+Profiles are generated from the customer stack's outputs (:func:`profile_from_outputs`), or
+from the rotation secret an operator hands over (:func:`profile_from_secret`), and rendered by
+:func:`render_profile`. Loading validates every field and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from partner_transfer.errors import ExitCode, TransferError
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
+MAX_PART_SIZE = 5 * 1024 * MIB
+MAX_PARTS = 10_000
+PROFILE_ENV = "PARTNER_TRANSFER_PROFILE"
+STACK_PREFIX = "PhiExchange-"
+
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SECRET_FIELDS = ("access_key_id", "secret_access_key")
+
+
+class AuthMethod(enum.StrEnum):
+    """Where credentials come from."""
+
+    DEFAULT = "default"  # boto3's chain: env vars, ~/.aws, SSO, instance role, ...
+    AWS_PROFILE = "aws-profile"  # a named profile in ~/.aws/config or credentials
+    CREDENTIALS_FILE = "credentials-file"  # JSON with the rotation secret's structure
+    ASSUME_ROLE = "assume-role"  # assume role_arn with external_id (source: aws_profile or chain)
+
+
+class RetryMode(enum.StrEnum):
+    STANDARD = "standard"
+    ADAPTIVE = "adaptive"
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How to obtain credentials; ``method`` decides which other fields are used.
+
+    ``aws_profile`` (default none): the named profile for ``aws-profile``, or the source
+    credentials for ``assume-role``. ``credentials_file``: path to the rotation secret JSON.
+    ``role_arn``/``external_id``: for ``assume-role``. ``session_name`` (default
+    ``"partner-transfer"``): the assumed-role session name, visible in CloudTrail.
+    """
+
+    method: AuthMethod = AuthMethod.DEFAULT
+    aws_profile: str | None = None
+    credentials_file: Path | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    session_name: str = "partner-transfer"
+
+    def describe(self) -> str:
+        """Where credentials come from, for messages (never the credentials themselves)."""
+        if self.method is AuthMethod.CREDENTIALS_FILE:
+            return f"credentials file {self.credentials_file}"
+        if self.method is AuthMethod.AWS_PROFILE:
+            return f"AWS profile {self.aws_profile}"
+        if self.method is AuthMethod.ASSUME_ROLE:
+            source = f"AWS profile {self.aws_profile}" if self.aws_profile else "default chain"
+            return f"role {self.role_arn} via {source}"
+        return "boto3 default credential chain"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Transfer tuning. Defaults come from measurement (docs/benchmarks.md).
+
+    ``concurrency`` (default 8): parallel requests, and the HTTP connection pool size.
+    ``part_size`` (default 16 MiB): multipart part and download range size; files up to one part
+    go in a single request. ``retry_mode`` (default standard) and ``max_attempts`` (default 5)
+    configure botocore's retries.
+    """
+
+    concurrency: int = 8
+    part_size: int = 16 * MIB
+    retry_mode: RetryMode = RetryMode.STANDARD
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything the client needs to reach one customer's bucket, and nothing secret.
+
+    ``inbound_prefix``/``outbound_prefix`` are ``None`` when that direction is not enabled.
+    ``endpoint_url`` (default none: AWS) points every client at another S3 API, e.g. a local
+    emulator; ``sts_endpoint_url`` (default: ``endpoint_url``) does the same for STS alone, for
+    S3 servers that do not implement STS. ``state_dir`` (default
+    ``$XDG_STATE_HOME/partner-transfer/<customer>``) holds resume journals; ``manifest``
+    (default ``<state_dir>/manifest.jsonl``) is the custody log.
+    """
+
+    customer: str
+    bucket: str
+    region: str
+    bucket_owner: str
+    kms_key_arn: str
+    inbound_prefix: str | None = None
+    outbound_prefix: str | None = None
+    endpoint_url: str | None = None
+    sts_endpoint_url: str | None = None
+    auth: Auth = field(default_factory=Auth)
+    tuning: Tuning = field(default_factory=Tuning)
+    state_dir: Path | None = None
+    manifest: Path | None = None
+
+    @property
+    def upload_prefixes(self) -> tuple[str, ...]:
+        return (self.inbound_prefix,) if self.inbound_prefix else ()
+
+    @property
+    def download_prefixes(self) -> tuple[str, ...]:
+        return (self.outbound_prefix,) if self.outbound_prefix else ()
+
+    def resolved_state_dir(self) -> Path:
+        if self.state_dir:
+            return self.state_dir
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "partner-transfer" / self.customer
+
+    def resolved_manifest(self) -> Path:
+        return self.manifest or self.resolved_state_dir() / "manifest.jsonl"
+
+
+def config_error(problems: list[str], source: str) -> TransferError:
+    joined = "; ".join(problems)
+    return TransferError(ExitCode.CONFIG, f"invalid connection profile {source}: {joined}")
+
+
+_TOP_KEYS = {
+    "customer",
+    "bucket",
+    "region",
+    "bucket_owner",
+    "kms_key_arn",
+    "inbound_prefix",
+    "outbound_prefix",
+    "endpoint_url",
+    "sts_endpoint_url",
+    "state_dir",
+    "manifest",
+    "auth",
+    "transfer",
+}
+_AUTH_KEYS = {
+    "method",
+    "aws_profile",
+    "credentials_file",
+    "role_arn",
+    "external_id",
+    "session_name",
+}
+_TUNING_KEYS = {"concurrency", "part_size_mib", "retry_mode", "max_attempts"}
+
+
+def _str(data: Mapping[str, Any], name: str, problems: list[str], required: bool) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            problems.append(f"{name} is required")
+        return None
+    if not isinstance(value, str) or not value:
+        problems.append(f"{name} must be a non-empty string")
+        return None
+    return value
+
+
+def _path(value: str | None, base: Path | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def parse_profile(
+    data: Mapping[str, Any], *, source: str = "", base: Path | None = None
+) -> Profile:
+    """Validate a parsed profile mapping; relative paths resolve against ``base``.
+
+    Raises one ``TransferError(CONFIG)`` naming every problem.
+    """
+    problems: list[str] = [f"unknown field {k!r}" for k in data if k not in _TOP_KEYS]
+    customer = _str(data, "customer", problems, True)
+    bucket = _str(data, "bucket", problems, True)
+    region = _str(data, "region", problems, True)
+    owner = _str(data, "bucket_owner", problems, True)
+    key_arn = _str(data, "kms_key_arn", problems, True)
+    inbound = _str(data, "inbound_prefix", problems, False)
+    outbound = _str(data, "outbound_prefix", problems, False)
+    endpoint = _str(data, "endpoint_url", problems, False)
+    sts_endpoint = _str(data, "sts_endpoint_url", problems, False)
+    if bucket and not _BUCKET.match(bucket):
+        problems.append(f"bucket {bucket!r} is not a valid bucket name")
+    if region and not _REGION.match(region):
+        problems.append(f"region {region!r} is not a region name like eu-west-2")
+    if owner and not _ACCOUNT.match(owner):
+        problems.append("bucket_owner must be a 12-digit account id")
+    if key_arn and not _KMS_ARN.match(key_arn):
+        problems.append("kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
+    for name, prefix in (("inbound_prefix", inbound), ("outbound_prefix", outbound)):
+        if prefix is not None and (not prefix.endswith("/") or prefix.startswith("/")):
+            problems.append(f"{name} must end with '/' and not start with it")
+    if inbound is None and outbound is None:
+        problems.append("at least one of inbound_prefix and outbound_prefix is required")
+    for name, url in (("endpoint_url", endpoint), ("sts_endpoint_url", sts_endpoint)):
+        if url and not url.startswith(("http://", "https://")):
+            problems.append(f"{name} must start with http:// or https://")
+
+    auth_data = data.get("auth", {})
+    auth = Auth()
+    if not isinstance(auth_data, Mapping):
+        problems.append("[auth] must be a table")
+    else:
+        problems += [f"unknown field auth.{k}" for k in auth_data if k not in _AUTH_KEYS]
+        method_name = auth_data.get("method", AuthMethod.DEFAULT.value)
+        try:
+            method = AuthMethod(method_name)
+        except ValueError:
+            choices = ", ".join(m.value for m in AuthMethod)
+            problems.append(f"auth.method {method_name!r} is not one of {choices}")
+            method = AuthMethod.DEFAULT
+        aws_profile = _str(auth_data, "aws_profile", problems, method is AuthMethod.AWS_PROFILE)
+        cred_file = _str(
+            auth_data, "credentials_file", problems, method is AuthMethod.CREDENTIALS_FILE
+        )
+        role_arn = _str(auth_data, "role_arn", problems, method is AuthMethod.ASSUME_ROLE)
+        external_id = _str(auth_data, "external_id", problems, method is AuthMethod.ASSUME_ROLE)
+        session_name = _str(auth_data, "session_name", problems, False) or "partner-transfer"
+        if role_arn and not _ROLE_ARN.match(role_arn):
+            problems.append("auth.role_arn must be an IAM role ARN")
+        for secret in ("aws_secret_access_key", "secret_access_key", "access_key_id"):
+            if secret in auth_data:
+                problems.append(f"auth.{secret}: secrets never go in the profile")
+        auth = Auth(
+            method=method,
+            aws_profile=aws_profile,
+            credentials_file=_path(cred_file, base),
+            role_arn=role_arn,
+            external_id=external_id,
+            session_name=session_name,
+        )
+
+    tuning_data = data.get("transfer", {})
+    tuning = Tuning()
+    if not isinstance(tuning_data, Mapping):
+        problems.append("[transfer] must be a table")
+    else:
+        problems += [f"unknown field transfer.{k}" for k in tuning_data if k not in _TUNING_KEYS]
+        try:
+            tuning = make_tuning(
+                concurrency=tuning_data.get("concurrency"),
+                part_size_mib=tuning_data.get("part_size_mib"),
+                retry_mode=tuning_data.get("retry_mode"),
+                max_attempts=tuning_data.get("max_attempts"),
+            )
+        except TransferError as exc:
+            problems.append(exc.message)
+
+    if problems:
+        raise config_error(problems, source)
+    assert customer and bucket and region and owner and key_arn  # guaranteed by problems
+    return Profile(
+        customer=customer,
+        bucket=bucket,
+        region=region,
+        bucket_owner=owner,
+        kms_key_arn=key_arn,
+        inbound_prefix=inbound,
+        outbound_prefix=outbound,
+        endpoint_url=endpoint,
+        sts_endpoint_url=sts_endpoint,
+        auth=auth,
+        tuning=tuning,
+        state_dir=_path(_str(data, "state_dir", [], False), base),
+        manifest=_path(_str(data, "manifest", [], False), base),
+    )
+
+
+def make_tuning(
+    *,
+    concurrency: Any = None,
+    part_size_mib: Any = None,
+    retry_mode: Any = None,
+    max_attempts: Any = None,
+    base: Tuning | None = None,
+) -> Tuning:
+    """A :class:`Tuning` from optional overrides on top of ``base`` (default: the defaults)."""
+    tuning = base or Tuning()
+    problems: list[str] = []
+    if concurrency is not None:
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
+            problems.append("concurrency must be an integer from 1 to 64")
+        else:
+            tuning = replace(tuning, concurrency=concurrency)
+    if part_size_mib is not None:
+        if not isinstance(part_size_mib, int) or not 5 <= part_size_mib <= 5120:
+            problems.append("part size must be an integer number of MiB from 5 to 5120")
+        else:
+            tuning = replace(tuning, part_size=part_size_mib * MIB)
+    if retry_mode is not None:
+        try:
+            tuning = replace(tuning, retry_mode=RetryMode(retry_mode))
+        except ValueError:
+            problems.append("retry mode must be standard or adaptive")
+    if max_attempts is not None:
+        if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
+            problems.append("max attempts must be an integer from 1 to 20")
+        else:
+            tuning = replace(tuning, max_attempts=max_attempts)
+    if problems:
+        raise TransferError(ExitCode.USAGE, "; ".join(problems))
+    return tuning
+
+
+def find_profile_path(explicit: str | None) -> Path:
+    """``--profile`` if given, else ``$PARTNER_TRANSFER_PROFILE``; refuses when neither is set."""
+    chosen = explicit or os.environ.get(PROFILE_ENV)
+    if not chosen:
+        raise TransferError(
+            ExitCode.CONFIG,
+            f"no connection profile: pass --profile FILE or set {PROFILE_ENV} "
+            "(create one with `partner-transfer profile init`)",
+        )
+    return Path(chosen).expanduser()
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a TOML profile; ``TransferError(CONFIG)`` if missing or invalid."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise TransferError(
+            ExitCode.CONFIG,
+            f"connection profile {path} does not exist: create it with "
+            "`partner-transfer profile init`",
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise config_error([f"not valid TOML ({exc})"], str(path)) from None
+    return parse_profile(data, source=str(path), base=path.parent)
+
+
+@dataclass(frozen=True)
+class SecretCredentials:
+    """The two fields of the rotation secret that sign requests. ``repr`` hides the secret."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+
+def read_secret_file(path: Path) -> dict[str, Any]:
+    """Parse a rotation-secret JSON file (``TransferError(CONFIG)`` if missing or malformed)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TransferError(
+            ExitCode.CONFIG,
+            f"credentials file {path} does not exist: save the rotation secret your operator "
+            "sent there, or fix auth.credentials_file",
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise TransferError(
+            ExitCode.CONFIG, f"credentials file {path} is not the rotation secret's JSON"
+        ) from None
+    if not isinstance(data, dict) or any(
+        not isinstance(data.get(f), str) or not data.get(f) for f in _SECRET_FIELDS
+    ):
+        raise TransferError(
+            ExitCode.CONFIG,
+            f"credentials file {path} lacks access_key_id/secret_access_key",
+        )
+    return data
+
+
+def load_secret_credentials(path: Path, *, bucket: str | None = None) -> SecretCredentials:
+    """The access key pair from a rotation-secret file; refuses a file for another bucket."""
+    data = read_secret_file(path)
+    if bucket and data.get("bucket") and data["bucket"] != bucket:
+        raise TransferError(
+            ExitCode.CONFIG,
+            f"credentials file {path} is for bucket {data['bucket']}, not {bucket}: "
+            "use the file for this customer",
+        )
+    return SecretCredentials(data["access_key_id"], data["secret_access_key"])
+
+
+# -- generation ---------------------------------------------------------------------------------
+
+
+def select_stack_outputs(document: Mapping[str, Any], stack: str | None) -> dict[str, str]:
+    """Pick one stack's outputs from a ``cdk deploy --outputs-file`` document.
+
+    ``stack`` (default: the only ``PhiExchange-*`` stack in the file) names the stack.
+    """
+    candidates = [k for k in document if isinstance(k, str) and k.startswith(STACK_PREFIX)]
+    if stack is None:
+        if len(candidates) != 1:
+            names = ", ".join(candidates) or "none"
+            raise TransferError(
+                ExitCode.USAGE,
+                f"the outputs file has {len(candidates)} PhiExchange stacks ({names}): "
+                "pass --stack NAME",
+            )
+        stack = candidates[0]
+    outputs = document.get(stack)
+    if not isinstance(outputs, Mapping):
+        raise TransferError(ExitCode.NOT_FOUND, f"stack {stack} is not in the outputs file")
+    return {str(k): str(v) for k, v in outputs.items()}
+
+
+_REQUIRED_OUTPUTS = (
+    "CustomerSlug",
+    "AccessMode",
+    "BucketName",
+    "BucketRegion",
+    "BucketOwnerAccount",
+    "KmsKeyArn",
+)
+
+
+def profile_from_outputs(
+    outputs: Mapping[str, str],
+    *,
+    aws_profile: str | None = None,
+    credentials_file: Path | None = None,
+    endpoint_url: str | None = None,
+) -> Profile:
+    """A profile from the customer stack's outputs plus the partner's choice of credentials.
+
+    ``iam-user`` needs ``credentials_file`` (the rotation secret JSON) or ``aws_profile``;
+    ``assume-role`` takes the role and external id from the outputs and uses ``aws_profile``
+    (default: the default chain) as source credentials; ``cross-account`` uses ``aws_profile``
+    or the default chain.
+    """
+    missing = [k for k in _REQUIRED_OUTPUTS if not outputs.get(k)]
+    if missing:
+        raise TransferError(
+            ExitCode.CONFIG, f"stack outputs lack {', '.join(missing)}: is it a customer stack?"
+        )
+    mode = outputs["AccessMode"]
+    auth: Auth
+    if mode == "iam-user":
+        if credentials_file is not None:
+            auth = Auth(AuthMethod.CREDENTIALS_FILE, credentials_file=credentials_file)
+        elif aws_profile:
+            auth = Auth(AuthMethod.AWS_PROFILE, aws_profile=aws_profile)
+        else:
+            raise TransferError(
+                ExitCode.USAGE,
+                "iam-user access needs --credentials-file FILE (the rotation secret JSON your "
+                f"operator sent; user {outputs.get('PartnerUserName', '?')}) or --aws-profile NAME",
+            )
+    elif mode == "assume-role":
+        if not outputs.get("PartnerRoleArn") or not outputs.get("ExternalId"):
+            raise TransferError(
+                ExitCode.CONFIG, "assume-role outputs lack PartnerRoleArn/ExternalId"
+            )
+        auth = Auth(
+            AuthMethod.ASSUME_ROLE,
+            aws_profile=aws_profile,
+            role_arn=outputs["PartnerRoleArn"],
+            external_id=outputs["ExternalId"],
+        )
+    elif mode == "cross-account":
+        auth = Auth(AuthMethod.AWS_PROFILE, aws_profile=aws_profile) if aws_profile else Auth()
+    else:
+        raise TransferError(ExitCode.CONFIG, f"unknown AccessMode {mode!r} in stack outputs")
+    profile = Profile(
+        customer=outputs["CustomerSlug"],
+        bucket=outputs["BucketName"],
+        region=outputs["BucketRegion"],
+        bucket_owner=outputs["BucketOwnerAccount"],
+        kms_key_arn=outputs["KmsKeyArn"],
+        inbound_prefix=outputs.get("InboundPrefix") or None,
+        outbound_prefix=outputs.get("OutboundPrefix") or None,
+        endpoint_url=endpoint_url,
+        auth=auth,
+    )
+    return _revalidate(profile)
+
+
+def profile_from_secret(
+    secret: Mapping[str, Any],
+    credentials_file: Path,
+    *,
+    customer: str | None = None,
+    endpoint_url: str | None = None,
+) -> Profile:
+    """A profile from the rotation secret (iam-user mode), referencing the file, not copying keys.
+
+    ``customer`` (default: derived from the bucket name ``phi-<slug>-...``) names the profile.
+    """
+    bucket = str(secret.get("bucket", ""))
+    slug = customer or (bucket.split("-")[1] if bucket.startswith("phi-") else bucket)
+    profile = Profile(
+        customer=slug,
+        bucket=bucket,
+        region=str(secret.get("region", "")),
+        bucket_owner=str(secret.get("bucket_owner", "")),
+        kms_key_arn=str(secret.get("kms_key_arn", "")),
+        inbound_prefix=secret.get("inbound_prefix") or None,
+        outbound_prefix=secret.get("outbound_prefix") or None,
+        endpoint_url=endpoint_url,
+        auth=Auth(AuthMethod.CREDENTIALS_FILE, credentials_file=credentials_file),
+    )
+    return _revalidate(profile)
+
+
+def _revalidate(profile: Profile) -> Profile:
+    parsed = tomllib.loads(render_profile(profile))
+    return parse_profile(parsed, source="(generated)")
+
+
+def _toml_str(value: str) -> str:
+    # A JSON string literal is a valid TOML basic string (same escapes, \uXXXX included).
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_profile(profile: Profile, *, comment: str = "") -> str:
+    """The profile as TOML text, with every optional field shown (commented out when unset)."""
+    lines = [f"# {line}" for line in comment.splitlines()] if comment else []
+    lines.append("# partner-transfer connection profile. No secrets: see docs/client.md.")
+
+    def put(name: str, value: str | None, hint: str = "") -> None:
+        if value is None:
+            lines.append(f"# {name} = {_toml_str(hint)}" if hint else f"# {name} =")
+        else:
+            lines.append(f"{name} = {_toml_str(value)}")
+
+    put("customer", profile.customer)
+    put("bucket", profile.bucket)
+    put("region", profile.region)
+    put("bucket_owner", profile.bucket_owner)
+    put("kms_key_arn", profile.kms_key_arn)
+    put("inbound_prefix", profile.inbound_prefix, "inbound/")
+    put("outbound_prefix", profile.outbound_prefix, "outbound/")
+    put("endpoint_url", profile.endpoint_url, "http://127.0.0.1:5000")
+    if profile.sts_endpoint_url:
+        put("sts_endpoint_url", profile.sts_endpoint_url)
+    put("state_dir", str(profile.state_dir) if profile.state_dir else None)
+    put("manifest", str(profile.manifest) if profile.manifest else None)
+    auth = profile.auth
+    lines += ["", "[auth]"]
+    put("method", auth.method.value)
+    put("aws_profile", auth.aws_profile)
+    put("credentials_file", str(auth.credentials_file) if auth.credentials_file else None)
+    put("role_arn", auth.role_arn)
+    put("external_id", auth.external_id)
+    if auth.session_name != "partner-transfer":
+        put("session_name", auth.session_name)
+    t = profile.tuning
+    lines += [
+        "",
+        "[transfer]",
+        f"concurrency = {t.concurrency}",
+        f"part_size_mib = {t.part_size // MIB}",
+        f'retry_mode = "{t.retry_mode.value}"',
+        f"max_attempts = {t.max_attempts}",
+    ]
+    return "\n".join(lines) + "\n"
