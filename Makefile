@@ -1,6 +1,7 @@
 # The commands the README and CI use. Everything installs from this repository's own files.
-#   make demo   set up, then run the main job (today: synthesize one customer offline)
-#   make test   set up, then run the whole test suite
+#   make demo        set up, then the main job: deploy a customer into a local AWS emulator
+#                    and exercise it end to end (make demo-down stops it)
+#   make test        set up, then run the whole test suite
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -36,14 +37,17 @@ security/node_modules/.installed: security/package.json security/package-lock.js
 .venv-checkov/.installed: security/requirements-checkov.txt $(VENV)/.installed
 	$(PYTHON) -m security.scanners --setup
 
-demo: synth
-	@echo
-	@echo "Synthesized customer '$(CUSTOMER)' offline, compliance gate passed:"
-	@echo "  template:          cdk.out/CustomerStack.template.json"
-	@echo "  compliance report: $$($(PYTHON) -m stacks.compliance cdk.out)"
+demo: setup
+	$(PYTHON) -m localrun up --customer $(CUSTOMER)
+
+demo-down:
+	$(PYTHON) -m localrun down
 
 synth: setup
 	cdk synth CustomerStack -c customer=$(CUSTOMER) --no-notices --quiet
+	@echo "Synthesized customer '$(CUSTOMER)' offline, compliance gate passed:"
+	@echo "  template:          cdk.out/CustomerStack.template.json"
+	@echo "  compliance report: $$($(PYTHON) -m stacks.compliance cdk.out)"
 
 synth-all: setup
 	cdk synth -c customer=all --no-notices --quiet

@@ -8,6 +8,7 @@ CDK template faithfully. Each gap and its fix lives in one module:
   half applies (secrets, bucket policies, bucket settings, IAM groups, ...);
 - :mod:`localaws.permissions` and :mod:`localaws.policy` - S3 permission checks with request
   context (TLS, encryption headers, caller), instead of moto's context-free evaluation;
+- :mod:`localaws.secrets` - ``GetSecretValue`` follows AWSCURRENT when a rotation moves it;
 - :mod:`localaws.tls` - a throwaway CA and ``localhost`` certificate, because our buckets refuse
   plain HTTP;
 - :mod:`localaws.server` - moto's server on localhost over TLS with all of the above.
@@ -51,7 +52,7 @@ def install() -> None:
     """Apply every extension to moto in this process (idempotent). Call before serving."""
     from moto import settings
 
-    from localaws import cfn_models, permissions
+    from localaws import cfn_models, permissions, secrets
 
     # AWS-managed policies exist in every real account, and the CDK bootstrap roles attach
     # some (ReadOnlyAccess); moto loads them only when asked. Backends created before this call
@@ -59,3 +60,4 @@ def install() -> None:
     settings.default_user_config.setdefault("iam", {})["load_aws_managed_policies"] = True
     cfn_models.register()
     permissions.install()
+    secrets.install()

@@ -7,15 +7,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from botocore.exceptions import ClientError
 
 from localaws.coverage import coverage
 from localaws.server import ACCOUNT_ID, REGION
 from localrun import checks
-from localrun.context import REPO_ROOT, LocalRun, StepResult
+from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult
 from stacks import naming
 
 CDK_STACK_ID = "CustomerStack"
@@ -84,49 +90,167 @@ def deploy(run: LocalRun) -> StepResult:
     return StepResult("deploy", "ok", time.monotonic() - started, proved, detail)
 
 
-def partner_round_trip(run: LocalRun) -> StepResult:
-    """Step 4: the partner's connection profile, an upload and a download as the partner.
+SAMPLE_INBOUND = b"member_id,claim_id,amount\n1001,C-1,125.00\n1002,C-2,80.50\n"
+SAMPLE_OUTBOUND = b"claim_id,status,paid\nC-1,paid,125.00\n"
+MULTIPART_SAMPLE_MIB = 20  # over the client's 16 MiB part size: exercises a multipart upload
 
-    To be written with the transfer client (``partner_transfer``). What it has to work with:
 
-    - ``run.outputs``: the stack outputs (BucketName, KmsKeyArn, InboundPrefix, ...), the same
-      keys the profile generator reads from a real stack;
-    - ``run.partner_credentials()``: the partner's key from the customer's secret (read as the
-      operator; call it before switching permission checks on);
-    - ``with run.permission_checks():`` IAM checks on for the block (only IAM keys work);
-    - ``with run.environment(AWS_ACCESS_KEY_ID=..., AWS_SECRET_ACCESS_KEY=...):`` this process's
-      environment pointed at the emulator (endpoint, CA bundle), for code that builds its own
-      clients; ``run.env`` is the same for subprocesses (``python -m partner_transfer ...``);
-    - objects must go to ``inbound/`` (write-only for the partner) and be read from
-      ``outbound/`` (read-only for the partner): put the outbound sample there as the operator;
-    - uploads must name ``ServerSideEncryption="aws:kms"`` and the customer key: the bucket
-      policy refuses a PutObject without those headers, and (here) multipart parts, which
-      carry none (docs/local-run.md, "Findings"): keep the sample under the multipart
-      threshold until that policy is settled.
-    """
-    raise NotImplementedError(
-        "step 4 (partner round trip) is not implemented yet: it needs the transfer client "
-        "(partner_transfer); see localrun.flow.partner_round_trip's docstring for the hooks"
+def _partner_cli(run: LocalRun, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The partner's own command, ``partner-transfer``, as a separate process."""
+    env = dict(run.env, XDG_STATE_HOME=str(run.run_dir / "partner" / "state"))
+    return subprocess.run(  # noqa: S603 - our own client, from this venv
+        [sys.executable, "-m", "partner_transfer", *map(str, args)],
+        cwd=run.run_dir, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
+
+
+def _expect_cli(result: subprocess.CompletedProcess[str], what: str, code: int = 0) -> None:
+    if result.returncode != code:
+        raise StepFailed(f"{what}: exit {result.returncode} (expected {code}): "
+                         f"{(result.stderr or result.stdout).strip()[-800:]}")
+
+
+def _denied(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except ClientError as error:
+        return error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    return False
+
+
+def partner_round_trip(run: LocalRun) -> StepResult:
+    """Step 4: as the partner, with the emulator's permission checks on: generate the
+    connection profile from the deployed stack, upload a small and a multipart-size file to
+    ``inbound/``, download what we put in ``outbound/``, and show the custody manifest."""
+    started = time.monotonic()
+    proved: list[str] = []
+    partner = run.run_dir / "partner"
+    partner.mkdir(exist_ok=True)
+
+    # The operator's hand-over: the secret's JSON in a private file (phi-exchange-admin
+    # credentials does the same against AWS).
+    credentials_file = partner / f"{run.customer}-credentials.json"
+    fd = os.open(credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(run.partner_secret(), fh)
+    profile = partner / "profile.toml"
+    _expect_cli(_partner_cli(run, "profile", "init", "--outputs-file", run.run_dir /
+                             "outputs.json", "--credentials-file", credentials_file,
+                             "--endpoint-url", run.emulator.url, "-o", profile, "--force"),
+                "partner-transfer profile init")
+    proved.append(f"connection profile generated from the stack outputs: {profile}")
+
+    bucket, key_arn = run.outputs["BucketName"], run.outputs["KmsKeyArn"]
+    run.client("s3").put_object(Bucket=bucket, Key="outbound/remittance.csv",
+                                Body=SAMPLE_OUTBOUND, ServerSideEncryption="aws:kms",
+                                SSEKMSKeyId=key_arn, ChecksumAlgorithm="CRC64NVME")
+    small = partner / "claims.csv"
+    small.write_bytes(SAMPLE_INBOUND)
+    large = partner / "claims-large.csv"
+    with large.open("wb") as fh:
+        fh.write(os.urandom(MULTIPART_SAMPLE_MIB * 1024 * 1024))
+    creds = run.partner_credentials()
+
+    with run.permission_checks():
+        _expect_cli(_partner_cli(run, "upload", "--profile", profile, "--quiet", small, large),
+                    "partner-transfer upload")
+        proved.append(f"as the partner (IAM checks on): uploaded {small.name} and "
+                      f"{large.name} ({MULTIPART_SAMPLE_MIB} MiB, multipart) to inbound/, "
+                      "SSE-KMS with the customer key, full-object CRC64NVME")
+        received = partner / "received"
+        _expect_cli(_partner_cli(run, "download", "--profile", profile, "--quiet",
+                                 "outbound/remittance.csv", received / "remittance.csv"),
+                    "partner-transfer download")
+        if (received / "remittance.csv").read_bytes() != SAMPLE_OUTBOUND:
+            raise StepFailed("the downloaded file differs from what was put in outbound/")
+        proved.append("downloaded outbound/remittance.csv, checksum verified, exact bytes")
+        s3 = run.client("s3", creds)
+        if not _denied(lambda: s3.get_object(Bucket=bucket, Key="inbound/claims.csv")):
+            raise StepFailed("the partner could read back inbound/claims.csv")
+        if not _denied(lambda: s3.put_object(Bucket=bucket, Key="outbound/x.csv", Body=b"x",
+                                             ServerSideEncryption="aws:kms",
+                                             SSEKMSKeyId=key_arn)):
+            raise StepFailed("the partner could write to outbound/")
+        proved.append("the partner's key cannot read back inbound/ nor write outbound/ (403)")
+
+    stored = run.client("s3").head_object(Bucket=bucket, Key="inbound/claims-large.csv",
+                                          ChecksumMode="ENABLED")
+    if stored.get("SSEKMSKeyId") != key_arn:
+        raise StepFailed(f"inbound/claims-large.csv is stored with {stored.get('SSEKMSKeyId')}")
+    manifest = partner / "state" / "partner-transfer" / run.customer / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    last = json.loads(lines[-1])
+    proved.append(f"custody manifest {manifest} ({len(lines)} lines); last: "
+                  f"{last['direction']} {last['key']} version {last['version_id']} "
+                  f"{last['checksum_algorithm']} {last['checksum']} by {last['caller_arn']} "
+                  f"-> {last['result']}")
+    return StepResult("partner round trip", "ok", time.monotonic() - started, proved)
 
 
 def rotate(run: LocalRun) -> StepResult:
-    """Step 5: a key rotation through the real rotation handler, against the emulator.
+    """Step 5: a key rotation through the real rotation handler (called in-process: Lambda
+    cannot run here), with the deployed function's environment and the emulator's permission
+    checks on; then both keys work during the grace period, and after it (the sweep, with the
+    clock moved past the grace period) only the new key does."""
+    started = time.monotonic()
+    proved: list[str] = []
+    function_env = run.client("lambda").get_function_configuration(
+        FunctionName=naming.rotation_function_name(run.customer))["Environment"]["Variables"]
+    admin = run.admin_credentials()
+    old = run.partner_credentials()
+    lambdas = str(REPO_ROOT / "lambdas")
+    if lambdas not in sys.path:
+        sys.path.insert(0, lambdas)  # where Lambda finds key_rotation (the asset root)
+    from key_rotation import handler, rotation
 
-    To be written with the rotation handler (``lambdas/key_rotation/handler.py``). Lambda
-    cannot be invoked here (moto's Lambda needs Docker): call ``key_rotation.handler.main``
-    in-process inside ``with run.environment(**function_env):``, where ``function_env`` is the
-    deployed function's environment (``run.client("lambda").get_function_configuration(
-    FunctionName=naming.rotation_function_name(run.customer))["Environment"]["Variables"]``),
-    with the Secrets Manager events createSecret/setSecret/testSecret/finishSecret. To run it
-    with permission checks on, use ``run.admin_credentials()`` (created before switching them
-    on) as the function's credentials. Then show ``run.partner_credentials("AWSPREVIOUS")``
-    and ``run.partner_credentials()`` both still work during the grace period.
-    """
-    raise NotImplementedError(
-        "step 5 (key rotation) is not implemented yet: it needs the rotation handler "
-        "(lambdas/key_rotation); see localrun.flow.rotate's docstring for the hooks"
-    )
+    token = str(uuid.uuid4())
+    env = dict(function_env, AWS_ACCESS_KEY_ID=admin.access_key_id,
+               AWS_SECRET_ACCESS_KEY=admin.secret_access_key, TEST_ATTEMPTS="5",
+               TEST_RETRY_SECONDS="0.5")
+    with run.permission_checks(), run.environment(**env):
+        handler._session.cache_clear()  # a fresh session reads this environment
+        for step in rotation.STEPS:
+            handler.main({"SecretId": function_env["SECRET_ARN"], "ClientRequestToken": token,
+                          "Step": step}, None)
+    proved.append("rotation handler ran createSecret, setSecret, testSecret, finishSecret "
+                  "with the deployed function's environment")
+    new = run.partner_credentials()
+    if new.access_key_id == old.access_key_id:
+        raise StepFailed("AWSCURRENT still holds the old key after the rotation")
+    bucket = run.outputs["BucketName"]
+
+    def works(creds: Credentials) -> bool:
+        return not _denied(lambda: run.client("s3", creds).put_object(
+            Bucket=bucket, Key=f"inbound/rotation-probe-{creds.access_key_id[-4:]}.txt",
+            Body=b"probe", ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=run.outputs["KmsKeyArn"]))
+
+    with run.permission_checks():
+        both = works(old) and works(new)
+    if not both:
+        raise StepFailed("during the grace period both keys must work")
+    proved.append(f"grace period: old key {_masked(old)} and new key {_masked(new)} both "
+                  "upload to inbound/")
+
+    grace_days = int(function_env.get("GRACE_DAYS", "14"))
+    later = datetime.now(UTC) + timedelta(days=grace_days + 1)
+    with run.permission_checks(), run.environment(**env):
+        handler._session.cache_clear()
+        swept = rotation.handle_event({"action": "sweep"}, handler.settings_from_env(os.environ),
+                                      handler.build_clients(), now=lambda: later)
+        handler._session.cache_clear()
+    with run.permission_checks():
+        old_refused, new_ok = not works(old), works(new)
+    if not (old_refused and new_ok):
+        raise StepFailed(f"after the grace period: old key refused={old_refused}, "
+                         f"new key works={new_ok}; sweep said {swept}")
+    proved.append(f"after the grace period (clock +{grace_days + 1} days) the sweep "
+                  f"deactivated {_masked(old)}: it is refused, the new key works")
+    return StepResult("key rotation", "ok", time.monotonic() - started, proved)
+
+
+def _masked(creds: Credentials) -> str:
+    return f"{creds.access_key_id[:4]}…{creds.access_key_id[-4:]}"
 
 
 STEPS: tuple[tuple[str, Callable[[LocalRun], StepResult]], ...] = (
