@@ -14,11 +14,12 @@ def test_get_secret_value_follows_awscurrent_when_a_rotation_moves_it(
     secrets = aws.client("secretsmanager")
     name = unique("rotated")
     first = secrets.create_secret(Name=name, SecretString=json.dumps({"key": "old"}))
-    secrets.put_secret_value(SecretId=name, ClientRequestToken="token-0001-aaaaaaaaaaaaaaaaaaaaaaaa",
+    token = "token-0001-aaaaaaaaaaaaaaaaaaaaaaaa"
+    secrets.put_secret_value(SecretId=name, ClientRequestToken=token,
                              SecretString=json.dumps({"key": "new"}),
                              VersionStages=["AWSPENDING"])
     secrets.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT",
-                                        MoveToVersionId="token-0001-aaaaaaaaaaaaaaaaaaaaaaaa",
+                                        MoveToVersionId=token,
                                         RemoveFromVersionId=first["VersionId"])
     assert json.loads(secrets.get_secret_value(SecretId=name)["SecretString"]) == {"key": "new"}
     previous = secrets.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")
