@@ -1,12 +1,18 @@
-"""``phi-exchange-admin``: the operator's commands for ``iam-user`` partners' access keys.
+"""``phi-exchange-admin``: the operator's commands for partners' access keys and custody.
 
     phi-exchange-admin rotate SLUG                     start a rotation now
     phi-exchange-admin credentials SLUG [--output F]   the current key, for hand-over
     phi-exchange-admin keys [--json]                   every partner key and its state
+    phi-exchange-admin custody SLUG KEY [--version-id V] [--local-file F] [--manifest M ...]
+                               [--dsn DSN] [--bucket B] [--verify-bytes] [--json]
+                                                       an object's chain of custody
+    phi-exchange-admin cost SLUG --stored-gb N --uploaded-gb N --files-uploaded N [...]
+                                                       a customer's itemized monthly cost
 
 Global options (before or after the command): ``--registry DIR`` (default ``customers``),
 ``--region``, ``--profile``, ``--endpoint-url`` (default: boto3's usual resolution, real AWS).
-Exit status: 0 done, 1 refused or failed (one line on stderr saying why), 2 usage error.
+Exit status: 0 done, 1 refused or failed (one line on stderr saying why; for ``custody``, also
+when a record disagrees with the stored checksum), 2 usage error.
 """
 
 from __future__ import annotations
@@ -121,7 +127,100 @@ def cmd_keys(args: argparse.Namespace, make: MakeClient) -> int:
     return 0
 
 
+def cmd_custody(args: argparse.Namespace, make: MakeClient) -> int:
+    # Imported here: custody needs the transfer client's checksum helpers, which the key
+    # commands do not.
+    from admin import custody
+
+    registry = load_registry(Path(args.registry))
+    if args.slug not in registry:
+        known = ", ".join(sorted(registry)) or "(none)"
+        raise AdminError(f"customer {args.slug!r} is not registered in {args.registry} "
+                         f"(registered: {known})")
+    if args.key is None and args.local_file is None:
+        raise AdminError("give the object KEY, or --local-file with the client's --manifest")
+    s3 = make("s3")
+    bucket = args.bucket or _data_bucket(args.slug, s3, make)
+    try:
+        key = args.key or custody.find_key_for_local_file(args.local_file, args.manifest,
+                                                          bucket)
+        report = custody.custody_report(
+            s3, customer=args.slug, bucket=bucket, key=key, version_id=args.version_id,
+            local_file=args.local_file, manifests=args.manifest,
+            importer_rows=_importer_rows(args.dsn) if args.dsn else None,
+            verify_bytes=args.verify_bytes)
+    except custody.CustodyError as err:
+        raise AdminError(str(err)) from None
+    if not report.versions:
+        raise AdminError(f"s3://{bucket}/{key} has no versions and no record names it")
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(custody.format_report(report))
+    if not report.consistent:
+        print(f"{PROG}: a record of s3://{bucket}/{key} disagrees with the stored checksum",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace, make: MakeClient) -> int:
+    """Offline: reads only the registry and the dated price file, never AWS."""
+    from admin import cost
+
+    registry = load_registry(Path(args.registry))
+    if args.slug not in registry:
+        known = ", ".join(sorted(registry)) or "(none)"
+        raise AdminError(f"customer {args.slug!r} is not registered in {args.registry} "
+                         f"(registered: {known})")
+    volumes = cost.Volumes(
+        stored_gb=args.stored_gb, uploaded_gb=args.uploaded_gb,
+        files_uploaded=args.files_uploaded, downloaded_gb=args.downloaded_gb,
+        files_downloaded=args.files_downloaded, overwritten_fraction=args.overwritten_fraction)
+    try:
+        prices = cost.load_prices(args.prices)
+    except (OSError, ValueError) as err:
+        raise AdminError(f"price file {args.prices}: {err}") from None
+    customer = registry[args.slug]
+    if args.json:
+        items = cost.estimate(customer, volumes, prices)
+        print(json.dumps({"customer": args.slug, "as_of": prices["as_of"],
+                          "region": prices["region"], "currency": prices["currency"],
+                          "items": [vars(i) for i in items],
+                          "total": round(cost.total(items), 2)}, indent=2))
+    else:
+        print(cost.render(customer, volumes, prices))
+    return 0
+
+
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _data_bucket(slug: str, s3: Any, make: MakeClient) -> str:
+    """The customer's data bucket in the caller's account and the client's region."""
+    region = s3.meta.region_name
+    if not region:
+        raise AdminError("no region: pass --region (the customer stack's region)")
+    account = str(make("sts").get_caller_identity()["Account"])
+    return naming.data_bucket_name(slug, account, region)
+
+
+def _importer_rows(dsn: str) -> Callable[[str, str], dict[str, dict[str, Any]]]:
+    def rows(bucket: str, key: str) -> dict[str, dict[str, Any]]:
+        try:
+            import psycopg
+
+            from importer.store import custody_chain
+        except ImportError:
+            raise AdminError("--dsn needs psycopg: pip install 'psycopg[binary]'") from None
+        try:
+            with psycopg.connect(dsn, connect_timeout=10) as conn:
+                return custody_chain(conn, bucket, key)
+        except psycopg.Error as err:
+            raise AdminError("importer database: " + " ".join(str(err).split())) from None
+
+    return rows
+
 
 
 def _iam_user_customer(registry_dir: str, slug: str) -> CustomerConfig:
@@ -210,7 +309,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, on_command: bool) ->
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Operator commands for iam-user partners' access keys.")
+        prog=PROG, description="Operator commands for partners' access keys and custody.")
     _add_global_options(parser, on_command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -229,7 +328,45 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--json", action="store_true", help="machine-readable output")
     keys.set_defaults(run=cmd_keys)
 
-    for sub in (rotate, credentials, keys):
+    custody = commands.add_parser(
+        "custody", help="an object's chain of custody: versions, uploaders, checksums, import")
+    custody.add_argument("slug", metavar="SLUG")
+    custody.add_argument("key", metavar="KEY", nargs="?",
+                         help="object key, e.g. inbound/claims.csv (default: found from "
+                         "--local-file in the --manifest files)")
+    custody.add_argument("--version-id", help="show this version only (default: every one)")
+    custody.add_argument("--local-file", type=Path, metavar="PATH",
+                         help="compare this file's checksum with every version")
+    custody.add_argument("--manifest", type=Path, metavar="PATH", action="append", default=[],
+                         help="a client custody manifest (manifest.jsonl); repeatable")
+    custody.add_argument("--dsn", help="the importer's database (default: not consulted)")
+    custody.add_argument("--bucket", help="the bucket (default: the customer's data bucket "
+                         "in the caller's account and region)")
+    custody.add_argument("--verify-bytes", action="store_true",
+                         help="also read each version and recompute its checksum")
+    custody.add_argument("--json", action="store_true", help="machine-readable output")
+    custody.set_defaults(run=cmd_custody)
+
+    cost = commands.add_parser(
+        "cost", help="a customer's itemized monthly AWS cost, from stated volumes (offline)")
+    cost.add_argument("slug", metavar="SLUG")
+    for name, kind, default, what in [
+        ("--stored-gb", float, None, "GB kept in the bucket (current versions)"),
+        ("--uploaded-gb", float, None, "GB the partner sends per month"),
+        ("--files-uploaded", int, None, "files the partner sends per month"),
+        ("--downloaded-gb", float, 0.0, "GB the partner fetches per month (default 0)"),
+        ("--files-downloaded", int, 0, "files the partner fetches per month (default 0)"),
+        ("--overwritten-fraction", float, 0.0,
+         "share of stored data replaced per month, kept as noncurrent versions (default 0)"),
+    ]:
+        cost.add_argument(name, type=kind, default=default, required=default is None,
+                          help=what)
+    cost.add_argument("--prices", type=Path, default=None,
+                      help="dated price file (default: pricing/us-east-1.toml)")
+    cost.add_argument("--json", action="store_true", help="machine-readable output")
+    cost.set_defaults(run=cmd_cost)
+
+    for sub in (rotate, credentials, keys, custody, cost):
         _add_global_options(sub, on_command=True)
     return parser
 

@@ -51,8 +51,8 @@ class LineItem:
     basis: str  # how the figure was computed
 
 
-def load_prices(path: Path = DEFAULT_PRICES) -> dict[str, Any]:
-    return tomllib.loads(path.read_text(encoding="utf-8"))
+def load_prices(path: Path | None = None) -> dict[str, Any]:
+    return tomllib.loads((path or DEFAULT_PRICES).read_text(encoding="utf-8"))
 
 
 def estimate(customer: CustomerConfig, volumes: Volumes, prices: dict[str, Any], *,

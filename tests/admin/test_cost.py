@@ -86,3 +86,25 @@ def test_shipped_price_file_has_every_price_the_model_uses():
     prices = load_prices()
     assert prices["as_of"] and prices["region"] == "us-east-1"
     estimate(ACME, VOLUMES, prices)  # raises KeyError if a price is missing
+
+
+def test_cost_command_prints_the_itemized_estimate(capsys):
+    from admin.cli import main
+
+    code = main(["cost", "acme", "--stored-gb", "100", "--uploaded-gb", "10",
+                 "--files-uploaded", "10000", "--json"])
+    assert code == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["customer"] == "acme" and report["as_of"]
+    assert report["total"] == pytest.approx(sum(i["monthly"] for i in report["items"]), abs=0.01)
+
+
+def test_cost_command_refuses_an_unknown_customer(capsys):
+    from admin.cli import main
+
+    code = main(["cost", "nobody", "--stored-gb", "1", "--uploaded-gb", "1",
+                 "--files-uploaded", "1"])
+    assert code == 1
+    assert "not registered" in capsys.readouterr().err

@@ -1,0 +1,228 @@
+"""The queue loop: one message at a time, each ending as loaded, duplicate, skipped,
+dead-lettered, or left for redelivery.
+
+Poison handling: a permanent failure (:class:`~importer.errors.PermanentFailure`) sends the
+original body, unchanged, to the dead-letter queue with the failure's kind and reason as
+message attributes, *then* deletes the message. A crash between the two leaves a duplicate in
+the dead-letter queue, never a lost message. The queue's redrive policy (``maxReceiveCount``
+5) stays the backstop for everything else: a message whose failures are transient, or that
+kills the importer, reaches the dead-letter queue after five deliveries.
+
+Sending permanent failures at once, rather than letting the redrive policy do it, means the
+operator sees *why* (the redrive policy moves a message without a reason), and a bad file is
+not downloaded five times over an hour and a quarter of visibility timeouts.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+
+from importer import store
+from importer.errors import ChecksumMismatch, PermanentFailure
+from importer.fetch import Fetched, fetch_verified
+from importer.message import NULL_VERSION, IngestionEvent, parse_message
+
+logger = logging.getLogger("importer")
+
+# Longest wait between failed receives, in seconds.
+MAX_PAUSE = 60.0
+# SQS limits a message attribute value to 256 KiB; reasons are one line, kept short.
+MAX_REASON = 1000
+
+
+class Outcome(enum.StrEnum):
+    LOADED = "loaded"  # rows and custody row committed (or a batch manifest recorded)
+    DUPLICATE = "duplicate"  # this version was already recorded: nothing written
+    SKIPPED = "skipped"  # a folder marker: nothing to load
+    DEAD_LETTERED = "dead-lettered"  # permanent failure: sent to the DLQ with its reason
+    RETRY = "retry"  # transient failure: the message stays on the queue
+
+
+@dataclass
+class Importer:
+    """Consumes ``queue_url`` with the ``s3`` and ``sqs`` clients, writing through the
+    connection ``connect()`` returns (autocommit; reopened after a connection failure).
+
+    ``dead_letter_queue_url``: where permanent failures go. ``work_dir`` (default: the
+    system's temporary directory): where objects are fetched. ``retry_delay`` (default 60 s):
+    the visibility timeout a transiently failed message gets, so it comes back sooner than
+    the queue's 15 minutes (0 makes it visible again at once).
+    """
+
+    s3: Any
+    sqs: Any
+    queue_url: str
+    dead_letter_queue_url: str
+    connect: Callable[[], psycopg.Connection[Any]]
+    work_dir: Path | None = None
+    retry_delay: int = 60
+    _conn: psycopg.Connection[Any] | None = field(default=None, init=False, repr=False)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def poll(self, *, wait_seconds: int = 20, max_messages: int = 1) -> list[Outcome]:
+        """One ReceiveMessage (long poll up to ``wait_seconds``, default 20; up to
+        ``max_messages``, default 1, at most 10) and the handling of what it returned."""
+        resp = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return [self.handle(message) for message in resp.get("Messages", [])]
+
+    def run(self, *, wait_seconds: int = 20, max_messages: int = 1) -> None:
+        """Poll until interrupted (Ctrl-C or SIGTERM turned into ``KeyboardInterrupt``).
+
+        A failed receive (network, throttling beyond the client's retries) is logged and
+        retried after a pause that doubles up to ``MAX_PAUSE`` seconds.
+        """
+        pause = 1.0
+        while True:
+            try:
+                self.poll(wait_seconds=wait_seconds, max_messages=max_messages)
+            except (ClientError, BotoCoreError) as exc:
+                logger.error("cannot receive from %s: %s; again in %.0f s", self.queue_url,
+                             " ".join(str(exc).split()), pause)
+                time.sleep(pause)
+                pause = min(MAX_PAUSE, pause * 2)
+            else:
+                pause = 1.0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- one message ---------------------------------------------------------------------------
+
+    def handle(self, message: dict[str, Any]) -> Outcome:
+        """Process one received message and settle it (delete, dead-letter, or leave).
+
+        Never raises (but ``KeyboardInterrupt``): a failure to settle is logged and the
+        message comes back, which is safe because every load is idempotent.
+        """
+        body = str(message.get("Body", ""))
+        try:
+            event = parse_message(body)
+            outcome, note = self._process(event)
+        except PermanentFailure as failure:
+            try:
+                self._dead_letter(message, failure)
+                self._delete(message)
+            except Exception as exc:
+                return self._transient(message, exc, f"could not dead-letter ({failure.kind})")
+            logger.warning("dead-lettered message %s: %s: %s", message.get("MessageId"),
+                           failure.kind, failure.reason)
+            return Outcome.DEAD_LETTERED
+        except Exception as exc:
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                self.close()  # reconnect for the next message
+            return self._transient(message, exc, "will retry")
+        try:
+            self._delete(message)
+        except Exception as exc:  # done; the redelivery will find it recorded
+            logger.error("%s %s%s, but the message could not be deleted: %s", outcome.value,
+                         event.describe(), note, " ".join(str(exc).split()))
+            return outcome
+        logger.info("%s %s%s", outcome.value, event.describe(), note)
+        return outcome
+
+    def _transient(self, message: dict[str, Any], exc: Exception, what: str) -> Outcome:
+        self._retry_later(message)
+        logger.error("%s: message %s (receive count %s): %s: %s", what,
+                     message.get("MessageId"),
+                     message.get("Attributes", {}).get("ApproximateReceiveCount", "?"),
+                     type(exc).__name__, " ".join(str(exc).split()))
+        return Outcome.RETRY
+
+    def _process(self, event: IngestionEvent) -> tuple[Outcome, str]:
+        if event.is_folder_marker:
+            return Outcome.SKIPPED, ": folder marker"
+        conn = self._connection()
+        version = event.version_id or NULL_VERSION
+        if store.is_loaded(conn, event.bucket, event.key, version):
+            return Outcome.DUPLICATE, ": already recorded"
+        with self._fetch(event) as fetched:
+            if event.is_batch_manifest:
+                result = store.load_batch_manifest(conn, event, fetched)
+                what = f"batch manifest listing {result.row_count} file(s)"
+            else:
+                result = store.load_csv(conn, event, fetched)
+                what = f"{result.row_count} row(s)"
+        if not result.loaded:
+            return Outcome.DUPLICATE, ": recorded meanwhile by another delivery"
+        uploader = result.uploader
+        source = f", uploader from {uploader.source}" if uploader else ""
+        return Outcome.LOADED, f": {what}, custody id {result.custody_id}{source}"
+
+    def _fetch(self, event: IngestionEvent) -> Fetched:
+        """Fetch and verify; a mismatch is retried once at once, since bytes corrupted on the
+        way are not the object's fault. A second mismatch is permanent."""
+        def attempt() -> Fetched:
+            return fetch_verified(self.s3, event.bucket, event.key, event.version_id,
+                                  directory=self.work_dir, expected_size=event.size)
+
+        try:
+            return attempt()
+        except ChecksumMismatch as first:
+            logger.warning("checksum mismatch, fetching once more: %s", first.reason)
+            return attempt()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.connect()
+        return self._conn
+
+    # -- settling ------------------------------------------------------------------------------
+
+    def _dead_letter(self, message: dict[str, Any], failure: PermanentFailure) -> None:
+        def attribute(value: str) -> dict[str, str]:
+            return {"DataType": "String", "StringValue": value}
+
+        reason = " ".join(failure.reason.split())[:MAX_REASON]
+        self.sqs.send_message(
+            QueueUrl=self.dead_letter_queue_url,
+            MessageBody=str(message.get("Body", "")),
+            MessageAttributes={
+                "failure": attribute(failure.kind),
+                "reason": attribute(reason or failure.kind),
+                "source-message-id": attribute(str(message.get("MessageId", "?"))),
+                "failed-at": attribute(
+                    datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")),
+            },
+        )
+
+    def _delete(self, message: dict[str, Any]) -> None:
+        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _retry_later(self, message: dict[str, Any]) -> None:
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=self.retry_delay)
+        except Exception as exc:  # the queue's own visibility timeout still brings it back
+            logger.warning("could not shorten the visibility timeout: %s", exc)
+
+
+def dead_letter_queue_of(sqs: Any, queue_url: str) -> str:
+    """The URL of the dead-letter queue named by ``queue_url``'s redrive policy."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+    policy = attributes.get("RedrivePolicy")
+    if not policy:
+        raise ValueError(f"queue {queue_url} has no redrive policy: pass --dead-letter-queue-url")
+    arn = str(json.loads(policy)["deadLetterTargetArn"])
+    _, _, _, _, account, name = arn.split(":", 5)
+    return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])

@@ -1,0 +1,134 @@
+"""The ingestion message, parsed and checked without any I/O.
+
+The body is what the customer stack's EventBridge input transformer writes
+(``stacks/components/ingestion_handoff.py``)::
+
+    {"customer": "acme", "bucket": "phi-acme-...", "key": "inbound/claims.csv",
+     "version_id": "3sL4...", "size": 1234, "etag": "\"9b2c...\"",
+     "time": "2025-03-01T04:12:09Z", "event_id": "c988...", "requester": "123456789012",
+     "source_ip": "198.51.100.7"}
+
+S3's EventBridge events carry the object key as stored (not URL-encoded) and the requester as
+an account id or a service principal, not a full ARN.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from partner_transfer.manifest import BATCH_FOLDER
+
+from importer.errors import InvalidMessage
+from stacks import naming
+from stacks.config import SLUG_PATTERN
+
+# Every field the handoff rule sends, in its order.
+FIELDS = (
+    "customer", "bucket", "key", "version_id", "size", "etag", "time", "event_id",
+    "requester", "source_ip",
+)
+# S3's name for the version of an object written while versioning was off.
+NULL_VERSION = "null"
+
+
+@dataclass(frozen=True)
+class IngestionEvent:
+    """One new inbound object version. ``version_id`` is ``None`` only for an unversioned
+    bucket (customer buckets are versioned); ``etag``, ``requester`` and ``source_ip`` are
+    ``None`` when the event did not carry them."""
+
+    customer: str
+    bucket: str
+    key: str
+    version_id: str | None
+    size: int
+    etag: str | None
+    time: datetime
+    event_id: str
+    requester: str | None
+    source_ip: str | None
+
+    @property
+    def is_batch_manifest(self) -> bool:
+        """True for the client's commit markers: ``<prefix>_manifests/<batch>.json``."""
+        folder, _, name = self.key.rpartition("/")
+        return (folder + "/").endswith("/" + BATCH_FOLDER) and name.endswith(".json")
+
+    @property
+    def is_folder_marker(self) -> bool:
+        """True for a zero-byte ``.../`` key some tools create to show a folder."""
+        return self.key.endswith("/")
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.key} (version {self.version_id or NULL_VERSION})"
+
+
+def parse_message(body: str) -> IngestionEvent:
+    """Parse and check one message body; :class:`InvalidMessage` lists every problem.
+
+    Rules: a JSON object; ``customer`` a valid slug; ``bucket`` that customer's bucket (it
+    starts with ``phi-<customer>-``); ``key`` under ``inbound/``; ``size`` a non-negative
+    integer; ``time`` an ISO 8601 timestamp with a zone; ``event_id`` non-empty;
+    ``version_id``, ``etag``, ``requester``, ``source_ip`` strings or null. Unknown fields are
+    ignored, so the rule may send more.
+    """
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, TypeError) as exc:
+        raise InvalidMessage(f"message body is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("message body is not a JSON object")
+    problems: list[str] = []
+
+    def text(name: str, *, required: bool) -> str | None:
+        value = data.get(name)
+        if value is None or value == "":
+            if required:
+                problems.append(f"{name}: required")
+            return None
+        if not isinstance(value, str):
+            problems.append(f"{name}: must be a string (got {type(value).__name__})")
+            return None
+        return value
+
+    customer = text("customer", required=True)
+    bucket = text("bucket", required=True)
+    key = text("key", required=True)
+    version_id = text("version_id", required=False)
+    etag = text("etag", required=False)
+    event_id = text("event_id", required=True)
+    requester = text("requester", required=False)
+    source_ip = text("source_ip", required=False)
+    moment = text("time", required=True)
+
+    if customer is not None and not SLUG_PATTERN.match(customer):
+        problems.append(f"customer: {customer!r} is not a customer slug")
+    if customer and bucket and not bucket.startswith(f"{naming.BUCKET_NAME_PREFIX}{customer}-"):
+        problems.append(f"bucket: {bucket!r} is not a bucket of customer {customer!r}")
+    if key is not None and not key.startswith(naming.INBOUND_PREFIX):
+        problems.append(f"key: {key!r} is not under {naming.INBOUND_PREFIX}")
+    size = data.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        problems.append(f"size: must be a non-negative integer (got {size!r})")
+    when: datetime | None = None
+    if moment is not None:
+        try:
+            when = datetime.fromisoformat(moment)
+        except ValueError:
+            problems.append(f"time: {moment!r} is not an ISO 8601 timestamp")
+        else:
+            if when.tzinfo is None:
+                problems.append(f"time: {moment!r} has no time zone")
+    if problems:
+        raise InvalidMessage("invalid ingestion message: " + "; ".join(problems))
+    assert customer and bucket and key and event_id and when is not None
+    assert isinstance(size, int)
+    return IngestionEvent(
+        customer=customer, bucket=bucket, key=key,
+        version_id=None if version_id == NULL_VERSION else version_id,
+        size=size, etag=etag, time=when, event_id=event_id, requester=requester,
+        source_ip=source_ip,
+    )

@@ -1,0 +1,88 @@
+"""parse_message: what the handoff rule sends is accepted; anything else is refused whole."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from importer.errors import InvalidMessage
+from importer.message import FIELDS, parse_message
+
+GOOD: dict[str, Any] = {
+    "customer": "acme", "bucket": "phi-acme-123456789012-eu-west-2",
+    "key": "inbound/2025/claims.csv", "version_id": "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
+    "size": 1234, "etag": '"9b2cf535f27731c974343645a3985328"', "time": "2025-03-01T04:12:09Z",
+    "event_id": "c9888434-815d-c6f4-9fc2-4dd7bdeccaaf", "requester": "111122223333",
+    "source_ip": "198.51.100.7",
+}
+
+
+def body(**changes: Any) -> str:
+    data = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in data.items() if v is not ...})
+
+
+def test_handoff_body_parses_into_every_field() -> None:
+    event = parse_message(body())
+    assert set(GOOD) == set(FIELDS)
+    assert (event.customer, event.bucket, event.key) == (
+        "acme", GOOD["bucket"], "inbound/2025/claims.csv")
+    assert event.version_id == GOOD["version_id"]
+    assert event.size == 1234
+    assert event.time == datetime(2025, 3, 1, 4, 12, 9, tzinfo=UTC)
+    assert event.requester == "111122223333"
+    assert not event.is_batch_manifest
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert parse_message(body(sequencer="0064D3901D00059242")).key == GOOD["key"]
+
+
+def test_null_version_means_unversioned_object() -> None:
+    assert parse_message(body(version_id="null")).version_id is None
+    assert parse_message(body(version_id=None)).version_id is None
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("inbound/_manifests/20250301T041209Z-1a2b3c4d.json", True),
+    ("inbound/batch-7/_manifests/20250301T041209Z-1a2b3c4d.json", True),
+    ("inbound/_manifests.json", False),
+    ("inbound/my_manifests/x.json", False),
+    ("inbound/_manifests/readme.txt", False),
+])
+def test_batch_manifests_are_recognized_by_their_folder(key: str, expected: bool) -> None:
+    assert parse_message(body(key=key)).is_batch_manifest is expected
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"customer": ...}, "customer: required"),
+    ({"customer": "Acme!"}, "is not a customer slug"),
+    ({"bucket": "phi-globex-123456789012-eu-west-2"}, "is not a bucket of customer 'acme'"),
+    ({"key": "outbound/claims.csv"}, "is not under inbound/"),
+    ({"size": -1}, "size: must be a non-negative integer"),
+    ({"size": "12"}, "size: must be a non-negative integer"),
+    ({"size": True}, "size: must be a non-negative integer"),
+    ({"time": "yesterday"}, "is not an ISO 8601 timestamp"),
+    ({"time": "2025-03-01T04:12:09"}, "has no time zone"),
+    ({"event_id": ""}, "event_id: required"),
+    ({"version_id": 7}, "version_id: must be a string"),
+])
+def test_message_breaking_a_rule_is_refused(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidMessage, match="invalid ingestion message") as caught:
+        parse_message(body(**changes))
+    assert problem in caught.value.reason
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        parse_message(body(key="outbound/x.csv", size=-1, event_id=...))
+    assert caught.value.reason.count(";") == 2
+
+
+@pytest.mark.parametrize("raw", ["", "not json", "[1, 2]", '"text"'])
+def test_body_that_is_not_a_json_object_is_refused(raw: str) -> None:
+    with pytest.raises(InvalidMessage):
+        parse_message(raw)
