@@ -12,7 +12,7 @@ from constructs import Construct
 
 from stacks import naming
 from stacks.components import service_key_access
-from stacks.components.encrypted_storage import ACCESS_LOG_RETENTION_DAYS, MINIMUM_TLS_VERSION
+from stacks.components.encrypted_storage import ACCESS_LOG_RETENTION_DAYS, secure_bucket
 from stacks.config import AuditSettings, LockMode
 
 # CloudWatch Logs is for searching recent activity; the Object-Locked bucket is the record.
@@ -57,43 +57,27 @@ class AuditTrail(Construct):
         self.trail = self._trail()
 
     def _access_log_bucket(self) -> s3.Bucket:
-        return s3.Bucket(
+        return secure_bucket(
             self,
             "AccessLogBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # log delivery supports SSE-S3 only
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=MINIMUM_TLS_VERSION,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            key=None,
             lifecycle_rules=[s3.LifecycleRule(
                 id="RetainAccessLogs", expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS))],
-            removal_policy=RemovalPolicy.RETAIN,
         )
 
     def _custody_bucket(self, settings: AuditSettings) -> s3.Bucket:
         retention = Duration.days(settings.retention_days)
-        return s3.Bucket(
+        return secure_bucket(
             self,
             "CustodyBucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            blocked_encryption_types=[s3.BlockedEncryptionType.SSE_C],
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=MINIMUM_TLS_VERSION,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            object_lock_enabled=True,
-            object_lock_default_retention=(
+            key=self.key,
+            access_logs=(self.access_log_bucket, "custody-bucket/"),
+            object_lock_retention=(
                 s3.ObjectLockRetention.compliance(retention)
                 if settings.lock_mode is LockMode.COMPLIANCE
                 else s3.ObjectLockRetention.governance(retention)
             ),
-            server_access_logs_bucket=self.access_log_bucket,
-            server_access_logs_prefix="custody-bucket/",
-            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[],
         )
 
     def _allow_logs_to_use_key(self) -> None:
