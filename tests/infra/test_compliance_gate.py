@@ -26,6 +26,16 @@ def test_a_noncompliant_bucket_fails_synth():
         synth_with_gate(lambda stack: s3.Bucket(stack, "PlainBucket"))
 
 
+def test_the_apps_gate_bites_inside_a_customer_stage():
+    """-c customer=all puts each customer in a stage; the app-level gate must reach it."""
+    app = cdk.App(context=CDK_CONTEXT)
+    compliance.add_gate(app)
+    stack = cdk.Stack(cdk.Stage(app, "acme"), "CustomerStack")
+    s3.Bucket(stack, "PlainBucket")
+    with pytest.raises(Exception, match="ValidationFailed"):
+        app.synth()
+
+
 def test_an_acknowledged_finding_no_longer_fails_but_others_still_do():
     def build(stack: cdk.Stack) -> None:
         bucket = s3.Bucket(stack, "PlainBucket")
