@@ -8,6 +8,14 @@
                                                        an object's chain of custody
     phi-exchange-admin cost SLUG --stored-gb N --uploaded-gb N --files-uploaded N [...]
                                                        a customer's itemized monthly cost
+    phi-exchange-admin onboard SLUG [--output DIR] [--outputs-file F] [--access-key-id ID]
+                               [--support-contact TEXT ...]
+                                                       the partner kit (never a secret)
+    phi-exchange-admin offboard SLUG [--export-custody F] [--dry-run] [--yes]
+                                                       revoke access now, keep the data
+    phi-exchange-admin status [--json] [--manifest M ...] [--dsn DSN] [--max-listed N]
+                                                       every customer: mode, state, keys,
+                                                       last upload
 
 Global options (before or after the command): ``--registry DIR`` (default ``customers``),
 ``--region``, ``--profile``, ``--endpoint-url`` (default: boto3's usual resolution, real AWS).
@@ -28,8 +36,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from admin import lifecycle_cli
 from admin.aws import AwsOptions, make_client
 from admin.keys import CustomerReport, customer_report
+from admin.stack_outputs import LifecycleError
 from stacks import naming
 from stacks.config import AccessMode, CustomerConfig, RegistryError, load_registry
 
@@ -366,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--json", action="store_true", help="machine-readable output")
     cost.set_defaults(run=cmd_cost)
 
-    for sub in (rotate, credentials, keys, custody, cost):
+    lifecycle = lifecycle_cli.add_commands(commands)  # onboard, offboard, status
+
+    for sub in (rotate, credentials, keys, custody, cost, *lifecycle):
         _add_global_options(sub, on_command=True)
     return parser
 
@@ -383,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args, make))
     except RegistryError as err:
         print(err, file=sys.stderr)
-    except AdminError as err:
+    except (AdminError, LifecycleError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
     except ClientError as err:
         print(f"{PROG}: {_client_error_line(err)}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from moto.secretsmanager.models import SecretsManagerBackend
+from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 
 _original = SecretsManagerBackend.update_secret_version_stage
 
@@ -20,8 +20,9 @@ def _update_secret_version_stage(self: SecretsManagerBackend, secret_id: str,
                                  move_to_version_id: str) -> Any:
     result = _original(self, secret_id, version_stage, remove_from_version_id,
                        move_to_version_id)
-    if version_stage == "AWSCURRENT" and move_to_version_id:
-        self.secrets[secret_id].set_default_version_id(move_to_version_id)
+    secret = self.secrets[secret_id]
+    if version_stage == "AWSCURRENT" and move_to_version_id and isinstance(secret, FakeSecret):
+        secret.set_default_version_id(move_to_version_id)
     return result
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -201,7 +202,8 @@ def rotate(run: LocalRun) -> StepResult:
     lambdas = str(REPO_ROOT / "lambdas")
     if lambdas not in sys.path:
         sys.path.insert(0, lambdas)  # where Lambda finds key_rotation (the asset root)
-    from key_rotation import handler, rotation
+    handler = importlib.import_module("key_rotation.handler")
+    rotation = importlib.import_module("key_rotation.rotation")
 
     token = str(uuid.uuid4())
     env = dict(function_env, AWS_ACCESS_KEY_ID=admin.access_key_id,

@@ -57,7 +57,7 @@ def acknowledge_customer_stack(
     stack: cdk.Stack,
     *,
     storage: EncryptedStorage,
-    access: PartnerAccess,
+    access: PartnerAccess | None,
     rotation: KeyRotation | None,
 ) -> None:
     """Findings on a customer stack that are acceptable by design, each with its reason."""
@@ -70,8 +70,8 @@ def acknowledge_customer_stack(
         "for no recovery benefit."))
     _acknowledge_access_log_bucket(storage.log_bucket)
 
-    policy = access.node.try_find_child("PartnerPolicy")
-    if policy is not None:
+    policy = access.node.try_find_child("PartnerPolicy") if access is not None else None
+    if access is not None and policy is not None:
         bucket_arn = stack.resolve(storage.bucket_arn)["Fn::Join"][1]
         bucket_arn_text = "".join(
             part if isinstance(part, str) else f"<{part['Ref']}>" for part in bucket_arn

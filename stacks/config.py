@@ -102,6 +102,7 @@ class CustomerConfig:
     allowed_source_ips: tuple[str, ...] = ()
     retention: Retention = field(default_factory=Retention)
     rotation: Rotation | None = None
+    offboarded: bool = False
     source_file: str = ""
 
     @property
@@ -150,6 +151,7 @@ _TOP_LEVEL_FIELDS = {
     "contacts",
     "retention",
     "rotation",
+    "offboarded",
 }
 
 
@@ -174,6 +176,10 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
     contacts = _contacts(data.get("contacts"), problems)
     retention = _retention(data.get("retention", {}), problems)
     rotation = _rotation(data.get("rotation"), access, problems)
+    offboarded = data.get("offboarded", False)
+    if not isinstance(offboarded, bool):
+        problems.add("offboarded", f"must be true or false (got {offboarded!r})")
+        offboarded = False
 
     if problems.items:
         raise RegistryError(problems.items)
@@ -189,6 +195,7 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
         contacts=contacts,
         retention=retention,
         rotation=rotation,
+        offboarded=offboarded,
         source_file=source,
     )
 

@@ -11,7 +11,7 @@ from stacks import compliance, naming, policy_limits
 from stacks.components.encrypted_storage import EncryptedStorage
 from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
-from stacks.components.partner_access import PartnerAccess
+from stacks.components.partner_access import PartnerAccess, deny_partner
 from stacks.config import AccessMode, CustomerConfig, Direction, RegistryError
 
 
@@ -42,6 +42,27 @@ class CustomerStack(Stack):
             log_bucket_name=naming.log_bucket_name(slug, self.account, self.region),
             retention=customer.retention,
         )
+        access, rotation = None, None
+        if customer.offboarded:
+            # Registry says offboarded: the data, key and logs stay; every way in goes, and an
+            # explicit deny covers whatever the partner may still hold (docs/offboarding.md).
+            deny_partner(storage.bucket, storage.bucket_arn, customer)
+        else:
+            access, rotation = self._partner_side(customer, storage)
+        compliance.acknowledge_customer_stack(
+            self, storage=storage, access=access, rotation=rotation
+        )
+        Tags.of(self).add("phi-exchange:customer", slug)
+        Tags.of(self).add("phi-exchange:data-classification", "phi")
+        self._outputs(customer, storage, access)
+        oversize = policy_limits.oversize_problems(self, customer)
+        if oversize:
+            raise RegistryError(oversize)
+
+    def _partner_side(
+        self, customer: CustomerConfig, storage: EncryptedStorage
+    ) -> tuple[PartnerAccess, KeyRotation | None]:
+        """The partner's way in, its key rotation (iam-user) and the importer handoff."""
         access = PartnerAccess(
             self,
             "PartnerAccess",
@@ -56,7 +77,7 @@ class CustomerStack(Stack):
             rotation = KeyRotation(
                 self,
                 "KeyRotation",
-                slug=slug,
+                slug=customer.slug,
                 rotation=customer.rotation,
                 contacts=customer.contacts,
                 secret=access.secret,
@@ -65,20 +86,13 @@ class CustomerStack(Stack):
             )
         if customer.allows(Direction.INBOUND):
             IngestionHandoff(
-                self, "IngestionHandoff", slug=slug, bucket_name=storage.bucket.bucket_name
+                self, "IngestionHandoff", slug=customer.slug,
+                bucket_name=storage.bucket.bucket_name,
             )
-        compliance.acknowledge_customer_stack(
-            self, storage=storage, access=access, rotation=rotation
-        )
-        Tags.of(self).add("phi-exchange:customer", slug)
-        Tags.of(self).add("phi-exchange:data-classification", "phi")
-        self._outputs(customer, storage, access)
-        oversize = policy_limits.oversize_problems(self, customer)
-        if oversize:
-            raise RegistryError(oversize)
+        return access, rotation
 
     def _outputs(
-        self, customer: CustomerConfig, storage: EncryptedStorage, access: PartnerAccess
+        self, customer: CustomerConfig, storage: EncryptedStorage, access: PartnerAccess | None
     ) -> None:
         """What a client needs to connect (the transfer client's profile reads these keys)."""
         outputs: dict[str, str] = {
@@ -89,6 +103,16 @@ class CustomerStack(Stack):
             "BucketOwnerAccount": self.account,
             "KmsKeyArn": storage.key.key_arn,
         }
+        if access is None:
+            outputs["Offboarded"] = "true"  # no way in: no prefixes, no partner identity
+        else:
+            outputs.update(self._partner_outputs(customer, access))
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
+
+    @staticmethod
+    def _partner_outputs(customer: CustomerConfig, access: PartnerAccess) -> dict[str, str]:
+        outputs: dict[str, str] = {}
         if customer.allows(Direction.INBOUND):
             outputs["InboundPrefix"] = naming.INBOUND_PREFIX
         if customer.allows(Direction.OUTBOUND):
@@ -101,5 +125,4 @@ class CustomerStack(Stack):
             assert access.role is not None and customer.external_id is not None
             outputs["PartnerRoleArn"] = access.role.role_arn
             outputs["ExternalId"] = customer.external_id
-        for name, value in outputs.items():
-            CfnOutput(self, name, value=value)
+        return outputs

@@ -96,6 +96,11 @@ class EncryptedStorage(Construct):
         self.log_bucket = self._log_bucket(log_bucket_name)
         self.bucket = self._data_bucket(data_bucket_name, retention)
         self._deny_wrong_encryption()
+        # A retained bucket keeps its policy too: `cdk destroy` must not leave PHI behind
+        # without the TLS and encryption denies.
+        for bucket in (self.bucket, self.log_bucket):
+            assert bucket.policy is not None
+            bucket.policy.apply_removal_policy(RemovalPolicy.RETAIN)
 
     def _key(self, alias: str) -> kms.Key:
         return kms.Key(

@@ -57,6 +57,13 @@ class PartnerScope:
             conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
         ))
         statements.append(iam.PolicyStatement(
+            # Desktop clients (Cyberduck, WinSCP) ask for the bucket's region first; it reveals
+            # nothing else.
+            sid="FindBucketRegion",
+            actions=["s3:GetBucketLocation"],
+            resources=[self.bucket_arn],
+        ))
+        statements.append(iam.PolicyStatement(
             sid="ListTopLevelFolders",
             actions=["s3:ListBucket"],
             resources=[self.bucket_arn],
@@ -86,6 +93,37 @@ class PartnerScope:
             "StringLike": {"kms:EncryptionContext:aws:s3:arn": [self.bucket_arn,
                                                                  f"{self.bucket_arn}/*"]},
         }
+
+
+def partner_principal_patterns(stack: Stack, customer: CustomerConfig) -> list[str]:
+    """ARN patterns matching every principal of ``customer``'s partner (an account id matches
+    every principal of that account). Built from deterministic names, not resource attributes,
+    so key and bucket policies never depend on (or wait for) the IAM resources."""
+    slug = customer.slug
+    if customer.access is AccessMode.IAM_USER:
+        return [stack.format_arn(service="iam", region="", resource="user",
+                                 resource_name=naming.partner_user_name(slug))]
+    if customer.access is AccessMode.ASSUME_ROLE:
+        return [stack.format_arn(service="iam", region="", resource="role",
+                                 resource_name=naming.partner_role_name(slug))]
+    return [
+        f"arn:{stack.partition}:iam::{p}:*" if ACCOUNT_ID_PATTERN.match(p) else p
+        for p in customer.partner_principals
+    ]
+
+
+def deny_partner(bucket: s3.Bucket, bucket_arn: str, customer: CustomerConfig) -> None:
+    """An offboarded partner: every S3 action on the bucket denied to its principals, whatever
+    any other statement allows."""
+    bucket.add_to_resource_policy(iam.PolicyStatement(
+        sid="OffboardedPartnerDeny",
+        effect=iam.Effect.DENY,
+        principals=[iam.AnyPrincipal()],
+        actions=["s3:*"],
+        resources=[bucket_arn, f"{bucket_arn}/*"],
+        conditions={"ArnLike": {
+            "aws:PrincipalArn": partner_principal_patterns(Stack.of(bucket), customer)}},
+    ))
 
 
 class PartnerAccess(Construct):
@@ -145,22 +183,7 @@ class PartnerAccess(Construct):
     @property
     def principal_arn_patterns(self) -> list[str]:
         """ARN patterns matching every partner principal, for ``aws:PrincipalArn`` conditions."""
-        stack = Stack.of(self)
-        slug = self._customer.slug
-        if self._customer.access is AccessMode.IAM_USER:
-            return [self._iam_arn("user", naming.partner_user_name(slug))]
-        if self._customer.access is AccessMode.ASSUME_ROLE:
-            return [self._iam_arn("role", naming.partner_role_name(slug))]
-        return [
-            f"arn:{stack.partition}:iam::{p}:*" if ACCOUNT_ID_PATTERN.match(p) else p
-            for p in self._customer.partner_principals
-        ]
-
-    def _iam_arn(self, resource: str, name: str) -> str:
-        # Built from the deterministic name, not the resource's attribute, so key and bucket
-        # policies never depend on (or wait for) the IAM resources.
-        return Stack.of(self).format_arn(service="iam", region="", resource=resource,
-                                         resource_name=name)
+        return partner_principal_patterns(Stack.of(self), self._customer)
 
     def _external_principals(self) -> list[iam.IPrincipal]:
         return [

@@ -36,6 +36,13 @@ EXTRA_CUSTOMERS = [
         "contacts": ["ops@hooli.example"],
     },
     {
+        # Offboarded (registry as source of truth): data kept, every way in removed.
+        "slug": "vandelay",
+        "access": "iam-user",
+        "offboarded": True,
+        "contacts": ["ops@vandelay.example"],
+    },
+    {
         "slug": "soylent",
         "access": "assume-role",
         "partner_principals": ["arn:aws:iam::222233334444:role/soylent-transfer"],
@@ -85,7 +92,10 @@ def templates(stack_artifacts: dict[str, Any]) -> dict[str, Template]:
 
 
 def slugs_by_mode(mode: str) -> list[str]:
-    return sorted(s for s, c in build_test_customers().items() if c.access.value == mode)
+    """Active (not offboarded) customers of one access mode."""
+    return sorted(s for s, c in build_test_customers().items()
+                  if c.access.value == mode and not c.offboarded)
 
 
-ALL_SLUGS = sorted(build_test_customers())
+ALL_SLUGS = sorted(s for s, c in build_test_customers().items() if not c.offboarded)
+OFFBOARDED_SLUGS = sorted(s for s, c in build_test_customers().items() if c.offboarded)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.conftest import ALL_SLUGS
+from tests.infra.conftest import ALL_SLUGS, OFFBOARDED_SLUGS
 
 STATEFUL_LOGICAL_IDS = {
     "StorageDataKeyE15BA43B": "AWS::KMS::Key",
@@ -14,7 +14,7 @@ STATEFUL_LOGICAL_IDS = {
 }
 
 
-@pytest.mark.parametrize("slug", ALL_SLUGS)
+@pytest.mark.parametrize("slug", ALL_SLUGS + OFFBOARDED_SLUGS)
 def test_stateful_resources_keep_their_logical_ids(templates, slug):
     resources = templates[slug].to_json()["Resources"]
     for logical_id, resource_type in STATEFUL_LOGICAL_IDS.items():
@@ -23,7 +23,7 @@ def test_stateful_resources_keep_their_logical_ids(templates, slug):
         assert resources[logical_id]["DeletionPolicy"] == "Retain"
 
 
-@pytest.mark.parametrize("slug", ALL_SLUGS)
+@pytest.mark.parametrize("slug", ALL_SLUGS + OFFBOARDED_SLUGS)
 def test_every_key_and_bucket_is_pinned(templates, slug):
     resources = templates[slug].to_json()["Resources"]
     stateful = {k for k, v in resources.items() if v["Type"] in ("AWS::KMS::Key",

@@ -178,6 +178,21 @@ def test_init_from_rotation_secret_references_the_file(ws: Workspace) -> None:
     assert records[-1]["caller_arn"]  # STS answered for the file's key
 
 
+def test_profile_from_a_secret_without_prefixes_points_to_the_kit(ws: Workspace) -> None:
+    """Current secrets hold no prefixes (they follow the registry): --from-secret says what to
+    use instead, in one line, and writes nothing."""
+    path = ws.root / "secret.json"
+    path.write_text(json.dumps({"user_name": "u", "access_key_id": "AKIAEXAMPLE",
+                                "secret_access_key": "x" * 40, "bucket": ws.bucket,
+                                "region": REGION, "bucket_owner": ACCOUNT,
+                                "kms_key_arn": KEY_ARN}))
+    target = ws.root / "never.toml"
+    result = cli("profile", "init", "--from-secret", path, "-o", target)
+    assert result.code == 3
+    assert "--outputs-file" in result.err and "onboarding kit" in result.err
+    assert not target.exists()
+
+
 def test_profile_show_prints_the_effective_profile(ws: Workspace) -> None:
     result = cli("profile", "show", "--profile", ws.profile())
     assert result.code == 0, result.err

@@ -512,6 +512,15 @@ def profile_from_secret(
 
     ``customer`` (default: derived from the bucket name ``phi-<slug>-...``) names the profile.
     """
+    if not (secret.get("inbound_prefix") or secret.get("outbound_prefix")):
+        # Current secrets hold only values fixed for the stack's life (docs/rotation.md); the
+        # prefixes follow the registry's directions and come with the onboarding kit.
+        raise TransferError(
+            ExitCode.CONFIG,
+            "the key hand-over file names no prefixes: create the profile from your onboarding "
+            "kit's outputs file instead: partner-transfer profile init --outputs-file "
+            f"<slug>-outputs.json --credentials-file {credentials_file} -o <slug>.toml",
+        )
     bucket = str(secret.get("bucket", ""))
     slug = customer or (bucket.split("-")[1] if bucket.startswith("phi-") else bucket)
     profile = Profile(
