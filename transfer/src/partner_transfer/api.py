@@ -629,12 +629,22 @@ class Client:
             final = keys.safe_destination(dest.parent, dest.name)
         return [_DownloadItem(key, final, None)]
 
+    def _check_download_source(self, source: str) -> None:
+        allowed = self.profile.download_prefixes
+        if source and not source.endswith("/") and source + "/" in allowed:
+            source += "/"
+        if source == "" or source.endswith("/"):
+            keys.check_prefix(source or (allowed or ("",))[0], allowed, "download")
+        else:
+            keys.check_key(source, allowed, "download")
+
     def download(self, source: str, dest: Path, *, skip_identical: bool = False) -> list[Outcome]:
         """Download a key or a prefix to ``dest``, verifying every file before it appears.
 
         ``skip_identical`` (default False; True for sync) keeps local files whose content has
         the object's stored checksum.
         """
+        self._check_download_source(source)  # refuse locally, before any request
         if not self.options.dry_run:
             self.preflight()
         items = self.plan_download(source, dest)
