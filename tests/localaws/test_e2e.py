@@ -219,8 +219,8 @@ def test_partner_user_group_and_policy(deployed: tuple[Aws, Path, float]) -> Non
         "PolicyVersion"]["Document"]
     document = json.loads(document) if isinstance(document, str) else document
     assert {s["Sid"] for s in document["Statement"]} == {
-        "WriteInbound", "ReadOutbound", "ListOwnPrefixes", "ListTopLevelFolders",
-        "UseKeyThroughS3"}
+        "WriteInbound", "ReadOutbound", "ListOwnPrefixes", "FindBucketRegion",
+        "ListTopLevelFolders", "UseKeyThroughS3"}
 
 
 def test_partner_key_is_scoped_to_its_prefixes_with_checks_on(
