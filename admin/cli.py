@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from admin import lifecycle_cli
 from admin.aws import AwsOptions, make_client
 from admin.keys import CustomerReport, customer_report
+from admin.private_files import PrivateFileError, write_private
 from admin.stack_outputs import LifecycleError
 from stacks import naming
 from stacks.config import AccessMode, CustomerConfig, RegistryError, load_registry
@@ -252,21 +253,10 @@ def _unfinished_versions(described: dict[str, Any]) -> list[str]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Create ``path`` readable by its owner only; never overwrite or follow a symlink."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise AdminError(f"{path} already exists; refusing to overwrite it") from None
-    except OSError as err:
-        raise AdminError(f"cannot create {path}: {err.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as err:
-        path.unlink(missing_ok=True)
-        raise AdminError(f"cannot write {path}: {err.strerror}") from None
+        write_private(path, text)
+    except PrivateFileError as err:
+        raise AdminError(str(err)) from None
 
 
 def _format_report(report: CustomerReport) -> str:

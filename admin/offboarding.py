@@ -22,7 +22,6 @@ by our operators.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from admin.private_files import PrivateFileError, write_private
 from admin.stack_outputs import LifecycleError, StackOutputs
 from stacks import naming
 from stacks.config import ACCOUNT_ID_PATTERN, AccessMode, CustomerConfig
@@ -350,21 +350,10 @@ def custody_report(customer: CustomerConfig, outputs: StackOutputs, result: Offb
 def write_private_json(path: Path, document: dict[str, Any]) -> None:
     """Create ``path`` (mode 0600, never overwriting, never following a symlink) with the JSON
     document. The report names objects of health data: keep it with the custody records."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise LifecycleError(f"{path} already exists; refusing to overwrite it") from None
-    except OSError as err:
-        raise LifecycleError(f"cannot create {path}: {err.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-    except OSError as err:
-        path.unlink(missing_ok=True)
-        raise LifecycleError(f"cannot write {path}: {err.strerror}") from None
+        write_private(path, json.dumps(document, indent=2) + "\n")
+    except PrivateFileError as err:
+        raise LifecycleError(str(err)) from None
 
 
 def _iso(moment: datetime) -> str:
