@@ -295,14 +295,16 @@ def summary(run: LocalRun, *, total_seconds: float | None = None) -> str:
     lines.append(
         "\nWhat this proves: the real CDK CLI deploys the real template; the deployed "
         "configuration reads back as specified; the bucket policy's TLS and encryption denies "
-        "are enforced for uploads. It does not prove AWS enforces every policy the same way: "
-        "S3 never calls KMS here, so KMS permissions are not exercised, and Block Public "
-        "Access, object ownership and lifecycle are stored but not enforced "
-        "(docs/local-run.md)."
+        "are enforced; the partner's real client uploads, downloads and records custody under "
+        "the emulator's IAM checks; a rotation through the real handler keeps the old key "
+        "through the grace period and retires it after. It does not prove AWS enforces every "
+        "policy the same way: S3 never calls KMS here, so KMS permissions are not exercised, "
+        "and Block Public Access, object ownership and lifecycle are stored but not enforced "
+        "(docs/local-run.md; the offline access matrix in make test covers the policies)."
     )
     lines.append(
         f"\nUse it:   eval \"$(python -m localrun env --run-dir {run.run_dir})\"  "
         "(then aws/boto3 talk to the emulator)"
-        f"\nStop it:  python -m localrun down --run-dir {run.run_dir}"
+        f"\nStop it:  make demo-down  (or: python -m localrun down --run-dir {run.run_dir})"
     )
     return "\n".join(lines)
