@@ -281,6 +281,12 @@ def _partner_lists(r: MatrixRequest) -> bool:
     return (under_own_prefix or top_level) and _tls_ok(r) and _address_allowed(r)
 
 
+def _partner_finds_bucket_region(r: MatrixRequest) -> bool:
+    return (_own(r) and r.target.kind is Kind.BUCKET
+            and r.operation.action == "s3:GetBucketLocation"
+            and _tls_ok(r) and _address_allowed(r))
+
+
 def _partner_uses_key_through_s3(r: MatrixRequest) -> bool:
     if not (_own(r) and r.target.kind is Kind.KEY and r.operation.via_s3):
         return False
@@ -339,6 +345,10 @@ RULES: tuple[Rule, ...] = (
     Rule("partner-lists-own-prefixes",
          "A partner may list its own bucket only under its own prefixes, or its top level with "
          "delimiter '/', over TLS >= 1.2, from an allowed source address.", _partner_lists),
+    Rule("partner-finds-own-bucket-region",
+         "A partner may ask its own bucket's region (GetBucketLocation, what desktop clients "
+         "do first), over TLS >= 1.2, from an allowed source address.",
+         _partner_finds_bucket_region),
     Rule("partner-uses-own-key-through-s3",
          "A partner may use its own customer's key only through S3 for its own bucket: Decrypt, "
          "and GenerateDataKey if it sends inbound. Never directly.",
@@ -437,8 +447,8 @@ def operations(target: Target, *, full: bool, other_key: str) -> list[Operation]
     if target.kind is Kind.BUCKET:
         listings = LISTINGS if full else FOREIGN_LISTINGS
         return [_op("s3:ListBucket", name, ctx) for name, ctx in listings] + [
-            _op("s3:PutBucketPolicy"), _op("s3:PutBucketVersioning"),
-            _op("s3:PutLifecycleConfiguration")]
+            _op("s3:GetBucketLocation"), _op("s3:PutBucketPolicy"),
+            _op("s3:PutBucketVersioning"), _op("s3:PutLifecycleConfiguration")]
     if target.kind is Kind.LOG_BUCKET:
         return [_op("s3:ListBucket", "everything"), _op("s3:PutBucketPolicy"),
                 _op("s3:PutLifecycleConfiguration")]
