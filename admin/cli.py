@@ -40,6 +40,7 @@ from admin import lifecycle_cli
 from admin.aws import AwsOptions, make_client
 from admin.keys import CustomerReport, customer_report
 from admin.private_files import PrivateFileError, write_private
+from admin.registry import registered_customer
 from admin.stack_outputs import LifecycleError
 from stacks import naming
 from stacks.config import AccessMode, CustomerConfig, RegistryError, load_registry
@@ -143,11 +144,7 @@ def cmd_custody(args: argparse.Namespace, make: MakeClient) -> int:
     # commands do not.
     from admin import custody
 
-    registry = load_registry(Path(args.registry))
-    if args.slug not in registry:
-        known = ", ".join(sorted(registry)) or "(none)"
-        raise AdminError(f"customer {args.slug!r} is not registered in {args.registry} "
-                         f"(registered: {known})")
+    registered_customer(args.registry, args.slug, error=AdminError)
     if args.key is None and args.local_file is None:
         raise AdminError("give the object KEY, or --local-file with the client's --manifest")
     s3 = make("s3")
@@ -179,11 +176,7 @@ def cmd_cost(args: argparse.Namespace, make: MakeClient) -> int:
     """Offline: reads only the registry and the dated price file, never AWS."""
     from admin import cost
 
-    registry = load_registry(Path(args.registry))
-    if args.slug not in registry:
-        known = ", ".join(sorted(registry)) or "(none)"
-        raise AdminError(f"customer {args.slug!r} is not registered in {args.registry} "
-                         f"(registered: {known})")
+    customer = registered_customer(args.registry, args.slug, error=AdminError)
     volumes = cost.Volumes(
         stored_gb=args.stored_gb, uploaded_gb=args.uploaded_gb,
         files_uploaded=args.files_uploaded, downloaded_gb=args.downloaded_gb,
@@ -192,7 +185,6 @@ def cmd_cost(args: argparse.Namespace, make: MakeClient) -> int:
         prices = cost.load_prices(args.prices)
     except (OSError, ValueError) as err:
         raise AdminError(f"price file {args.prices}: {err}") from None
-    customer = registry[args.slug]
     if args.json:
         items = cost.estimate(customer, volumes, prices)
         print(json.dumps({"customer": args.slug, "as_of": prices["as_of"],
@@ -235,12 +227,7 @@ def _importer_rows(dsn: str) -> Callable[[str, str], dict[str, dict[str, Any]]]:
 
 
 def _iam_user_customer(registry_dir: str, slug: str) -> CustomerConfig:
-    registry = load_registry(Path(registry_dir))
-    customer = registry.get(slug)
-    if customer is None:
-        known = ", ".join(sorted(registry)) or "(none)"
-        raise AdminError(f"customer {slug!r} is not registered in {registry_dir} "
-                         f"(registered: {known})")
+    customer = registered_customer(registry_dir, slug, error=AdminError)
     if customer.access is not AccessMode.IAM_USER:
         raise AdminError(f"customer {slug!r} uses access = '{customer.access.value}'; only "
                          "'iam-user' customers have an access key of ours")

@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from admin.registry import registered_customer
 from admin.stack_outputs import (
     LifecycleError,
     StackOutputs,
@@ -284,9 +285,4 @@ def _importer_lookup(dsn: str, stack: contextlib.ExitStack) -> Callable[[str, st
 
 
 def _registered(registry_dir: str, slug: str) -> CustomerConfig:
-    registry = load_registry(Path(registry_dir))
-    if slug not in registry:
-        known = ", ".join(sorted(registry)) or "(none)"
-        raise LifecycleError(f"customer {slug!r} is not registered in {registry_dir} "
-                             f"(registered: {known})")
-    return registry[slug]
+    return registered_customer(registry_dir, slug, error=LifecycleError)

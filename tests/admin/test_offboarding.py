@@ -9,12 +9,10 @@ import argparse
 import io
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from admin import lifecycle_cli, offboarding
 from admin.stack_outputs import LifecycleError, parse_outputs
@@ -32,14 +30,6 @@ from tests.admin.lifecycle_support import (
 )
 
 CUSTOMERS = REPO / "customers"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import hashlib
 import json
 import plistlib
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,7 +16,6 @@ from urllib.parse import unquote, urlparse
 
 import boto3
 import pytest
-from moto import mock_aws
 from partner_transfer import cli as partner_cli
 from partner_transfer.profile import AuthMethod, load_profile
 
@@ -549,14 +547,6 @@ def test_stack_outputs_granting_no_prefix_are_refused_unless_offboarded() -> Non
 def test_onboard_refuses_an_unregistered_customer(tmp_path: Path) -> None:
     ran = run(REPO / "customers", ["onboard", "nobody", "--outputs-file", "x.json"])
     assert ran.code == 1 and "'nobody' is not registered" in ran.err
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
 
 
 def test_onboard_online_reads_the_stack_and_the_current_key_id_never_writing_the_secret(

@@ -4,7 +4,6 @@ table): every customer's state, key age, days to rotation and last upload, from 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
-from moto import mock_aws
 
 from admin import status
 from stacks import naming
@@ -27,14 +25,6 @@ from tests.admin.lifecycle_support import (
 )
 
 CUSTOMERS = REPO / "customers"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
 
 
 @pytest.fixture
