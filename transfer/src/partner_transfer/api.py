@@ -148,6 +148,9 @@ class Client:
             self.options.manifest or profile.manifest or self.state_dir / "manifest.jsonl"
         )
         self._pool: ThreadPoolExecutor | None = None
+        # (manifest size when read, last upload record per key): see _uploads_recorded.
+        self._recorded: tuple[int, dict[str, dict[str, Any]]] | None = None
+        self._recorded_lock = threading.Lock()
         self._current_run: _Run | None = None
         self._last_batch_id = ""
 
@@ -426,11 +429,9 @@ class Client:
         if listed is None:
             return None
         size = int(listed["Size"])
-        records = read_manifest(self.manifest_path) if self.manifest_path.exists() else []
-        record = next((r for r in reversed(records)
-                       if r.get("direction") == "upload" and r.get("result") in ("ok", "skipped")
-                       and r.get("bucket") == self.profile.bucket and r.get("key") == key
-                       and r.get("size") == size and r.get("checksum")), None)
+        record = self._uploads_recorded().get(key)
+        if record is not None and record.get("size") != size:
+            record = None  # the object is not what this host last uploaded
         if record is None:
             return [], {"ContentLength": size, "unreadable": True}
         expected = checksums.Expected(str(record["checksum_algorithm"]), str(record["checksum"]),
@@ -456,6 +457,20 @@ class Client:
             if local[e.algorithm] != e.value:
                 return None
         return head
+
+    def _uploads_recorded(self) -> dict[str, dict[str, Any]]:
+        """This host's last successful upload record per key of this bucket, from the custody
+        manifest; read once, and again only when the manifest has grown."""
+        size = self.manifest_path.stat().st_size if self.manifest_path.exists() else 0
+        with self._recorded_lock:
+            if self._recorded is None or self._recorded[0] != size:
+                index: dict[str, dict[str, Any]] = {}
+                for r in read_manifest(self.manifest_path) if size else []:
+                    if (r.get("direction") == "upload" and r.get("result") in ("ok", "skipped")
+                            and r.get("bucket") == self.profile.bucket and r.get("checksum")):
+                        index[str(r["key"])] = r
+                self._recorded = (size, index)
+            return self._recorded[1]
 
     def _skipped(self, item: _UploadItem, crc: str, head: dict[str, Any]) -> Outcome:
         return Outcome(
@@ -606,10 +621,9 @@ class Client:
         the outbound prefix, names escaping ``dest`` and symlinks inside it are refused.
         """
         allowed = self.profile.download_prefixes
-        if source and not source.endswith("/") and source + "/" in allowed:
-            source += "/"
-        if source == "" or source.endswith("/"):
-            prefix = keys.check_prefix(source or (allowed or ("",))[0], allowed, "download")
+        checked, is_prefix = self._download_source(source)
+        if is_prefix:
+            prefix = checked
             items = []
             for obj in self._list(prefix):
                 key = obj["Key"]
@@ -621,7 +635,7 @@ class Client:
             if not items:
                 raise TransferError(ExitCode.NOT_FOUND, f"no objects under {prefix}")
             return items
-        key = keys.check_key(source, allowed, "download")
+        key = checked
         name = key.rsplit("/", 1)[-1]
         if dest.is_dir() or str(dest).endswith(os.sep):
             final = keys.safe_destination(dest, name)
@@ -629,14 +643,15 @@ class Client:
             final = keys.safe_destination(dest.parent, dest.name)
         return [_DownloadItem(key, final, None)]
 
-    def _check_download_source(self, source: str) -> None:
+    def _download_source(self, source: str) -> tuple[str, bool]:
+        """``source`` checked against the profile's download prefixes, before any request:
+        (the normalized prefix, True) or (the key, False)."""
         allowed = self.profile.download_prefixes
         if source and not source.endswith("/") and source + "/" in allowed:
             source += "/"
         if source == "" or source.endswith("/"):
-            keys.check_prefix(source or (allowed or ("",))[0], allowed, "download")
-        else:
-            keys.check_key(source, allowed, "download")
+            return keys.check_prefix(source or (allowed or ("",))[0], allowed, "download"), True
+        return keys.check_key(source, allowed, "download"), False
 
     def download(self, source: str, dest: Path, *, skip_identical: bool = False) -> list[Outcome]:
         """Download a key or a prefix to ``dest``, verifying every file before it appears.
@@ -644,7 +659,7 @@ class Client:
         ``skip_identical`` (default False; True for sync) keeps local files whose content has
         the object's stored checksum.
         """
-        self._check_download_source(source)  # refuse locally, before any request
+        self._download_source(source)  # refuse locally, before any request
         if not self.options.dry_run:
             self.preflight()
         items = self.plan_download(source, dest)
