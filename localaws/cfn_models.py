@@ -159,6 +159,17 @@ class _New:
         return str(getattr(self, self.physical_id_attribute))
 
 
+class _NamedWithArn(_New):
+    """A new type whose Ref is its name and whose GetAtt Arn is its ARN."""
+
+    ATTRIBUTES: ClassVar[Mapping[str, str]] = {"Arn": "arn"}
+    physical_id_attribute = "name"
+
+    def __init__(self, name: str, arn: str) -> None:
+        self.name = name
+        self.arn = arn
+
+
 class _Extends:
     """A model that lets moto's own model create the resource, then applies what it leaves out
     (:meth:`complete`). Returns moto's object, so Ref, GetAtt, updates and deletion behave as
@@ -343,17 +354,11 @@ class BucketPolicyModel(_New, CloudFormationModel):
         )
 
 
-class GroupModel(_New, CloudFormationModel):
+class GroupModel(_NamedWithArn, CloudFormationModel):
     """``AWS::IAM::Group``: Ref is the group name, GetAtt Arn its ARN."""
 
     TYPE = "AWS::IAM::Group"
     NAME_PROPERTY = "GroupName"
-    ATTRIBUTES: ClassVar[Mapping[str, str]] = {"Arn": "arn"}
-    physical_id_attribute = "name"
-
-    def __init__(self, name: str, arn: str) -> None:
-        self.name = name
-        self.arn = arn
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[override]
@@ -448,17 +453,11 @@ class SubscriptionModel(_New, CloudFormationModel):
         return cls(subscription.arn)
 
 
-class AlarmModel(_New, CloudFormationModel):
+class AlarmModel(_NamedWithArn, CloudFormationModel):
     """``AWS::CloudWatch::Alarm`` (single-metric alarms, as our templates define)."""
 
     TYPE = "AWS::CloudWatch::Alarm"
     NAME_PROPERTY = "AlarmName"
-    ATTRIBUTES: ClassVar[Mapping[str, str]] = {"Arn": "arn"}
-    physical_id_attribute = "name"
-
-    def __init__(self, name: str, arn: str) -> None:
-        self.name = name
-        self.arn = arn
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[override]
