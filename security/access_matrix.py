@@ -1,71 +1,109 @@
-"""The access matrix: who may do what to which customer resource, proven offline.
+"""The access matrix: who may do what to which resource of our stacks, proven offline.
 
-Synthesizes customers (the registry plus one variant for every access mode and direction set,
-with and without source-IP limits), resolves the templates to literal ARNs
-(:mod:`security.templates`), and asks an IAM policy evaluator (:mod:`security.evaluator`)
-about every combination of
+Synthesizes every stack (the audit stack and customers: the registry plus one variant for every
+access mode, direction set and offboarded state, with and without source-IP limits), resolves
+the templates to literal ARNs (:mod:`security.templates`), and asks an IAM policy evaluator
+(:mod:`security.evaluator`) about
 
-- principal: each customer's partner (its IAM user with its group's policies, its own
-  cross-account principals, a session of our partner role), an assume-role partner's own
-  principal before it assumes the role, each customer's rotation function, our administrator,
-  an insider with S3 read-only access, an unrelated account, an anonymous caller;
-- action: writes, reads, deletes, ACL and bucket-policy changes, listing, KMS use through S3
-  and directly, key deletion, secret reads, role assumption;
-- resource: each customer's objects under ``inbound/``, ``outbound/``, the bucket root and
-  other prefixes, its bucket, access-log bucket, key, secret and role;
-- request context: TLS or not and its version, encryption headers, source address inside or
-  outside the customer's allowed ranges, listing prefix and delimiter, external id.
+- principals: each customer's partner (its IAM user, a session of our partner role, its own
+  cross-account principals), an assume-role partner's own principal, an offboarded partner,
+  each rotation function's role, the trail's log delivery role, our administrator, an insider
+  with S3 read-only access, an unrelated account, an anonymous caller, and AWS services
+  (CloudTrail, S3 log delivery, EventBridge, CloudWatch alarms, Secrets Manager, CloudWatch
+  Logs), each on behalf of one of our resources and on behalf of somebody else's;
+- resources: every customer's objects, buckets, access logs, key, secret, IAM user, role,
+  topic, function, queues and log groups; the audit stack's custody objects and bucket, its
+  access logs, key, queues, log group and role;
+- actions: a curated set in every request context (TLS or not and its version, encryption
+  headers, source addresses, listing prefixes, external ids), the exact requests of every
+  service contract and of every role's calls, and **every action** IAM's service reference
+  knows for each resource type (one context each);
 
-The expected decision is not a table: it comes from :data:`RULES`, one sentence each, so a new
-customer or mode is covered without editing anything here. A request is expected to be allowed
-if and only if some rule allows it.
+and compares each decision with :mod:`security.matrix_rules` (the oracle). A request is
+expected to be allowed if and only if some rule allows it.
 
-``python -m security.access_matrix`` prints the allowed part of the matrix as a table for
-auditors, the matrix size, and every disagreement between the rules and the evaluator (exit 1
-if there is any).
+Requests that no statement of the principal's identity policies, nor of the resource's
+policy, could allow (no Allow whose action pattern matches, and for a resource
+policy no principal that could be the caller) are decided without the evaluator: implicitly
+denied. That is sound by IAM's evaluation logic (an allow needs a matching Allow statement;
+across accounts, one in the resource policy), and tests/security check it on a sample.
+
+``python -m security.access_matrix`` prints the rules, the allowed part of the matrix for
+auditors, every disagreement and the matrix size (exit 1 on any disagreement).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import enum
+import fnmatch
 import ipaddress
+import json
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from security import evaluator
+from security.action_catalog import action_info, actions_for
+from security.matrix_model import (
+    ACCOUNT,
+    AUDIT,
+    GLOBAL,
+    REGION,
+    S3_KINDS,
+    SSE,
+    SSE_C,
+    SSE_KEY,
+    STRANGER_ACCOUNT,
+    Kind,
+    MatrixRequest,
+    Network,
+    Operation,
+    Part,
+    Principal,
+    RoleCall,
+    Source,
+    Target,
+    Who,
+    via,
+)
+from security.matrix_rules import (
+    ALARMS,
+    CLOUDTRAIL,
+    CONTRACTS,
+    DENY_RULE,
+    DENY_SAYS,
+    EVENTS_INGESTION,
+    EVENTS_SWEEP,
+    LOGS,
+    RULES,
+    S3_LOGGING,
+    SECRETS,
+    expected,
+    rotation_role_calls,
+)
 from security.synth import REPO, SynthesizedApp, synthesize
-from security.templates import ACCOUNT, REGION, URL_SUFFIX, StackPolicies, collect_policies
+from security.templates import StackPolicies, collect_policies
 from security.templates import resolve_template as _resolve
 from stacks import naming
 from stacks.config import (
     ACCOUNT_ID_PATTERN,
     AccessMode,
     CustomerConfig,
-    Direction,
     load_registry,
     parse_customer,
 )
-
-S3_SERVICE = f"s3.{REGION}.{URL_SUFFIX}"
-SSE = "s3:x-amz-server-side-encryption"
-SSE_KEY = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-SSE_C = "s3:x-amz-server-side-encryption-customer-algorithm"
-MINIMUM_TLS = 1.2
 
 # Addresses outside every range the registry and the variants below allow.
 ANY_ADDRESS_V4 = "198.18.0.10"  # RFC 2544 benchmarking range: nobody's office
 ANY_ADDRESS_V6 = "2001:db8:ffff::10"
 
-STRANGER_ACCOUNT = "999988887777"
 STRANGER_KEY_ARN = (f"arn:aws:kms:{REGION}:{STRANGER_ACCOUNT}:"
                     "key/0b5e7c9a-6f41-4d7e-9a55-3c1f0e2d8b77")
 ADMIN_ROLE = "Administrator"
@@ -77,9 +115,19 @@ ALLOW_EVERYTHING = {"Version": "2012-10-17",
 S3_READ_ONLY = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Describe*"], "Resource": "*"}]}
 
-# One customer per access mode and direction set, beside the registry, so every combination
-# is evaluated whatever the registry holds. Partner accounts are distinct and unrelated to
-# STRANGER_ACCOUNT; address ranges are documentation ranges.
+
+def former_grant(bucket_arn: str, key_arn: str) -> dict[str, Any]:
+    """What an offboarded partner's own principal in our account may still hold: any S3 right
+    on its former bucket, and its key through S3. The bucket policy's explicit deny must stop
+    all of it."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [bucket_arn, f"{bucket_arn}/*"]},
+        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+         "Resource": key_arn, "Condition": {"StringEquals": {"kms:ViaService": via("s3")}}}]}
+
+# One customer per access mode, direction set and offboarded state, beside the registry, so
+# every combination is evaluated whatever the registry holds. Partner accounts are distinct
+# and unrelated to STRANGER_ACCOUNT; address ranges are documentation ranges.
 VARIANTS: tuple[dict[str, Any], ...] = (
     {"slug": "mx-user-in", "access": "iam-user", "directions": ["inbound"],
      "allowed_source_ips": ["198.51.100.0/24"]},
@@ -106,6 +154,13 @@ VARIANTS: tuple[dict[str, Any], ...] = (
                             "arn:aws:iam::300000000008:user/sync-bot"],
      "external_id": "mx-role-both-external-id-0001",
      "allowed_source_ips": ["2001:db8:cc::/48"]},
+    # Offboarded: data kept, every way in gone, an explicit deny for whatever is left.
+    {"slug": "mx-gone-user", "access": "iam-user", "offboarded": True},
+    {"slug": "mx-gone-xacct", "access": "cross-account", "offboarded": True,
+     "partner_principals": ["arn:aws:iam::300000000009:role/old-upload", "300000000010"]},
+    {"slug": "mx-gone-role", "access": "assume-role", "offboarded": True,
+     "partner_principals": ["arn:aws:iam::300000000011:role/old-sync"],
+     "external_id": "mx-gone-role-external-id-0001"},
 )
 
 
@@ -121,267 +176,61 @@ def matrix_customers(registry: Path | None = REPO / "customers") -> list[Custome
     return customers + [c for c in variant_customers() if c.slug not in taken]
 
 
-# --- the model -------------------------------------------------------------------------------
+# --- the universe: what the synthesized app holds ------------------------------------------
 
 
-class Who(enum.StrEnum):
-    PARTNER = "partner"  # a principal a customer lets in (for assume-role: our role's session)
-    PARTNER_HOME = "partner's own principal"  # assume-role: before it assumes our role
-    ROTATION = "rotation function"
-    ADMIN = "our administrator"
-    INSIDER = "insider (S3 read-only)"
-    STRANGER = "unrelated account"
-    ANONYMOUS = "anonymous"
+class MatrixError(Exception):
+    """The synthesized app lacks something the model expects (a user, a role, a key...)."""
 
 
-GLOBAL = frozenset({Who.ADMIN, Who.INSIDER, Who.STRANGER, Who.ANONYMOUS})
+@dataclass
+class Universe:
+    """Everything the matrix needs from the synthesized app."""
+
+    customers: dict[str, CustomerConfig]
+    policies: dict[str, StackPolicies]  # owner (slug or AUDIT) ->
+    principals: list[Principal]
+    targets: dict[str, list[Target]]  # owner ->
+    documents: dict[str, Any] = field(default_factory=dict)  # policy id -> document
+
+    def target(self, owner: str, part: Part, kind: Kind | None = None) -> Target:
+        for t in self.targets[owner]:
+            if t.part is part and (kind is None or t.kind is kind) and t.object_key is None:
+                return t
+        raise MatrixError(f"{owner}: no {part}")
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who makes a request. ``arn`` is the request's principal (a user or a role session),
-    None when anonymous; ``principal_arn`` is what ``aws:PrincipalArn`` holds (the role, for a
-    session)."""
-
-    label: str
-    who: Who
-    arn: str | None
-    principal_arn: str | None
-    account: str | None
-    policies: tuple[str, ...]  # identity policy ids in the batch
-    home_address: str
-    partner_of: frozenset[str] = frozenset()
-    can_assume: frozenset[str] = frozenset()
-    rotation_of: str | None = None
-
-    def bound_to(self, slug: str) -> bool:
-        return slug in self.partner_of or slug in self.can_assume or slug == self.rotation_of
+def build_universe(customers: Sequence[CustomerConfig], app: SynthesizedApp) -> Universe:
+    """Resolve every stack's template and derive its principals and targets."""
+    universe = Universe(customers={c.slug: c for c in customers}, policies={}, principals=[],
+                        targets={})
+    stacks = {c.slug: naming.stack_name(c.slug) for c in customers}
+    stacks[AUDIT] = naming.AUDIT_STACK_NAME
+    for owner, stack_name in stacks.items():
+        if stack_name not in app.templates:
+            raise MatrixError(f"{owner}: stack {stack_name} was not synthesized")
+        universe.policies[owner] = collect_policies(_resolve(app.templates[stack_name],
+                                                             stack_name))
+    for customer in customers:
+        universe.targets[customer.slug] = _customer_targets(customer, universe)
+    universe.targets[AUDIT] = _audit_targets(universe)
+    universe.principals = _principals(customers, universe)
+    return universe
 
 
-class Kind(enum.StrEnum):
-    OBJECT = "object"
-    BUCKET = "bucket"
-    LOG_OBJECT = "access-log object"
-    LOG_BUCKET = "access-log bucket"
-    KEY = "key"
-    SECRET = "secret"  # noqa: S105 - a resource kind, not a password
-    ROLE = "partner role"
+def _policy_id(universe: Universe, name: str, document: Any) -> str:
+    universe.documents.setdefault(name, document)
+    return name
 
 
-S3_KINDS = frozenset({Kind.OBJECT, Kind.BUCKET, Kind.LOG_OBJECT, Kind.LOG_BUCKET})
+def _named(universe: Universe, policy: Any) -> str | None:
+    return _policy_id(universe, policy.name, policy.document) if policy else None
 
 
-@dataclass(frozen=True)
-class Target:
-    """A resource of one customer."""
-
-    customer: CustomerConfig
-    kind: Kind
-    arn: str
-    label: str
-    policy: str | None  # resource policy id in the batch
-    bucket_arn: str  # the customer's data bucket (encryption context of its key)
-    key_arn: str  # the customer's key
-    object_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Operation:
-    """An action with the request-specific part of its context (headers, prefix, ...)."""
-
-    action: str
-    variant: str
-    context: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
-    via_s3: bool = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.action} ({self.variant})" if self.variant else self.action
-
-    def get(self, key: str) -> str | None:
-        value = dict(self.context).get(key)
-        return value if isinstance(value, str) or value is None else ",".join(value)
-
-
-@dataclass(frozen=True)
-class Network:
-    """Transport and source address of a request."""
-
-    transport: str  # "HTTP", "TLS 1.1", ...
-    tls: float | None
-    address: str
-    address_label: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.transport} from {self.address_label}"
-
-
-@dataclass(frozen=True)
-class MatrixRequest:
-    principal: Principal
-    target: Target
-    operation: Operation
-    network: Network
-
-    @property
-    def customer(self) -> CustomerConfig:
-        return self.target.customer
-
-
-# --- the rules: when a request is expected to be allowed ------------------------------------
-
-
-def _tls_ok(r: MatrixRequest) -> bool:
-    return r.network.tls is not None and r.network.tls >= MINIMUM_TLS
-
-
-def _address_allowed(r: MatrixRequest) -> bool:
-    ranges = r.customer.allowed_source_ips
-    address = ipaddress.ip_address(r.network.address)
-    return not ranges or any(address in ipaddress.ip_network(cidr) for cidr in ranges)
-
-
-def _encryption_ok(r: MatrixRequest) -> bool:
-    """No encryption header (the bucket default: this customer's key), or SSE-KMS naming this
-    customer's key. SSE-KMS without a key id is not: S3 would use the AWS managed key."""
-    op = r.operation
-    if op.get(SSE_C) is not None:
-        return False
-    algorithm, key = op.get(SSE), op.get(SSE_KEY)
-    if algorithm is None:
-        return key is None
-    return algorithm == "aws:kms" and key == r.target.key_arn
-
-
-def _own(r: MatrixRequest) -> bool:
-    return r.principal.who is Who.PARTNER and r.customer.slug in r.principal.partner_of
-
-
-def _partner_writes_inbound(r: MatrixRequest) -> bool:
-    return (_own(r) and r.target.kind is Kind.OBJECT and r.operation.action == "s3:PutObject"
-            and r.customer.allows(Direction.INBOUND)
-            and (r.target.object_key or "").startswith(naming.INBOUND_PREFIX)
-            and _tls_ok(r) and _address_allowed(r) and _encryption_ok(r))
-
-
-def _partner_reads_outbound(r: MatrixRequest) -> bool:
-    return (_own(r) and r.target.kind is Kind.OBJECT and r.operation.action == "s3:GetObject"
-            and r.customer.allows(Direction.OUTBOUND)
-            and (r.target.object_key or "").startswith(naming.OUTBOUND_PREFIX)
-            and _tls_ok(r) and _address_allowed(r))
-
-
-def _partner_lists(r: MatrixRequest) -> bool:
-    if not (_own(r) and r.target.kind is Kind.BUCKET and r.operation.action == "s3:ListBucket"):
-        return False
-    prefix = r.operation.get("s3:prefix")
-    under_own_prefix = prefix is not None and prefix.startswith(r.customer.prefixes)
-    top_level = r.operation.get("s3:delimiter") == "/" and prefix in (None, "")
-    return (under_own_prefix or top_level) and _tls_ok(r) and _address_allowed(r)
-
-
-def _partner_finds_bucket_region(r: MatrixRequest) -> bool:
-    return (_own(r) and r.target.kind is Kind.BUCKET
-            and r.operation.action == "s3:GetBucketLocation"
-            and _tls_ok(r) and _address_allowed(r))
-
-
-def _partner_uses_key_through_s3(r: MatrixRequest) -> bool:
-    if not (_own(r) and r.target.kind is Kind.KEY and r.operation.via_s3):
-        return False
-    return (r.operation.action == "kms:Decrypt"
-            or (r.operation.action == "kms:GenerateDataKey"
-                and r.customer.allows(Direction.INBOUND)))
-
-
-def _partner_assumes_role(r: MatrixRequest) -> bool:
-    return (r.principal.who is Who.PARTNER_HOME and r.customer.slug in r.principal.can_assume
-            and r.target.kind is Kind.ROLE and r.operation.action == "sts:AssumeRole"
-            and r.operation.get("sts:ExternalId") == r.customer.external_id)
-
-
-def _admin(r: MatrixRequest) -> bool:
-    if r.principal.who is not Who.ADMIN or r.target.kind is Kind.ROLE:
-        return False
-    if r.target.kind not in S3_KINDS:
-        return True
-    if r.target.kind is Kind.OBJECT and r.operation.action == "s3:PutObject":
-        return _tls_ok(r) and _encryption_ok(r)
-    return _tls_ok(r)
-
-
-def _insider(r: MatrixRequest) -> bool:
-    return (r.principal.who is Who.INSIDER and r.target.kind in S3_KINDS
-            and r.operation.action.startswith(("s3:Get", "s3:List")) and _tls_ok(r))
-
-
-def _rotation(r: MatrixRequest) -> bool:
-    if r.principal.who is not Who.ROTATION or r.principal.rotation_of != r.customer.slug:
-        return False
-    if r.target.kind is Kind.SECRET:
-        return r.operation.action == "secretsmanager:GetSecretValue"
-    return r.target.kind is Kind.KEY and r.operation.action in ("kms:Decrypt",
-                                                                "kms:GenerateDataKey")
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    says: str
-    allows: Callable[[MatrixRequest], bool]
-
-
-RULES: tuple[Rule, ...] = (
-    Rule("partner-writes-inbound",
-         "A partner may write (PutObject) only under inbound/ of its own bucket, only if its "
-         "customer sends inbound, over TLS >= 1.2, from an allowed source address, naming no "
-         "encryption (the bucket default) or SSE-KMS with its own customer's key.",
-         _partner_writes_inbound),
-    Rule("partner-reads-outbound",
-         "A partner may read (GetObject) only under outbound/ of its own bucket, only if its "
-         "customer receives outbound, over TLS >= 1.2, from an allowed source address.",
-         _partner_reads_outbound),
-    Rule("partner-lists-own-prefixes",
-         "A partner may list its own bucket only under its own prefixes, or its top level with "
-         "delimiter '/', over TLS >= 1.2, from an allowed source address.", _partner_lists),
-    Rule("partner-finds-own-bucket-region",
-         "A partner may ask its own bucket's region (GetBucketLocation, what desktop clients "
-         "do first), over TLS >= 1.2, from an allowed source address.",
-         _partner_finds_bucket_region),
-    Rule("partner-uses-own-key-through-s3",
-         "A partner may use its own customer's key only through S3 for its own bucket: Decrypt, "
-         "and GenerateDataKey if it sends inbound. Never directly.",
-         _partner_uses_key_through_s3),
-    Rule("partner-assumes-role-with-external-id",
-         "An assume-role partner's own principal may assume its partner role, only with its "
-         "external id.", _partner_assumes_role),
-    Rule("admin-within-transport-and-encryption",
-         "Our administrator may do anything to every customer's bucket, key and secret, except "
-         "S3 requests without TLS >= 1.2 and uploads naming other encryption than the "
-         "customer's key; it cannot assume a partner role.", _admin),
-    Rule("insider-reads-s3-but-never-decrypts",
-         "An insider with S3 read-only access may call S3 Get*/List* over TLS >= 1.2, and no "
-         "KMS action: it never decrypts an object.", _insider),
-    Rule("rotation-reads-own-secret-and-key",
-         "A rotation function may read its customer's secret and use its customer's key.",
-         _rotation),
-)
-DENY_RULE = "nothing-else"
-DENY_SAYS = ("Everything else is denied: deletes, ACL and policy changes, other customers' "
-             "resources, unrelated accounts, anonymous callers, plain HTTP, old TLS, other "
-             "addresses, other keys.")
-
-
-def expected(request: MatrixRequest) -> tuple[bool, str]:
-    """(allowed?, name of the rule that decides)."""
-    for rule in RULES:
-        if rule.allows(request):
-            return True, rule.name
-    return False, DENY_RULE
-
-
-# --- building the matrix from synthesized templates -----------------------------------------
+def _need(index: Mapping[str, str], name: str, owner: str, what: str) -> str:
+    if name not in index:
+        raise MatrixError(f"{owner}: no {what} {name}")
+    return index[name]
 
 
 OBJECT_KEYS = (
@@ -392,202 +241,146 @@ OBJECT_KEYS = (
     ("look-alike prefix", "inbound-archive/claims-2026-10.csv"),
     ("other case", "Inbound/claims-2026-11.csv"),
 )
-FOREIGN_OBJECT_KEYS = OBJECT_KEYS[:3]
+FOREIGN_OBJECT_KEYS = frozenset(key for _, key in OBJECT_KEYS[:3])
 LOG_OBJECT_KEY = "data-bucket/2026-11-28-06-17-00-0123456789ABCDEF"
-
-TRANSPORTS: tuple[tuple[str, float | None], ...] = (
-    ("HTTP", None), ("TLS 1.1", 1.1), ("TLS 1.2", 1.2), ("TLS 1.3", 1.3))
-API_TRANSPORTS = TRANSPORTS[-1:]  # KMS, STS and Secrets Manager endpoints are HTTPS only
-
-LISTINGS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("prefix inbound/", {"s3:prefix": "inbound/"}),
-    ("prefix inbound/2026/", {"s3:prefix": "inbound/2026/"}),
-    ("prefix outbound/", {"s3:prefix": "outbound/"}),
-    ("top level, prefix '' and delimiter /", {"s3:prefix": "", "s3:delimiter": "/"}),
-    ("top level, delimiter /", {"s3:delimiter": "/"}),
-    ("everything", {}),
-    ("prefix archive/", {"s3:prefix": "archive/"}),
-    ("prefix 'inbound' without slash", {"s3:prefix": "inbound", "s3:delimiter": "/"}),
-)
-FOREIGN_LISTINGS = tuple(x for x in LISTINGS if x[0] in (
-    "prefix inbound/", "prefix outbound/", "top level, delimiter /", "everything"))
-
-def _encryptions(target: Target, other_key: str) -> list[tuple[str, dict[str, str]]]:
-    return [
-        ("no SSE header (UploadPart sends none)", {}),
-        ("SSE-KMS, no key id", {SSE: "aws:kms"}),
-        ("SSE-KMS, own key", {SSE: "aws:kms", SSE_KEY: target.key_arn}),
-        ("SSE-KMS, another customer's key", {SSE: "aws:kms", SSE_KEY: other_key}),
-        ("SSE-KMS, a key in an unrelated account", {SSE: "aws:kms", SSE_KEY: STRANGER_KEY_ARN}),
-        ("DSSE-KMS, own key", {SSE: "aws:kms:dsse", SSE_KEY: target.key_arn}),
-        ("SSE-S3", {SSE: "AES256"}),
-        ("SSE-C", {SSE_C: "AES256"}),
-    ]
+CUSTODY_LOG_OBJECT_KEY = "custody-bucket/2026-11-28-06-17-00-0123456789ABCDEF"
+TRAIL_LOG_FILE = (f"AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/28/"
+                  f"{ACCOUNT}_CloudTrail_{REGION}_20261128T0615Z_Hdk3vFTXOA3Vnhbc.json.gz")
+TRAIL_DIGEST_FILE = (f"AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/2026/11/28/"
+                     f"{ACCOUNT}_CloudTrail-Digest_{REGION}_{naming.TRAIL_NAME}_{REGION}_"
+                     "20261128T061500Z.json.gz")
+CUSTODY_OTHER_KEY = "evidence/notes.txt"
+ROTATION_LOG_STREAM = "2026/11/28/[$LATEST]0123456789abcdef0123456789abcdef"
+TRAIL_LOG_STREAM = f"{ACCOUNT}_CloudTrail_{REGION}"
 
 
-def _op(action: str, variant: str = "", context: Mapping[str, Any] | None = None,
-        *, via_s3: bool = False) -> Operation:
-    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                         for k, v in (context or {}).items()))
-    return Operation(action=action, variant=variant, context=items, via_s3=via_s3)
-
-
-def operations(target: Target, *, full: bool, other_key: str) -> list[Operation]:
-    """What is asked of ``target``: every operation (``full``), or the ones most likely to be
-    allowed (other customers' resources; see :func:`build_requests`)."""
-    deletes = [_op("s3:GetObject"), _op("s3:DeleteObject"), _op("s3:DeleteObjectVersion"),
-               _op("s3:PutObjectAcl")]
-    if target.kind is Kind.OBJECT:
-        encryptions = _encryptions(target, other_key)
-        if not full:
-            encryptions = [encryptions[0], encryptions[2]]
-        return [_op("s3:PutObject", name, ctx) for name, ctx in encryptions] + deletes
-    if target.kind is Kind.LOG_OBJECT:
-        return [_op("s3:PutObject", "no SSE header"), *deletes]
-    if target.kind is Kind.BUCKET:
-        listings = LISTINGS if full else FOREIGN_LISTINGS
-        return [_op("s3:ListBucket", name, ctx) for name, ctx in listings] + [
-            _op("s3:GetBucketLocation"), _op("s3:PutBucketPolicy"),
-            _op("s3:PutBucketVersioning"), _op("s3:PutLifecycleConfiguration")]
-    if target.kind is Kind.LOG_BUCKET:
-        return [_op("s3:ListBucket", "everything"), _op("s3:PutBucketPolicy"),
-                _op("s3:PutLifecycleConfiguration")]
-    if target.kind is Kind.KEY:
-        s3_context = {"kms:EncryptionContext:aws:s3:arn": target.bucket_arn}
-        via = {"kms:ViaService": S3_SERVICE, "aws:ViaAWSService": "true",
-               "aws:CalledVia": ["s3.amazonaws.com"], **s3_context}
-        return [
-            _op("kms:Decrypt", "through S3", via, via_s3=True),
-            _op("kms:Decrypt", "direct, with the S3 encryption context", s3_context),
-            _op("kms:GenerateDataKey", "through S3", via, via_s3=True),
-            _op("kms:GenerateDataKey", "direct, with the S3 encryption context", s3_context),
-            _op("kms:ScheduleKeyDeletion"),
-            _op("kms:PutKeyPolicy"),
-        ]
-    if target.kind is Kind.SECRET:
-        return [_op("secretsmanager:GetSecretValue")]
-    external_id = target.customer.external_id or ""
-    return [
-        _op("sts:AssumeRole", "with its external id", {"sts:ExternalId": external_id}),
-        _op("sts:AssumeRole", "with another external id",
-            {"sts:ExternalId": external_id[::-1] or "guessed-external-id"}),
-        _op("sts:AssumeRole", "without external id"),
-    ]
-
-
-def networks(customer: CustomerConfig, target: Target, *, full: bool,
-             home_address: str) -> list[Network]:
-    """Transports times source addresses: one inside each allowed range and one outside (or
-    any address, when the customer sets no range). Not ``full``: TLS 1.3 from the caller's
-    usual address only."""
-    if not full:
-        return [Network("TLS 1.3", 1.3, home_address, "its usual address")]
-    if customer.allowed_source_ips:
-        addresses = [(_first_address(cidr), f"inside {cidr}")
-                     for cidr in customer.allowed_source_ips]
-        addresses.append((ANY_ADDRESS_V4, "outside the allowed ranges"))
-        if any(ipaddress.ip_network(c).version == 6 for c in customer.allowed_source_ips):
-            addresses.append((ANY_ADDRESS_V6, "outside the allowed ranges (IPv6)"))
-    else:
-        addresses = [(ANY_ADDRESS_V4, "any address")]
-    transports = TRANSPORTS if target.kind in S3_KINDS else API_TRANSPORTS
-    return [Network(name, tls, address, where)
-            for name, tls in transports for address, where in addresses]
-
-
-def _first_address(cidr: str) -> str:
-    network = ipaddress.ip_network(cidr)
-    return str(next(iter(network.hosts()), network.network_address))
-
-
-@dataclass
-class Universe:
-    """Everything the matrix needs from the synthesized app."""
-
-    customers: dict[str, CustomerConfig]
-    policies: dict[str, StackPolicies]  # slug ->
-    principals: list[Principal]
-    targets: dict[str, list[Target]]  # slug ->
-    documents: dict[str, Any] = field(default_factory=dict)  # policy id -> document
-
-
-class MatrixError(Exception):
-    """The synthesized app lacks something the model expects (a user, a role, a key...)."""
-
-
-def build_universe(customers: Sequence[CustomerConfig], app: SynthesizedApp) -> Universe:
-    """Resolve each customer's template and derive its principals and targets."""
-    universe = Universe(customers={c.slug: c for c in customers}, policies={}, principals=[],
-                        targets={})
-    for customer in customers:
-        stack_name = naming.stack_name(customer.slug)
-        resolved = _resolve(app.templates[stack_name], stack_name)
-        universe.policies[customer.slug] = collect_policies(resolved)
-    for customer in customers:
-        universe.targets[customer.slug] = _targets(customer, universe)
-    universe.principals = _principals(customers, universe)
-    return universe
-
-
-def _policy_id(universe: Universe, name: str, document: Any) -> str:
-    universe.documents.setdefault(name, document)
-    return name
-
-
-def _targets(customer: CustomerConfig, universe: Universe) -> list[Target]:
+def _customer_targets(customer: CustomerConfig, universe: Universe) -> list[Target]:
     slug = customer.slug
     policies = universe.policies[slug]
     bucket = naming.data_bucket_name(slug, ACCOUNT, REGION)
     log_bucket = naming.log_bucket_name(slug, ACCOUNT, REGION)
-    key_arn = policies.key_aliases.get(naming.key_alias(slug))
-    if key_arn is None:
-        raise MatrixError(f"{slug}: no key with alias {naming.key_alias(slug)}")
+    key_arn = _need(policies.key_aliases, naming.key_alias(slug), slug, "key with alias")
     for name in (bucket, log_bucket):
-        if name not in policies.bucket_policies:
-            raise MatrixError(f"{slug}: no bucket policy for {name}")
-    bucket_policy = policies.bucket_policies[bucket]
-    log_policy = policies.bucket_policies[log_bucket]
-    target = partial(Target, customer=customer, bucket_arn=f"arn:aws:s3:::{bucket}",
-                     key_arn=key_arn)
-    data_policy_id = _policy_id(universe, bucket_policy.name, bucket_policy.document)
-    log_policy_id = _policy_id(universe, log_policy.name, log_policy.document)
-    targets = [
-        target(kind=Kind.OBJECT, arn=f"arn:aws:s3:::{bucket}/{key}", label=f"{slug} {where}",
-               policy=data_policy_id, object_key=key)
-        for where, key in OBJECT_KEYS
-    ]
+        _need({n: n for n in policies.bucket_policies}, name, slug, "bucket policy for")
+    data_policy = _named(universe, policies.bucket_policies[bucket])
+    log_policy = _named(universe, policies.bucket_policies[log_bucket])
+    target = partial(Target, owner=slug, customer=customer, key_arn=key_arn)
+    data = partial(target, part=Part.DATA, bucket_arn=f"arn:aws:s3:::{bucket}",
+                   policy=data_policy)
+    logs = partial(target, part=Part.ACCESS_LOGS, bucket_arn=f"arn:aws:s3:::{log_bucket}",
+                   policy=log_policy)
+    targets = [data(kind=Kind.OBJECT, arn=f"arn:aws:s3:::{bucket}/{key}",
+                    label=f"{slug} {where}", object_key=key) for where, key in OBJECT_KEYS]
     targets += [
-        target(kind=Kind.BUCKET, arn=f"arn:aws:s3:::{bucket}", label=f"{slug} bucket",
-               policy=data_policy_id),
-        target(kind=Kind.LOG_OBJECT, arn=f"arn:aws:s3:::{log_bucket}/{LOG_OBJECT_KEY}",
-               label=f"{slug} access log", policy=log_policy_id, object_key=LOG_OBJECT_KEY),
-        target(kind=Kind.LOG_BUCKET, arn=f"arn:aws:s3:::{log_bucket}",
-               label=f"{slug} access-log bucket", policy=log_policy_id),
+        data(kind=Kind.BUCKET, arn=f"arn:aws:s3:::{bucket}", label=f"{slug} bucket"),
+        logs(kind=Kind.OBJECT, arn=f"arn:aws:s3:::{log_bucket}/{LOG_OBJECT_KEY}",
+             label=f"{slug} access log", object_key=LOG_OBJECT_KEY),
+        logs(kind=Kind.BUCKET, arn=f"arn:aws:s3:::{log_bucket}", label=f"{slug} access-log bucket"),
+        target(kind=Kind.KEY, part=Part.CUSTOMER_KEY, arn=key_arn, label=f"{slug} key",
+               policy=_named(universe, policies.key_policies[key_arn])),
     ]
-    key_policy = policies.key_policies[key_arn]
-    targets.append(target(kind=Kind.KEY, arn=key_arn, label=f"{slug} key",
-                          policy=_policy_id(universe, key_policy.name, key_policy.document)))
+    if customer.offboarded:
+        return targets
     if customer.access is AccessMode.IAM_USER:
-        secret_arn = policies.secrets.get(naming.partner_secret_name(slug))
-        if secret_arn is None:
-            raise MatrixError(f"{slug}: no secret {naming.partner_secret_name(slug)}")
-        secret_policy = policies.secret_policies.get(secret_arn)
-        targets.append(target(
-            kind=Kind.SECRET, arn=secret_arn, label=f"{slug} secret",
-            policy=(_policy_id(universe, secret_policy.name, secret_policy.document)
-                    if secret_policy else None)))
+        targets += _rotation_targets(customer, universe, target)
     if customer.access is AccessMode.ASSUME_ROLE:
-        role_arn = _role_arn(policies, naming.partner_role_name(slug), slug)
-        trust = policies.trust_policies[role_arn]
-        targets.append(target(kind=Kind.ROLE, arn=role_arn, label=f"{slug} partner role",
-                              policy=_policy_id(universe, trust.name, trust.document)))
+        role_arn = _need(policies.role_names, naming.partner_role_name(slug), slug, "role")
+        targets.append(target(kind=Kind.ROLE, part=Part.PARTNER_ROLE, arn=role_arn,
+                              label=f"{slug} partner role",
+                              policy=_named(universe, policies.trust_policies[role_arn])))
     return targets
 
 
-def _role_arn(policies: StackPolicies, name: str, slug: str) -> str:
-    if name not in policies.role_names:
-        raise MatrixError(f"{slug}: no role {name}")
-    return policies.role_names[name]
+def _rotation_targets(customer: CustomerConfig, universe: Universe, target: Any) -> list[Target]:
+    slug = customer.slug
+    policies = universe.policies[slug]
+    secret_arn = _need(policies.secrets, naming.partner_secret_name(slug), slug, "secret")
+    user_arn = _need(policies.user_names, naming.partner_user_name(slug), slug, "user")
+    topic_arn = _need(policies.topics, naming.notices_topic_name(slug), slug, "topic")
+    function_arn = _need(policies.functions, naming.rotation_function_name(slug), slug,
+                         "function")
+    log_group = _need(policies.log_groups, f"/aws/lambda/{naming.rotation_function_name(slug)}",
+                      slug, "log group")
+    (dlq_arn,) = policies.queues.values()
+    return [
+        target(kind=Kind.SECRET, part=Part.PARTNER_SECRET, arn=secret_arn,
+               label=f"{slug} secret", policy=_named(universe, policies.secret_policies.get(
+                   secret_arn))),
+        target(kind=Kind.USER, part=Part.PARTNER_USER, arn=user_arn, label=f"{slug} user",
+               policy=None),
+        target(kind=Kind.TOPIC, part=Part.NOTICES_TOPIC, arn=topic_arn,
+               label=f"{slug} notices topic",
+               policy=_named(universe, policies.topic_policies.get(topic_arn))),
+        target(kind=Kind.FUNCTION, part=Part.ROTATION_FUNCTION, arn=function_arn,
+               label=f"{slug} rotation function",
+               policy=_named(universe, policies.function_policies.get(function_arn))),
+        target(kind=Kind.QUEUE, part=Part.ROTATION_DLQ, arn=dlq_arn,
+               label=f"{slug} rotation DLQ",
+               policy=_named(universe, policies.queue_policies.get(dlq_arn))),
+        target(kind=Kind.LOG_GROUP, part=Part.ROTATION_LOGS, arn=log_group,
+               label=f"{slug} rotation log group", policy=None),
+        target(kind=Kind.LOG_STREAM, part=Part.ROTATION_LOGS,
+               arn=f"{log_group}:log-stream:{ROTATION_LOG_STREAM}",
+               label=f"{slug} rotation log stream", policy=None,
+               object_key=ROTATION_LOG_STREAM),
+    ]
+
+
+def _audit_targets(universe: Universe) -> list[Target]:
+    policies = universe.policies[AUDIT]
+    key_arn = _need(policies.key_aliases, naming.AUDIT_KEY_ALIAS, AUDIT, "key with alias")
+    custody = access_logs = None
+    for name, policy in policies.bucket_policies.items():
+        statements = policy.document["Statement"]
+        if any(s.get("Sid") == "AWSCloudTrailWrite" for s in statements):
+            custody = name
+        else:
+            access_logs = name
+    if custody is None or access_logs is None:
+        raise MatrixError("audit: no custody bucket (with AWSCloudTrailWrite) and access-log "
+                          "bucket")
+    target = partial(Target, owner=AUDIT, customer=None, key_arn=key_arn)
+    custody_target = partial(target, part=Part.CUSTODY, bucket_arn=f"arn:aws:s3:::{custody}",
+                             policy=_named(universe, policies.bucket_policies[custody]))
+    logs = partial(target, part=Part.CUSTODY_ACCESS_LOGS,
+                   bucket_arn=f"arn:aws:s3:::{access_logs}",
+                   policy=_named(universe, policies.bucket_policies[access_logs]))
+    queue = _need(policies.queues, naming.INGESTION_QUEUE_NAME, AUDIT, "queue")
+    dlq = _need(policies.queues, naming.INGESTION_DEAD_LETTER_QUEUE_NAME, AUDIT, "queue")
+    trail_logs = _need(policies.log_groups, "/phi-exchange/audit-trail", AUDIT, "log group")
+    (role_arn,) = policies.trust_policies
+    targets = [custody_target(kind=Kind.OBJECT, arn=f"arn:aws:s3:::{custody}/{key}",
+                              label=f"audit {where}", object_key=key)
+               for where, key in (("trail log file", TRAIL_LOG_FILE),
+                                  ("trail digest file", TRAIL_DIGEST_FILE),
+                                  ("custody object", CUSTODY_OTHER_KEY))]
+    targets += [
+        custody_target(kind=Kind.BUCKET, arn=f"arn:aws:s3:::{custody}",
+                       label="audit custody bucket"),
+        logs(kind=Kind.OBJECT, arn=f"arn:aws:s3:::{access_logs}/{CUSTODY_LOG_OBJECT_KEY}",
+             label="audit custody access log", object_key=CUSTODY_LOG_OBJECT_KEY),
+        logs(kind=Kind.BUCKET, arn=f"arn:aws:s3:::{access_logs}",
+             label="audit custody access-log bucket"),
+        target(kind=Kind.KEY, part=Part.AUDIT_KEY, arn=key_arn, label="audit key",
+               policy=_named(universe, policies.key_policies[key_arn])),
+        target(kind=Kind.QUEUE, part=Part.INGESTION_QUEUE, arn=queue, label="ingestion queue",
+               policy=_named(universe, policies.queue_policies.get(queue))),
+        target(kind=Kind.QUEUE, part=Part.INGESTION_DLQ, arn=dlq,
+               label="ingestion dead-letter queue",
+               policy=_named(universe, policies.queue_policies.get(dlq))),
+        target(kind=Kind.LOG_GROUP, part=Part.TRAIL_LOGS, arn=trail_logs,
+               label="audit trail log group", policy=None),
+        target(kind=Kind.LOG_STREAM, part=Part.TRAIL_LOGS,
+               arn=f"{trail_logs}:log-stream:{TRAIL_LOG_STREAM}",
+               label="audit trail log stream", policy=None, object_key=TRAIL_LOG_STREAM),
+        target(kind=Kind.ROLE, part=Part.LOGS_DELIVERY_ROLE, arn=role_arn,
+               label="audit trail's log delivery role",
+               policy=_named(universe, policies.trust_policies[role_arn])),
+    ]
+    return targets
+
+
+# --- principals ------------------------------------------------------------------------------
 
 
 def _session(role_arn: str, session: str) -> str:
@@ -596,10 +389,30 @@ def _session(role_arn: str, session: str) -> str:
     return f"{prefix.replace(':iam::', ':sts::')}:assumed-role/{name.rsplit('/', 1)[-1]}/{session}"
 
 
+def _first_address(cidr: str) -> str:
+    network = ipaddress.ip_network(cidr)
+    return str(next(iter(network.hosts()), network.network_address))
+
+
 def _home_address(customer: CustomerConfig) -> str:
     if customer.allowed_source_ips:
         return _first_address(customer.allowed_source_ips[0])
     return ANY_ADDRESS_V4
+
+
+def _identity(universe: Universe, owner: str, arn: str) -> tuple[str, ...]:
+    policies = universe.policies[owner].identity_policies.get(arn)
+    if policies is None:
+        raise MatrixError(f"{owner}: no identity policies for {arn}")
+    return tuple(_policy_id(universe, p.name, p.document) for p in policies)
+
+
+def _external(entry: str) -> tuple[str, str, str]:
+    """(account, aws:PrincipalArn, label) of a registry principal (an ARN or an account id,
+    which stands for any of its roles)."""
+    if ACCOUNT_ID_PATTERN.match(entry):
+        return entry, f"arn:aws:iam::{entry}:role/any-role", f"any principal of account {entry}"
+    return entry.split(":")[4], entry, entry.split(":", 5)[5]
 
 
 def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list[Principal]:
@@ -607,57 +420,72 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
     result: list[Principal] = []
     external: dict[str, Principal] = {}  # request ARN -> the partner's own principal
 
-    def identity(slug: str, arn: str) -> tuple[str, ...]:
-        policies = universe.policies[slug].identity_policies.get(arn)
-        if policies is None:
-            raise MatrixError(f"{slug}: no identity policies for {arn}")
-        return tuple(_policy_id(universe, p.name, p.document) for p in policies)
-
     for customer in customers:
         slug = customer.slug
         policies = universe.policies[slug]
         home = _home_address(customer)
+        if customer.offboarded:
+            former = _policy_id(universe, f"(our account) what {slug}'s partner may still hold",
+                                former_grant(universe.target(slug, Part.DATA, Kind.BUCKET).arn,
+                                             universe.target(slug, Part.CUSTOMER_KEY).arn))
+            if customer.access is AccessMode.IAM_USER:
+                user = f"arn:aws:iam::{ACCOUNT}:user/{naming.partner_user_name(slug)}"
+                result.append(Principal(f"{slug} former partner (IAM user)", Who.FORMER_PARTNER,
+                                        user, user, ACCOUNT, (former,), home,
+                                        former_partner_of=frozenset({slug})))
+            elif customer.access is AccessMode.ASSUME_ROLE:
+                role = f"arn:aws:iam::{ACCOUNT}:role/{naming.partner_role_name(slug)}"
+                result.append(Principal(f"{slug} former partner (session of our role)",
+                                        Who.FORMER_PARTNER, _session(role, "partner-session"),
+                                        role, ACCOUNT, (former,), home,
+                                        former_partner_of=frozenset({slug})))
+            for entry in customer.partner_principals:
+                account, principal_arn, label = _external(entry)
+                arn = (_session(principal_arn, "transfer") if ":role/" in principal_arn
+                       else principal_arn)
+                result.append(Principal(f"{slug} former partner {label} ({account})",
+                                        Who.FORMER_PARTNER, arn, principal_arn, account,
+                                        (allow_all,), home,
+                                        former_partner_of=frozenset({slug})))
+            continue
         if customer.access is AccessMode.IAM_USER:
-            user = policies.user_names.get(naming.partner_user_name(slug))
-            if user is None:
-                raise MatrixError(f"{slug}: no user {naming.partner_user_name(slug)}")
+            user = _need(policies.user_names, naming.partner_user_name(slug), slug, "user")
             result.append(Principal(f"{slug} partner (IAM user)", Who.PARTNER, user, user,
-                                    ACCOUNT, identity(slug, user), home,
+                                    ACCOUNT, _identity(universe, slug, user), home,
                                     partner_of=frozenset({slug})))
             function = naming.rotation_function_name(slug)
-            if function not in policies.function_roles:
-                raise MatrixError(f"{slug}: no rotation function {function}")
-            role = policies.function_roles[function]
+            role = _need(policies.function_roles, function, slug, "rotation function")
             result.append(Principal(f"{slug} rotation function", Who.ROTATION,
                                     _session(role, function), role, ACCOUNT,
-                                    identity(slug, role), ANY_ADDRESS_V4, rotation_of=slug))
+                                    _identity(universe, slug, role), ANY_ADDRESS_V4,
+                                    role_of=slug))
         elif customer.access is AccessMode.ASSUME_ROLE:
-            role = _role_arn(policies, naming.partner_role_name(slug), slug)
+            role = _need(policies.role_names, naming.partner_role_name(slug), slug, "role")
             result.append(Principal(f"{slug} partner (session of our role)", Who.PARTNER,
                                     _session(role, "partner-session"), role, ACCOUNT,
-                                    identity(slug, role), home, partner_of=frozenset({slug})))
+                                    _identity(universe, slug, role), home,
+                                    partner_of=frozenset({slug})))
         for entry in customer.partner_principals:
-            if ACCOUNT_ID_PATTERN.match(entry):
-                account, principal_arn = entry, f"arn:aws:iam::{entry}:role/any-role"
-                label = f"any principal of account {entry}"
-            else:
-                account, principal_arn = entry.split(":")[4], entry
-                label = entry.split(":", 5)[5]
+            account, principal_arn, label = _external(entry)
             arn = (_session(principal_arn, "transfer") if ":role/" in principal_arn
                    else principal_arn)
-            previous = external.get(arn)
-            if previous is None:
-                previous = Principal(f"{label} ({account})", Who.PARTNER, arn, principal_arn,
-                                     account, (allow_all,), home)
+            previous = external.get(arn) or Principal(f"{label} ({account})", Who.PARTNER, arn,
+                                                      principal_arn, account, (allow_all,),
+                                                      home)
             if customer.access is AccessMode.CROSS_ACCOUNT:
                 previous = replace(previous, partner_of=previous.partner_of | {slug})
             else:
                 previous = replace(previous, can_assume=previous.can_assume | {slug},
-                                    who=(Who.PARTNER if previous.partner_of
-                                         else Who.PARTNER_HOME))
+                                   who=(Who.PARTNER if previous.partner_of
+                                        else Who.PARTNER_HOME))
             external[arn] = previous
     result.extend(external.values())
 
+    audit = universe.policies[AUDIT]
+    (logs_role,) = audit.trust_policies
+    result.append(Principal("audit trail's log delivery role", Who.LOGS_DELIVERY,
+                            _session(logs_role, "CloudTrail"), logs_role, ACCOUNT,
+                            _identity(universe, AUDIT, logs_role), ANY_ADDRESS_V4))
     admin = _policy_id(universe, "(our account) AdministratorAccess", ALLOW_EVERYTHING)
     read_only = _policy_id(universe, "(our account) AmazonS3ReadOnlyAccess", S3_READ_ONLY)
     stranger = _policy_id(universe, "(unrelated account) allow everything", ALLOW_EVERYTHING)
@@ -674,50 +502,336 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
                   (stranger,), ANY_ADDRESS_V4),
         Principal("anonymous", Who.ANONYMOUS, None, None, None, (), ANY_ADDRESS_V4),
     ]
-    return result
+    return result + _services(customers, universe)
+
+
+def _service(source: Source, label: str, source_arn: str, *, serves: str | None,
+             genuine: bool, account: str = ACCOUNT) -> Principal:
+    return Principal(f"{source.service} for {label}", Who.SERVICE, source.service, None, None,
+                     (), "", source=source, source_arn=source_arn, source_account=account,
+                     genuine=genuine, serves=serves)
+
+
+def _services(customers: Sequence[CustomerConfig], universe: Universe) -> list[Principal]:
+    """Each service on behalf of each of our resources it serves, of another resource of our
+    account, and of a resource in an unrelated account."""
+    audit = universe.policies[AUDIT]
+    trail = _need(audit.trails, naming.TRAIL_NAME, AUDIT, "trail")
+    foreign = STRANGER_ACCOUNT
+    arn = f"arn:aws:{{}}:{REGION}:{{}}:{{}}"
+    found = [
+        _service(CLOUDTRAIL, "our trail", trail, serves=AUDIT, genuine=True),
+        _service(CLOUDTRAIL, "another trail of our account",
+                 arn.format("cloudtrail", ACCOUNT, "trail/other-trail"), serves=AUDIT,
+                 genuine=False),
+        _service(CLOUDTRAIL, "a trail of an unrelated account",
+                 arn.format("cloudtrail", foreign, f"trail/{naming.TRAIL_NAME}"), serves=None,
+                 genuine=False, account=foreign),
+        _service(S3_LOGGING, "the custody bucket", universe.target(AUDIT, Part.CUSTODY,
+                                                                   Kind.BUCKET).arn,
+                 serves=AUDIT, genuine=True),
+        _service(S3_LOGGING, "a bucket of an unrelated account", "arn:aws:s3:::foreign-bucket",
+                 serves=None, genuine=False, account=foreign),
+        _service(EVENTS_INGESTION, "an unrelated rule of our account",
+                 arn.format("events", ACCOUNT, "rule/other-rule"), serves=None, genuine=False),
+        _service(EVENTS_INGESTION, "an ingestion rule of an unrelated account",
+                 arn.format("events", foreign, "rule/phi-exchange-acme-inbound-objects"),
+                 serves=None, genuine=False, account=foreign),
+        _service(EVENTS_SWEEP, "an unrelated rule of our account",
+                 arn.format("events", ACCOUNT, "rule/other-schedule"), serves=None,
+                 genuine=False),
+        _service(EVENTS_SWEEP, "a schedule rule of an unrelated account",
+                 arn.format("events", foreign, "rule/daily-sweep"), serves=None, genuine=False,
+                 account=foreign),
+        _service(SECRETS, "another secret of our account",
+                 arn.format("secretsmanager", ACCOUNT, "secret:other-secret-AbCdEf"),
+                 serves=None, genuine=False),
+        _service(ALARMS, "another alarm of our account",
+                 arn.format("cloudwatch", ACCOUNT, "alarm:other-alarm"), serves=None,
+                 genuine=False),
+        _service(ALARMS, "an alarm of an unrelated account",
+                 arn.format("cloudwatch", foreign, "alarm:phi-exchange-acme-key-rotation-errors"),
+                 serves=None, genuine=False, account=foreign),
+        _service(SECRETS, "a secret of an unrelated account",
+                 arn.format("secretsmanager", foreign,
+                            "secret:phi-exchange/acme/partner-access-key-AbCdEf"),
+                 serves=None, genuine=False, account=foreign),
+        _service(LOGS, "the trail's log group", universe.target(AUDIT, Part.TRAIL_LOGS,
+                                                                Kind.LOG_GROUP).arn,
+                 serves=AUDIT, genuine=True),
+        _service(LOGS, "another log group of our account",
+                 arn.format("logs", ACCOUNT, "log-group:/aws/lambda/other"), serves=None,
+                 genuine=False),
+        _service(LOGS, "a log group of an unrelated account",
+                 arn.format("logs", foreign, "log-group:/phi-exchange/audit-trail"),
+                 serves=None, genuine=False, account=foreign),
+    ]
+    for customer in customers:
+        slug = customer.slug
+        policies = universe.policies[slug]
+        found.append(_service(S3_LOGGING, f"{slug}'s data bucket",
+                              universe.target(slug, Part.DATA, Kind.BUCKET).arn, serves=slug,
+                              genuine=True))
+        if customer.offboarded:
+            continue
+        ingestion = policies.rules.get(naming.ingestion_rule_name(slug))
+        if ingestion:
+            found.append(_service(EVENTS_INGESTION, f"{slug}'s inbound rule", ingestion,
+                                  serves=slug, genuine=True))
+        if customer.access is not AccessMode.IAM_USER:
+            continue
+        (sweep,) = (rule for name, rule in policies.rules.items() if rule != ingestion)
+        found += [
+            _service(EVENTS_SWEEP, f"{slug}'s daily sweep rule", sweep, serves=slug,
+                     genuine=True),
+            _service(ALARMS, f"{slug}'s rotation alarm",
+                     _need(policies.alarms, naming.rotation_alarm_name(slug), slug, "alarm"),
+                     serves=slug, genuine=True),
+            _service(SECRETS, f"{slug}'s partner secret",
+                     universe.target(slug, Part.PARTNER_SECRET).arn, serves=slug, genuine=True),
+            _service(LOGS, f"{slug}'s rotation log group",
+                     universe.target(slug, Part.ROTATION_LOGS, Kind.LOG_GROUP).arn, serves=slug,
+                     genuine=True),
+        ]
+    return found
+
+
+# --- operations --------------------------------------------------------------------------------
+
+
+def _op(action: str, variant: str = "", context: Mapping[str, Any] | None = None,
+        *, via_service: str | None = None, sweep: bool = False) -> Operation:
+    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                         for k, v in (context or {}).items()))
+    return Operation(action=action, variant=variant, context=items, via=via_service,
+                     sweep=sweep)
+
+
+TRANSPORTS: tuple[tuple[str, float | None], ...] = (
+    ("HTTP", None), ("TLS 1.1", 1.1), ("TLS 1.2", 1.2), ("TLS 1.3", 1.3))
+API_TRANSPORTS = TRANSPORTS[-1:]  # KMS, STS, Secrets Manager, SNS, SQS... over HTTPS only
+
+LISTINGS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("prefix inbound/", {"s3:prefix": "inbound/"}),
+    ("prefix inbound/2026/", {"s3:prefix": "inbound/2026/"}),
+    ("prefix outbound/", {"s3:prefix": "outbound/"}),
+    ("top level, prefix '' and delimiter /", {"s3:prefix": "", "s3:delimiter": "/"}),
+    ("top level, delimiter /", {"s3:delimiter": "/"}),
+    ("everything", {}),
+    ("prefix archive/", {"s3:prefix": "archive/"}),
+    ("prefix 'inbound' without slash", {"s3:prefix": "inbound", "s3:delimiter": "/"}),
+)
+FOREIGN_LISTINGS = tuple(x for x in LISTINGS if x[0] in (
+    "prefix inbound/", "prefix outbound/", "top level, delimiter /", "everything"))
+
+
+def _encryptions(target: Target, other_key: str) -> list[tuple[str, dict[str, str]]]:
+    return [
+        ("no SSE header (UploadPart sends none)", {}),
+        ("SSE-KMS, no key id", {SSE: "aws:kms"}),
+        ("SSE-KMS, own key", {SSE: "aws:kms", SSE_KEY: target.key_arn}),
+        ("SSE-KMS, another customer's key", {SSE: "aws:kms", SSE_KEY: other_key}),
+        ("SSE-KMS, a key in an unrelated account", {SSE: "aws:kms", SSE_KEY: STRANGER_KEY_ARN}),
+        ("DSSE-KMS, own key", {SSE: "aws:kms:dsse", SSE_KEY: target.key_arn}),
+        ("SSE-S3", {SSE: "AES256"}),
+        ("SSE-C", {SSE_C: "AES256"}),
+    ]
+
+
+def curated_operations(target: Target, *, full: bool, other_key: str) -> list[Operation]:
+    """The operations asked in every context: every one (``full``), or those most likely to
+    be allowed (other owners' resources; see :func:`build_requests`)."""
+    reads_and_deletes = [_op("s3:GetObject"), _op("s3:DeleteObject"),
+                         _op("s3:DeleteObjectVersion"), _op("s3:PutObjectAcl")]
+    if target.kind is Kind.OBJECT:
+        encryptions = _encryptions(target, other_key)
+        if not full or target.part not in (Part.DATA, Part.CUSTODY):
+            encryptions = [encryptions[0], encryptions[2]]
+        return [_op("s3:PutObject", name, ctx) for name, ctx in encryptions] + reads_and_deletes
+    if target.kind is Kind.BUCKET:
+        listings = LISTINGS if full and target.part is Part.DATA else FOREIGN_LISTINGS
+        return [_op("s3:ListBucket", name, ctx) for name, ctx in listings] + [
+            _op("s3:GetBucketLocation"), _op("s3:PutBucketPolicy"),
+            _op("s3:PutBucketVersioning"), _op("s3:PutLifecycleConfiguration")]
+    if target.kind is Kind.KEY:
+        s3_context = {"kms:EncryptionContext:aws:s3:arn": (
+            _data_bucket_arn(target) if target.part is Part.CUSTOMER_KEY else "")}
+        s3_context = {k: v for k, v in s3_context.items() if v}
+        through_s3 = {"kms:ViaService": via("s3"), "aws:ViaAWSService": "true",
+                      "aws:CalledVia": ["s3.amazonaws.com"], **s3_context}
+        return [
+            _op("kms:Decrypt", "through S3", through_s3, via_service="s3"),
+            _op("kms:Decrypt", "direct, with the S3 encryption context", s3_context),
+            _op("kms:GenerateDataKey", "through S3", through_s3, via_service="s3"),
+            _op("kms:GenerateDataKey", "direct, with the S3 encryption context", s3_context),
+            _op("kms:ScheduleKeyDeletion"),
+            _op("kms:PutKeyPolicy"),
+        ]
+    if target.kind is Kind.SECRET:
+        return [_op("secretsmanager:GetSecretValue")]
+    if target.part is Part.PARTNER_ROLE:
+        external_id = target.customer.external_id if target.customer else None
+        external_id = external_id or ""
+        return [
+            _op("sts:AssumeRole", "with its external id", {"sts:ExternalId": external_id}),
+            _op("sts:AssumeRole", "with another external id",
+                {"sts:ExternalId": external_id[::-1] or "guessed-external-id"}),
+            _op("sts:AssumeRole", "without external id"),
+        ]
+    return []
+
+
+def _data_bucket_arn(target: Target) -> str:
+    """With S3 Bucket Keys the key's encryption context is the bucket's ARN."""
+    if target.customer is None:
+        return ""
+    return f"arn:aws:s3:::{naming.data_bucket_name(target.customer.slug, ACCOUNT, REGION)}"
+
+
+def contract_operations(principal: Principal, target: Target) -> list[Operation]:
+    """The requests a service makes per its contracts on ``target``'s part, each variant,
+    plus each without what the contract requires (which must be refused)."""
+    assert principal.source is not None
+    values = {"source": principal.source_arn or "", "account": principal.source_account or "",
+              "key": target.key_arn}
+    ops = []
+    for contract in CONTRACTS:
+        if contract.source != principal.source or contract.part is not target.part:
+            continue
+        if target.kind is not _kind_of(contract.request_action, target):
+            continue
+        required = {k: v.format(**values) for k, v in contract.requires}
+        for name, extra in contract.variants:
+            context = {**required, **{k: v.format(**values) for k, v in extra}}
+            label = f"{contract.name}{': ' + name if name else ''}"
+            ops.append(_op(contract.request_action, label, context))
+            for key in required:
+                ops.append(_op(contract.request_action, f"{label}, without {key}",
+                               {k: v for k, v in context.items() if k != key}))
+    return ops
+
+
+def _kind_of(action: str, target: Target) -> Kind | None:
+    """``target.kind`` if ``action`` applies to it, else None."""
+    return target.kind if action_info(action, target.kind) is not None else None
+
+
+def role_call_operations(calls: Iterable[RoleCall], target: Target,
+                         arns: Mapping[Part, str]) -> list[Operation]:
+    """A role's calls that land on ``target``, with the context AWS supplies."""
+    ops = []
+    for call in calls:
+        if call.part is not target.part or action_info(call.action, target.kind) is None:
+            continue
+        context: dict[str, Any] = {f"kms:EncryptionContext:{key}": arns[part]
+                                   for key, part in call.encryption_context}
+        if call.via:
+            context.update({"kms:ViaService": via(call.via), "aws:ViaAWSService": "true",
+                            "aws:CalledVia": [f"{call.via}.amazonaws.com"]})
+        ops.append(_op(call.action, call.why + (f" (through {call.via})" if call.via else ""),
+                       context, via_service=call.via))
+    return ops
+
+
+def sweep_operations(target: Target) -> list[Operation]:
+    """Every action IAM knows for ``target``'s resource type, one context each."""
+    return [_op(info.action, "every action", sweep=True) for info in actions_for(target.kind)]
+
+
+def networks(customer: CustomerConfig | None, target: Target, *, full: bool,
+             home_address: str) -> list[Network]:
+    """Transports times source addresses: one inside each allowed range and one outside (or
+    any address, when the customer sets no range). Not ``full``: TLS 1.3 from the caller's
+    usual address only."""
+    if not full:
+        return [Network("TLS 1.3", 1.3, home_address, "its usual address")]
+    ranges = customer.allowed_source_ips if customer else ()
+    if ranges:
+        addresses = [(_first_address(cidr), f"inside {cidr}") for cidr in ranges]
+        addresses.append((ANY_ADDRESS_V4, "outside the allowed ranges"))
+        if any(ipaddress.ip_network(c).version == 6 for c in ranges):
+            addresses.append((ANY_ADDRESS_V6, "outside the allowed ranges (IPv6)"))
+    else:
+        addresses = [(ANY_ADDRESS_V4, "any address")]
+    transports = TRANSPORTS if target.kind in S3_KINDS else API_TRANSPORTS
+    return [Network(name, tls, address, where)
+            for name, tls in transports for address, where in addresses]
+
+
+USUAL = "its usual address"
+SERVICE_TLS = Network("TLS 1.3", 1.3, None, "AWS")
+SERVICE_HTTP = Network("HTTP", None, None, "AWS")
 
 
 def build_requests(universe: Universe) -> Iterator[MatrixRequest]:
     """Every request of the matrix.
 
-    A principal is asked everything, in every context, about the resources of the customers it
-    belongs to, and global principals (administrator, insider, unrelated account, anonymous)
-    about every customer. About other customers' resources, a partner or rotation function is
-    asked the operations most likely to succeed (reads, writes with that bucket's own key,
-    deletes, listings) over TLS 1.3 from its usual address: the rules deny all of them
-    whatever the context, so the context dimensions add nothing there but run time.
+    People and roles: a principal is asked the curated operations in every context about the
+    resources of the stacks it belongs to, and global principals about every stack; about
+    other customers' resources, the ones most likely to succeed over TLS 1.3 from its usual
+    address (the rules deny them whatever the context). A role is asked its calls on its own
+    stack. Services: their contracts' requests (and each without what the contract requires)
+    on every resource of the contract's part, over TLS, and over plain HTTP where S3 decides.
+    Everyone: every action on every resource, once.
     """
-    slugs = sorted(universe.customers)
-    keys = {slug: universe.targets[slug][0].key_arn for slug in slugs}
+    owners = sorted(universe.targets)
+    keys = {o: universe.target(o, Part.AUDIT_KEY if o == AUDIT else Part.CUSTOMER_KEY).arn
+            for o in owners}
+    role_calls = rotation_role_calls()
     for principal in universe.principals:
-        for index, slug in enumerate(slugs):
-            customer = universe.customers[slug]
-            other_key = keys[slugs[(index + 1) % len(slugs)]]
-            full = principal.who in GLOBAL or principal.bound_to(slug)
-            for target in universe.targets[slug]:
-                if not full and target.kind is Kind.OBJECT and target.object_key not in {
-                        key for _, key in FOREIGN_OBJECT_KEYS}:
-                    continue
-                ops = operations(target, full=full, other_key=other_key)
-                nets = networks(customer, target, full=full, home_address=principal.home_address)
-                for operation in ops:
-                    for network in nets:
-                        yield MatrixRequest(principal, target, operation, network)
+        for index, owner in enumerate(owners):
+            customer = universe.customers.get(owner)
+            other_key = keys[owners[(index + 1) % len(owners)]]
+            full = principal.who in GLOBAL or principal.bound_to(owner)
+            arns = {t.part: t.arn for t in universe.targets[owner] if t.object_key is None}
+            for target in universe.targets[owner]:
+                narrowed = (not full and target.part is Part.DATA
+                            and target.kind is Kind.OBJECT
+                            and target.object_key not in FOREIGN_OBJECT_KEYS)
+                usual = Network("TLS 1.3", 1.3, principal.home_address, USUAL)
+                if principal.who is Who.SERVICE:
+                    usual = SERVICE_TLS
+                    nets = [SERVICE_TLS, SERVICE_HTTP] if target.kind in S3_KINDS else [
+                        SERVICE_TLS]
+                    for operation in contract_operations(principal, target):
+                        for network in nets:
+                            yield MatrixRequest(principal, target, operation, network)
+                elif not narrowed:
+                    nets = networks(customer, target, full=full,
+                                    home_address=principal.home_address)
+                    for operation in curated_operations(target, full=full, other_key=other_key):
+                        for network in nets:
+                            yield MatrixRequest(principal, target, operation, network)
+                if principal.who is Who.ROTATION and principal.role_of == owner:
+                    for operation in role_call_operations(role_calls, target, arns):
+                        yield MatrixRequest(principal, target, operation, usual)
+                if not narrowed:
+                    for operation in sweep_operations(target):
+                        yield MatrixRequest(principal, target, operation, usual)
+
+
+# --- asking the evaluator ------------------------------------------------------------------
 
 
 def to_evaluator_request(request: MatrixRequest) -> evaluator.Request:
-    """The request as IAM sees it: principal, action, resource, and its context keys."""
+    """The request as IAM sees it: principal, action, resource, and the context keys that
+    request carries (only keys the action supports, per IAM's service reference)."""
     principal, target, operation, network = (request.principal, request.target,
                                              request.operation, request.network)
     context: dict[str, str | list[str]] = {}
-    if principal.arn is not None:
+    if principal.who is Who.SERVICE:
+        assert principal.source is not None
+        if principal.source.source_keys:
+            context["aws:SourceArn"] = principal.source_arn or ""
+            context["aws:SourceAccount"] = principal.source_account or ""
+    elif principal.arn is not None:
         assert principal.principal_arn is not None and principal.account is not None
         context["aws:PrincipalArn"] = principal.principal_arn
         context["aws:PrincipalAccount"] = principal.account
         context["aws:PrincipalType"] = "User" if ":user/" in principal.arn else "AssumedRole"
     context["aws:SecureTransport"] = "true" if network.tls is not None else "false"
-    if not operation.via_s3:  # S3 calls KMS from its own addresses
-        context["aws:SourceIp"] = network.address
+    if operation.via is None and network.address is not None:
+        context["aws:SourceIp"] = network.address  # a service calls KMS from its own address
     if target.kind in S3_KINDS:
         if network.tls is not None:
             context["s3:TlsVersion"] = str(network.tls)
@@ -727,6 +841,9 @@ def to_evaluator_request(request: MatrixRequest) -> evaluator.Request:
         context["kms:CallerAccount"] = principal.account
     for key, value in operation.context:
         context[key] = list(value) if isinstance(value, tuple) else value
+    info = action_info(operation.action, target.kind)
+    if info is not None:
+        context = {k: v for k, v in context.items() if info.allows_key(k)}
     return evaluator.Request(
         principal=principal.arn,
         action=operation.action,
@@ -738,11 +855,104 @@ def to_evaluator_request(request: MatrixRequest) -> evaluator.Request:
     )
 
 
-# --- running it ------------------------------------------------------------------------------
+def _statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    statements = document.get("Statement", [])
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _action_matches(statement: Mapping[str, Any], action: str) -> bool:
+    wanted = action.lower()
+    if "NotAction" in statement:
+        return not any(fnmatch.fnmatchcase(wanted, p.lower())
+                       for p in _as_list(statement["NotAction"]))
+    return any(fnmatch.fnmatchcase(wanted, p.lower()) for p in _as_list(statement.get("Action")))
+
+
+def _principal_could_match(statement: Mapping[str, Any], principal: Principal) -> bool:
+    """Whether a resource-policy statement could name ``principal`` (over-approximated: any
+    AWS entry of its account, any wildcard)."""
+    if "NotPrincipal" in statement:
+        return True
+    named = statement.get("Principal")
+    if named == "*":
+        return True
+    if not isinstance(named, Mapping):
+        return False
+    if principal.who is Who.SERVICE:
+        return principal.arn in _as_list(named.get("Service"))
+    for entry in _as_list(named.get("AWS")):
+        if "*" in entry or (principal.account and principal.account in entry):
+            return True
+    return False
+
+
+def could_be_allowed(principal: Principal, action: str, resource: str,
+                     identity_policies: tuple[str, ...], resource_policy: str | None,
+                     documents: Mapping[str, Any]) -> bool:
+    """False only when no Allow statement could grant the request: no statement of the
+    principal's identity policies (which count only in our own account) matches the action
+    and the resource, and no statement of the resource's policy that could name the
+    principal matches the action. Such a request is
+    implicitly denied whatever the conditions and resources say."""
+    if principal.account == ACCOUNT and _identity_could_allow(identity_policies, action,
+                                                              resource, documents):
+        return True
+    return resource_policy is not None and _resource_could_allow(
+        resource_policy, action, principal.who is Who.SERVICE, principal.arn,
+        principal.account, documents)
+
+
+def _identity_could_allow(policies: tuple[str, ...], action: str, resource: str,
+                          documents: Mapping[str, Any]) -> bool:
+    key = (policies, action, resource)
+    if key not in _IDENTITY_CACHE:
+        _IDENTITY_CACHE[key] = any(
+            statement.get("Effect") == "Allow" and _action_matches(statement, action)
+            and _resource_matches(statement, resource)
+            for policy_id in policies for statement in _statements(documents[policy_id]))
+    return _IDENTITY_CACHE[key]
+
+
+def _resource_matches(statement: Mapping[str, Any], resource: str) -> bool:
+    """Over-approximated: a policy variable (``${...}``) matches anything."""
+    def matches(pattern: str) -> bool:
+        return "${" in pattern or fnmatch.fnmatchcase(resource, pattern)
+    if "NotResource" in statement:
+        return not any(matches(p) and "${" not in p for p in _as_list(statement["NotResource"]))
+    return any(matches(p) for p in _as_list(statement.get("Resource")))
+
+
+def _resource_could_allow(policy_id: str, action: str, service: bool, arn: str | None,
+                          account: str | None, documents: Mapping[str, Any]) -> bool:
+    key = (policy_id, action, service, arn if service else None, account)
+    if key not in _RESOURCE_CACHE:
+        who = Principal("", Who.SERVICE if service else Who.STRANGER, arn, None, account, (), "")
+        _RESOURCE_CACHE[key] = any(
+            statement.get("Effect") == "Allow" and _action_matches(statement, action)
+            and _principal_could_match(statement, who)
+            for statement in _statements(documents[policy_id]))
+    return _RESOURCE_CACHE[key]
+
+
+# Keyed by policy ids; emptied by every run_matrix, so a policy changed between runs (the
+# mutation tests) is read afresh.
+_IDENTITY_CACHE: dict[tuple[tuple[str, ...], str, str], bool] = {}
+_RESOURCE_CACHE: dict[tuple[str, str, bool, str | None, str | None], bool] = {}
+
+
+# Not "ImplicitlyDenied": an explicit deny may match as well; it does not need to be found.
+NO_ALLOW = evaluator.Decision(decision="NoAllowMatches", fallback="no Allow statement could "
+                              "match (decided without the evaluator)")
 
 
 @dataclass(frozen=True)
-class Outcome:
+class MatrixOutcome:
+    """One request of the matrix: what the rules expect and what the evaluator decided."""
+
     request: MatrixRequest
     expected: bool
     rule: str
@@ -752,24 +962,34 @@ class Outcome:
     def agrees(self) -> bool:
         return self.decision.decision != "Error" and self.expected == self.decision.allowed
 
+    @property
+    def prefiltered(self) -> bool:
+        return self.decision is NO_ALLOW
+
 
 @dataclass
 class MatrixResult:
-    outcomes: list[Outcome]
+    outcomes: list[MatrixOutcome]
     evaluator: str
     seconds: float
+    evaluated: int  # distinct requests the evaluator decided
+    evaluator_seconds: float = 0.0
 
     @property
-    def unexpected_allows(self) -> list[Outcome]:
+    def unexpected_allows(self) -> list[MatrixOutcome]:
         return [o for o in self.outcomes if o.decision.allowed and not o.expected]
 
     @property
-    def denied_expected_allows(self) -> list[Outcome]:
+    def denied_expected_allows(self) -> list[MatrixOutcome]:
         return [o for o in self.outcomes if not o.decision.allowed and o.expected]
 
     @property
-    def errors(self) -> list[Outcome]:
+    def errors(self) -> list[MatrixOutcome]:
         return [o for o in self.outcomes if o.decision.decision == "Error"]
+
+    @property
+    def disagreements(self) -> list[MatrixOutcome]:
+        return [o for o in self.outcomes if not o.agrees]
 
     def dimensions(self) -> dict[str, int]:
         """Distinct principals, actions, resources and contexts in the matrix."""
@@ -785,28 +1005,78 @@ class MatrixResult:
         d = self.dimensions()
         return (f"access matrix: {d['principals']} principals x {d['actions']} actions x "
                 f"{d['resources']} resources x {d['contexts']} contexts: "
-                f"{len(self.outcomes)} applicable requests evaluated by {self.evaluator} in "
-                f"{self.seconds:.1f} s; {sum(o.decision.allowed for o in self.outcomes)} "
-                f"allowed, {len(self.unexpected_allows)} unexpected allows, "
+                f"{len(self.outcomes)} requests ({self.evaluated} distinct ones evaluated by "
+                f"{self.evaluator}, {sum(o.prefiltered for o in self.outcomes)} decided by no "
+                f"allow statement matching) in {self.seconds:.1f} s "
+                f"({self.evaluator_seconds:.1f} s in the evaluator); "
+                f"{sum(o.decision.allowed for o in self.outcomes)} allowed, "
+                f"{len(self.unexpected_allows)} unexpected allows, "
                 f"{len(self.denied_expected_allows)} expected allows denied, "
                 f"{len(self.errors)} evaluator errors")
 
 
-def run_matrix(universe: Universe, *, workers: int | None = None) -> MatrixResult:
-    """Evaluate every request of the matrix in one evaluator batch."""
-    requests = list(build_requests(universe))
-    batch = evaluator.Batch(policies=universe.documents,
-                            requests=[to_evaluator_request(r) for r in requests])
+def _request_key(request: evaluator.Request) -> str:
+    return json.dumps(request.as_json(), sort_keys=True)
+
+
+def run_matrix(universe: Universe, *, workers: int | None = None,
+               requests: Sequence[MatrixRequest] | None = None) -> MatrixResult:
+    """Evaluate every request of the matrix (or ``requests``) in one evaluator batch, each
+    distinct request once."""
     started = time.monotonic()
+    matrix_requests = list(build_requests(universe)) if requests is None else list(requests)
+    batch = evaluator.Batch(policies=dict(universe.documents))
+    plan = plan_requests(matrix_requests, batch)
+    prepared = time.monotonic()
     decisions = evaluator.evaluate(batch, workers=workers)
-    seconds = time.monotonic() - started
-    outcomes = [Outcome(r, *expected(r), decision=d) for r, d in zip(requests, decisions,
-                                                                      strict=True)]
-    return MatrixResult(outcomes=outcomes, evaluator=f"iam-simulate "
-                        f"{evaluator.evaluator_version()}", seconds=seconds)
+    return result_of(matrix_requests, plan, decisions, started=started,
+                     evaluator_seconds=time.monotonic() - prepared, evaluated=len(batch.requests))
 
 
-def describe(outcome: Outcome) -> str:
+def plan_requests(requests: Sequence[MatrixRequest], batch: evaluator.Batch, *,
+                  rename: Mapping[str, str] | None = None) -> list[int | None]:
+    """Add each request that some statement could allow to ``batch`` (once per distinct
+    request) and return, per request, its slot in the batch or None (implicitly denied).
+    ``rename`` maps policy ids to the ids of replacement documents already in the batch."""
+    _IDENTITY_CACHE.clear()
+    _RESOURCE_CACHE.clear()
+    rename = rename or {}
+    slots: dict[str, int] = {}
+    plan: list[int | None] = []
+    for r in requests:
+        identity = tuple(rename.get(i, i) for i in r.principal.policies)
+        resource = rename.get(r.target.policy, r.target.policy) if r.target.policy else None
+        if not could_be_allowed(r.principal, r.operation.action, r.target.arn, identity,
+                                resource, batch.policies):
+            plan.append(None)
+            continue
+        request = to_evaluator_request(r)
+        if rename:
+            request = replace(request, identity_policies=identity, resource_policy=resource)
+        key = _request_key(request)
+        if key not in slots:
+            slots[key] = len(batch.requests)
+            batch.requests.append(request)
+        plan.append(slots[key])
+    return plan
+
+
+def result_of(requests: Sequence[MatrixRequest], plan: Sequence[int | None],
+              decisions: Sequence[evaluator.Decision], *, started: float,
+              evaluator_seconds: float, evaluated: int) -> MatrixResult:
+    outcomes = [MatrixOutcome(r, *expected(r), decision=NO_ALLOW if slot is None
+                              else decisions[slot])
+                for r, slot in zip(requests, plan, strict=True)]
+    return MatrixResult(outcomes=outcomes,
+                        evaluator=f"iam-simulate {evaluator.evaluator_version()}",
+                        seconds=time.monotonic() - started, evaluated=evaluated,
+                        evaluator_seconds=evaluator_seconds)
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+def describe(outcome: MatrixOutcome) -> str:
     """One line: the request, what the rules expect, what the evaluator decided and why."""
     r = outcome.request
     decisive = outcome.decision.deny or outcome.decision.allow
@@ -817,20 +1087,17 @@ def describe(outcome: Outcome) -> str:
             + (f" | error: {outcome.decision.error}" if outcome.decision.error else ""))
 
 
-def allowed_table(outcomes: Iterable[Outcome]) -> list[tuple[str, str, str, str, str]]:
+def allowed_table(outcomes: Iterable[MatrixOutcome]) -> list[tuple[str, str, str, str, str]]:
     """The allowed part of the matrix, one row per principal, resource and operation, with the
     contexts it is allowed in (rows sorted)."""
-    groups: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
     for o in outcomes:
         if o.decision.allowed:
             r = o.request
-            key = (r.principal.label, r.target.label, r.operation.label, o.rule)
-            groups[key].append(r.network.label)
-    rows = []
-    for (principal, target, operation, rule), nets in sorted(groups.items()):
-        unique = sorted(set(nets))
-        rows.append((principal, target, operation, "; ".join(unique), rule))
-    return rows
+            groups[(r.principal.label, r.target.label, r.operation.label, o.rule)].add(
+                r.network.label)
+    return [(principal, target, operation, "; ".join(sorted(nets)), rule)
+            for (principal, target, operation, rule), nets in sorted(groups.items())]
 
 
 def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
@@ -842,19 +1109,20 @@ def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-def rule_summary(outcomes: Iterable[Outcome]) -> Counter[str]:
+def rule_summary(outcomes: Iterable[MatrixOutcome]) -> Counter[str]:
     return Counter(o.rule for o in outcomes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m security.access_matrix",
-        description="Evaluate the access matrix of the synthesized customer stacks offline and "
-        "print its allowed part for auditors.")
+        description="Evaluate the access matrix of every synthesized stack offline and print "
+        "its allowed part for auditors.")
     parser.add_argument("--registry", type=Path, default=REPO / "customers",
                         help="customer registry directory (default: customers/)")
     parser.add_argument("--registry-only", action="store_true",
-                        help="skip the built-in variants (one per access mode and direction)")
+                        help="skip the built-in variants (every access mode, direction set "
+                        "and offboarded state)")
     parser.add_argument("--csv", type=Path,
                         help="also write every evaluated request and its decision to this file")
     args = parser.parse_args(argv)
@@ -871,7 +1139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rule in RULES:
         print(f"  {rule.name}: {rule.says}")
     print(f"  {DENY_RULE}: {DENY_SAYS}\n")
-    print("Allowed requests:")
+    print("Service contracts (rule aws-service-contract):")
+    for contract in CONTRACTS:
+        print(f"  {contract.name}: {contract.says} ({contract.doc})")
+    print("\nAllowed requests:")
     print(format_table(allowed_table(result.outcomes),
                        ("principal", "resource", "action", "allowed contexts", "rule")))
     print()
@@ -887,11 +1158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "allow" if o.expected else "deny", o.rule, o.decision.decision,
                                  " ".join(o.decision.deny or o.decision.allow)))
         print(f"every request: {args.csv}")
-    disagreements = [o for o in result.outcomes if not o.agrees]
-    for outcome in disagreements:
+    for outcome in result.disagreements:
         print(f"DISAGREES: {describe(outcome)}")
     print(result.size_line())
-    return 1 if disagreements else 0
+    return 1 if result.disagreements else 0
 
 
 if __name__ == "__main__":

@@ -276,7 +276,18 @@ class StackPolicies:
     secrets: dict[str, str] = field(default_factory=dict)  # secret name -> secret ARN
     secret_policies: dict[str, NamedPolicy] = field(default_factory=dict)  # secret ARN ->
     function_roles: dict[str, str] = field(default_factory=dict)  # function name -> role ARN
-    other_policies: list[NamedPolicy] = field(default_factory=list)  # queues, topics, ...
+    functions: dict[str, str] = field(default_factory=dict)  # function name -> function ARN
+    # function ARN -> its resource policy, assembled from AWS::Lambda::Permission resources
+    function_policies: dict[str, NamedPolicy] = field(default_factory=dict)
+    queues: dict[str, str] = field(default_factory=dict)  # queue name -> queue ARN
+    queue_policies: dict[str, NamedPolicy] = field(default_factory=dict)  # queue ARN ->
+    topics: dict[str, str] = field(default_factory=dict)  # topic name -> topic ARN
+    topic_policies: dict[str, NamedPolicy] = field(default_factory=dict)  # topic ARN ->
+    log_groups: dict[str, str] = field(default_factory=dict)  # log group name -> ARN (no :*)
+    trails: dict[str, str] = field(default_factory=dict)  # trail name -> trail ARN
+    alarms: dict[str, str] = field(default_factory=dict)  # alarm name -> alarm ARN
+    rules: dict[str, str] = field(default_factory=dict)  # event rule name -> rule ARN
+    buckets: dict[str, str] = field(default_factory=dict)  # bucket name -> bucket ARN
 
     def documents(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(kind, name, document) of every policy document in the stack, each once."""
@@ -286,10 +297,10 @@ class StackPolicies:
             yield "resource", policy.name, policy.document
         for policy in self.trust_policies.values():
             yield "trust", policy.name, policy.document
-        for policy in self.secret_policies.values():
-            yield "resource", policy.name, policy.document
-        for policy in self.other_policies:
-            yield "resource", policy.name, policy.document
+        for by_resource in (self.secret_policies, self.queue_policies, self.topic_policies,
+                            self.function_policies):
+            for policy in by_resource.values():
+                yield "resource", policy.name, policy.document
         seen: set[str] = set()
         for policies in self.identity_policies.values():
             for policy in policies:
@@ -374,11 +385,65 @@ def collect_policies(resolved: ResolvedTemplate) -> StackPolicies:
                                                                 props["ResourcePolicy"])
     for logical_id, props in resolved.of_type("AWS::Lambda::Function"):
         result.function_roles[attrs[logical_id]["Ref"]] = props["Role"]
-    for resource_type in ("AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
-        for logical_id, props in resolved.of_type(resource_type):
-            result.other_policies.append(NamedPolicy(f"{stack}/{logical_id}",
-                                                     props["PolicyDocument"]))
+        result.functions[attrs[logical_id]["Ref"]] = attrs[logical_id]["Arn"]
+    _function_policies(resolved, result)
+    queue_urls = {}
+    for logical_id, _ in resolved.of_type("AWS::SQS::Queue"):
+        result.queues[attrs[logical_id]["QueueName"]] = attrs[logical_id]["Arn"]
+        queue_urls[attrs[logical_id]["Ref"]] = attrs[logical_id]["Arn"]
+    for logical_id, props in resolved.of_type("AWS::SQS::QueuePolicy"):
+        for url in props["Queues"]:
+            result.queue_policies[queue_urls[url]] = NamedPolicy(f"{stack}/{logical_id}",
+                                                                 props["PolicyDocument"])
+    for logical_id, _ in resolved.of_type("AWS::SNS::Topic"):
+        result.topics[attrs[logical_id]["TopicName"]] = attrs[logical_id]["TopicArn"]
+    for logical_id, props in resolved.of_type("AWS::SNS::TopicPolicy"):
+        for topic_arn in props["Topics"]:
+            result.topic_policies[topic_arn] = NamedPolicy(f"{stack}/{logical_id}",
+                                                           props["PolicyDocument"])
+    for logical_id, _ in resolved.of_type("AWS::Logs::LogGroup"):
+        result.log_groups[attrs[logical_id]["Ref"]] = attrs[logical_id]["Arn"].removesuffix(":*")
+    for resource_type, index in (("AWS::CloudTrail::Trail", result.trails),
+                                 ("AWS::CloudWatch::Alarm", result.alarms),
+                                 ("AWS::Events::Rule", result.rules),
+                                 ("AWS::S3::Bucket", result.buckets)):
+        for logical_id, _ in resolved.of_type(resource_type):
+            index[attrs[logical_id]["Ref"]] = attrs[logical_id]["Arn"]
     return result
+
+
+def _function_policies(resolved: ResolvedTemplate, result: StackPolicies) -> None:
+    """A function's resource policy as Lambda builds it from each ``AddPermission`` (one
+    statement per ``AWS::Lambda::Permission``, conditions from SourceAccount and SourceArn)."""
+    by_name = {name: arn for name, arn in result.functions.items()}
+    by_arn = set(by_name.values())
+    for logical_id, props in resolved.of_type("AWS::Lambda::Permission"):
+        function = str(props["FunctionName"])
+        function_arn = function if function in by_arn else by_name.get(function)
+        if function_arn is None:
+            raise UnresolvableToken(f"{resolved.stack_name}: {logical_id} names a function "
+                                    f"outside the template ({function})")
+        principal = str(props["Principal"])
+        condition: dict[str, dict[str, str]] = {}
+        if "SourceAccount" in props:
+            condition["StringEquals"] = {"AWS:SourceAccount": str(props["SourceAccount"])}
+        if "SourceArn" in props:
+            condition["ArnLike"] = {"AWS:SourceArn": str(props["SourceArn"])}
+        statement: dict[str, Any] = {
+            "Sid": logical_id,
+            "Effect": "Allow",
+            "Principal": ({"Service": principal} if principal.endswith(".amazonaws.com")
+                          else {"AWS": principal}),
+            "Action": props["Action"],
+            "Resource": function_arn,
+        }
+        if condition:
+            statement["Condition"] = condition
+        existing = result.function_policies.get(function_arn)
+        statements = [*existing.document["Statement"], statement] if existing else [statement]
+        result.function_policies[function_arn] = NamedPolicy(
+            f"{resolved.stack_name}/{function_arn.rsplit(':', 1)[-1]}/resource-policy",
+            {"Version": "2012-10-17", "Statement": statements})
 
 
 def unresolved_tokens(node: Any) -> list[str]:

@@ -39,6 +39,6 @@ class AuditStack(Stack):
         compliance.acknowledge_audit_stack(self, trail=trail, queue=queue)
         Tags.of(self).add("phi-exchange:component", "audit")
         CfnOutput(self, "CustodyBucketName", value=trail.custody_bucket.bucket_name)
-        CfnOutput(self, "TrailArn", value=trail.trail.trail_arn)
+        CfnOutput(self, "TrailArn", value=trail.trail.attr_arn)
         CfnOutput(self, "IngestionQueueUrl", value=queue.queue.queue_url)
         CfnOutput(self, "IngestionDeadLetterQueueUrl", value=queue.dead_letter_queue.queue_url)

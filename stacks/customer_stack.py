@@ -46,7 +46,7 @@ class CustomerStack(Stack):
         if customer.offboarded:
             # Registry says offboarded: the data, key and logs stay; every way in goes, and an
             # explicit deny covers whatever the partner may still hold (docs/offboarding.md).
-            deny_partner(storage.bucket, storage.bucket_arn, customer)
+            deny_partner(storage.bucket, storage.bucket_arn, storage.key, customer)
         else:
             access, rotation = self._partner_side(customer, storage)
         compliance.acknowledge_customer_stack(

@@ -76,6 +76,12 @@ def notices_topic_name(slug: str) -> str:
     return f"{PROJECT}-{slug}-notices"
 
 
+def rotation_alarm_name(slug: str) -> str:
+    """The rotation function's errors alarm; named so the topic and key policies can admit
+    exactly this alarm (aws:SourceArn)."""
+    return f"{PROJECT}-{slug}-key-rotation-errors"
+
+
 def ingestion_rule_name(slug: str) -> str:
     """The customer's EventBridge rule feeding the ingestion queue; the queue policy admits
     rules named by this pattern (``INGESTION_RULE_PATTERN``)."""

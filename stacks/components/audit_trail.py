@@ -35,6 +35,11 @@ class AuditTrail(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: AuditSettings) -> None:
         super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        # Built from the trail's fixed name, not read from the trail: the key and bucket
+        # policies name the trail, and the trail depends on both (a reference would be a cycle).
+        self.trail_arn = stack.format_arn(
+            service="cloudtrail", resource="trail", resource_name=naming.TRAIL_NAME)
         self.key = kms.Key(
             self,
             "AuditKey",
@@ -43,8 +48,10 @@ class AuditTrail(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        self._allow_cloudtrail_to_use_key()
         self.access_log_bucket = self._access_log_bucket()
         self.custody_bucket = self._custody_bucket(settings)
+        self._allow_cloudtrail_to_deliver()
         self.log_group = logs.LogGroup(
             self,
             "TrailLogGroup",
@@ -78,55 +85,115 @@ class AuditTrail(Construct):
                 else s3.ObjectLockRetention.governance(retention)
             ),
             lifecycle_rules=[],
+            # CloudTrail writes digest files with SSE-S3 even for a KMS trail.
+            encryption_exempt_source_arn=self.trail_arn,
         )
+
+    def _allow_cloudtrail_to_use_key(self) -> None:
+        """What CreateTrail checks and delivery needs (InsufficientEncryptionPolicyException
+        otherwise), each only for this trail: GenerateDataKey* under the trail's encryption
+        context, DescribeKey (encryption-context conditions never match it), and Decrypt,
+        which the custody bucket's S3 Bucket Key requires."""
+        service = iam.ServicePrincipal("cloudtrail.amazonaws.com")
+        this_trail = {"aws:SourceArn": self.trail_arn}
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudTrailToEncryptLogs",
+            principals=[service],
+            actions=["kms:GenerateDataKey*"],
+            resources=["*"],
+            conditions={"StringEquals": {
+                **this_trail, "kms:EncryptionContext:aws:cloudtrail:arn": self.trail_arn}},
+        ))
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudTrailToDescribeKey",
+            principals=[service],
+            actions=["kms:DescribeKey"],
+            resources=["*"],
+            conditions={"StringEquals": this_trail},
+        ))
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudTrailToDecryptForBucketKey",
+            principals=[service],
+            actions=["kms:Decrypt"],
+            resources=["*"],
+            conditions={"StringEquals": this_trail},
+        ))
+
+    def _allow_cloudtrail_to_deliver(self) -> None:
+        """The two statements AWS documents for a trail's bucket, each only for this trail."""
+        service = iam.ServicePrincipal("cloudtrail.amazonaws.com")
+        this_trail = {"aws:SourceArn": self.trail_arn}
+        bucket = self.custody_bucket
+        bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="AWSCloudTrailAclCheck",
+            principals=[service],
+            actions=["s3:GetBucketAcl"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringEquals": this_trail},
+        ))
+        bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="AWSCloudTrailWrite",
+            principals=[service],
+            actions=["s3:PutObject"],
+            resources=[bucket.arn_for_objects(f"AWSLogs/{Stack.of(self).account}/*")],
+            conditions={"StringEquals": {
+                "s3:x-amz-acl": "bucket-owner-full-control", **this_trail}},
+        ))
 
     def _allow_logs_to_use_key(self) -> None:
         service_key_access.allow_log_group(
             self.key, sid="AllowLogsToEncryptTrailLogs", log_group_name=TRAIL_LOG_GROUP_NAME)
 
-    def _trail(self) -> cloudtrail.Trail:
-        trail = cloudtrail.Trail(
-            self,
-            "Trail",
+    def _trail(self) -> cloudtrail.CfnTrail:
+        """The trail as an L1: the L2 adds bucket statements without a source condition and
+        nothing to the key policy (aws-cdk#3822), so every statement is ours. The extra
+        construct level keeps the logical id the L2 gave it (a named trail cannot be
+        replaced in place)."""
+        partition = Stack.of(self).partition
+        trail = cloudtrail.CfnTrail(
+            Construct(self, "Trail"),
+            "Resource",
             trail_name=naming.TRAIL_NAME,
-            bucket=self.custody_bucket,
-            encryption_key=self.key,
-            enable_file_validation=True,
+            is_logging=True,
+            s3_bucket_name=self.custody_bucket.bucket_name,
+            kms_key_id=self.key.key_arn,
+            enable_log_file_validation=True,
             include_global_service_events=True,
             is_multi_region_trail=False,
+            # CloudWatch Logs delivery through our own role with a managed policy.
+            cloud_watch_logs_log_group_arn=self.log_group.log_group_arn,
+            cloud_watch_logs_role_arn=self._logs_delivery_role().role_arn,
+            # Management events, plus object-level data events of every customer bucket by
+            # name prefix.
+            advanced_event_selectors=[
+                cloudtrail.CfnTrail.AdvancedEventSelectorProperty(
+                    name="Management events",
+                    field_selectors=[cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                        field="eventCategory", equal_to=["Management"])],
+                ),
+                cloudtrail.CfnTrail.AdvancedEventSelectorProperty(
+                    name="Object events of every customer bucket",
+                    field_selectors=[
+                        cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                            field="eventCategory", equal_to=["Data"]),
+                        cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                            field="resources.type", equal_to=["AWS::S3::Object"]),
+                        cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
+                            field="resources.ARN",
+                            starts_with=[f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}"]),
+                    ],
+                ),
+            ],
         )
-        # Advanced event selectors (the L2 has no property for them): management events, plus
-        # object-level data events of every customer bucket by name prefix.
-        cfn_trail = trail.node.default_child
-        assert isinstance(cfn_trail, cloudtrail.CfnTrail)
-        # CloudWatch Logs delivery through our own role with a managed policy: the L2's
-        # send_to_cloud_watch_logs would give its role an inline policy.
-        cfn_trail.cloud_watch_logs_log_group_arn = self.log_group.log_group_arn
-        cfn_trail.cloud_watch_logs_role_arn = self._logs_delivery_role().role_arn
-        partition = Stack.of(self).partition
-        cfn_trail.add_property_deletion_override("EventSelectors")  # advanced ones replace them
-        cfn_trail.advanced_event_selectors = [
-            cloudtrail.CfnTrail.AdvancedEventSelectorProperty(
-                name="Management events",
-                field_selectors=[cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
-                    field="eventCategory", equal_to=["Management"])],
-            ),
-            cloudtrail.CfnTrail.AdvancedEventSelectorProperty(
-                name="Object events of every customer bucket",
-                field_selectors=[
-                    cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
-                        field="eventCategory", equal_to=["Data"]),
-                    cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
-                        field="resources.type", equal_to=["AWS::S3::Object"]),
-                    cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(
-                        field="resources.ARN",
-                        starts_with=[f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}"]),
-                ],
-            ),
-        ]
+        # CreateTrail checks it may write to the bucket: the policy must exist first.
+        assert self.custody_bucket.policy is not None
+        trail.add_resource_dependency(self.custody_bucket.policy.node.default_child)  # type: ignore[arg-type]
         return trail
 
     def _logs_delivery_role(self) -> iam.Role:
+        # AWS documents no source condition for this trust policy (only for resource
+        # policies); the confused deputy is stopped by iam:PassRole: only principals of this
+        # account can configure a trail with this role.
         policy = iam.ManagedPolicy(
             self,
             "LogsDeliveryPolicy",
@@ -142,4 +209,3 @@ class AuditTrail(Construct):
             assumed_by=iam.ServicePrincipal("cloudtrail.amazonaws.com"),
             managed_policies=[policy],
         )
-

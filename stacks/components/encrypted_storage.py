@@ -25,16 +25,23 @@ def secure_bucket(
     bucket_name: str | None = None,
     access_logs: tuple[s3.IBucket, str] | None = None,
     object_lock_retention: s3.ObjectLockRetention | None = None,
+    encryption_exempt_source_arn: str | None = None,
 ) -> s3.Bucket:
     """A bucket with every secure default, the one place they are written.
 
     SSE-KMS with ``key`` and S3 Bucket Keys (or SSE-S3 when ``key`` is None: S3 server access
     logs can only be delivered to SSE-S3 buckets), SSE-C blocked, all public access blocked,
     TLS only and TLS >= 1.2 (bucket-policy denies), versioning, object ownership enforced (ACLs
-    disabled), RETAIN on delete; server access logs to ``access_logs`` (bucket, prefix) and
-    Object Lock with ``object_lock_retention`` when given.
+    disabled), the bucket policy RETAIN like the bucket; server access logs to ``access_logs``
+    (bucket, prefix) and Object Lock with ``object_lock_retention`` when given.
+
+    With a ``key``, the bucket policy also refuses any upload that names another encryption
+    (:func:`_deny_wrong_encryption`). ``encryption_exempt_source_arn`` (default none) exempts
+    the deliveries an AWS service makes on behalf of that one resource of ours from those
+    denies: CloudTrail writes its digest files with SSE-S3 whatever the trail's key
+    (docs/security.md, "Service contracts").
     """
-    return s3.Bucket(
+    bucket = s3.Bucket(
         scope,
         construct_id,
         bucket_name=bucket_name,
@@ -54,6 +61,55 @@ def secure_bucket(
         lifecycle_rules=lifecycle_rules,
         removal_policy=RemovalPolicy.RETAIN,
     )
+    if key is not None:
+        _deny_wrong_encryption(bucket, key, exempt_source_arn=encryption_exempt_source_arn)
+    # A retained bucket keeps its policy too: `cdk destroy` must not leave data behind without
+    # the TLS and encryption denies.
+    assert bucket.policy is not None
+    bucket.policy.apply_removal_policy(RemovalPolicy.RETAIN)
+    return bucket
+
+
+def _deny_wrong_encryption(
+    bucket: s3.Bucket, key: kms.IKey, *, exempt_source_arn: str | None
+) -> None:
+    """Refuse uploads that would not be encrypted with ``key``.
+
+    Only a request that *names* something else is refused: each deny pairs the comparison
+    with ``Null: false`` (the header is present). A PutObject without encryption headers
+    relies on the bucket's default encryption, which is this key, and so do S3's own
+    deliveries and multipart parts (UploadPart carries no encryption header). Neither the
+    plain ``Null: true`` form nor the ``...IfExists`` form may be used here: both match an
+    absent header, and in a Deny they would refuse exactly those requests.
+    """
+    objects = bucket.arn_for_objects("*")
+    algorithm = "s3:x-amz-server-side-encryption"
+    key_id = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+    # A service delivering on behalf of the exempt resource carries its ARN as aws:SourceArn;
+    # every other request carries another or none, and a negated operator matches both.
+    exempt = {"aws:SourceArn": exempt_source_arn} if exempt_source_arn else {}
+
+    def deny(sid: str, conditions: dict[str, dict[str, str]]) -> None:
+        if exempt:
+            conditions.setdefault("StringNotEquals", {}).update(exempt)
+        bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid=sid,
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"],
+            resources=[objects],
+            conditions=conditions,
+        ))
+
+    deny("DenyEncryptionOtherThanKms", {
+        "StringNotEquals": {algorithm: "aws:kms"}, "Null": {algorithm: "false"}})
+    deny("DenyOtherKmsKeys", {
+        "StringNotEquals": {key_id: key.key_arn}, "Null": {key_id: "false"}})
+    # "aws:kms" without a key id would make S3 use the AWS managed key aws/s3.
+    deny("DenyKmsWithoutThisKey", {
+        "StringEquals": {algorithm: "aws:kms"}, "Null": {key_id: "true"}})
+    deny("DenyCustomerProvidedKeys", {
+        "Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}})
 
 
 class EncryptedStorage(Construct):
@@ -67,7 +123,7 @@ class EncryptedStorage(Construct):
       (ACLs disabled), SSE-C blocked, server access logs to the log bucket, lifecycle for
       noncurrent versions and incomplete multipart uploads, EventBridge notifications, RETAIN;
     - a bucket policy that denies any PutObject naming another encryption algorithm, another
-      KMS key, or a customer-provided key (:meth:`_deny_wrong_encryption`);
+      KMS key, or a customer-provided key (:func:`secure_bucket`);
     - the log bucket: the same transport and public-access rules, SSE-S3 (S3 server access
       logging cannot deliver to SSE-KMS buckets), six-year retention, RETAIN.
 
@@ -95,12 +151,6 @@ class EncryptedStorage(Construct):
         self.key = self._key(key_alias)
         self.log_bucket = self._log_bucket(log_bucket_name)
         self.bucket = self._data_bucket(data_bucket_name, retention)
-        self._deny_wrong_encryption()
-        # A retained bucket keeps its policy too: `cdk destroy` must not leave PHI behind
-        # without the TLS and encryption denies.
-        for bucket in (self.bucket, self.log_bucket):
-            assert bucket.policy is not None
-            bucket.policy.apply_removal_policy(RemovalPolicy.RETAIN)
 
     def _key(self, alias: str) -> kms.Key:
         return kms.Key(
@@ -161,38 +211,3 @@ class EncryptedStorage(Construct):
             )
         )
         return bucket
-
-    def _deny_wrong_encryption(self) -> None:
-        """Refuse uploads that would not be encrypted with this customer's key.
-
-        Only a request that *names* something else is refused: each deny pairs the comparison
-        with ``Null: false`` (the header is present). A PutObject without encryption headers
-        relies on the bucket's default encryption, which is this key, and so do S3's own
-        deliveries and multipart parts (UploadPart carries no encryption header). Neither the
-        plain ``Null: true`` form nor the ``...IfExists`` form may be used here: both match an
-        absent header, and in a Deny they would refuse exactly those requests.
-        """
-        objects = self.bucket.arn_for_objects("*")
-        algorithm = "s3:x-amz-server-side-encryption"
-        key_id = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-        self._deny_put("DenyEncryptionOtherThanKms", objects, {
-            "StringNotEquals": {algorithm: "aws:kms"}, "Null": {algorithm: "false"}})
-        self._deny_put("DenyOtherKmsKeys", objects, {
-            "StringNotEquals": {key_id: self.key.key_arn}, "Null": {key_id: "false"}})
-        # "aws:kms" without a key id would make S3 use the AWS managed key aws/s3.
-        self._deny_put("DenyKmsWithoutThisKey", objects, {
-            "StringEquals": {algorithm: "aws:kms"}, "Null": {key_id: "true"}})
-        self._deny_put("DenyCustomerProvidedKeys", objects, {
-            "Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}})
-
-    def _deny_put(self, sid: str, objects: str, conditions: dict) -> None:
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid=sid,
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[objects],
-                conditions=conditions,
-            )
-        )

@@ -46,15 +46,17 @@ class IngestionQueue(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT),
         )
-        stack = Stack.of(self)
+        rules = Stack.of(self).format_arn(
+            service="events", resource="rule", resource_name=naming.INGESTION_RULE_PATTERN)
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="AcceptCustomerInboundEvents",
             principals=[iam.ServicePrincipal("events.amazonaws.com")],
             actions=["sqs:SendMessage"],
             resources=[self.queue.queue_arn],
-            conditions={"ArnLike": {"aws:SourceArn": stack.format_arn(
-                service="events", resource="rule",
-                resource_name=naming.INGESTION_RULE_PATTERN)}},
+            conditions={"ArnLike": {"aws:SourceArn": rules}},
         ))
-        service_key_access.allow_service_in_account(
-            key, sid="AllowEventBridgeToQueue", service="events.amazonaws.com")
+        # SQS asks KMS for a data key as EventBridge, on behalf of the rule (SQS developer
+        # guide, "Key management": GenerateDataKey, and Decrypt to check the new data key).
+        service_key_access.allow_service_for_sources(
+            key, sid="AllowEventBridgeToQueue", service="events.amazonaws.com",
+            actions=["kms:GenerateDataKey", "kms:Decrypt"], source_arns=[rules])

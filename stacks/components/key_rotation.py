@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
@@ -65,6 +65,10 @@ class KeyRotation(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._key = key
+        self._alarm_name = naming.rotation_alarm_name(slug)
+        self._alarm_arn = Stack.of(self).format_arn(
+            service="cloudwatch", resource="alarm", resource_name=self._alarm_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME)
         self.topic = self._notices_topic(slug, contacts)
         self.dead_letter_queue = self._dead_letter_queue()
         self.log_group_name = f"/aws/lambda/{naming.rotation_function_name(slug)}"
@@ -86,7 +90,7 @@ class KeyRotation(Construct):
             # The first rotation is due a full interval after onboarding, not at deploy time.
             rotate_immediately_on_update=False,
         )
-        self._limit_rotation_invocations_to_our_account()
+        self._limit_rotation_invocations_to_our_secret(secret)
         self._daily_sweep()
         self.alarm = self._error_alarm()
 
@@ -101,6 +105,16 @@ class KeyRotation(Construct):
         )
         for address in contacts:
             topic.add_subscription(subscriptions.EmailSubscription(address))
+        # enforce_ssl's topic policy replaces SNS's default one, which is what lets CloudWatch
+        # alarms of this account publish: admit exactly our alarm again.
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowErrorsAlarmToPublish",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[topic.topic_arn],
+            conditions={"ArnLike": {"aws:SourceArn": self._alarm_arn},
+                        "StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+        ))
         return topic
 
     def _dead_letter_queue(self) -> sqs.Queue:
@@ -125,8 +139,11 @@ class KeyRotation(Construct):
     def _allow_services_to_use_key(self) -> None:
         service_key_access.allow_log_group(
             self._key, sid="AllowLogsToEncryptRotationLogs", log_group_name=self.log_group_name)
-        service_key_access.allow_service_in_account(
-            self._key, sid="AllowCloudWatchAlarmsToNotify", service="cloudwatch.amazonaws.com")
+        # CloudWatch publishes the alarm to the encrypted topic as itself (SNS developer guide,
+        # "Compatibility with AWS services"; CloudWatch user guide, "Setting up SNS").
+        service_key_access.allow_service_for_sources(
+            self._key, sid="AllowCloudWatchAlarmsToNotify", service="cloudwatch.amazonaws.com",
+            actions=["kms:GenerateDataKey*", "kms:Decrypt"], source_arns=[self._alarm_arn])
 
     def _role(self, slug: str, secret: secretsmanager.Secret, user_name: str) -> iam.Role:
         """One managed policy, written out because the rules it must meet (no inline policies,
@@ -155,9 +172,14 @@ class KeyRotation(Construct):
                     resources=[secret.secret_arn],
                 ),
                 iam.PolicyStatement(
+                    # Only through the services that use the key for this function: the
+                    # secret, the topic, the dead-letter queue and (Lambda) its environment.
                     sid="UseCustomerKeyForSecretTopicAndQueue",
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],
                     resources=[self._key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": [
+                        f"{service}.{stack.region}.{stack.url_suffix}"
+                        for service in ("secretsmanager", "sns", "sqs", "lambda")]}},
                 ),
                 iam.PolicyStatement(
                     sid="PublishNotices",
@@ -220,13 +242,15 @@ class KeyRotation(Construct):
             environment_encryption=self._key,
         )
 
-    def _limit_rotation_invocations_to_our_account(self) -> None:
+    def _limit_rotation_invocations_to_our_secret(self, secret: secretsmanager.Secret) -> None:
         """RotationSchedule lets secretsmanager.amazonaws.com invoke the function with no
-        source condition; limit it to our account (confused deputy; checkov CKV_AWS_364)."""
+        source condition; limit it to rotations of this one secret in our account (confused
+        deputy; Secrets Manager documents both aws:SourceAccount and aws:SourceArn)."""
         for child in self.function.node.children:
             if (isinstance(child, lambda_.CfnPermission)
                     and child.principal == "secretsmanager.amazonaws.com"):
                 child.source_account = Stack.of(self).account
+                child.source_arn = secret.secret_arn
 
     def _daily_sweep(self) -> None:
         rule = events.Rule(
@@ -256,6 +280,7 @@ class KeyRotation(Construct):
         alarm = cloudwatch.Alarm(
             self,
             "ErrorsAlarm",
+            alarm_name=self._alarm_name,
             alarm_description="A key rotation step or sweep failed; the partner's current key "
             "still works. See the function's log group.",
             metric=self.function.metric_errors(period=Duration.minutes(5)),

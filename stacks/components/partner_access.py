@@ -112,17 +112,28 @@ def partner_principal_patterns(stack: Stack, customer: CustomerConfig) -> list[s
     ]
 
 
-def deny_partner(bucket: s3.Bucket, bucket_arn: str, customer: CustomerConfig) -> None:
-    """An offboarded partner: every S3 action on the bucket denied to its principals, whatever
-    any other statement allows."""
+def deny_partner(
+    bucket: s3.Bucket, bucket_arn: str, key: kms.Key, customer: CustomerConfig
+) -> None:
+    """An offboarded partner: every S3 action on the bucket and every use of the key denied to
+    its principals, whatever any other statement allows."""
+    partner = {"ArnLike": {
+        "aws:PrincipalArn": partner_principal_patterns(Stack.of(bucket), customer)}}
     bucket.add_to_resource_policy(iam.PolicyStatement(
         sid="OffboardedPartnerDeny",
         effect=iam.Effect.DENY,
         principals=[iam.AnyPrincipal()],
         actions=["s3:*"],
         resources=[bucket_arn, f"{bucket_arn}/*"],
-        conditions={"ArnLike": {
-            "aws:PrincipalArn": partner_principal_patterns(Stack.of(bucket), customer)}},
+        conditions=partner,
+    ))
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid="OffboardedPartnerKeyDeny",
+        effect=iam.Effect.DENY,
+        principals=[iam.AnyPrincipal()],
+        actions=["kms:*"],
+        resources=["*"],
+        conditions=partner,
     ))
 
 

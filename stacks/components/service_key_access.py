@@ -2,7 +2,8 @@
 
 CloudWatch Logs, CloudWatch alarms and EventBridge call KMS as service principals, so an
 identity policy cannot let them use a key; the key policy must. Each statement is limited to
-our account or to the one log group that needs it.
+the one log group, or the rules or alarms of our account, that need it (docs/security.md,
+"Service contracts", lists each with the AWS documentation it follows).
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ def allow_log_group(key: kms.Key, *, sid: str, log_group_name: str) -> None:
     ))
 
 
-def allow_service_in_account(key: kms.Key, *, sid: str, service: str) -> None:
-    """Let ``service`` (e.g. cloudwatch.amazonaws.com) encrypt and decrypt messages it sends to
-    our KMS-encrypted topics and queues, only on behalf of resources in our account."""
+def allow_service_for_sources(
+    key: kms.Key, *, sid: str, service: str, actions: list[str], source_arns: list[str]
+) -> None:
+    """Let ``service`` (e.g. events.amazonaws.com) use ``key`` for the messages it sends to our
+    KMS-encrypted queues and topics, only on behalf of the resources ``source_arns`` (ARN
+    patterns) of our account: the same request made for anyone else's rule or alarm (the
+    confused deputy) matches neither condition."""
+    stack = Stack.of(key)
     key.add_to_resource_policy(iam.PolicyStatement(
         sid=sid,
         principals=[iam.ServicePrincipal(service)],
-        actions=["kms:Decrypt", "kms:GenerateDataKey"],
+        actions=actions,
         resources=["*"],
-        conditions={"StringEquals": {"aws:SourceAccount": Stack.of(key).account}},
+        conditions={"ArnLike": {"aws:SourceArn": source_arns},
+                    "StringEquals": {"aws:SourceAccount": stack.account}},
     ))

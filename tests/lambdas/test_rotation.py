@@ -21,6 +21,7 @@ from moto.core import enable_iam_authentication
 
 from key_rotation import handler, rotation
 from key_rotation.rotation import AwsClients, RotationError
+from security.role_calls import rotation_handler_calls
 from stacks import naming
 
 REGION = "us-east-1"
@@ -181,25 +182,6 @@ def world(aws: None, monkeypatch: pytest.MonkeyPatch) -> World:
 
 TOKEN = "11111111-1111-4111-8111-111111111111"
 TOKEN_2 = "22222222-2222-4222-8222-222222222222"
-
-# What the stack must grant the function's role (scoped to the customer's user, secret, key
-# and topic there); the IAM-authenticated tests below prove the list is complete.
-FUNCTION_ACTIONS = [
-    "secretsmanager:DescribeSecret",
-    "secretsmanager:GetSecretValue",
-    "secretsmanager:ListSecretVersionIds",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:UpdateSecretVersionStage",
-    "iam:ListAccessKeys",
-    "iam:CreateAccessKey",
-    "iam:UpdateAccessKey",
-    "iam:DeleteAccessKey",
-    "iam:GetAccessKeyLastUsed",
-    "sns:Publish",
-    "kms:Decrypt",
-    "kms:GenerateDataKey",
-]
-
 
 def current_key_created(world: World) -> datetime:
     current = world.document()["access_key_id"]
@@ -493,35 +475,70 @@ def test_new_key_with_the_wrong_identity_fails_test_step_and_keeps_current(
     assert [n["event"] for n in world.notices()] == ["rotation-failed"]
 
 
-@pytest.fixture
-def function_clients(world: World) -> AwsClients:
-    """Clients signing as an IAM user that holds exactly FUNCTION_ACTIONS (standing in for the
+def handler_actions() -> list[str]:
+    """What the function's role must be granted, read from the handler's code (the access
+    matrix holds the template's role to exactly this, plus the runtime's calls)."""
+    return sorted(action for action, _ in rotation_handler_calls())
+
+
+def clients_with(world: World, actions: list[str]) -> AwsClients:
+    """Clients signing as an IAM user that holds exactly ``actions`` (standing in for the
     function's role), for tests run with moto's IAM authentication switched on."""
-    world.iam.create_user(UserName="rotation-function")
-    world.iam.put_user_policy(UserName="rotation-function", PolicyName="function",
+    name = f"rotation-function-{len(actions)}"
+    world.iam.create_user(UserName=name)
+    world.iam.put_user_policy(UserName=name, PolicyName="function",
                               PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                                  {"Effect": "Allow", "Action": FUNCTION_ACTIONS,
-                                   "Resource": "*"}]}))
-    key = world.iam.create_access_key(UserName="rotation-function")["AccessKey"]
+                                  {"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    key = world.iam.create_access_key(UserName=name)["AccessKey"]
     session = boto3.session.Session(aws_access_key_id=key["AccessKeyId"],
                                     aws_secret_access_key=key["SecretAccessKey"],
                                     region_name=REGION)
     return handler.build_clients(session)
 
 
-def test_rotation_and_sweep_need_no_more_than_the_documented_actions(
-        world: World, function_clients: AwsClients) -> None:
+@pytest.fixture
+def function_clients(world: World) -> AwsClients:
+    return clients_with(world, handler_actions())
+
+
+def rotate_and_sweep(world: World, clients: AwsClients) -> None:
+    """Every code path that calls AWS: a crashed attempt's leftover key (so createSecret's
+    clean-up runs), the four steps, and both sweeps (deactivate, then delete)."""
     with enable_iam_authentication():
-        # What a crashed attempt leaves behind, so that createSecret's clean-up runs too.
-        function_clients.iam.create_access_key(UserName=world.user_name)
+        clients.iam.create_access_key(UserName=world.user_name)
         for step in STEPS:
-            world.run(world.event(step, TOKEN), clients=function_clients)
-        world.run({"action": "sweep"}, clients=function_clients,
-                  at=utcnow() + timedelta(days=14))
-        world.run({"action": "sweep"}, clients=function_clients,
-                  at=utcnow() + timedelta(days=44))
+            world.run(world.event(step, TOKEN), clients=clients)
+        world.run({"action": "sweep"}, clients=clients, at=utcnow() + timedelta(days=14))
+        world.run({"action": "sweep"}, clients=clients, at=utcnow() + timedelta(days=44))
+
+
+def test_rotation_and_sweep_need_no_more_than_the_calls_in_the_code(
+        world: World, function_clients: AwsClients) -> None:
+    rotate_and_sweep(world, function_clients)
 
     assert set(world.access_keys()) == {world.document()["access_key_id"]}
+
+
+def test_the_calls_read_from_the_code_are_the_calls_the_handler_makes(
+        world: World, function_clients: AwsClients) -> None:
+    made: set[str] = set()
+
+    def record(model: Any, **_kwargs: Any) -> None:
+        made.add(f"{model.service_model.signing_name}:{model.name}")
+
+    for client in (function_clients.iam, function_clients.secretsmanager,
+                   function_clients.sns):
+        client.meta.events.register("before-call", record)
+    rotate_and_sweep(world, function_clients)
+
+    assert made == set(handler_actions())
+
+
+@pytest.mark.parametrize("action", handler_actions())
+def test_the_rotation_fails_without_any_one_of_its_calls(world: World, action: str) -> None:
+    clients = clients_with(world, [a for a in handler_actions() if a != action])
+    with pytest.raises((RotationError, ClientError)):
+        rotate_and_sweep(world, clients)
 
 
 def test_key_rejected_by_sts_is_retried_then_fails_and_keeps_current(

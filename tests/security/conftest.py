@@ -1,7 +1,8 @@
-"""Synthesizes the access-matrix customers once per test session (the registry plus one variant
-for every access mode and direction set), with the compliance gate on, and evaluates the matrix
-once. The matrix, evaluator and scanner tests read those results; only the hostile-input suite
-synthesizes its own (generated) customers."""
+"""Synthesizes the access-matrix stacks once per test session (the audit stack, the registry,
+and one variant for every access mode, direction set and offboarded state), with the
+compliance gate on, and evaluates the matrix once. The matrix, mutation, evaluator and
+scanner tests read those results; only the hostile-input suite synthesizes its own
+(generated) customers."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 from security.access_matrix import (
     MatrixResult,
     Universe,
+    build_requests,
     build_universe,
     matrix_customers,
     run_matrix,
 )
+from security.matrix_model import MatrixRequest
 from security.synth import SynthesizedApp, synthesize
 from stacks.config import CustomerConfig
 
@@ -39,8 +42,13 @@ def universe(matrix_customer_list: list[CustomerConfig], matrix_app: Synthesized
 
 
 @pytest.fixture(scope="session")
-def matrix(universe: Universe) -> MatrixResult:
-    result = run_matrix(universe)
+def matrix_requests(universe: Universe) -> list[MatrixRequest]:
+    return list(build_requests(universe))
+
+
+@pytest.fixture(scope="session")
+def matrix(universe: Universe, matrix_requests: list[MatrixRequest]) -> MatrixResult:
+    result = run_matrix(universe, requests=matrix_requests)
     _SIZE_LINES.append(result.size_line())
     return result
 

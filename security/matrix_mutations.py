@@ -1,0 +1,218 @@
+"""Deliberate breakages of the synthesized policies, to show the access matrix catches each.
+
+A proof that cannot fail proves nothing. Each :class:`Mutation` changes the synthesized (and
+resolved) policy documents the way a plausible mistake would: a read granted on ``inbound/``,
+a TLS or source-IP deny dropped, a service grant missing or widened, another customer's key
+named, one action taken from a role. :func:`run_mutation` re-evaluates every matrix request
+that reads a changed document; the mutation is caught when the rules and the evaluator
+disagree on at least one of them, in the direction the mutation says.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from security import evaluator
+from security.access_matrix import MatrixResult, Universe, plan_requests, result_of
+from security.matrix_model import ACCOUNT, AUDIT, Kind, MatrixRequest, Part, Who
+
+Documents = dict[str, Any]
+
+
+class MutationTargetMissing(Exception):
+    """The statement a mutation changes is not in the synthesized policies."""
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document["Statement"]
+    if not isinstance(statements, list):
+        document["Statement"] = statements = [statements]
+    return statements
+
+
+def _find(documents: Documents, policy_id: str | None, sid: str | None = None,
+          where: Callable[[dict[str, Any]], bool] | None = None) -> Iterator[dict[str, Any]]:
+    if policy_id is None:
+        raise MutationTargetMissing("no such policy")
+    found = False
+    for statement in _statements(documents[policy_id]):
+        if (sid is None or statement.get("Sid") == sid) and (where is None or where(statement)):
+            found = True
+            yield statement
+    if not found:
+        raise MutationTargetMissing(f"{policy_id}: no statement {sid or ''}")
+
+
+def _partner_policy(universe: Universe, slug: str) -> str:
+    (principal,) = (p for p in universe.principals
+                    if p.who is Who.PARTNER and p.partner_of == {slug} and p.account == ACCOUNT)
+    for policy_id in principal.policies:
+        if any(s.get("Sid") == "WriteInbound" for s in _statements(universe.documents[policy_id])):
+            return policy_id
+    raise MutationTargetMissing(f"{slug}: no partner policy with WriteInbound")
+
+
+def _add_action(slug: str, sid: str, action: str) -> Callable[[Universe, Documents], set[str]]:
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = _partner_policy(universe, slug)
+        for statement in _find(documents, policy_id, sid):
+            actions = statement["Action"]
+            statement["Action"] = [*([actions] if isinstance(actions, str) else actions), action]
+        return {policy_id}
+    return apply
+
+
+def _grant_listing_versions(universe: Universe, documents: Documents) -> set[str]:
+    policy_id = _partner_policy(universe, "mx-user-in")
+    bucket = universe.target("mx-user-in", Part.DATA, Kind.BUCKET).arn
+    _statements(documents[policy_id]).append(
+        {"Sid": "ListVersions", "Effect": "Allow", "Action": "s3:ListBucketVersions",
+         "Resource": bucket})
+    return {policy_id}
+
+
+def _drop(owner: str, part: Part, kind: Kind | None, sid: str | None = None,
+          where: Callable[[dict[str, Any]], bool] | None = None
+          ) -> Callable[[Universe, Documents], set[str]]:
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = universe.target(owner, part, kind).policy
+        doomed = list(_find(documents, policy_id, sid, where))
+        assert policy_id is not None
+        documents[policy_id]["Statement"] = [s for s in _statements(documents[policy_id])
+                                             if not any(s is d for d in doomed)]
+        return {policy_id}
+    return apply
+
+
+def _secure_transport(statement: dict[str, Any]) -> bool:
+    return "aws:SecureTransport" in statement.get("Condition", {}).get("Bool", {})
+
+
+def _widen_cloudtrail_source(universe: Universe, documents: Documents) -> set[str]:
+    policy_id = universe.target(AUDIT, Part.CUSTODY, Kind.BUCKET).policy
+    for statement in _find(documents, policy_id, "AWSCloudTrailWrite"):
+        condition = statement["Condition"]
+        condition["StringEquals"].pop("aws:SourceArn")
+        condition["StringLike"] = {"aws:SourceArn": "arn:aws:cloudtrail:*:*:trail/*"}
+    assert policy_id is not None
+    return {policy_id}
+
+
+def _deny_names_another_key(universe: Universe, documents: Documents) -> set[str]:
+    policy_id = universe.target("mx-user-both", Part.DATA, Kind.BUCKET).policy
+    other = universe.target("mx-user-in", Part.CUSTOMER_KEY).arn
+    for statement in _find(documents, policy_id, "DenyOtherKmsKeys"):
+        statement["Condition"]["StringNotEquals"][
+            "s3:x-amz-server-side-encryption-aws-kms-key-id"] = other
+    assert policy_id is not None
+    return {policy_id}
+
+
+def _widen_alarm_key_grant(universe: Universe, documents: Documents) -> set[str]:
+    policy_id = universe.target("mx-user-both", Part.CUSTOMER_KEY).policy
+    for statement in _find(documents, policy_id, "AllowCloudWatchAlarmsToNotify"):
+        statement["Action"] = "kms:*"
+    assert policy_id is not None
+    return {policy_id}
+
+
+def without_role_action(slug: str, action: str) -> Callable[[Universe, Documents], set[str]]:
+    """Take ``action`` from the rotation role of customer ``slug``."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        (role,) = (p for p in universe.principals
+                   if p.who is Who.ROTATION and p.role_of == slug)
+        for policy_id in role.policies:
+            for statement in _statements(documents[policy_id]):
+                actions = statement["Action"]
+                actions = [actions] if isinstance(actions, str) else actions
+                if action in actions:
+                    statement["Action"] = [a for a in actions if a != action]
+                    return {policy_id}
+        raise MutationTargetMissing(f"{slug} rotation role: no {action}")
+    return apply
+
+
+Catches = Literal["leak", "broken workflow", "both"]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    says: str
+    catches: Catches  # the direction of the disagreement that must appear
+    apply: Callable[[Universe, Documents], set[str]]  # changes documents, returns their ids
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation("inbound-readable", "the partner may GetObject under inbound/", "leak",
+             _add_action("mx-user-in", "WriteInbound", "s3:GetObject")),
+    Mutation("inbound-versions-readable", "the partner may GetObjectVersion under inbound/",
+             "leak", _add_action("mx-user-in", "WriteInbound", "s3:GetObjectVersion")),
+    Mutation("inbound-taggable", "the partner may PutObjectTagging under inbound/", "leak",
+             _add_action("mx-user-in", "WriteInbound", "s3:PutObjectTagging")),
+    Mutation("bucket-versions-listable", "the partner may ListBucketVersions", "leak",
+             _grant_listing_versions),
+    Mutation("tls-deny-dropped", "a bucket policy lost its aws:SecureTransport deny", "leak",
+             _drop("mx-user-both", Part.DATA, Kind.BUCKET, where=_secure_transport)),
+    Mutation("source-ip-deny-dropped", "a bucket policy lost its partner source-IP deny",
+             "leak", _drop("mx-xacct-in", Part.DATA, Kind.BUCKET,
+                           "DenyPartnerFromOtherSourceIps")),
+    Mutation("cloudtrail-key-grant-missing", "the audit key does not let CloudTrail encrypt "
+             "(the defect of issue 12)", "broken workflow",
+             _drop(AUDIT, Part.AUDIT_KEY, None, "AllowCloudTrailToEncryptLogs")),
+    Mutation("cloudtrail-source-widened", "the custody bucket admits any trail of any account",
+             "leak", _widen_cloudtrail_source),
+    Mutation("other-customers-key-allowed", "a bucket's wrong-key deny names another "
+             "customer's key", "both", _deny_names_another_key),
+    Mutation("alarm-key-grant-widened", "CloudWatch may do anything with a customer key",
+             "leak", _widen_alarm_key_grant),
+    Mutation("rotation-role-missing-put-secret-value", "the rotation role lost "
+             "secretsmanager:PutSecretValue", "broken workflow",
+             without_role_action("mx-user-both", "secretsmanager:PutSecretValue")),
+    Mutation("rotation-role-missing-kms-decrypt", "the rotation role lost kms:Decrypt",
+             "broken workflow", without_role_action("mx-user-both", "kms:Decrypt")),
+)
+
+
+def run_mutations(universe: Universe, requests: Sequence[MatrixRequest],
+                  mutations: Sequence[Mutation]) -> dict[str, MatrixResult]:
+    """Evaluate, for each mutation, every request that reads a document it changed, against
+    the changed documents: all mutations in one evaluator batch (each changed document under
+    its own id), so the evaluator starts once."""
+    started = time.monotonic()
+    by_policy: dict[str, list[MatrixRequest]] = defaultdict(list)
+    for r in requests:
+        for policy_id in {*r.principal.policies, r.target.policy or ""} - {""}:
+            by_policy[policy_id].append(r)
+    batch = evaluator.Batch(policies=dict(universe.documents))
+    plans = []
+    for mutation in mutations:
+        documents = copy.deepcopy(universe.documents)
+        changed = mutation.apply(universe, documents)
+        rename = {policy_id: f"{policy_id} [{mutation.name}]" for policy_id in changed}
+        for policy_id, new_id in rename.items():
+            batch.policies[new_id] = documents[policy_id]
+        affected = list({id(r): r for policy_id in changed for r in by_policy[policy_id]}
+                        .values())
+        plans.append((mutation, affected, plan_requests(affected, batch, rename=rename)))
+    prepared = time.monotonic()
+    decisions = evaluator.evaluate(batch)
+    seconds = time.monotonic() - prepared
+    return {mutation.name: result_of(affected, plan, decisions, started=started,
+                                     evaluator_seconds=seconds, evaluated=len(batch.requests))
+            for mutation, affected, plan in plans}
+
+
+def run_mutation(universe: Universe, requests: Sequence[MatrixRequest],
+                 mutation: Mutation) -> MatrixResult:
+    return run_mutations(universe, requests, [mutation])[mutation.name]
+
+
+def caught(result: MatrixResult, mutation: Mutation) -> bool:
+    leaks, broken = bool(result.unexpected_allows), bool(result.denied_expected_allows)
+    return {"leak": leaks, "broken workflow": broken, "both": leaks and broken}[mutation.catches]

@@ -1,0 +1,477 @@
+"""The access matrix's rules: when a request is expected to be allowed. The oracle.
+
+This module is what an auditor reads. It knows nothing of the templates: a request is expected
+to be allowed if and only if one rule below allows it, and the evaluator's verdict on the
+synthesized policies must agree, request by request (:mod:`security.access_matrix`).
+
+Three kinds of rules:
+
+- people and their credentials: partners, our administrator, an insider, strangers;
+- our own roles: each may make exactly the calls its code makes (read from the code,
+  :mod:`security.role_calls`) plus the calls AWS documents that the runtime makes for it
+  (:data:`IMPLIED_KMS`, :data:`LAMBDA_RUNTIME`);
+- AWS services acting on our resources (:data:`CONTRACTS`): each the exact request AWS
+  documents, allowed only on behalf of our own resource of the right kind; the same request on
+  behalf of anybody else's resource (the confused deputy) is denied.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from security.matrix_model import (
+    AUDIT,
+    MINIMUM_TLS,
+    REGION,
+    S3_KINDS,
+    SSE,
+    SSE_C,
+    SSE_KEY,
+    URL_SUFFIX,
+    Kind,
+    MatrixRequest,
+    Part,
+    RoleCall,
+    Source,
+    Who,
+)
+from security.role_calls import rotation_handler_calls
+from stacks.config import Direction
+
+# --- what AWS documents that services do for our roles -------------------------------------
+
+# KMS calls a service makes as the caller when the caller uses a KMS-encrypted resource of it.
+IMPLIED_KMS: dict[str, tuple[RoleCall, ...]] = {
+    # Secrets Manager decrypts and encrypts secret values as the caller (Secrets Manager user
+    # guide, "Secret encryption and decryption"; encryption context SecretARN).
+    "secretsmanager:GetSecretValue": (
+        RoleCall("kms:Decrypt", Part.CUSTOMER_KEY, "secretsmanager",
+                 (("SecretARN", Part.PARTNER_SECRET),), "read the secret"),),
+    "secretsmanager:PutSecretValue": (
+        RoleCall("kms:GenerateDataKey", Part.CUSTOMER_KEY, "secretsmanager",
+                 (("SecretARN", Part.PARTNER_SECRET),), "write a secret version"),),
+    # SNS encrypts a message for a KMS-encrypted topic as the publisher (SNS developer guide,
+    # "Key management": GenerateDataKey and Decrypt).
+    "sns:Publish": (
+        RoleCall("kms:GenerateDataKey", Part.CUSTOMER_KEY, "sns",
+                 (("aws:sns:topicArn", Part.NOTICES_TOPIC),), "publish to the encrypted topic"),
+        RoleCall("kms:Decrypt", Part.CUSTOMER_KEY, "sns",
+                 (("aws:sns:topicArn", Part.NOTICES_TOPIC),), "publish to the encrypted topic"),
+    ),
+}
+
+# Calls Lambda makes with a function's execution role outside the handler (Lambda developer
+# guide, "Execution role": logs, dead-letter queue, environment-variable decryption).
+LAMBDA_RUNTIME: tuple[RoleCall, ...] = (
+    RoleCall("logs:CreateLogStream", Part.ROTATION_LOGS, why="write its logs"),
+    RoleCall("logs:PutLogEvents", Part.ROTATION_LOGS, why="write its logs"),
+    RoleCall("sqs:SendMessage", Part.ROTATION_DLQ, why="send a failed invocation to its DLQ"),
+    RoleCall("kms:GenerateDataKey", Part.CUSTOMER_KEY, "sqs",
+             (("aws:sqs:arn", Part.ROTATION_DLQ),), "send to the encrypted DLQ"),
+    RoleCall("kms:Decrypt", Part.CUSTOMER_KEY, "sqs",
+             (("aws:sqs:arn", Part.ROTATION_DLQ),), "send to the encrypted DLQ"),
+    RoleCall("kms:Decrypt", Part.CUSTOMER_KEY, "lambda",
+             (("aws:lambda:FunctionArn", Part.ROTATION_FUNCTION),),
+             "decrypt its environment variables"),
+)
+
+
+def rotation_role_calls() -> tuple[RoleCall, ...]:
+    """Everything the rotation function's role does: the handler's calls (from its code), the
+    KMS calls they imply, and the Lambda runtime's."""
+    calls: list[RoleCall] = []
+    for action, part in sorted(rotation_handler_calls()):
+        calls.append(RoleCall(action, part, why="the handler calls it"))
+        calls.extend(IMPLIED_KMS.get(action, ()))
+    calls.extend(LAMBDA_RUNTIME)
+    return tuple(calls)
+
+
+# --- AWS services acting on our resources ----------------------------------------------------
+
+
+CLOUDTRAIL = Source("cloudtrail.amazonaws.com", "trail")
+S3_LOGGING = Source("logging.s3.amazonaws.com", "bucket")
+EVENTS_INGESTION = Source("events.amazonaws.com", "ingestion rule")
+EVENTS_SWEEP = Source("events.amazonaws.com", "sweep rule")
+ALARMS = Source("cloudwatch.amazonaws.com", "alarm")
+SECRETS = Source("secretsmanager.amazonaws.com", "secret")
+# CloudWatch Logs names the log group in the encryption context, not in aws:SourceArn.
+LOGS = Source(f"logs.{REGION}.{URL_SUFFIX}", "log group", source_keys=False)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A request an AWS service makes on one of our resources, as AWS documents it.
+
+    ``requires``: context the request carries and the allowing statement may demand (values
+    may name ``{source}``, ``{account}``, ``{key}``: filled in per request). ``variants``:
+    what else the service may send, each asked too (e.g. a digest file's SSE-S3 header).
+    ``object_prefix``: S3 objects only, the key prefix it writes under (``{account}``).
+    ``action`` may be a pattern as AWS documents it (``kms:GenerateDataKey*``); the matrix
+    asks the call the service makes (``request_action``). ``to_audit``: the request goes from
+    a customer's resource to the audit stack (else it stays on the source's own stack).
+    ``any_source``: AWS documents no source condition for it; the request is allowed
+    whatever it is made for, and ``says`` names what guards it instead.
+    """
+
+    name: str
+    source: Source
+    action: str
+    part: Part
+    says: str
+    doc: str
+    requires: tuple[tuple[str, str], ...] = ()
+    variants: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (("", ()),)
+    object_prefix: str | None = None
+    to_audit: bool = False
+    any_source: bool = False
+
+    @property
+    def request_action(self) -> str:
+        return self.action.rstrip("*")
+
+    def covers(self, action: str) -> bool:
+        return fnmatch.fnmatchcase(action.lower(), self.action.lower())
+
+
+_ACL = ("s3:x-amz-acl", "bucket-owner-full-control")
+_CT_DOCS = "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/"
+CONTRACTS: tuple[Contract, ...] = (
+    Contract("cloudtrail-checks-custody-bucket-acl", CLOUDTRAIL, "s3:GetBucketAcl",
+             Part.CUSTODY, "CloudTrail reads the custody bucket's ACL before it delivers.",
+             _CT_DOCS + "create-s3-bucket-policy-for-cloudtrail.html"),
+    Contract("cloudtrail-delivers-log-files", CLOUDTRAIL, "s3:PutObject", Part.CUSTODY,
+             "CloudTrail writes log files under AWSLogs/<account>/ with bucket-owner-full-control,"
+             " SSE-KMS with the audit key.",
+             _CT_DOCS + "create-s3-bucket-policy-for-cloudtrail.html",
+             requires=(_ACL,),
+             variants=(("log file", ((SSE, "aws:kms"), (SSE_KEY, "{key}"))),),
+             object_prefix="AWSLogs/{account}/CloudTrail/"),
+    Contract("cloudtrail-delivers-digest-files", CLOUDTRAIL, "s3:PutObject", Part.CUSTODY,
+             "CloudTrail writes digest files under AWSLogs/<account>/CloudTrail-Digest/: with "
+             "SSE-S3 (its encryption page) or SSE-KMS (its newer key-policy pages); both work.",
+             _CT_DOCS + "encrypting-cloudtrail-log-files-with-aws-kms.html",
+             requires=(_ACL,),
+             variants=(("digest, SSE-S3", ((SSE, "AES256"),)),
+                       ("digest, SSE-KMS", ((SSE, "aws:kms"), (SSE_KEY, "{key}"))),
+                       ("digest, no SSE header", ())),
+             object_prefix="AWSLogs/{account}/CloudTrail-Digest/"),
+    Contract("cloudtrail-encrypts-with-audit-key", CLOUDTRAIL, "kms:GenerateDataKey*",
+             Part.AUDIT_KEY, "CloudTrail (and S3 for it) generates data keys under the trail's "
+             "encryption context.", _CT_DOCS + "create-kms-key-policy-for-cloudtrail.html",
+             requires=(("kms:EncryptionContext:aws:cloudtrail:arn", "{source}"),)),
+    Contract("cloudtrail-describes-audit-key", CLOUDTRAIL, "kms:DescribeKey", Part.AUDIT_KEY,
+             "CloudTrail describes the key when the trail is created or updated.",
+             _CT_DOCS + "create-kms-key-policy-for-cloudtrail.html"),
+    Contract("cloudtrail-decrypts-for-bucket-key", CLOUDTRAIL, "kms:Decrypt", Part.AUDIT_KEY,
+             "CloudTrail decrypts with the audit key because the custody bucket uses an S3 "
+             "Bucket Key.", _CT_DOCS + "create-kms-key-policy-for-cloudtrail.html"),
+    Contract("cloudtrail-assumes-log-delivery-role", CLOUDTRAIL, "sts:AssumeRole",
+             Part.LOGS_DELIVERY_ROLE, "CloudTrail assumes the trail's log delivery role. AWS "
+             "documents no source condition for this trust policy; iam:PassRole is the guard "
+             "(only our principals can configure a trail with our role).",
+             _CT_DOCS + "send-cloudtrail-events-to-cloudwatch-logs.html",
+             any_source=True),
+    Contract("s3-delivers-access-logs", S3_LOGGING, "s3:PutObject", Part.ACCESS_LOGS,
+             "S3 server access logging writes a data bucket's access logs into its log bucket.",
+             "https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
+             "enable-server-access-logging.html", object_prefix="data-bucket/"),
+    Contract("s3-delivers-custody-access-logs", S3_LOGGING, "s3:PutObject",
+             Part.CUSTODY_ACCESS_LOGS, "S3 server access logging writes the custody bucket's "
+             "access logs into the custody access-log bucket.",
+             "https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
+             "enable-server-access-logging.html", object_prefix="custody-bucket/"),
+    Contract("eventbridge-sends-to-ingestion-queue", EVENTS_INGESTION, "sqs:SendMessage",
+             Part.INGESTION_QUEUE, "A customer's inbound rule sends Object Created events to the "
+             "ingestion queue.", "https://docs.aws.amazon.com/eventbridge/latest/userguide/"
+             "eb-use-resource-based.html#eb-sqs-permissions", to_audit=True),
+    Contract("eventbridge-encrypts-for-ingestion-queue", EVENTS_INGESTION,
+             "kms:GenerateDataKey", Part.AUDIT_KEY, "SQS asks for a data key as EventBridge, on "
+             "behalf of the rule.", "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/"
+             "SQSDeveloperGuide/sqs-key-management.html", to_audit=True),
+    Contract("eventbridge-checks-data-key-for-ingestion-queue", EVENTS_INGESTION,
+             "kms:Decrypt", Part.AUDIT_KEY, "SQS decrypts the new data key to check it.",
+             "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
+             "sqs-key-management.html", to_audit=True),
+    Contract("eventbridge-invokes-daily-sweep", EVENTS_SWEEP, "lambda:InvokeFunction",
+             Part.ROTATION_FUNCTION, "The daily schedule invokes the rotation function's sweep.",
+             "https://docs.aws.amazon.com/eventbridge/latest/userguide/"
+             "eb-use-resource-based.html#eb-lambda-permissions"),
+    Contract("secrets-manager-invokes-rotation", SECRETS, "lambda:InvokeFunction",
+             Part.ROTATION_FUNCTION, "Secrets Manager invokes the rotation function for the "
+             "partner secret's schedule.", "https://docs.aws.amazon.com/secretsmanager/latest/"
+             "userguide/rotating-secrets-required-permissions-function.html"),
+    Contract("alarm-publishes-notice", ALARMS, "sns:Publish", Part.NOTICES_TOPIC,
+             "The rotation errors alarm publishes to the notices topic.",
+             "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/US_SetupSNS.html"),
+    Contract("alarm-encrypts-notice", ALARMS, "kms:GenerateDataKey*", Part.CUSTOMER_KEY,
+             "CloudWatch generates a data key for the encrypted notices topic.",
+             "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"),
+    Contract("alarm-checks-notice-data-key", ALARMS, "kms:Decrypt", Part.CUSTOMER_KEY,
+             "CloudWatch decrypts the data key for the encrypted notices topic.",
+             "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"),
+    Contract("logs-encrypts-rotation-log-group", LOGS, "kms:GenerateDataKey", Part.CUSTOMER_KEY,
+             "CloudWatch Logs encrypts the rotation function's log group.",
+             "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+             requires=(("kms:EncryptionContext:aws:logs:arn", "{source}"),)),
+    Contract("logs-decrypts-rotation-log-group", LOGS, "kms:Decrypt", Part.CUSTOMER_KEY,
+             "CloudWatch Logs decrypts the rotation function's log group.",
+             "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+             requires=(("kms:EncryptionContext:aws:logs:arn", "{source}"),)),
+    Contract("logs-encrypts-trail-log-group", LOGS, "kms:GenerateDataKey", Part.AUDIT_KEY,
+             "CloudWatch Logs encrypts the trail's log group.",
+             "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+             requires=(("kms:EncryptionContext:aws:logs:arn", "{source}"),)),
+    Contract("logs-decrypts-trail-log-group", LOGS, "kms:Decrypt", Part.AUDIT_KEY,
+             "CloudWatch Logs decrypts the trail's log group.",
+             "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+             requires=(("kms:EncryptionContext:aws:logs:arn", "{source}"),)),
+)
+
+
+_CONTRACTS_BY_SOURCE = {source: tuple(c for c in CONTRACTS if c.source == source)
+                        for source in {c.source for c in CONTRACTS}}
+
+
+# --- request predicates ----------------------------------------------------------------------
+
+
+def _tls_ok(r: MatrixRequest) -> bool:
+    return r.network.tls is not None and r.network.tls >= MINIMUM_TLS
+
+
+def _address_allowed(r: MatrixRequest) -> bool:
+    ranges = r.customer.allowed_source_ips if r.customer else ()
+    if not ranges or r.network.address is None:
+        return True
+    address = ipaddress.ip_address(r.network.address)
+    return any(address in ipaddress.ip_network(cidr) for cidr in ranges)
+
+
+def _encryption_ok(r: MatrixRequest) -> bool:
+    """No encryption header (the bucket default), or SSE-KMS naming the bucket's own key.
+    SSE-KMS without a key id is not: S3 would use the AWS managed key. Buckets with SSE-S3
+    (the access-log buckets) carry no encryption rule."""
+    if r.target.part in (Part.ACCESS_LOGS, Part.CUSTODY_ACCESS_LOGS):
+        return True
+    op = r.operation
+    if op.get(SSE_C) is not None:
+        return False
+    algorithm, key = op.get(SSE), op.get(SSE_KEY)
+    if algorithm is None:
+        return key is None
+    return algorithm == "aws:kms" and key == r.target.key_arn
+
+
+def _s3_transport_ok(r: MatrixRequest) -> bool:
+    """Every bucket denies plain HTTP and TLS older than 1.2 to everyone; uploads must also
+    keep the bucket's encryption."""
+    if r.target.kind not in S3_KINDS:
+        return True
+    if not _tls_ok(r):
+        return False
+    return r.operation.action != "s3:PutObject" or _encryption_ok(r)
+
+
+def _own(r: MatrixRequest) -> bool:
+    return r.principal.who is Who.PARTNER and r.target.owner in r.principal.partner_of
+
+
+def _under(r: MatrixRequest, direction: Direction) -> bool:
+    return (r.target.part is Part.DATA and r.target.kind is Kind.OBJECT
+            and r.customer is not None and r.customer.allows(direction)
+            and (r.target.object_key or "").startswith(direction.prefix))
+
+
+INBOUND_WRITES = frozenset({"s3:PutObject", "s3:AbortMultipartUpload",
+                            "s3:ListMultipartUploadParts"})
+OUTBOUND_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes",
+                            "s3:GetObjectVersionAttributes"})
+
+
+def _partner_writes_inbound(r: MatrixRequest) -> bool:
+    return (_own(r) and _under(r, Direction.INBOUND) and r.operation.action in INBOUND_WRITES
+            and _address_allowed(r) and _s3_transport_ok(r))
+
+
+def _partner_reads_outbound(r: MatrixRequest) -> bool:
+    return (_own(r) and _under(r, Direction.OUTBOUND) and r.operation.action in OUTBOUND_READS
+            and _address_allowed(r) and _s3_transport_ok(r))
+
+
+def _partner_lists(r: MatrixRequest) -> bool:
+    if not (_own(r) and r.target.part is Part.DATA and r.target.kind is Kind.BUCKET
+            and r.operation.action == "s3:ListBucket" and r.customer is not None):
+        return False
+    prefix = r.operation.get("s3:prefix")
+    under_own_prefix = prefix is not None and prefix.startswith(r.customer.prefixes)
+    top_level = r.operation.get("s3:delimiter") == "/" and prefix in (None, "")
+    return (under_own_prefix or top_level) and _tls_ok(r) and _address_allowed(r)
+
+
+def _partner_finds_bucket_region(r: MatrixRequest) -> bool:
+    return (_own(r) and r.target.part is Part.DATA and r.target.kind is Kind.BUCKET
+            and r.operation.action == "s3:GetBucketLocation"
+            and _tls_ok(r) and _address_allowed(r))
+
+
+def _partner_uses_key_through_s3(r: MatrixRequest) -> bool:
+    if not (_own(r) and r.target.part is Part.CUSTOMER_KEY and r.operation.via == "s3"
+            and r.customer is not None):
+        return False
+    return (r.operation.action == "kms:Decrypt"
+            or (r.operation.action == "kms:GenerateDataKey"
+                and r.customer.allows(Direction.INBOUND)))
+
+
+def _partner_assumes_role(r: MatrixRequest) -> bool:
+    return (r.principal.who is Who.PARTNER_HOME and r.target.owner in r.principal.can_assume
+            and r.target.part is Part.PARTNER_ROLE and r.operation.action == "sts:AssumeRole"
+            and r.customer is not None
+            and r.operation.get("sts:ExternalId") == r.customer.external_id)
+
+
+def _admin(r: MatrixRequest) -> bool:
+    """Everything in our account, within the buckets' transport and encryption rules; no
+    role's trust policy names our administrator."""
+    return (r.principal.who is Who.ADMIN and r.target.kind is not Kind.ROLE
+            and _s3_transport_ok(r))
+
+
+def _insider(r: MatrixRequest) -> bool:
+    return (r.principal.who is Who.INSIDER and r.target.kind in S3_KINDS
+            and r.operation.action.split(":", 1)[1].startswith(("Get", "List", "Describe"))
+            and _tls_ok(r))
+
+
+def _call_matches(r: MatrixRequest, call: RoleCall) -> bool:
+    return (call.action == r.operation.action and call.part is r.target.part
+            and (call.via is None or call.via == r.operation.via))
+
+
+def _rotation(r: MatrixRequest) -> bool:
+    return (r.principal.who is Who.ROTATION and r.principal.role_of == r.target.owner
+            and any(_call_matches(r, call) for call in rotation_role_calls()))
+
+
+LOGS_DELIVERY_CALLS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
+
+
+def _logs_delivery(r: MatrixRequest) -> bool:
+    return (r.principal.who is Who.LOGS_DELIVERY and r.target.part is Part.TRAIL_LOGS
+            and r.target.kind is Kind.LOG_STREAM and r.operation.action in LOGS_DELIVERY_CALLS)
+
+
+def matching_contract(r: MatrixRequest) -> Contract | None:
+    """The contract a service request fulfils, if it is made for our own resource of the
+    contract's kind, lands on the right stack, and carries what the contract requires."""
+    p = r.principal
+    if p.who is not Who.SERVICE or r.network.tls is None or p.source is None:
+        return None
+    for contract in _CONTRACTS_BY_SOURCE.get(p.source, ()):
+        if contract.part is not r.target.part or not contract.covers(r.operation.action):
+            continue
+        if not contract.any_source:
+            if not p.genuine:
+                continue
+            lands_on = r.target.owner == AUDIT and p.serves != AUDIT if contract.to_audit else (
+                r.target.owner == p.serves)
+            if not lands_on:
+                continue
+        if contract.object_prefix is not None and not (r.target.object_key or "").startswith(
+                contract.object_prefix.format(account=r.principal.source_account)):
+            continue
+        values = {"source": p.source_arn or "", "account": p.source_account or "",
+                  "key": r.target.key_arn}
+        if all(r.operation.get(key) == value.format(**values)
+               for key, value in contract.requires):
+            return contract
+    return None
+
+
+def _service(r: MatrixRequest) -> bool:
+    return matching_contract(r) is not None
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    says: str
+    allows: Callable[[MatrixRequest], bool]
+    who: frozenset[Who]  # the only principals it can allow anything to (saves run time)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("partner-writes-inbound",
+         "A partner may write (PutObject, and abort or list the parts of its own multipart "
+         "uploads) only under inbound/ of its own bucket, only if its customer sends inbound, "
+         "over TLS >= 1.2, from an allowed source address, naming no encryption (the bucket "
+         "default) or SSE-KMS with its own customer's key. It can never read back, tag or "
+         "delete what it sent.",
+         _partner_writes_inbound, frozenset({Who.PARTNER})),
+    Rule("partner-reads-outbound",
+         "A partner may read (GetObject, GetObjectVersion and their attributes) only under "
+         "outbound/ of its own bucket, only if its customer receives outbound, over TLS >= 1.2, "
+         "from an allowed source address.",
+         _partner_reads_outbound, frozenset({Who.PARTNER})),
+    Rule("partner-lists-own-prefixes",
+         "A partner may list its own bucket only under its own prefixes, or its top level with "
+         "delimiter '/', over TLS >= 1.2, from an allowed source address.",
+         _partner_lists, frozenset({Who.PARTNER})),
+    Rule("partner-finds-own-bucket-region",
+         "A partner may ask its own bucket's region (GetBucketLocation, what desktop clients "
+         "do first), over TLS >= 1.2, from an allowed source address.",
+         _partner_finds_bucket_region, frozenset({Who.PARTNER})),
+    Rule("partner-uses-own-key-through-s3",
+         "A partner may use its own customer's key only through S3 for its own bucket: Decrypt, "
+         "and GenerateDataKey if it sends inbound. Never directly.",
+         _partner_uses_key_through_s3, frozenset({Who.PARTNER})),
+    Rule("partner-assumes-role-with-external-id",
+         "An assume-role partner's own principal may assume its partner role, only with its "
+         "external id.",
+         _partner_assumes_role, frozenset({Who.PARTNER_HOME})),
+    Rule("admin-within-transport-and-encryption",
+         "Our administrator may do anything to every resource of our stacks, except S3 "
+         "requests without TLS >= 1.2 and uploads naming other encryption than the bucket's "
+         "key; no role's trust policy admits it.",
+         _admin, frozenset({Who.ADMIN})),
+    Rule("insider-reads-s3-but-never-decrypts",
+         "An insider with S3 read-only access may call S3 Get*/List*/Describe* over TLS >= 1.2, "
+         "and no KMS action: it never decrypts an object.",
+         _insider, frozenset({Who.INSIDER})),
+    Rule("rotation-function-makes-its-calls",
+         "A rotation function's role may make exactly the calls its handler's code makes, on "
+         "its own customer's user, secret and topic, the KMS calls Secrets Manager and SNS make "
+         "for them, and the Lambda runtime's calls (its logs, its dead-letter queue, its "
+         "environment); its key only through those services.",
+         _rotation, frozenset({Who.ROTATION})),
+    Rule("log-delivery-role-writes-trail-logs",
+         "The trail's log delivery role may only create streams in, and write to, the trail's "
+         "log group.",
+         _logs_delivery, frozenset({Who.LOGS_DELIVERY})),
+    Rule("aws-service-contract",
+         "An AWS service may make exactly the requests AWS documents for its integration "
+         "(CONTRACTS), only on behalf of our own resource of the right kind (its aws:SourceArn,"
+         " or the encryption context for CloudWatch Logs).",
+         _service, frozenset({Who.SERVICE})),
+)
+DENY_RULE = "nothing-else"
+DENY_SAYS = ("Everything else is denied: every other action, other customers' resources, "
+             "offboarded partners, unrelated accounts, anonymous callers, a service acting for "
+             "anybody else's resource, plain HTTP, old TLS, other addresses, other keys.")
+
+
+_RULES_BY_WHO = {who: tuple(rule for rule in RULES if who in rule.who) for who in Who}
+
+
+def expected(request: MatrixRequest) -> tuple[bool, str]:
+    """(allowed?, name of the rule that decides)."""
+    for rule in _RULES_BY_WHO[request.principal.who]:
+        if rule.allows(request):
+            return True, rule.name
+    return False, DENY_RULE
+
