@@ -16,8 +16,9 @@ from typing import Any
 from rich.console import Console
 
 from partner_transfer import __version__
-from partner_transfer.api import Client, Options, Outcome
+from partner_transfer.api import Client
 from partner_transfer.errors import ErrorContext, ExitCode, TransferError, classify
+from partner_transfer.options import Options
 from partner_transfer.profile import (
     MIB,
     Profile,
@@ -31,6 +32,7 @@ from partner_transfer.profile import (
     select_stack_outputs,
 )
 from partner_transfer.progress import make_reporter
+from partner_transfer.results import FileResult
 
 MAX_FAILURE_LINES = 20  # per-file failure lines printed; the custody manifest has them all
 _VERBS = {
@@ -252,7 +254,7 @@ class _Printer:
         self.console = console
         self.quiet = quiet
 
-    def __call__(self, o: Outcome) -> None:
+    def __call__(self, o: FileResult) -> None:
         if self.quiet or o.error is not None or o.result in ("mismatch", "missing"):
             return
         verb = _VERBS.get(o.result, {}).get(o.direction, o.result)
@@ -268,16 +270,16 @@ class _Printer:
         )
 
 
-def _finish(outcomes: list[Outcome], err: Console, started: float, quiet: bool) -> int:
-    failures = [o for o in outcomes if o.error is not None or o.result in ("mismatch", "missing")]
+def _finish(results: list[FileResult], err: Console, started: float, quiet: bool) -> int:
+    failures = [o for o in results if o.failed]
     for o in failures[1:MAX_FAILURE_LINES]:
         message = o.error.message if o.error else f"{o.result}: {o.local_path} vs {o.key}"
         err.print(f"partner-transfer: {message}", highlight=False, markup=False, soft_wrap=True)
-    if not quiet and (len(outcomes) > 1 or not failures):
+    if not quiet and (len(results) > 1 or not failures):
         counts: dict[str, int] = {}
-        for o in outcomes:
+        for o in results:
             counts[o.result] = counts.get(o.result, 0) + 1
-        total = sum(o.size or 0 for o in outcomes if o.result == "ok")
+        total = sum(o.size or 0 for o in results if o.result == "ok")
         parts = ", ".join(f"{n} {r}" for r, n in counts.items())
         elapsed = time.monotonic() - started
         err.print(f"{parts}; {human(total)} in {elapsed:.1f} s", highlight=False, markup=False)
@@ -365,15 +367,15 @@ def run(
         reporter = make_reporter(err, quiet=quiet)
         client = Client(profile, options, reporter=reporter, on_outcome=_Printer(out, quiet))
         if args.command == "upload":
-            outcomes = client.upload(args.paths, args.to)
+            results = client.upload(args.paths, args.to)
         elif args.command == "download":
-            outcomes = client.download(args.source, args.dest)
+            results = client.download(args.source, args.dest)
         elif args.command == "sync" and args.direction == "up":
-            outcomes = client.upload(args.paths, args.to, skip_identical=True)
+            results = client.upload(args.paths, args.to, skip_identical=True)
         elif args.command == "sync":
-            outcomes = client.download(args.source, args.dest, skip_identical=True)
+            results = client.download(args.source, args.dest, skip_identical=True)
         elif args.command == "verify":
-            outcomes = client.verify(args.paths, args.prefix)
+            results = client.verify(args.paths, args.prefix)
         elif args.command == "ls":
             for obj in client.ls(args.prefix):
                 stamp = obj["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
@@ -391,7 +393,7 @@ def run(
             return ExitCode.OK
         else:  # pragma: no cover - argparse rejects unknown commands
             parser.error(f"unknown command {args.command}")
-        return _finish(outcomes, err, started, quiet)
+        return _finish(results, err, started, quiet)
     except TransferError as exc:
         if args.debug:
             traceback.print_exc()

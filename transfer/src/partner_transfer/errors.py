@@ -24,6 +24,7 @@ from botocore.exceptions import (
 )
 
 
+@enum.unique
 class ExitCode(enum.IntEnum):
     """Process exit codes, one per failure class (documented in docs/client.md)."""
 

@@ -1,0 +1,97 @@
+"""What every command shares: the profile and options, the clients (built on first use through
+the one seam, :func:`~partner_transfer.clients.make_clients`), the preflight, and how failures
+are named."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from partner_transfer import engine, s3args
+from partner_transfer.errors import ErrorContext, TransferError, classify
+from partner_transfer.options import Options
+from partner_transfer.preflight import Preflight
+from partner_transfer.profile import Profile
+from partner_transfer.progress import NullReporter, Reporter
+from partner_transfer.results import FileResult
+
+if TYPE_CHECKING:
+    from partner_transfer.batch import Run
+    from partner_transfer.clients import Clients
+
+
+class Connection:
+    """One profile's connection state for the life of a :class:`~partner_transfer.api.Client`.
+
+    ``clients`` (default: built from the profile on first use) and ``reporter`` (default: no
+    progress output) can be injected; ``on_result`` is called with each file's result.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        options: Options,
+        *,
+        clients: Clients | None,
+        reporter: Reporter | None,
+        on_result: Callable[[FileResult], None] | None,
+    ) -> None:
+        self.profile = profile
+        self.options = options
+        self.concurrency = options.concurrency or profile.tuning.concurrency
+        self.part_size = options.part_size or profile.tuning.part_size
+        self.reporter: Reporter = reporter or NullReporter()
+        self.on_result = on_result
+        self._clients = clients
+        self.target = s3args.Target(profile.bucket, profile.bucket_owner, profile.kms_key_arn)
+        self.state_dir: Path = options.state_dir or profile.resolved_state_dir()
+        self.manifest_path: Path = (
+            options.manifest or profile.manifest or self.state_dir / "manifest.jsonl"
+        )
+        self.preflight = Preflight(self)
+
+    @property
+    def clients(self) -> Clients:
+        if self._clients is None:
+            from partner_transfer.clients import make_clients
+
+            try:
+                self._clients = make_clients(self.profile, concurrency=self.concurrency)
+            except Exception as exc:
+                raise self.classify(exc, "connect") from None
+        return self._clients
+
+    @property
+    def caller_arn(self) -> str | None:
+        return self.preflight.known_caller_arn
+
+    def error_context(self, operation: str, key: str = "") -> ErrorContext:
+        return ErrorContext(
+            operation=operation,
+            bucket=self.profile.bucket,
+            key=key,
+            principal=self.preflight.known_caller_arn or "",
+            region=self.profile.region,
+            credential_source=self.profile.auth.describe(),
+            access_key_hint=self._clients.access_key_hint if self._clients else "",
+        )
+
+    def classify(self, exc: BaseException, operation: str, key: str = "") -> TransferError:
+        return classify(exc, self.error_context(operation, key))
+
+    def engine(self, pool: ThreadPoolExecutor, run: Run) -> engine.Engine:
+        return engine.Engine(
+            s3=self.clients.s3,
+            target=self.target,
+            pool=pool,
+            state_dir=self.state_dir,
+            advance=self.reporter.advance,
+            stop=run.stop,
+            fsync=self.options.fsync,
+        )
+
+    def emit(self, result: FileResult) -> None:
+        if self.on_result is not None:
+            self.on_result(result)

@@ -1,0 +1,212 @@
+"""Downloads: plan (keys to local paths, refused locally before any request), fetch into a
+private temporary file, verify against the stored checksum, then rename into place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from partner_transfer import checksums, engine, keys
+from partner_transfer.batch import Batches, LargeWork, Run, SmallWork
+from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.remote import Remote
+from partner_transfer.results import FileResult
+
+if TYPE_CHECKING:
+    from partner_transfer.context import Connection
+
+
+@dataclass(frozen=True)
+class DownloadItem:
+    key: str
+    dest: Path
+    size: int | None
+
+
+class Downloads:
+    """Download and sync-down for one connection."""
+
+    def __init__(self, conn: Connection, batches: Batches, remote: Remote) -> None:
+        self._conn = conn
+        self._batches = batches
+        self._remote = remote
+
+    def source(self, source: str) -> tuple[str, bool]:
+        """``source`` checked against the profile's download prefixes, before any request:
+        (the normalized prefix, True) or (the key, False)."""
+        allowed = self._conn.profile.download_prefixes
+        if source and not source.endswith("/") and source + "/" in allowed:
+            source += "/"
+        if source == "" or source.endswith("/"):
+            return keys.check_prefix(source or (allowed or ("",))[0], allowed, "download"), True
+        return keys.check_key(source, allowed, "download"), False
+
+    def plan(self, source: str, dest: Path) -> list[DownloadItem]:
+        """Objects under ``source`` (a key, or a prefix ending in ``/``) and their local paths.
+
+        A single key lands at ``dest`` (or ``dest/<name>`` when ``dest`` is a directory); a
+        prefix's objects land under ``dest`` by their names relative to the prefix. Keys outside
+        the outbound prefix, names escaping ``dest`` and symlinks inside it are refused.
+        """
+        allowed = self._conn.profile.download_prefixes
+        checked, is_prefix = self.source(source)
+        if is_prefix:
+            prefix = checked
+            items = []
+            for obj in self._remote.objects(prefix):
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue  # a "folder" marker, no data
+                keys.check_key(key, allowed, "download")
+                rel = keys.relative_to_prefix(key, prefix)
+                items.append(DownloadItem(key, keys.safe_destination(dest, rel), int(obj["Size"])))
+            if not items:
+                raise TransferError(ExitCode.NOT_FOUND, f"no objects under {prefix}")
+            return items
+        key = checked
+        name = key.rsplit("/", 1)[-1]
+        if dest.is_dir() or str(dest).endswith(os.sep):
+            final = keys.safe_destination(dest, name)
+        else:
+            final = keys.safe_destination(dest.parent, dest.name)
+        return [DownloadItem(key, final, None)]
+
+    def download(
+        self, source: str, dest: Path, *, skip_identical: bool = False
+    ) -> list[FileResult]:
+        """Download a key or a prefix to ``dest``, verifying every file before it appears.
+
+        ``skip_identical`` (default False; True for sync) keeps local files whose content has
+        the object's stored checksum.
+        """
+        conn = self._conn
+        self.source(source)  # refuse locally, before any request
+        if not conn.options.dry_run:
+            conn.preflight.run()
+        items = self.plan(source, dest)
+        if conn.options.dry_run:
+            return self._dry_run(items, skip_identical)
+        for folder in sorted({item.dest.parent for item in items}):
+            folder.mkdir(parents=True, exist_ok=True)
+        small: list[SmallWork] = []
+        large: list[LargeWork] = []
+        for item in items:
+            if item.size is not None and item.size <= conn.part_size:
+                small.append((str(item.dest), item.key, self._small_work(item, skip_identical)))
+            else:
+                large.append((str(item.dest), item.key, self._large_work(item, skip_identical)))
+        return self._batches.run(
+            "download",
+            small,
+            large,
+            total_bytes=sum(i.size or 0 for i in items),
+            description=f"download {len(items)} file(s)",
+        )
+
+    def _not_found(self, key: str) -> TransferError:
+        return TransferError(
+            ExitCode.NOT_FOUND, f"not found: s3://{self._conn.profile.bucket}/{key}"
+        )
+
+    def _local_identical(
+        self, item: DownloadItem
+    ) -> tuple[FileResult | None, dict[str, Any] | None]:
+        if not item.dest.is_file() or item.dest.is_symlink():
+            return None, None
+        found = self._remote.stored_checksums(item.key)
+        if found is None:
+            raise self._not_found(item.key)
+        expected, head = found
+        size = item.dest.stat().st_size
+        if not expected or size != int(head.get("ContentLength", -1)):
+            return None, head
+        values = {}
+        for e in expected:
+            if e.algorithm not in values:
+                values[e.algorithm] = checksums.digest_path(item.dest, e.algorithm)
+            if values[e.algorithm] != e.value:
+                return None, head
+        first = expected[0]
+        self._conn.reporter.advance(size)
+        return FileResult(
+            "download",
+            str(item.dest),
+            item.key,
+            "skipped",
+            size,
+            first.value,
+            first.algorithm,
+            head.get("VersionId"),
+            note="already there with the same checksum",
+        ), head
+
+    def _small_work(self, item: DownloadItem, skip: bool) -> Callable[[], FileResult]:
+        def work() -> FileResult:
+            if skip:
+                same, _ = self._local_identical(item)
+                if same is not None:
+                    return same
+            eng = self._conn.engine(*self._batches.active())
+            got = engine.download_small(
+                eng, item.key, item.dest, allow_unverified=self._conn.options.allow_unverified
+            )
+            return self._downloaded(item, got)
+
+        return work
+
+    def _large_work(
+        self, item: DownloadItem, skip: bool
+    ) -> Callable[[ThreadPoolExecutor, Run], FileResult]:
+        def work(pool: ThreadPoolExecutor, run: Run) -> FileResult:
+            conn = self._conn
+            head: dict[str, Any] | None = None
+            if skip:
+                same, head = self._local_identical(item)
+                if same is not None:
+                    return same
+            if head is None:
+                found = self._remote.stored_checksums(item.key)
+                if found is None:
+                    raise self._not_found(item.key)
+                head = found[1]
+            eng = conn.engine(pool, run)
+            size = int(head["ContentLength"])
+            allow = conn.options.allow_unverified
+            if size <= conn.part_size:
+                got = engine.download_small(eng, item.key, item.dest, allow_unverified=allow)
+            else:
+                got = engine.download_ranged(
+                    eng, item.key, item.dest, head, conn.part_size, allow_unverified=allow
+                )
+            return self._downloaded(item, got)
+
+        return work
+
+    def _downloaded(self, item: DownloadItem, got: engine.Downloaded) -> FileResult:
+        note = "" if got.verified_against == "s3" else f"verified against: {got.verified_against}"
+        return FileResult(
+            "download",
+            str(item.dest),
+            item.key,
+            "ok",
+            got.size,
+            got.checksum,
+            got.algorithm,
+            got.version_id,
+            note=note,
+        )
+
+    def _dry_run(self, items: Sequence[DownloadItem], skip: bool) -> list[FileResult]:
+        results = []
+        for item in items:
+            result = "would-download"
+            if skip and self._local_identical(item)[0] is not None:
+                result = "would-skip"
+            planned = FileResult("download", str(item.dest), item.key, result, item.size)
+            results.append(planned)
+            self._conn.emit(planned)
+        return results
