@@ -170,5 +170,3 @@ class Batches:
         with ManifestWriter(self._conn.manifest_path) as writer:
             run.writer = writer
             self.record(run, result)
-
-

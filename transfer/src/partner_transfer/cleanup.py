@@ -48,9 +48,7 @@ def cleanup(conn: Connection, *, remote: bool = False, older_than_days: float = 
     return done
 
 
-def _cleanup_remote(
-    conn: Connection, eng: engine.Engine, prefix: str, cutoff: float
-) -> list[str]:
+def _cleanup_remote(conn: Connection, eng: engine.Engine, prefix: str, cutoff: float) -> list[str]:
     done = []
     paginator = conn.clients.s3.get_paginator("list_multipart_uploads")
     try:

@@ -4,7 +4,6 @@ class's code (see :class:`~partner_transfer.errors.ExitCode`); ``--debug`` adds 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -28,12 +27,14 @@ from partner_transfer.profile import (
     profile_from_outputs,
     profile_from_secret,
     read_secret_file,
+    read_stack_outputs_file,
     render_profile,
-    select_stack_outputs,
 )
 from partner_transfer.progress import make_reporter
 from partner_transfer.results import FileResult
 
+# Summary counts: what happened first, then what did not.
+_SUMMARY_ORDER = {"ok": 0, "skipped": 1, "match": 2, "failed": 3, "refused": 4}
 MAX_FAILURE_LINES = 20  # per-file failure lines printed; the custody manifest has them all
 _VERBS = {
     "ok": {"upload": "uploaded", "download": "downloaded"},
@@ -125,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("download", parents=[common, tuning], help="download a key or prefix")
     down.add_argument("source", metavar="KEY|PREFIX/")
-    down.add_argument("dest", type=Path, metavar="DEST")
+    # A string, not a Path: "dir/" must keep its separator (download into that folder).
+    down.add_argument("dest", metavar="DEST", help="file, or folder (created) ending in /")
     down.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -144,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync_down = sync_sub.add_parser("down", parents=[common, tuning], help="S3 -> local")
     sync_down.add_argument("source", metavar="KEY|PREFIX/")
-    sync_down.add_argument("dest", type=Path, metavar="DEST")
+    sync_down.add_argument("dest", metavar="DEST")
     sync_down.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -280,7 +282,8 @@ def _finish(results: list[FileResult], err: Console, started: float, quiet: bool
         for o in results:
             counts[o.result] = counts.get(o.result, 0) + 1
         total = sum(o.size or 0 for o in results if o.result == "ok")
-        parts = ", ".join(f"{n} {r}" for r, n in counts.items())
+        ordered = sorted(counts.items(), key=lambda item: _SUMMARY_ORDER.get(item[0], 99))
+        parts = ", ".join(f"{n} {r}" for r, n in ordered)
         elapsed = time.monotonic() - started
         err.print(f"{parts}; {human(total)} in {elapsed:.1f} s", highlight=False, markup=False)
     Client.raise_for(failures)
@@ -314,17 +317,7 @@ def _profile_init(args: argparse.Namespace, out: Console) -> int:
             outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
             origin = f"generated from stack {args.stack}"
         else:
-            try:
-                document = json.loads(args.outputs_file.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise TransferError(
-                    ExitCode.NOT_FOUND, f"no such file: {args.outputs_file}"
-                ) from None
-            except json.JSONDecodeError:
-                raise TransferError(
-                    ExitCode.CONFIG, f"{args.outputs_file} is not a cdk outputs JSON file"
-                ) from None
-            outputs = select_stack_outputs(document, args.stack_name)
+            outputs = read_stack_outputs_file(args.outputs_file, args.stack_name)
             origin = f"generated from {args.outputs_file}"
         profile = profile_from_outputs(
             outputs,

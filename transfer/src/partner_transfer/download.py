@@ -3,6 +3,7 @@ private temporary file, verify against the stored checksum, then rename into pla
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,12 +13,25 @@ from typing import TYPE_CHECKING, Any
 
 from partner_transfer import checksums, engine, keys
 from partner_transfer.batch import Batches, LargeWork, Run, SmallWork
-from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.errors import ExitCode, TransferError, local_io_error
 from partner_transfer.remote import Remote
 from partner_transfer.results import FileResult
 
 if TYPE_CHECKING:
     from partner_transfer.context import Connection
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents; a file in the way is a local I/O error naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        blocker = next(
+            (p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder
+        )
+        raise local_io_error(OSError(errno.ENOTDIR, "Not a directory"), blocker) from exc
+    except OSError as exc:
+        raise local_io_error(exc, folder) from None
 
 
 @dataclass(frozen=True)
@@ -45,38 +59,58 @@ class Downloads:
             return keys.check_prefix(source or (allowed or ("",))[0], allowed, "download"), True
         return keys.check_key(source, allowed, "download"), False
 
-    def plan(self, source: str, dest: Path) -> list[DownloadItem]:
-        """Objects under ``source`` (a key, or a prefix ending in ``/``) and their local paths.
+    def plan(self, source: str, dest: Path | str) -> list[DownloadItem]:
+        """Objects under ``source`` and their local paths; keys a local rule refuses are left
+        out (see :meth:`plan_with_refusals`)."""
+        return self.plan_with_refusals(source, dest)[0]
 
-        A single key lands at ``dest`` (or ``dest/<name>`` when ``dest`` is a directory); a
-        prefix's objects land under ``dest`` by their names relative to the prefix. Keys outside
-        the outbound prefix, names escaping ``dest`` and symlinks inside it are refused.
+    def plan_with_refusals(
+        self, source: str, dest: Path | str
+    ) -> tuple[list[DownloadItem], list[FileResult]]:
+        """Objects under ``source`` (a key, or a prefix ending in ``/``) and their local paths,
+        and one ``refused`` result per object a local rule keeps out.
+
+        A single key lands at ``dest``, or at ``dest/<name>`` when ``dest`` is a folder or ends
+        with a separator (the folder is created, as ``aws s3 cp`` does); a prefix's objects land
+        under ``dest`` by their names relative to the prefix. Keys outside the outbound prefix,
+        names escaping ``dest`` and symlinks inside it are refused: for a prefix, each such
+        object is reported and the others still transfer; a single key refused stops the
+        command.
         """
         allowed = self._conn.profile.download_prefixes
+        wants_folder = isinstance(dest, str) and dest.endswith(("/", os.sep))
+        dest = Path(dest)
         checked, is_prefix = self.source(source)
         if is_prefix:
             prefix = checked
-            items = []
+            items: list[DownloadItem] = []
+            refused: list[FileResult] = []
             for obj in self._remote.objects(prefix):
                 key = obj["Key"]
                 if key.endswith("/"):
                     continue  # a "folder" marker, no data
-                keys.check_key(key, allowed, "download")
                 rel = keys.relative_to_prefix(key, prefix)
-                items.append(DownloadItem(key, keys.safe_destination(dest, rel), int(obj["Size"])))
-            if not items:
+                try:
+                    keys.check_key(key, allowed, "download")
+                    final = keys.safe_destination(dest, rel)
+                except TransferError as err:
+                    where = str(dest / rel) if rel else str(dest)
+                    refused.append(FileResult("download", where, key, "refused", error=err))
+                    continue
+                items.append(DownloadItem(key, final, int(obj["Size"])))
+            if not items and not refused:
                 raise TransferError(ExitCode.NOT_FOUND, f"no objects under {prefix}")
-            return items
+            return items, refused
         key = checked
         name = key.rsplit("/", 1)[-1]
-        if dest.is_dir() or str(dest).endswith(os.sep):
+        if wants_folder or dest.is_dir():
             final = keys.safe_destination(dest, name)
         else:
             final = keys.safe_destination(dest.parent, dest.name)
-        return [DownloadItem(key, final, None)]
+        return [DownloadItem(key, final, None)], []
 
     def download(
-        self, source: str, dest: Path, *, skip_identical: bool = False
+        self, source: str, dest: Path | str, *, skip_identical: bool = False
     ) -> list[FileResult]:
         """Download a key or a prefix to ``dest``, verifying every file before it appears.
 
@@ -87,11 +121,11 @@ class Downloads:
         self.source(source)  # refuse locally, before any request
         if not conn.options.dry_run:
             conn.preflight.run()
-        items = self.plan(source, dest)
+        items, refused = self.plan_with_refusals(source, dest)
         if conn.options.dry_run:
-            return self._dry_run(items, skip_identical)
+            return self._dry_run(items, refused, skip_identical)
         for folder in sorted({item.dest.parent for item in items}):
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
         small: list[SmallWork] = []
         large: list[LargeWork] = []
         for item in items:
@@ -103,6 +137,7 @@ class Downloads:
             "download",
             small,
             large,
+            refused=refused,
             total_bytes=sum(i.size or 0 for i in items),
             description=f"download {len(items)} file(s)",
         )
@@ -200,13 +235,17 @@ class Downloads:
             note=note,
         )
 
-    def _dry_run(self, items: Sequence[DownloadItem], skip: bool) -> list[FileResult]:
-        results = []
+    def _dry_run(
+        self, items: Sequence[DownloadItem], refused: Sequence[FileResult], skip: bool
+    ) -> list[FileResult]:
+        results = list(refused)
+        for refusal in refused:
+            self._conn.emit(refusal)
         for item in items:
-            result = "would-download"
+            plan = "would-download"
             if skip and self._local_identical(item)[0] is not None:
-                result = "would-skip"
-            planned = FileResult("download", str(item.dest), item.key, result, item.size)
+                plan = "would-skip"
+            planned = FileResult("download", str(item.dest), item.key, plan, item.size)
             results.append(planned)
             self._conn.emit(planned)
         return results

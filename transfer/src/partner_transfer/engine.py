@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from partner_transfer import checksums, journal, s3args
 from partner_transfer.checksums import ALGORITHM, Expected, FileDigest
-from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.errors import ExitCode, TransferError, local_io_error
 from partner_transfer.keys import TEMP_SUFFIX
 from partner_transfer.manifest import utc_now
 
@@ -183,15 +183,51 @@ def _open_journal(
     return journal.create(jpath, identity, resp["UploadId"], utc_now()), set(), tracks
 
 
+def changed(path: Path, detail: str) -> TransferError:
+    """The error for a local file that changed while it was being uploaded."""
+    return TransferError(
+        ExitCode.CHANGED,
+        f"{path} changed while it was being uploaded ({detail}): not uploaded, nothing was "
+        "completed under its key; re-run when the file is complete",
+    )
+
+
 def upload_multipart(
-    engine: Engine, key: str, path: Path, digest: FileDigest, mtime_ns: int
+    engine: Engine,
+    key: str,
+    path: Path,
+    digest: FileDigest,
+    mtime_ns: int,
+    unchanged: Callable[[], None],
 ) -> Uploaded:
     """Upload ``path`` in parts, resuming a journaled upload of the same file if there is one.
 
     Each part is re-read and re-hashed as it is sent; a part whose CRC differs from the digest
-    taken before the upload means the file is changing, and the upload stops.
+    taken before the upload means the file is changing. ``unchanged`` raises if the file's size
+    or modification time differ from when the upload started; it runs before the upload is
+    completed. A changed file stops the upload: it is aborted (S3 keeps nothing) and its
+    journal removed.
     """
     jr, keep, tracks_checksum = _open_journal(engine, key, path, digest, mtime_ns)
+    try:
+        return _send_parts(engine, key, path, digest, jr, keep, tracks_checksum, unchanged)
+    except TransferError as err:
+        if err.code is ExitCode.CHANGED:
+            abort_quietly(engine, key, jr.upload_id)
+            jr.remove()
+        raise
+
+
+def _send_parts(
+    engine: Engine,
+    key: str,
+    path: Path,
+    digest: FileDigest,
+    jr: journal.Journal,
+    keep: set[int],
+    tracks_checksum: bool,
+    unchanged: Callable[[], None],
+) -> Uploaded:
     ranges = checksums.part_ranges(digest.size, digest.part_size)
     engine.advance(sum(ranges[n - 1][1] for n in keep))
 
@@ -204,10 +240,7 @@ def upload_multipart(
             with path.open("rb", buffering=0) as fh:
                 data = os.pread(fh.fileno(), length, offset)
             if len(data) != length or checksums.encode_int(checksums.crc64nvme(data)) != expected:
-                raise TransferError(
-                    ExitCode.CHECKSUM,
-                    f"{path} changed while it was being uploaded; re-run when it is complete",
-                )
+                raise changed(path, f"part {number} differs from when the upload started")
             resp = engine.s3.upload_part(
                 Body=data,
                 **s3args.upload_part_args(engine.target, key, jr.upload_id, number, expected),
@@ -219,6 +252,7 @@ def upload_multipart(
 
     _run_all(engine, [send(n) for n in range(1, len(ranges) + 1) if n not in keep])
     engine.check_stop()
+    unchanged()
     parts = [(n, p.etag, p.checksum) for n, p in jr.parts.items()]
     resp = engine.s3.complete_multipart_upload(
         **s3args.complete_multipart_args(
@@ -285,11 +319,21 @@ class Downloaded:
 @contextlib.contextmanager
 def temp_file(final: Path) -> Iterator[tuple[int, Path]]:
     """A private (0600) temporary file beside ``final`` (whose folder must exist); removed
-    unless renamed into place."""
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=final.parent)
+    unless renamed into place. A local file-system failure inside (disk full, a folder where
+    the file should go, ...) becomes one ``LOCAL_IO`` error naming ``final``."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=final.parent)
+    except OSError as exc:
+        raise local_io_error(exc, final.parent) from None
     tmp = Path(name)
     try:
         yield fd, tmp
+    except TransferError:
+        raise
+    except (ConnectionError, TimeoutError):
+        raise
+    except OSError as exc:
+        raise local_io_error(exc, final) from None
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -4,9 +4,11 @@ PutObject per small file, a resumable multipart upload per large one), and the c
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from partner_transfer import checksums, engine, keys
@@ -19,8 +21,6 @@ from partner_transfer.remote import Remote
 from partner_transfer.results import FileResult
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from partner_transfer.context import Connection
 
 
@@ -30,6 +30,62 @@ def part_size_for(size: int, preferred: int) -> int:
         return preferred
     needed = -(-size // MAX_PARTS)
     return -(-needed // MIB) * MIB
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What must stay the same from the start to the end of a file's upload."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileState:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def difference(self, now: FileState) -> str:
+        """How ``now`` differs from this state, for messages ("" when it does not)."""
+        if now.inode != self.inode:
+            return "it was replaced by another file"
+        if now.size != self.size:
+            return f"{self.size} bytes when it started, {now.size} bytes at the end"
+        if now.mtime_ns != self.mtime_ns:
+            return "it was modified"
+        return ""
+
+
+def read_whole(path: Path) -> tuple[bytes, FileState]:
+    """The whole content of a regular file and its state when reading began; refuses a file
+    that changed while it was being read (it grew, shrank, or was modified)."""
+    # O_NONBLOCK: a path that became a FIFO after planning must not block the open.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise keys.refused(f"{path} is not a regular file; not sent")
+        start = FileState.of(st)
+        chunks = []
+        while block := os.read(fd, max(st.st_size, 65536)):
+            chunks.append(block)
+        data = b"".join(chunks)
+        end = FileState.of(os.fstat(fd))
+    finally:
+        os.close(fd)
+    detail = start.difference(end) or (
+        "" if len(data) == start.size else f"{start.size} bytes when it started, {len(data)} read"
+    )
+    if detail:
+        raise engine.changed(path, detail)
+    return data, start
+
+
+def unchanged_since(path: Path, start: FileState) -> str:
+    """ "" if ``path`` is still in ``start``'s state, else how it differs."""
+    try:
+        return start.difference(FileState.of(os.stat(path)))
+    except FileNotFoundError:
+        return "it was deleted"
 
 
 @dataclass(frozen=True)
@@ -49,7 +105,15 @@ class Uploads:
 
     def plan(self, paths: Sequence[Path], to: str | None = None) -> list[UploadItem]:
         """Map local files to keys under ``to`` (default: the inbound prefix); refuse locally
-        keys outside the allowed prefixes and two files mapping to one key."""
+        keys outside the allowed prefixes and two files mapping to one key. Entries that are
+        not regular files are left out (see :meth:`plan_with_refusals`)."""
+        return self.plan_with_refusals(paths, to)[0]
+
+    def plan_with_refusals(
+        self, paths: Sequence[Path], to: str | None = None
+    ) -> tuple[list[UploadItem], list[FileResult]]:
+        """The files to send, and one ``refused`` result per entry a local rule keeps out (not
+        a regular file, a symlink loop, a dangling symlink)."""
         conn = self._conn
         allowed = conn.profile.upload_prefixes
         prefix = keys.check_prefix(
@@ -57,14 +121,19 @@ class Uploads:
         )
         files = keys.select_files(paths, conn.options.include, conn.options.exclude)
         items: list[UploadItem] = []
+        refused: list[FileResult] = []
         seen: dict[str, Path] = {}
         for f in files:
             key = keys.check_key(keys.upload_key(prefix, f.relative), allowed, "upload")
+            if f.refusal is not None:
+                err = keys.refused(f"{f.path} is {f.refusal}")
+                refused.append(FileResult("upload", str(f.path), key, "refused", error=err))
+                continue
             if key in seen:
                 raise keys.refused(f"{f.path} and {seen[key]} would both be uploaded as {key}")
             seen[key] = f.path
             items.append(UploadItem(f, key, f.path.stat().st_size))
-        return items
+        return items, refused
 
     def upload(
         self, paths: Sequence[Path], to: str | None = None, *, skip_identical: bool = False
@@ -75,9 +144,9 @@ class Uploads:
         the same full-object checksum.
         """
         conn = self._conn
-        items = self.plan(paths, to)
+        items, refused = self.plan_with_refusals(paths, to)
         if conn.options.dry_run:
-            return self._dry_run(items, skip_identical)
+            return self._dry_run(items, refused, skip_identical)
         conn.preflight.run()
         existing = self._existing_sizes(items) if skip_identical else {}
 
@@ -98,6 +167,7 @@ class Uploads:
             "upload",
             small,
             large,
+            refused=refused,
             total_bytes=sum(i.size for i in items),
             description=f"upload {len(items)} file(s)",
         )
@@ -163,14 +233,26 @@ class Uploads:
     ) -> FileResult:
         conn = self._conn
         pool, run = self._batches.active()
-        data = item.local.path.read_bytes()
+        path = item.local.path
+        data, start = read_whole(path)
         crc = checksums.encode_int(checksums.crc64nvme(data))
         if skip_identical and (head := self._identical_remote(item, crc, existing)) is not None:
             conn.reporter.advance(len(data))
             return self._skipped(item, crc, head)
         up = engine.put_small(conn.engine(pool, run), item.key, data, crc)
+        if detail := unchanged_since(path, start):
+            # A single request cannot be taken back, and partners may not delete under
+            # inbound/: say which version holds the incomplete copy.
+            version = f" (version {up.version_id})" if up.version_id else ""
+            raise TransferError(
+                ExitCode.CHANGED,
+                f"{path} changed while it was being uploaded ({detail}): "
+                f"s3://{conn.profile.bucket}/{item.key}{version} holds the content from when "
+                "the upload started and is not recorded as uploaded; upload the file again "
+                "when it is complete",
+            )
         return FileResult(
-            "upload", str(item.local.path), item.key, "ok", len(data), crc, ALGORITHM, up.version_id
+            "upload", str(path), item.key, "ok", len(data), crc, ALGORITHM, up.version_id
         )
 
     def _large(
@@ -184,15 +266,26 @@ class Uploads:
         conn = self._conn
         path = item.local.path
         part_size = part_size_for(item.size, conn.part_size)
-        mtime_ns = path.stat().st_mtime_ns
+        start = FileState.of(os.stat(path))
         digest = checksums.digest_file(path, part_size)
+        if detail := unchanged_since(path, start) or (
+            "" if digest.size == start.size else "it changed size while it was being hashed"
+        ):
+            raise engine.changed(path, detail)
+
+        def unchanged() -> None:
+            if detail := unchanged_since(path, start):
+                raise engine.changed(path, detail)
+
         if (
             skip_identical
             and (head := self._identical_remote(item, digest.checksum, existing)) is not None
         ):
             conn.reporter.advance(digest.size)
             return self._skipped(item, digest.checksum, head)
-        up = engine.upload_multipart(conn.engine(pool, run), item.key, path, digest, mtime_ns)
+        up = engine.upload_multipart(
+            conn.engine(pool, run), item.key, path, digest, start.mtime_ns, unchanged
+        )
         note = f"resumed: {up.resumed_parts} part(s) already stored" if up.resumed_parts else ""
         if not up.server_confirmed:
             note = (note + "; " if note else "") + "server did not report its checksum"
@@ -255,19 +348,23 @@ class Uploads:
         self._batches.record_alone(result, batch_id)
         return result
 
-    def _dry_run(self, items: Sequence[UploadItem], skip_identical: bool) -> list[FileResult]:
+    def _dry_run(
+        self, items: Sequence[UploadItem], refused: Sequence[FileResult], skip_identical: bool
+    ) -> list[FileResult]:
         conn = self._conn
-        results = []
+        results = list(refused)
+        for refusal in refused:
+            conn.emit(refusal)
         existing = self._existing_sizes(items) if skip_identical and items else {}
         for item in items:
-            result = "would-upload"
+            plan = "would-upload"
             if skip_identical:
                 crc = checksums.digest_file(
                     item.local.path, part_size_for(item.size, conn.part_size)
                 ).checksum
                 if self._identical_remote(item, crc, existing) is not None:
-                    result = "would-skip"
-            planned = FileResult("upload", str(item.local.path), item.key, result, item.size)
+                    plan = "would-skip"
+            planned = FileResult("upload", str(item.local.path), item.key, plan, item.size)
             results.append(planned)
             conn.emit(planned)
         return results

@@ -40,6 +40,9 @@ def verify(
 
     def one(f: keys.LocalFile) -> FileResult:
         key = keys.check_key(keys.upload_key(chosen, f.relative), allowed, "verif")
+        if f.refusal is not None:
+            err = keys.refused(f"{f.path} is {f.refusal}")
+            return FileResult("verify", str(f.path), key, "refused", error=err)
         try:
             found = remote.stored_checksums(key)
             if found is None:
