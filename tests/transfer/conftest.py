@@ -380,3 +380,10 @@ def moto_auth(moto_endpoint: str) -> Iterator[Callable[[], None]]:
     """Call the yielded function to make moto enforce IAM; always switched off afterwards."""
     yield lambda: set_moto_auth(moto_endpoint, True)
     set_moto_auth(moto_endpoint, False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "packaging: builds and installs ./transfer into a new venv (deselect with "
+        "-m 'not packaging')"
+    )
