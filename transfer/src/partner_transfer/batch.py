@@ -32,6 +32,8 @@ FATAL = frozenset(
         ExitCode.INTERRUPTED,
     }
 )
+# Failures the preflight checks for: a remembered preflight must be redone after one.
+FORGETS_PREFLIGHT = frozenset({ExitCode.CREDENTIALS, ExitCode.ACCESS_DENIED, ExitCode.WRONG_REGION})
 # Results written to the custody manifest (the rest are plans: dry runs, verify).
 RECORDED = frozenset({"ok", "skipped", "failed", "refused"})
 
@@ -96,6 +98,8 @@ class Batches:
             run.results.append(result)
         if error is not None and error.code in FATAL:
             run.stop.set()
+            if error.code in FORGETS_PREFLIGHT:
+                conn.preflight.forget()
         conn.emit(result)
         conn.reporter.file_done()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from partner_transfer import checksums, engine, keys
+from partner_transfer import checksums, crt, engine, keys, s3args
 from partner_transfer.batch import Batches, LargeWork, Run, SmallWork
 from partner_transfer.errors import ExitCode, TransferError, local_io_error
 from partner_transfer.remote import Remote
@@ -32,6 +32,50 @@ def make_folder(folder: Path) -> None:
         raise local_io_error(OSError(errno.ENOTDIR, "Not a directory"), blocker) from exc
     except OSError as exc:
         raise local_io_error(exc, folder) from None
+
+
+def get_small(
+    conn: Connection, key: str, final: Path, *, allow_unverified: bool
+) -> engine.Downloaded:
+    """One GetObject (through the CRT) written straight into a private temporary file, which
+    is then hashed from the page cache, checked against the object's full-object checksum,
+    fsync'ed and renamed into place."""
+    with engine.temp_file(final) as (fd, tmp):
+        received = {"bytes": 0}
+        failures: list[OSError] = []
+
+        def write(chunk: bytes, offset: int) -> None:
+            # Runs on the CRT's thread: keep the first local failure for this thread to raise.
+            if failures:
+                return
+            try:
+                engine.write_all(fd, chunk, offset)
+            except OSError as exc:
+                failures.append(exc)
+                return
+            received["bytes"] += len(chunk)
+            conn.reporter.advance(len(chunk))
+
+        resp = conn.crt.request(
+            "GetObject",
+            "GET",
+            key,
+            headers=s3args.read_object_headers(conn.target),
+            on_body=write,
+        ).result()
+        if failures:
+            raise failures[0]
+        head = crt.head_fields(resp.headers)
+        size = received["bytes"]
+        if size != head.get("ContentLength", size):
+            raise TransferError(ExitCode.NETWORK, f"short read for {key}; re-run the download")
+        expected = checksums.expected_checksums(head)
+        actual = {a: checksums.digest_path(tmp, a) for a in engine.algorithms(expected)}
+        algorithm, value, source = engine.check(key, expected, actual, allow_unverified)
+        if conn.options.fsync:
+            os.fsync(fd)
+        os.replace(tmp, final)
+    return engine.Downloaded(head.get("VersionId"), size, value, algorithm, source)
 
 
 @dataclass(frozen=True)
@@ -185,9 +229,13 @@ class Downloads:
                 same, _ = self._local_identical(item)
                 if same is not None:
                     return same
-            eng = self._conn.engine(*self._batches.active())
-            got = engine.download_small(
-                eng, item.key, item.dest, allow_unverified=self._conn.options.allow_unverified
+            if self._batches.active()[1].stop.is_set():
+                raise engine.Stopped()
+            got = get_small(
+                self._conn,
+                item.key,
+                item.dest,
+                allow_unverified=self._conn.options.allow_unverified,
             )
             return self._downloaded(item, got)
 
@@ -208,14 +256,18 @@ class Downloads:
                 if found is None:
                     raise self._not_found(item.key)
                 head = found[1]
-            eng = conn.engine(pool, run)
             size = int(head["ContentLength"])
             allow = conn.options.allow_unverified
             if size <= conn.part_size:
-                got = engine.download_small(eng, item.key, item.dest, allow_unverified=allow)
+                got = get_small(conn, item.key, item.dest, allow_unverified=allow)
             else:
                 got = engine.download_ranged(
-                    eng, item.key, item.dest, head, conn.part_size, allow_unverified=allow
+                    conn.engine(pool, run),
+                    item.key,
+                    item.dest,
+                    head,
+                    conn.part_size,
+                    allow_unverified=allow,
                 )
             return self._downloaded(item, got)
 

@@ -85,21 +85,6 @@ def _run_all(engine: Engine, tasks: list[Callable[[], None]]) -> None:
 # -- uploads ------------------------------------------------------------------------------------
 
 
-def put_small(engine: Engine, key: str, data: bytes, checksum: str) -> Uploaded:
-    """One PutObject with SSE-KMS, owner and the CRC64NVME S3 verifies."""
-    engine.check_stop()
-    resp = engine.s3.put_object(Body=data, **s3args.put_object_args(engine.target, key, checksum))
-    returned = resp.get(f"Checksum{ALGORITHM}")
-    if returned and returned != checksum:
-        raise TransferError(
-            ExitCode.CHECKSUM,
-            f"checksum mismatch: S3 stored {returned} for {key}, the file's CRC64NVME is "
-            f"{checksum}; re-run the upload",
-        )
-    engine.advance(len(data))
-    return Uploaded(resp.get("VersionId"), resp.get("ETag"))
-
-
 def _stored_parts(engine: Engine, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
     parts: dict[int, dict[str, Any]] = {}
     paginator = engine.s3.get_paginator("list_parts")
@@ -316,6 +301,15 @@ class Downloaded:
     verified_against: str  # "s3", "metadata", or "none" (unverified, only when allowed)
 
 
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset``. A full disk first shortens a write and only fails
+    the next one, so a single ``pwrite`` can silently drop the tail."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 @contextlib.contextmanager
 def temp_file(final: Path) -> Iterator[tuple[int, Path]]:
     """A private (0600) temporary file beside ``final`` (whose folder must exist); removed
@@ -340,7 +334,7 @@ def temp_file(final: Path) -> Iterator[tuple[int, Path]]:
         tmp.unlink(missing_ok=True)
 
 
-def _check(
+def check(
     key: str, expected: list[Expected], actual: dict[str, str], allow_unverified: bool
 ) -> tuple[str, str, str]:
     """(algorithm, value, source) of the check that passed, or raise on any mismatch."""
@@ -366,7 +360,7 @@ def _check(
     return first.algorithm, first.value, first.source
 
 
-def _algorithms(expected: list[Expected]) -> list[str]:
+def algorithms(expected: list[Expected]) -> list[str]:
     names = [ALGORITHM] + [e.algorithm for e in expected]
     return list(dict.fromkeys(names))
 
@@ -375,32 +369,6 @@ def _finish(engine: Engine, fd: int, tmp: Path, final: Path) -> None:
     if engine.fsync:
         os.fsync(fd)
     os.replace(tmp, final)
-
-
-def download_small(engine: Engine, key: str, final: Path, *, allow_unverified: bool) -> Downloaded:
-    """One GetObject, streamed to a temporary file while hashing, checked, then renamed."""
-    engine.check_stop()
-    resp = engine.s3.get_object(**s3args.get_object_args(engine.target, key))
-    expected = checksums.expected_checksums(resp)
-    hashers = {a: checksums.new_hasher(a) for a in _algorithms(expected)}
-    size = 0
-    with temp_file(final) as (fd, tmp):
-        body = resp["Body"]
-        try:
-            for chunk in body.iter_chunks(1024 * 1024):
-                os.write(fd, chunk)
-                for h in hashers.values():
-                    h.update(chunk)
-                size += len(chunk)
-                engine.advance(len(chunk))
-        finally:
-            body.close()
-        if size != resp.get("ContentLength", size):
-            raise TransferError(ExitCode.NETWORK, f"short read for {key}; re-run the download")
-        actual = {a: h.value() for a, h in hashers.items()}
-        algorithm, value, source = _check(key, expected, actual, allow_unverified)
-        _finish(engine, fd, tmp, final)
-    return Downloaded(resp.get("VersionId"), size, value, algorithm, source)
 
 
 def download_ranged(
@@ -420,8 +388,8 @@ def download_ranged(
     size = int(head["ContentLength"])
     etag = head.get("ETag")
     expected = checksums.expected_checksums(head)
-    algorithms = _algorithms(expected)
-    crc_algs = [a for a in algorithms if a in _COMBINE]
+    wanted = algorithms(expected)
+    crc_algs = [a for a in wanted if a in _COMBINE]
     ranges = checksums.part_ranges(size, part_size)
     results: list[dict[str, int]] = [{} for _ in ranges]
     with temp_file(final) as (fd, tmp):
@@ -446,7 +414,7 @@ def download_ranged(
                     raise TransferError(
                         ExitCode.NETWORK, f"short read for {key}; re-run the download"
                     )
-                os.pwrite(fd, data, offset)
+                write_all(fd, data, offset)
                 results[index] = {a: int(_COMBINE[a][0](data)) for a in crc_algs}
                 engine.advance(length)
 
@@ -460,9 +428,9 @@ def download_ranged(
             for (_, length), crcs in zip(ranges, results, strict=True):
                 total = int(combine(total, crcs[a], length))
             actual[a] = checksums.encode_int(total, width)
-        for a in algorithms:
+        for a in wanted:
             if a not in actual:
                 actual[a] = checksums.digest_path(tmp, a)
-        algorithm, value, source = _check(key, expected, actual, allow_unverified)
+        algorithm, value, source = check(key, expected, actual, allow_unverified)
         _finish(engine, fd, tmp, final)
     return Downloaded(head.get("VersionId"), size, value, algorithm, source)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from partner_transfer import checksums, s3args
+from partner_transfer import checksums, crt, s3args
 from partner_transfer.manifest import read_manifest
 
 if TYPE_CHECKING:
@@ -26,16 +26,11 @@ class Remote:
     def objects(self, prefix: str) -> Iterable[dict[str, Any]]:
         """Every object under ``prefix`` (ListObjectsV2 pages): Key, Size, LastModified."""
         conn = self._conn
-        paginator = conn.clients.s3.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(
-                Bucket=conn.profile.bucket,
-                Prefix=prefix,
-                ExpectedBucketOwner=conn.profile.bucket_owner,
-            ):
-                yield from page.get("Contents", [])
+            found = conn.crt.list_objects(prefix, conn.profile.bucket_owner)
         except Exception as exc:
             raise conn.classify(exc, "list", prefix) from None
+        yield from found
 
     def stored_checksums(self, key: str) -> tuple[list[checksums.Expected], dict[str, Any]] | None:
         """Full-object checksums S3 holds for ``key``; ``None`` if there is no such object.
@@ -49,7 +44,10 @@ class Remote:
 
         conn = self._conn
         try:
-            head = conn.clients.s3.head_object(**s3args.head_object_args(conn.target, key))
+            resp = conn.crt.request(
+                "HeadObject", "HEAD", key, headers=s3args.read_object_headers(conn.target)
+            ).result()
+            head = crt.head_fields(resp.headers)
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404:

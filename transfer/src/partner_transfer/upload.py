@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from partner_transfer import checksums, engine, keys
+from partner_transfer import checksums, engine, keys, s3args
 from partner_transfer.batch import Batches, LargeWork, Run, SmallWork
 from partner_transfer.checksums import ALGORITHM
 from partner_transfer.errors import ExitCode, TransferError
@@ -78,6 +78,26 @@ def read_whole(path: Path) -> tuple[bytes, FileState]:
     if detail:
         raise engine.changed(path, detail)
     return data, start
+
+
+def put_small(conn: Connection, key: str, data: bytes, checksum: str) -> engine.Uploaded:
+    """One PutObject (through the CRT) with SSE-KMS, owner and the CRC64NVME S3 verifies."""
+    resp = conn.crt.request(
+        "PutObject",
+        "PUT",
+        key,
+        headers=s3args.put_object_headers(conn.target, checksum),
+        body=data,
+    ).result()
+    returned = resp.headers.get(f"x-amz-checksum-{ALGORITHM.lower()}")
+    if returned and returned != checksum:
+        raise TransferError(
+            ExitCode.CHECKSUM,
+            f"checksum mismatch: S3 stored {returned} for {key}, the file's CRC64NVME is "
+            f"{checksum}; re-run the upload",
+        )
+    conn.reporter.advance(len(data))
+    return engine.Uploaded(resp.headers.get("x-amz-version-id"), resp.headers.get("etag"))
 
 
 def unchanged_since(path: Path, start: FileState) -> str:
@@ -232,14 +252,16 @@ class Uploads:
         self, item: UploadItem, skip_identical: bool, existing: dict[str, int] | None
     ) -> FileResult:
         conn = self._conn
-        pool, run = self._batches.active()
+        _, run = self._batches.active()
         path = item.local.path
         data, start = read_whole(path)
         crc = checksums.encode_int(checksums.crc64nvme(data))
         if skip_identical and (head := self._identical_remote(item, crc, existing)) is not None:
             conn.reporter.advance(len(data))
             return self._skipped(item, crc, head)
-        up = engine.put_small(conn.engine(pool, run), item.key, data, crc)
+        if run.stop.is_set():
+            raise engine.Stopped()
+        up = put_small(conn, item.key, data, crc)
         if detail := unchanged_since(path, start):
             # A single request cannot be taken back, and partners may not delete under
             # inbound/: say which version holds the incomplete copy.
@@ -327,13 +349,11 @@ class Uploads:
         ]
         body = batch_manifest(batch_id, records, caller_arn=conn.caller_arn, created_at=utc_now())
         crc = checksums.encode_int(checksums.crc64nvme(body))
-        run = Run(batch_id=batch_id, writer=None)
-        with ThreadPoolExecutor(1) as pool:
-            try:
-                up = engine.put_small(conn.engine(pool, run), key, body, crc)
-            except Exception as exc:
-                err = conn.classify(exc, "upload", key)
-                return FileResult("upload", "(batch manifest)", key, "failed", error=err)
+        try:
+            up = put_small(conn, key, body, crc)
+        except Exception as exc:
+            err = conn.classify(exc, "upload", key)
+            return FileResult("upload", "(batch manifest)", key, "failed", error=err)
         result = FileResult(
             "upload",
             "(batch manifest)",
