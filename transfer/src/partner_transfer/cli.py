@@ -10,9 +10,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import Any, Protocol, TextIO
 
 from partner_transfer import __version__
 from partner_transfer.api import Client
@@ -40,6 +38,37 @@ _VERBS = {
     "ok": {"upload": "uploaded", "download": "downloaded"},
     "skipped": {"upload": "unchanged", "download": "unchanged"},
 }
+
+
+class Console(Protocol):
+    """Where lines go: a rich ``Console`` on a terminal (and in tests), else :class:`_Plain`."""
+
+    @property
+    def is_terminal(self) -> bool: ...
+
+    def print(self, *objects: Any, **kwargs: Any) -> None: ...
+
+
+class _Plain:
+    """Plain lines to a stream, for pipes and scripts, where rich's start-up cost buys
+    nothing (no colours, no bar). Takes rich's ``print`` keywords and ignores the styling."""
+
+    is_terminal = False
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def print(self, *objects: Any, end: str = "\n", **_: Any) -> None:
+        self._stream.write(" ".join(str(o) for o in objects) + end)
+        self._stream.flush()
+
+
+def _console(stream: TextIO, *, stderr: bool) -> Console:
+    if not stream.isatty():
+        return _Plain(stream)
+    from rich.console import Console as RichConsole
+
+    return RichConsole(stderr=stderr, soft_wrap=True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -340,8 +369,8 @@ def run(
     argv: Sequence[str] | None = None, *, out: Console | None = None, err: Console | None = None
 ) -> int:
     """Parse ``argv`` and run the command; returns the exit code (raises only SystemExit)."""
-    out = out or Console(soft_wrap=True)
-    err = err or Console(stderr=True, soft_wrap=True)
+    out = out or _console(sys.stdout, stderr=False)
+    err = err or _console(sys.stderr, stderr=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet = bool(getattr(args, "quiet", False))

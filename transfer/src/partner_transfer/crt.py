@@ -30,6 +30,15 @@ from partner_transfer.errors import ExitCode, TransferError
 from partner_transfer.profile import Profile
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+# CRT error names for failures of the local file system (aws-c-common's error list).
+_LOCAL_FAILURES = (
+    "AWS_ERROR_NO_SPACE",
+    "AWS_ERROR_NO_PERMISSION",
+    "AWS_ERROR_FILE",
+    "AWS_ERROR_DIRECTORY",
+    "AWS_ERROR_MAX_FDS",
+    "AWS_ERROR_PATH",
+)
 
 KeyPair = tuple[str, str, str | None]  # access key id, secret, session token
 # Static keys, or a function the CRT calls whenever it signs (refreshing credentials).
@@ -182,6 +191,42 @@ class CrtS3:
         )
         return result
 
+    def download_to_file(
+        self,
+        key: str,
+        path: str,
+        *,
+        headers: Mapping[str, str],
+        part_size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Future[None]:
+        """GetObject of a large object, split by the CRT into concurrent ranged GETs written
+        straight into ``path`` (in C, no Python per byte). ``headers`` go on every ranged
+        request: with ``If-Match`` they pin every range to one version."""
+        all_headers = [("Host", self.host), *headers.items()]
+        request = http.HttpRequest("GET", self.path(key), http.HttpHeaders(all_headers))
+        result: Future[None] = Future()
+
+        def on_done(error: BaseException | None = None, **kwargs: Any) -> None:
+            if error is None:
+                result.set_result(None)
+            else:
+                result.set_exception(_failure(error, "GetObject", kwargs))
+
+        def progress(progress: int, **_: Any) -> None:
+            if on_progress is not None:
+                on_progress(progress)
+
+        self._client.make_request(
+            type=s3.S3RequestType.GET_OBJECT,
+            request=request,
+            recv_filepath=path,
+            part_size=part_size,
+            on_done=on_done,
+            on_progress=progress,
+        )
+        return result
+
     # -- the operations the client uses -----------------------------------------------------
 
     def list_objects(self, prefix: str, owner: str) -> list[dict[str, Any]]:
@@ -274,6 +319,12 @@ def _failure(error: BaseException, operation: str, details: Mapping[str, Any]) -
             operation,
         )
     name = getattr(error, "name", type(error).__name__)
+    if name.startswith(_LOCAL_FAILURES):
+        return TransferError(
+            ExitCode.LOCAL_IO,
+            f"local file system error while writing the download ({name}: {error}); no file "
+            "under its final name was changed",
+        )
     return TransferError(
         ExitCode.NETWORK,
         f"network failure talking to S3 ({name}: {error}); check your connection and re-run: "

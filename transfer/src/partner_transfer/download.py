@@ -78,6 +78,37 @@ def get_small(
     return engine.Downloaded(head.get("VersionId"), size, value, algorithm, source)
 
 
+def get_large(
+    conn: Connection, key: str, final: Path, head: dict[str, Any], *, allow_unverified: bool
+) -> engine.Downloaded:
+    """A large object through the CRT's ranged GETs, every range pinned to the HEAD's ETag,
+    into a private temporary file; then hashed from the page cache, checked against the full
+    object checksum, fsync'ed and renamed into place."""
+    size = int(head["ContentLength"])
+    headers = dict(s3args.owner_header(conn.target))
+    if head.get("ETag"):
+        headers["If-Match"] = str(head["ETag"])
+    expected = checksums.expected_checksums(head)
+    with engine.temp_file(final) as (fd, tmp):
+        conn.crt.download_to_file(
+            key,
+            str(tmp),
+            headers=headers,
+            part_size=conn.part_size,
+            on_progress=conn.reporter.advance,
+        ).result()
+        if os.stat(tmp).st_size != size:
+            raise TransferError(ExitCode.NETWORK, f"short read for {key}; re-run the download")
+        actual = {a: checksums.digest_path(tmp, a) for a in engine.algorithms(expected)}
+        algorithm, value, source = engine.check(key, expected, actual, allow_unverified)
+        if conn.options.fsync:
+            # The CRT wrote through its own descriptor; the data is in the page cache either
+            # way, and fsync on ours flushes the file.
+            os.fsync(fd)
+        os.replace(tmp, final)
+    return engine.Downloaded(head.get("VersionId"), size, value, algorithm, source)
+
+
 @dataclass(frozen=True)
 class DownloadItem:
     key: str
@@ -261,14 +292,9 @@ class Downloads:
             if size <= conn.part_size:
                 got = get_small(conn, item.key, item.dest, allow_unverified=allow)
             else:
-                got = engine.download_ranged(
-                    conn.engine(pool, run),
-                    item.key,
-                    item.dest,
-                    head,
-                    conn.part_size,
-                    allow_unverified=allow,
-                )
+                if run.stop.is_set():
+                    raise engine.Stopped()
+                got = get_large(conn, item.key, item.dest, head, allow_unverified=allow)
             return self._downloaded(item, got)
 
         return work

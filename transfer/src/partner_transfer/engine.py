@@ -1,11 +1,11 @@
-"""The transfer engine: resumable multipart uploads and verified downloads.
+"""The transfer engine: resumable multipart uploads, and the temporary-file discipline of
+downloads.
 
 Uploads above one part drive CreateMultipartUpload/UploadPart/ListParts/CompleteMultipartUpload
-directly, because resuming needs the upload id and the parts S3 already holds (boto3's transfer
-manager keeps neither). Downloads above one part fetch byte ranges pinned to the object's
-ETag, write them into a private temporary file, combine the ranges' CRCs, and rename the file
-into place only when the result equals the stored checksum. Both run their parts on the
-caller's thread pool.
+through botocore, because resuming needs the upload id and the parts S3 already holds (boto3's
+transfer manager keeps neither, and the CRT's does not expose them). Downloads (see
+:mod:`partner_transfer.download`) write into a private temporary file from :func:`temp_file`
+and are renamed into place only when verified.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from awscrt import checksums as crt
 from botocore.exceptions import ClientError
 
 from partner_transfer import checksums, journal, s3args
@@ -285,13 +284,6 @@ def _confirm_stored_checksum(
 
 # -- downloads ----------------------------------------------------------------------------------
 
-_COMBINE = {
-    "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
-    "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
-    "CRC32": (crt.crc32, crt.combine_crc32, 4),
-}
-
-
 @dataclass(frozen=True)
 class Downloaded:
     version_id: str | None
@@ -369,68 +361,3 @@ def _finish(engine: Engine, fd: int, tmp: Path, final: Path) -> None:
     if engine.fsync:
         os.fsync(fd)
     os.replace(tmp, final)
-
-
-def download_ranged(
-    engine: Engine,
-    key: str,
-    final: Path,
-    head: dict[str, Any],
-    part_size: int,
-    *,
-    allow_unverified: bool,
-) -> Downloaded:
-    """Concurrent byte-range GETs pinned to the HEAD's ETag into a temporary file.
-
-    CRC algorithms are computed per range and combined; other algorithms (SHA) re-read the
-    temporary file once.
-    """
-    size = int(head["ContentLength"])
-    etag = head.get("ETag")
-    expected = checksums.expected_checksums(head)
-    wanted = algorithms(expected)
-    crc_algs = [a for a in wanted if a in _COMBINE]
-    ranges = checksums.part_ranges(size, part_size)
-    results: list[dict[str, int]] = [{} for _ in ranges]
-    with temp_file(final) as (fd, tmp):
-        os.ftruncate(fd, size)
-
-        def fetch(index: int) -> Callable[[], None]:
-            offset, length = ranges[index]
-
-            def task() -> None:
-                engine.check_stop()
-                resp = engine.s3.get_object(
-                    **s3args.get_object_args(
-                        engine.target, key, byte_range=(offset, offset + length - 1), if_match=etag
-                    )
-                )
-                body = resp["Body"]
-                try:
-                    data = body.read()
-                finally:
-                    body.close()
-                if len(data) != length:
-                    raise TransferError(
-                        ExitCode.NETWORK, f"short read for {key}; re-run the download"
-                    )
-                write_all(fd, data, offset)
-                results[index] = {a: int(_COMBINE[a][0](data)) for a in crc_algs}
-                engine.advance(length)
-
-            return task
-
-        _run_all(engine, [fetch(i) for i in range(len(ranges))])
-        actual: dict[str, str] = {}
-        for a in crc_algs:
-            _, combine, width = _COMBINE[a]
-            total = 0
-            for (_, length), crcs in zip(ranges, results, strict=True):
-                total = int(combine(total, crcs[a], length))
-            actual[a] = checksums.encode_int(total, width)
-        for a in wanted:
-            if a not in actual:
-                actual[a] = checksums.digest_path(tmp, a)
-        algorithm, value, source = check(key, expected, actual, allow_unverified)
-        _finish(engine, fd, tmp, final)
-    return Downloaded(head.get("VersionId"), size, value, algorithm, source)
