@@ -124,6 +124,7 @@ class CrtS3:
                 region=profile.region, credential_provider=provider
             ),
             tls_mode=s3.S3RequestTlsMode.ENABLED if tls else s3.S3RequestTlsMode.DISABLED,
+            tls_connection_options=_tls_options(self.host) if tls else None,
             max_active_connections_override=max(concurrency, 1),
             retry_config=s3.S3RetryConfig(max_retries=max(max_attempts - 1, 0)),
             connect_timeout_ms=10_000,
@@ -257,6 +258,19 @@ class CrtS3:
             token = _text(root, "NextContinuationToken")
             if _text(root, "IsTruncated") != "true" or not token:
                 return found
+
+
+def _tls_options(host: str) -> io.TlsConnectionOptions | None:
+    """TLS options honouring ``AWS_CA_BUNDLE`` as botocore does (the local emulator's own CA,
+    a corporate proxy's); ``None``: the CRT's defaults and the system trust store."""
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if not bundle:
+        return None
+    options = io.TlsContextOptions()
+    options.override_default_trust_store_from_path(ca_filepath=bundle)
+    connection = io.ClientTlsContext(options).new_connection_options()
+    connection.set_server_name(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
+    return connection
 
 
 def head_fields(headers: Mapping[str, str]) -> dict[str, Any]:
