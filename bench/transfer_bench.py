@@ -67,15 +67,16 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> N
 
 
 @contextlib.contextmanager
-def servers(root: Path, core: int, tools: Path) -> Iterator[tuple[str, str]]:
-    """rclone serve s3 (S3) and moto (STS only), both pinned to ``core``."""
+def servers(root: Path, core: int, tools: Path, kind: str = "rclone") -> Iterator[tuple[str, str]]:
+    """The S3 server (``rclone serve s3``, or ``null``: bench/null_s3.py, which keeps nothing)
+    and moto (STS only), both pinned to ``core``."""
     (root / BUCKET).mkdir(parents=True, exist_ok=True)
     s3_port, sts_port = free_port(), free_port()
-    rclone = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            str(core),
+    if kind == "null":
+        server = [sys.executable, str(Path(__file__).with_name("null_s3.py")), "--port"]
+        server.append(str(s3_port))
+    else:
+        server = [
             str(tools / "rclone"),
             "serve",
             "s3",
@@ -86,7 +87,9 @@ def servers(root: Path, core: int, tools: Path) -> Iterator[tuple[str, str]]:
             "--config",
             "/dev/null",
             str(root),
-        ],
+        ]
+    rclone = subprocess.Popen(
+        ["taskset", "-c", str(core), *server],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -295,7 +298,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cases", default="1 file up,1 file down,files up,files down")
     parser.add_argument("--concurrency", type=int, help="partner-transfer --concurrency")
     parser.add_argument("--part-size", type=int, help="partner-transfer part size (MiB)")
+    parser.add_argument(
+        "--server",
+        choices=["rclone", "null"],
+        default="rclone",
+        help="S3 server: rclone serve s3 (default), or null (bench/null_s3.py: reads and "
+        "checksums every byte, keeps none; upload cases only)",
+    )
     args = parser.parse_args(argv)
+    if args.server == "null" and "down" in args.cases:
+        parser.error("the null server keeps nothing: pass --cases with upload cases only")
 
     tools_bin = args.tools_venv / "bin"
     for exe in ("aws", "s5cmd", "rclone"):
@@ -329,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     results: dict[tuple[str, str], list[float]] = {}
-    with servers(work / "server", args.server_core, tools_bin) as (s3_url, sts_url):
+    with servers(work / "server", args.server_core, tools_bin, args.server) as (s3_url, sts_url):
         state = work / "state"
         profile = write_profile(
             work / "bench.toml",
@@ -344,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The download data set, uploaded once by partner-transfer (as the operator side would),
         # so every tool downloads the same objects and partner-transfer can verify them.
         exe = str(Path(sys.executable).with_name("partner-transfer"))
-        for source in (big, small):
+        for source in (big, small) if args.server == "rclone" else ():
             timed(
                 [exe, "upload", "-q", "--profile", str(seeder), str(source)], args.client_core, env
             )
@@ -391,7 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\nmedian of {args.repeats} runs; {args.big_mib} MiB file; {args.count} x "
         f"{args.small_kib} KiB files; server on core {args.server_core}, clients on core "
-        f"{args.client_core}; rclone serve s3 over HTTP"
+        f"{args.client_core}; "
+        + ("rclone serve s3" if args.server == "rclone" else "null sink (bench/null_s3.py)")
+        + " over HTTP"
     )
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

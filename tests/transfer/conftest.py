@@ -243,6 +243,9 @@ class Faults:
     corrupt_part: Callable[[int], bool] | None = None  # part number -> flip one byte uploaded
     drop_parts_after: int | None = None  # after N admitted UploadParts, cut the rest mid-body
     part_delay: float = 0.0  # seconds to hold each UploadPart before forwarding
+    # Called with (kind, query) once a request's body has arrived, before it is forwarded:
+    # lets a test act at a precise point of a transfer (e.g. grow the file being sent).
+    on_request: Callable[[str, dict[str, list[str]]], None] | None = None
     parts_admitted: int = 0  # UploadPart requests let through so far
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -295,6 +298,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         body = self.rfile.read(length) if length else b""
+        if faults.on_request is not None:
+            faults.on_request(kind, query)
         if kind == "UploadPart":
             if faults.part_delay:
                 time.sleep(faults.part_delay)
@@ -375,3 +380,10 @@ def moto_auth(moto_endpoint: str) -> Iterator[Callable[[], None]]:
     """Call the yielded function to make moto enforce IAM; always switched off afterwards."""
     yield lambda: set_moto_auth(moto_endpoint, True)
     set_moto_auth(moto_endpoint, False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "packaging: builds and installs ./transfer into a new venv (deselect with "
+        "-m 'not packaging')"
+    )

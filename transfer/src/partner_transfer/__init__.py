@@ -13,13 +13,20 @@ The Python API mirrors the command line::
 
 __version__ = "0.1.0"
 
-from partner_transfer.api import Client, Options, Outcome
+from partner_transfer.api import Client
 from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.options import Options
 from partner_transfer.profile import Profile, load_profile
+from partner_transfer.results import FileResult
+
+# The former name of FileResult, kept for callers outside this package (tests/admin,
+# tests/importer) until they move to the new name.
+Outcome = FileResult
 
 __all__ = [
     "Client",
     "ExitCode",
+    "FileResult",
     "Options",
     "Outcome",
     "Profile",

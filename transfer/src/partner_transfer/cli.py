@@ -4,20 +4,18 @@ class's code (see :class:`~partner_transfer.errors.ExitCode`); ``--debug`` adds 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import Any, Protocol, TextIO
 
 from partner_transfer import __version__
-from partner_transfer.api import Client, Options, Outcome
+from partner_transfer.api import Client
 from partner_transfer.errors import ErrorContext, ExitCode, TransferError, classify
+from partner_transfer.options import Options
 from partner_transfer.profile import (
     MIB,
     Profile,
@@ -27,16 +25,50 @@ from partner_transfer.profile import (
     profile_from_outputs,
     profile_from_secret,
     read_secret_file,
+    read_stack_outputs_file,
     render_profile,
-    select_stack_outputs,
 )
 from partner_transfer.progress import make_reporter
+from partner_transfer.results import FileResult
 
+# Summary counts: what happened first, then what did not.
+_SUMMARY_ORDER = {"ok": 0, "skipped": 1, "match": 2, "failed": 3, "refused": 4}
 MAX_FAILURE_LINES = 20  # per-file failure lines printed; the custody manifest has them all
 _VERBS = {
     "ok": {"upload": "uploaded", "download": "downloaded"},
     "skipped": {"upload": "unchanged", "download": "unchanged"},
 }
+
+
+class Console(Protocol):
+    """Where lines go: a rich ``Console`` on a terminal (and in tests), else :class:`_Plain`."""
+
+    @property
+    def is_terminal(self) -> bool: ...
+
+    def print(self, *objects: Any, **kwargs: Any) -> None: ...
+
+
+class _Plain:
+    """Plain lines to a stream, for pipes and scripts, where rich's start-up cost buys
+    nothing (no colours, no bar). Takes rich's ``print`` keywords and ignores the styling."""
+
+    is_terminal = False
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def print(self, *objects: Any, end: str = "\n", **_: Any) -> None:
+        self._stream.write(" ".join(str(o) for o in objects) + end)
+        self._stream.flush()
+
+
+def _console(stream: TextIO, *, stderr: bool) -> Console:
+    if not stream.isatty():
+        return _Plain(stream)
+    from rich.console import Console as RichConsole
+
+    return RichConsole(stderr=stderr, soft_wrap=True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("download", parents=[common, tuning], help="download a key or prefix")
     down.add_argument("source", metavar="KEY|PREFIX/")
-    down.add_argument("dest", type=Path, metavar="DEST")
+    # A string, not a Path: "dir/" must keep its separator (download into that folder).
+    down.add_argument("dest", metavar="DEST", help="file, or folder (created) ending in /")
     down.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -142,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync_down = sync_sub.add_parser("down", parents=[common, tuning], help="S3 -> local")
     sync_down.add_argument("source", metavar="KEY|PREFIX/")
-    sync_down.add_argument("dest", type=Path, metavar="DEST")
+    sync_down.add_argument("dest", metavar="DEST")
     sync_down.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -252,7 +285,7 @@ class _Printer:
         self.console = console
         self.quiet = quiet
 
-    def __call__(self, o: Outcome) -> None:
+    def __call__(self, o: FileResult) -> None:
         if self.quiet or o.error is not None or o.result in ("mismatch", "missing"):
             return
         verb = _VERBS.get(o.result, {}).get(o.direction, o.result)
@@ -268,17 +301,18 @@ class _Printer:
         )
 
 
-def _finish(outcomes: list[Outcome], err: Console, started: float, quiet: bool) -> int:
-    failures = [o for o in outcomes if o.error is not None or o.result in ("mismatch", "missing")]
+def _finish(results: list[FileResult], err: Console, started: float, quiet: bool) -> int:
+    failures = [o for o in results if o.failed]
     for o in failures[1:MAX_FAILURE_LINES]:
         message = o.error.message if o.error else f"{o.result}: {o.local_path} vs {o.key}"
         err.print(f"partner-transfer: {message}", highlight=False, markup=False, soft_wrap=True)
-    if not quiet and (len(outcomes) > 1 or not failures):
+    if not quiet and (len(results) > 1 or not failures):
         counts: dict[str, int] = {}
-        for o in outcomes:
+        for o in results:
             counts[o.result] = counts.get(o.result, 0) + 1
-        total = sum(o.size or 0 for o in outcomes if o.result == "ok")
-        parts = ", ".join(f"{n} {r}" for r, n in counts.items())
+        total = sum(o.size or 0 for o in results if o.result == "ok")
+        ordered = sorted(counts.items(), key=lambda item: _SUMMARY_ORDER.get(item[0], 99))
+        parts = ", ".join(f"{n} {r}" for r, n in ordered)
         elapsed = time.monotonic() - started
         err.print(f"{parts}; {human(total)} in {elapsed:.1f} s", highlight=False, markup=False)
     Client.raise_for(failures)
@@ -312,17 +346,7 @@ def _profile_init(args: argparse.Namespace, out: Console) -> int:
             outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
             origin = f"generated from stack {args.stack}"
         else:
-            try:
-                document = json.loads(args.outputs_file.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise TransferError(
-                    ExitCode.NOT_FOUND, f"no such file: {args.outputs_file}"
-                ) from None
-            except json.JSONDecodeError:
-                raise TransferError(
-                    ExitCode.CONFIG, f"{args.outputs_file} is not a cdk outputs JSON file"
-                ) from None
-            outputs = select_stack_outputs(document, args.stack_name)
+            outputs = read_stack_outputs_file(args.outputs_file, args.stack_name)
             origin = f"generated from {args.outputs_file}"
         profile = profile_from_outputs(
             outputs,
@@ -345,8 +369,8 @@ def run(
     argv: Sequence[str] | None = None, *, out: Console | None = None, err: Console | None = None
 ) -> int:
     """Parse ``argv`` and run the command; returns the exit code (raises only SystemExit)."""
-    out = out or Console(soft_wrap=True)
-    err = err or Console(stderr=True, soft_wrap=True)
+    out = out or _console(sys.stdout, stderr=False)
+    err = err or _console(sys.stderr, stderr=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet = bool(getattr(args, "quiet", False))
@@ -365,15 +389,15 @@ def run(
         reporter = make_reporter(err, quiet=quiet)
         client = Client(profile, options, reporter=reporter, on_outcome=_Printer(out, quiet))
         if args.command == "upload":
-            outcomes = client.upload(args.paths, args.to)
+            results = client.upload(args.paths, args.to)
         elif args.command == "download":
-            outcomes = client.download(args.source, args.dest)
+            results = client.download(args.source, args.dest)
         elif args.command == "sync" and args.direction == "up":
-            outcomes = client.upload(args.paths, args.to, skip_identical=True)
+            results = client.upload(args.paths, args.to, skip_identical=True)
         elif args.command == "sync":
-            outcomes = client.download(args.source, args.dest, skip_identical=True)
+            results = client.download(args.source, args.dest, skip_identical=True)
         elif args.command == "verify":
-            outcomes = client.verify(args.paths, args.prefix)
+            results = client.verify(args.paths, args.prefix)
         elif args.command == "ls":
             for obj in client.ls(args.prefix):
                 stamp = obj["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
@@ -391,7 +415,7 @@ def run(
             return ExitCode.OK
         else:  # pragma: no cover - argparse rejects unknown commands
             parser.error(f"unknown command {args.command}")
-        return _finish(outcomes, err, started, quiet)
+        return _finish(results, err, started, quiet)
     except TransferError as exc:
         if args.debug:
             traceback.print_exc()

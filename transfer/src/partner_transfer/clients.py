@@ -6,6 +6,7 @@ else in the package creates a session or a client.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -193,7 +194,12 @@ def make_operator_client(
     """A client with the operator's own credentials (default chain or ``aws_profile``), for
     reading stack outputs when generating a profile."""
     session = boto3.Session(profile_name=aws_profile, region_name=region)
-    chosen = region or session.region_name
+    # botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and the other SDKs also read
+    # AWS_REGION, and let it win.
+    chosen = region or os.environ.get("AWS_REGION") or session.region_name
     if not chosen:
-        raise TransferError(ExitCode.USAGE, "no region: pass --region (the stack's region)")
+        raise TransferError(
+            ExitCode.USAGE,
+            "no region: pass --region (the stack's region) or set AWS_REGION",
+        )
     return session.client(service, endpoint_url=endpoint_url, config=client_config(region=chosen))

@@ -1,11 +1,11 @@
-"""The transfer engine: resumable multipart uploads and verified downloads.
+"""The transfer engine: resumable multipart uploads, and the temporary-file discipline of
+downloads.
 
 Uploads above one part drive CreateMultipartUpload/UploadPart/ListParts/CompleteMultipartUpload
-directly, because resuming needs the upload id and the parts S3 already holds (boto3's transfer
-manager keeps neither). Downloads above one part fetch byte ranges pinned to the object's
-ETag, write them into a private temporary file, combine the ranges' CRCs, and rename the file
-into place only when the result equals the stored checksum. Both run their parts on the
-caller's thread pool.
+through botocore, because resuming needs the upload id and the parts S3 already holds (boto3's
+transfer manager keeps neither, and the CRT's does not expose them). Downloads (see
+:mod:`partner_transfer.download`) write into a private temporary file from :func:`temp_file`
+and are renamed into place only when verified.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from awscrt import checksums as crt
 from botocore.exceptions import ClientError
 
 from partner_transfer import checksums, journal, s3args
 from partner_transfer.checksums import ALGORITHM, Expected, FileDigest
-from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.errors import ExitCode, TransferError, local_io_error
 from partner_transfer.keys import TEMP_SUFFIX
 from partner_transfer.manifest import utc_now
 
@@ -83,21 +82,6 @@ def _run_all(engine: Engine, tasks: list[Callable[[], None]]) -> None:
 
 
 # -- uploads ------------------------------------------------------------------------------------
-
-
-def put_small(engine: Engine, key: str, data: bytes, checksum: str) -> Uploaded:
-    """One PutObject with SSE-KMS, owner and the CRC64NVME S3 verifies."""
-    engine.check_stop()
-    resp = engine.s3.put_object(Body=data, **s3args.put_object_args(engine.target, key, checksum))
-    returned = resp.get(f"Checksum{ALGORITHM}")
-    if returned and returned != checksum:
-        raise TransferError(
-            ExitCode.CHECKSUM,
-            f"checksum mismatch: S3 stored {returned} for {key}, the file's CRC64NVME is "
-            f"{checksum}; re-run the upload",
-        )
-    engine.advance(len(data))
-    return Uploaded(resp.get("VersionId"), resp.get("ETag"))
 
 
 def _stored_parts(engine: Engine, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
@@ -183,15 +167,51 @@ def _open_journal(
     return journal.create(jpath, identity, resp["UploadId"], utc_now()), set(), tracks
 
 
+def changed(path: Path, detail: str) -> TransferError:
+    """The error for a local file that changed while it was being uploaded."""
+    return TransferError(
+        ExitCode.CHANGED,
+        f"{path} changed while it was being uploaded ({detail}): not uploaded, nothing was "
+        "completed under its key; re-run when the file is complete",
+    )
+
+
 def upload_multipart(
-    engine: Engine, key: str, path: Path, digest: FileDigest, mtime_ns: int
+    engine: Engine,
+    key: str,
+    path: Path,
+    digest: FileDigest,
+    mtime_ns: int,
+    unchanged: Callable[[], None],
 ) -> Uploaded:
     """Upload ``path`` in parts, resuming a journaled upload of the same file if there is one.
 
     Each part is re-read and re-hashed as it is sent; a part whose CRC differs from the digest
-    taken before the upload means the file is changing, and the upload stops.
+    taken before the upload means the file is changing. ``unchanged`` raises if the file's size
+    or modification time differ from when the upload started; it runs before the upload is
+    completed. A changed file stops the upload: it is aborted (S3 keeps nothing) and its
+    journal removed.
     """
     jr, keep, tracks_checksum = _open_journal(engine, key, path, digest, mtime_ns)
+    try:
+        return _send_parts(engine, key, path, digest, jr, keep, tracks_checksum, unchanged)
+    except TransferError as err:
+        if err.code is ExitCode.CHANGED:
+            abort_quietly(engine, key, jr.upload_id)
+            jr.remove()
+        raise
+
+
+def _send_parts(
+    engine: Engine,
+    key: str,
+    path: Path,
+    digest: FileDigest,
+    jr: journal.Journal,
+    keep: set[int],
+    tracks_checksum: bool,
+    unchanged: Callable[[], None],
+) -> Uploaded:
     ranges = checksums.part_ranges(digest.size, digest.part_size)
     engine.advance(sum(ranges[n - 1][1] for n in keep))
 
@@ -204,10 +224,7 @@ def upload_multipart(
             with path.open("rb", buffering=0) as fh:
                 data = os.pread(fh.fileno(), length, offset)
             if len(data) != length or checksums.encode_int(checksums.crc64nvme(data)) != expected:
-                raise TransferError(
-                    ExitCode.CHECKSUM,
-                    f"{path} changed while it was being uploaded; re-run when it is complete",
-                )
+                raise changed(path, f"part {number} differs from when the upload started")
             resp = engine.s3.upload_part(
                 Body=data,
                 **s3args.upload_part_args(engine.target, key, jr.upload_id, number, expected),
@@ -219,6 +236,7 @@ def upload_multipart(
 
     _run_all(engine, [send(n) for n in range(1, len(ranges) + 1) if n not in keep])
     engine.check_stop()
+    unchanged()
     parts = [(n, p.etag, p.checksum) for n, p in jr.parts.items()]
     resp = engine.s3.complete_multipart_upload(
         **s3args.complete_multipart_args(
@@ -266,13 +284,6 @@ def _confirm_stored_checksum(
 
 # -- downloads ----------------------------------------------------------------------------------
 
-_COMBINE = {
-    "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
-    "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
-    "CRC32": (crt.crc32, crt.combine_crc32, 4),
-}
-
-
 @dataclass(frozen=True)
 class Downloaded:
     version_id: str | None
@@ -282,21 +293,40 @@ class Downloaded:
     verified_against: str  # "s3", "metadata", or "none" (unverified, only when allowed)
 
 
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset``. A full disk first shortens a write and only fails
+    the next one, so a single ``pwrite`` can silently drop the tail."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 @contextlib.contextmanager
 def temp_file(final: Path) -> Iterator[tuple[int, Path]]:
     """A private (0600) temporary file beside ``final`` (whose folder must exist); removed
-    unless renamed into place."""
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=final.parent)
+    unless renamed into place. A local file-system failure inside (disk full, a folder where
+    the file should go, ...) becomes one ``LOCAL_IO`` error naming ``final``."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=final.parent)
+    except OSError as exc:
+        raise local_io_error(exc, final.parent) from None
     tmp = Path(name)
     try:
         yield fd, tmp
+    except TransferError:
+        raise
+    except (ConnectionError, TimeoutError):
+        raise
+    except OSError as exc:
+        raise local_io_error(exc, final) from None
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
         tmp.unlink(missing_ok=True)
 
 
-def _check(
+def check(
     key: str, expected: list[Expected], actual: dict[str, str], allow_unverified: bool
 ) -> tuple[str, str, str]:
     """(algorithm, value, source) of the check that passed, or raise on any mismatch."""
@@ -322,7 +352,7 @@ def _check(
     return first.algorithm, first.value, first.source
 
 
-def _algorithms(expected: list[Expected]) -> list[str]:
+def algorithms(expected: list[Expected]) -> list[str]:
     names = [ALGORITHM] + [e.algorithm for e in expected]
     return list(dict.fromkeys(names))
 
@@ -331,94 +361,3 @@ def _finish(engine: Engine, fd: int, tmp: Path, final: Path) -> None:
     if engine.fsync:
         os.fsync(fd)
     os.replace(tmp, final)
-
-
-def download_small(engine: Engine, key: str, final: Path, *, allow_unverified: bool) -> Downloaded:
-    """One GetObject, streamed to a temporary file while hashing, checked, then renamed."""
-    engine.check_stop()
-    resp = engine.s3.get_object(**s3args.get_object_args(engine.target, key))
-    expected = checksums.expected_checksums(resp)
-    hashers = {a: checksums.new_hasher(a) for a in _algorithms(expected)}
-    size = 0
-    with temp_file(final) as (fd, tmp):
-        body = resp["Body"]
-        try:
-            for chunk in body.iter_chunks(1024 * 1024):
-                os.write(fd, chunk)
-                for h in hashers.values():
-                    h.update(chunk)
-                size += len(chunk)
-                engine.advance(len(chunk))
-        finally:
-            body.close()
-        if size != resp.get("ContentLength", size):
-            raise TransferError(ExitCode.NETWORK, f"short read for {key}; re-run the download")
-        actual = {a: h.value() for a, h in hashers.items()}
-        algorithm, value, source = _check(key, expected, actual, allow_unverified)
-        _finish(engine, fd, tmp, final)
-    return Downloaded(resp.get("VersionId"), size, value, algorithm, source)
-
-
-def download_ranged(
-    engine: Engine,
-    key: str,
-    final: Path,
-    head: dict[str, Any],
-    part_size: int,
-    *,
-    allow_unverified: bool,
-) -> Downloaded:
-    """Concurrent byte-range GETs pinned to the HEAD's ETag into a temporary file.
-
-    CRC algorithms are computed per range and combined; other algorithms (SHA) re-read the
-    temporary file once.
-    """
-    size = int(head["ContentLength"])
-    etag = head.get("ETag")
-    expected = checksums.expected_checksums(head)
-    algorithms = _algorithms(expected)
-    crc_algs = [a for a in algorithms if a in _COMBINE]
-    ranges = checksums.part_ranges(size, part_size)
-    results: list[dict[str, int]] = [{} for _ in ranges]
-    with temp_file(final) as (fd, tmp):
-        os.ftruncate(fd, size)
-
-        def fetch(index: int) -> Callable[[], None]:
-            offset, length = ranges[index]
-
-            def task() -> None:
-                engine.check_stop()
-                resp = engine.s3.get_object(
-                    **s3args.get_object_args(
-                        engine.target, key, byte_range=(offset, offset + length - 1), if_match=etag
-                    )
-                )
-                body = resp["Body"]
-                try:
-                    data = body.read()
-                finally:
-                    body.close()
-                if len(data) != length:
-                    raise TransferError(
-                        ExitCode.NETWORK, f"short read for {key}; re-run the download"
-                    )
-                os.pwrite(fd, data, offset)
-                results[index] = {a: int(_COMBINE[a][0](data)) for a in crc_algs}
-                engine.advance(length)
-
-            return task
-
-        _run_all(engine, [fetch(i) for i in range(len(ranges))])
-        actual: dict[str, str] = {}
-        for a in crc_algs:
-            _, combine, width = _COMBINE[a]
-            total = 0
-            for (_, length), crcs in zip(ranges, results, strict=True):
-                total = int(combine(total, crcs[a], length))
-            actual[a] = checksums.encode_int(total, width)
-        for a in algorithms:
-            if a not in actual:
-                actual[a] = checksums.digest_path(tmp, a)
-        algorithm, value, source = _check(key, expected, actual, allow_unverified)
-        _finish(engine, fd, tmp, final)
-    return Downloaded(head.get("VersionId"), size, value, algorithm, source)

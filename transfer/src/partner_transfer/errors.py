@@ -8,6 +8,7 @@ those; it is pure (no I/O), so every message is unit-tested.
 from __future__ import annotations
 
 import enum
+import errno
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from botocore.exceptions import (
 )
 
 
+@enum.unique
 class ExitCode(enum.IntEnum):
     """Process exit codes, one per failure class (documented in docs/client.md)."""
 
@@ -38,6 +40,8 @@ class ExitCode(enum.IntEnum):
     CHECKSUM = 8  # bytes did not match the stored checksum (nothing left under the final name)
     NETWORK = 9  # endpoint unreachable, connection dropped, service errors after retries
     WRONG_REGION = 10  # the bucket lives in another region than the profile says
+    LOCAL_IO = 11  # the local file system failed: disk full, permission denied, folder vs file
+    CHANGED = 12  # a local file changed while it was being uploaded
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -140,6 +144,39 @@ def wrong_region(bucket: str, bucket_region: str, profile_region: str) -> Transf
     )
 
 
+# What to do about a local file-system failure, by errno; the default names the OS's reason.
+_LOCAL_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space and re-run",
+    errno.EDQUOT: "the disk quota is exhausted: free space and re-run",
+    errno.EFBIG: "the file is larger than this file system or process allows",
+    errno.EACCES: "permission denied: check the permissions of the path and its folders",
+    errno.EPERM: "the operation is not permitted on this path",
+    errno.EROFS: "the file system is read-only: choose another destination",
+    errno.EISDIR: "a folder is in the way where a file is expected: move it or pick another "
+    "destination",
+    errno.ENOTDIR: "a file is in the way where a folder is expected: move it or pick another "
+    "destination",
+    errno.EEXIST: "something is in the way: move it or pick another destination",
+    errno.ELOOP: "the path is a symlink loop",
+    errno.ENAMETOOLONG: "the name is too long for this file system",
+    errno.EIO: "the device reported an I/O error: check the disk",
+}
+
+
+def local_io_error(error: OSError, path: object = None) -> TransferError:
+    """A local file-system failure as one line naming ``path`` (default: the error's own
+    filename) and what to do. Files under their final names are never touched by a failed
+    transfer, so the message can say nothing was lost."""
+    where = path if path is not None else error.filename
+    reason = _LOCAL_ADVICE.get(error.errno or 0) or (error.strerror or type(error).__name__)
+    name = f"{where}: " if where else ""
+    return TransferError(
+        ExitCode.LOCAL_IO,
+        f"local file system error: {name}{reason} [{error.strerror or error}]; no file under its "
+        "final name was changed",
+    )
+
+
 def classify(error: BaseException, ctx: ErrorContext) -> TransferError:
     """Map an exception from boto3/botocore to a :class:`TransferError` with a one-line message.
 
@@ -239,13 +276,11 @@ def classify(error: BaseException, ctx: ErrorContext) -> TransferError:
             f"network failure talking to S3 ({error}); check your connection and re-run: "
             "interrupted uploads resume from the parts already stored",
         )
-    if isinstance(error, FileNotFoundError):
+    if isinstance(error, FileNotFoundError) and error.filename:
         return TransferError(ExitCode.NOT_FOUND, f"no such file or directory: {error.filename}")
-    if isinstance(error, PermissionError):
-        return TransferError(
-            ExitCode.REFUSED, f"the local file system refused access to {error.filename}"
-        )
     if isinstance(error, ConnectionError | TimeoutError):
         return TransferError(ExitCode.NETWORK, f"network failure ({error}); re-run the command")
+    if isinstance(error, OSError):
+        return local_io_error(error, error.filename)
     text = " ".join(str(error).split()) or type(error).__name__
     return TransferError(ExitCode.FAILURE, f"unexpected error: {type(error).__name__}: {text}")

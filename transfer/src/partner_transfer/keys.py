@@ -8,8 +8,10 @@ through a symlink inside it.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -76,10 +78,40 @@ def check_prefix(prefix: str, allowed: Sequence[str], direction: str) -> str:
 
 @dataclass(frozen=True)
 class LocalFile:
-    """A file to send: its path and its name relative to the argument it came from (POSIX)."""
+    """A file to send: its path and its name relative to the argument it came from (POSIX).
+
+    ``refusal`` (default none) says why a local rule keeps this entry out instead: it is not a
+    regular file (FIFO, socket, device), a symlink loop, or a symlink to nothing.
+    """
 
     path: Path
     relative: str
+    refusal: str | None = None
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def refusal_of(path: Path) -> str | None:
+    """Why ``path`` cannot be sent as a file, or ``None`` for a regular file (or a symlink to
+    one). Folders are the caller's business."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop; not sent"
+        if os.path.islink(path):
+            return f"a symlink to {os.readlink(path)!r}, which does not exist; not sent"
+        raise
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file; not sent"
 
 
 def matches(relative: str, patterns: Iterable[str]) -> bool:
@@ -98,14 +130,17 @@ def select_files(
     ``upload ./batch-7`` writes ``<prefix>batch-7/...``. ``include`` (default: everything) keeps
     only matching files, then ``exclude`` drops matches. Symlinked directories are not followed
     (no loops); symlinked files are read through. Leftover temporary download files are skipped.
+    Entries that are not regular files (FIFOs, sockets, devices), symlink loops and dangling
+    symlinks come back with a ``refusal``, never silently dropped.
     Raises ``TransferError(NOT_FOUND)`` for a path that does not exist.
     """
     out: list[LocalFile] = []
     for given in paths:
-        if not given.exists():
+        if not given.exists() and not os.path.islink(given):
             raise TransferError(ExitCode.NOT_FOUND, f"no such file or directory: {given}")
-        if given.is_file():
-            candidates = [(given, given.name)]
+        refusal = refusal_of(given)
+        if refusal is not None or not given.is_dir():
+            candidates = [(given, given.name, refusal)]
         else:
             base = given.resolve().name
             candidates = []
@@ -115,16 +150,15 @@ def select_files(
                 for name in sorted(files):
                     rel = name if rel_root == "." else f"{rel_root}/{name}"
                     full = Path(root) / name
-                    if full.is_file():
-                        candidates.append((full, f"{base}/{rel}"))
-        for path, rel in candidates:
+                    candidates.append((full, f"{base}/{rel}", refusal_of(full)))
+        for path, rel, why in candidates:
             if rel.endswith(TEMP_SUFFIX):
                 continue
             if include and not matches(rel, include):
                 continue
             if exclude and matches(rel, exclude):
                 continue
-            out.append(LocalFile(path, rel))
+            out.append(LocalFile(path, rel, why))
     return out
 
 

@@ -172,16 +172,38 @@ _AUTH_KEYS = {
 _TUNING_KEYS = {"concurrency", "part_size_mib", "retry_mode", "max_attempts"}
 
 
-def _str(data: Mapping[str, Any], name: str, problems: list[str], required: bool) -> str | None:
+def _str(
+    data: Mapping[str, Any], name: str, problems: list[str], required: bool, where: str = ""
+) -> str | None:
     value = data.get(name)
     if value is None:
         if required:
-            problems.append(f"{name} is required")
+            problems.append(f"{where}{name} is required")
         return None
     if not isinstance(value, str) or not value:
-        problems.append(f"{name} must be a non-empty string")
+        problems.append(f"{where}{name} must be a non-empty string, not {_toml_type(value)}")
         return None
     return value
+
+
+def _toml_type(value: Any) -> str:
+    """How TOML would call ``value``'s type, for messages."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return "an empty string"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _integer(value: Any) -> bool:
+    # TOML's true/false arrive as bool, which Python counts as int: refuse them explicitly.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _path(value: str | None, base: Path | None) -> Path | None:
@@ -210,6 +232,8 @@ def parse_profile(
     outbound = _str(data, "outbound_prefix", problems, False)
     endpoint = _str(data, "endpoint_url", problems, False)
     sts_endpoint = _str(data, "sts_endpoint_url", problems, False)
+    state_dir = _str(data, "state_dir", problems, False)
+    manifest = _str(data, "manifest", problems, False)
     if bucket and not _BUCKET.match(bucket):
         problems.append(f"bucket {bucket!r} is not a valid bucket name")
     if region and not _REGION.match(region):
@@ -235,18 +259,26 @@ def parse_profile(
         problems += [f"unknown field auth.{k}" for k in auth_data if k not in _AUTH_KEYS]
         method_name = auth_data.get("method", AuthMethod.DEFAULT.value)
         try:
+            if not isinstance(method_name, str):
+                raise ValueError(method_name)
             method = AuthMethod(method_name)
         except ValueError:
             choices = ", ".join(m.value for m in AuthMethod)
             problems.append(f"auth.method {method_name!r} is not one of {choices}")
             method = AuthMethod.DEFAULT
-        aws_profile = _str(auth_data, "aws_profile", problems, method is AuthMethod.AWS_PROFILE)
-        cred_file = _str(
-            auth_data, "credentials_file", problems, method is AuthMethod.CREDENTIALS_FILE
+        aws_profile = _str(
+            auth_data, "aws_profile", problems, method is AuthMethod.AWS_PROFILE, "auth."
         )
-        role_arn = _str(auth_data, "role_arn", problems, method is AuthMethod.ASSUME_ROLE)
-        external_id = _str(auth_data, "external_id", problems, method is AuthMethod.ASSUME_ROLE)
-        session_name = _str(auth_data, "session_name", problems, False) or "partner-transfer"
+        cred_file = _str(
+            auth_data, "credentials_file", problems, method is AuthMethod.CREDENTIALS_FILE, "auth."
+        )
+        role_arn = _str(auth_data, "role_arn", problems, method is AuthMethod.ASSUME_ROLE, "auth.")
+        external_id = _str(
+            auth_data, "external_id", problems, method is AuthMethod.ASSUME_ROLE, "auth."
+        )
+        session_name = (
+            _str(auth_data, "session_name", problems, False, "auth.") or "partner-transfer"
+        )
         if role_arn and not _ROLE_ARN.match(role_arn):
             problems.append("auth.role_arn must be an IAM role ARN")
         for secret in ("aws_secret_access_key", "secret_access_key", "access_key_id"):
@@ -292,8 +324,8 @@ def parse_profile(
         sts_endpoint_url=sts_endpoint,
         auth=auth,
         tuning=tuning,
-        state_dir=_path(_str(data, "state_dir", [], False), base),
-        manifest=_path(_str(data, "manifest", [], False), base),
+        state_dir=_path(state_dir, base),
+        manifest=_path(manifest, base),
     )
 
 
@@ -309,22 +341,24 @@ def make_tuning(
     tuning = base or Tuning()
     problems: list[str] = []
     if concurrency is not None:
-        if not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
+        if not _integer(concurrency) or not 1 <= concurrency <= 64:
             problems.append("concurrency must be an integer from 1 to 64")
         else:
             tuning = replace(tuning, concurrency=concurrency)
     if part_size_mib is not None:
-        if not isinstance(part_size_mib, int) or not 5 <= part_size_mib <= 5120:
+        if not _integer(part_size_mib) or not 5 <= part_size_mib <= 5120:
             problems.append("part size must be an integer number of MiB from 5 to 5120")
         else:
             tuning = replace(tuning, part_size=part_size_mib * MIB)
     if retry_mode is not None:
         try:
+            if not isinstance(retry_mode, str):
+                raise ValueError(retry_mode)
             tuning = replace(tuning, retry_mode=RetryMode(retry_mode))
         except ValueError:
             problems.append("retry mode must be standard or adaptive")
     if max_attempts is not None:
-        if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
+        if not _integer(max_attempts) or not 1 <= max_attempts <= 20:
             problems.append("max attempts must be an integer from 1 to 20")
         else:
             tuning = replace(tuning, max_attempts=max_attempts)
@@ -355,10 +389,26 @@ def load_profile(path: Path) -> Profile:
             f"connection profile {path} does not exist: create it with "
             "`partner-transfer profile init`",
         ) from None
+    except IsADirectoryError:
+        raise TransferError(
+            ExitCode.CONFIG,
+            f"connection profile {path} is a folder, not a file: pass the profile's TOML file "
+            "with --profile",
+        ) from None
+    except OSError as exc:
+        raise TransferError(
+            ExitCode.CONFIG,
+            f"connection profile {path} cannot be read ({exc.strerror or exc}): check the path "
+            "and its permissions",
+        ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise config_error([f"not valid TOML ({exc})"], str(path)) from None
+    except RecursionError:
+        raise config_error(
+            ["not valid TOML for a profile (nested too deeply to read)"], str(path)
+        ) from None
     return parse_profile(data, source=str(path), base=path.parent)
 
 
@@ -370,20 +420,36 @@ class SecretCredentials:
     secret_access_key: str = field(repr=False)
 
 
-def read_secret_file(path: Path) -> dict[str, Any]:
-    """Parse a rotation-secret JSON file (``TransferError(CONFIG)`` if missing or malformed)."""
+def _read_json(
+    path: Path, what: str, missing_hint: str, missing: ExitCode = ExitCode.CONFIG
+) -> Any:
+    """A JSON document from ``path``; every way it can fail is one line (``missing``, default
+    ``CONFIG``, when there is no such file; ``CONFIG`` otherwise)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        raise TransferError(missing, f"{what} {path} does not exist: {missing_hint}") from None
+    except IsADirectoryError:
+        raise TransferError(
+            ExitCode.CONFIG, f"{what} {path} is a folder, not a file: {missing_hint}"
+        ) from None
+    except OSError as exc:
         raise TransferError(
             ExitCode.CONFIG,
-            f"credentials file {path} does not exist: save the rotation secret your operator "
-            "sent there, or fix auth.credentials_file",
+            f"{what} {path} cannot be read ({exc.strerror or exc}): check its permissions",
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise TransferError(
-            ExitCode.CONFIG, f"credentials file {path} is not the rotation secret's JSON"
-        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise TransferError(ExitCode.CONFIG, f"{what} {path} is not valid JSON") from None
+
+
+def read_secret_file(path: Path) -> dict[str, Any]:
+    """The partner secret schema (the rotation secret / key hand-over JSON), parsed and checked:
+    the one place that reads it. ``TransferError(CONFIG)`` if missing or malformed."""
+    data = _read_json(
+        path,
+        "credentials file",
+        "save the rotation secret your operator sent there, or fix auth.credentials_file",
+    )
     if not isinstance(data, dict) or any(
         not isinstance(data.get(f), str) or not data.get(f) for f in _SECRET_FIELDS
     ):
@@ -407,6 +473,18 @@ def load_secret_credentials(path: Path, *, bucket: str | None = None) -> SecretC
 
 
 # -- generation ---------------------------------------------------------------------------------
+
+
+def read_stack_outputs_file(path: Path, stack: str | None) -> dict[str, str]:
+    """The stack outputs schema (a ``cdk deploy --outputs-file`` JSON document), parsed: the
+    one place that reads it. Returns one stack's outputs (see :func:`select_stack_outputs`);
+    :func:`profile_from_outputs` maps them to a profile."""
+    document = _read_json(
+        path, "outputs file", "pass the cdk outputs JSON file", missing=ExitCode.NOT_FOUND
+    )
+    if not isinstance(document, Mapping):
+        raise TransferError(ExitCode.CONFIG, f"{path} is not a cdk outputs JSON file")
+    return select_stack_outputs(document, stack)
 
 
 def select_stack_outputs(document: Mapping[str, Any], stack: str | None) -> dict[str, str]:

@@ -134,3 +134,27 @@ def list_parts_args(target: Target, key: str, upload_id: str) -> dict[str, Any]:
 
 def abort_multipart_args(target: Target, key: str, upload_id: str) -> dict[str, Any]:
     return {**_common(target, key), "UploadId": upload_id}
+
+
+# -- the same requests as HTTP headers, for the CRT data path (partner_transfer.crt) -------------
+
+
+def owner_header(target: Target) -> dict[str, str]:
+    return {"x-amz-expected-bucket-owner": target.bucket_owner}
+
+
+def put_object_headers(target: Target, checksum: str) -> dict[str, str]:
+    """PutObject headers: the same guarantees as :func:`put_object_args`."""
+    return {
+        **owner_header(target),
+        "x-amz-server-side-encryption": "aws:kms",
+        "x-amz-server-side-encryption-aws-kms-key-id": target.kms_key_arn,
+        "x-amz-sdk-checksum-algorithm": ALGORITHM,
+        f"x-amz-checksum-{ALGORITHM.lower()}": checksum,
+        f"x-amz-meta-{METADATA_KEY}": checksum,
+    }
+
+
+def read_object_headers(target: Target) -> dict[str, str]:
+    """HeadObject/GetObject headers asking for the stored checksum."""
+    return {**owner_header(target), "x-amz-checksum-mode": "ENABLED"}
