@@ -150,3 +150,69 @@ def test_governance_mode_and_longer_retention_reach_the_template():
     rule = template["Resources"]["TrailCustodyBucket09522E16"]["Properties"][
         "ObjectLockConfiguration"]["Rule"]
     assert rule == {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 3000}}
+
+
+# --- the contract with CloudTrail (AWS refuses CreateTrail without it) -----------------------
+
+
+def _statements(template, resource_type: str, key: str) -> dict[str, dict]:
+    (resource,) = [r for r in template.find_resources(resource_type).values()
+                   if any(s.get("Sid", "").startswith(("AllowCloudTrail", "AWSCloudTrail"))
+                          for s in r["Properties"][key]["Statement"])]
+    return {s["Sid"]: s for s in resource["Properties"][key]["Statement"] if "Sid" in s}
+
+
+TRAIL_ARN_SUFFIX = f':trail/{naming.TRAIL_NAME}"]]}}'
+
+
+def test_the_audit_key_lets_cloudtrail_use_it_for_this_trail_only(audit_template):
+    statements = _statements(audit_template, "AWS::KMS::Key", "KeyPolicy")
+    encrypt = statements["AllowCloudTrailToEncryptLogs"]
+    assert encrypt["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
+    assert encrypt["Action"] == "kms:GenerateDataKey*"
+    conditions = encrypt["Condition"]["StringEquals"]
+    assert json.dumps(conditions["aws:SourceArn"]).endswith(TRAIL_ARN_SUFFIX)
+    assert conditions["kms:EncryptionContext:aws:cloudtrail:arn"] == conditions["aws:SourceArn"]
+    for sid, action in (("AllowCloudTrailToDescribeKey", "kms:DescribeKey"),
+                        ("AllowCloudTrailToDecryptForBucketKey", "kms:Decrypt")):
+        assert statements[sid]["Action"] == action
+        # An encryption-context condition never matches DescribeKey: the source alone.
+        assert statements[sid]["Condition"] == {"StringEquals": {
+            "aws:SourceArn": conditions["aws:SourceArn"]}}
+
+
+def test_the_custody_bucket_admits_cloudtrail_for_this_trail_only(audit_template):
+    statements = _statements(audit_template, "AWS::S3::BucketPolicy", "PolicyDocument")
+    acl = statements["AWSCloudTrailAclCheck"]
+    write = statements["AWSCloudTrailWrite"]
+    assert (acl["Action"], write["Action"]) == ("s3:GetBucketAcl", "s3:PutObject")
+    assert json.dumps(acl["Condition"]["StringEquals"]["aws:SourceArn"]).endswith(
+        TRAIL_ARN_SUFFIX)
+    assert write["Condition"]["StringEquals"]["s3:x-amz-acl"] == "bucket-owner-full-control"
+    assert write["Condition"]["StringEquals"]["aws:SourceArn"] == acl["Condition"][
+        "StringEquals"]["aws:SourceArn"]
+
+
+def test_the_custody_bucket_refuses_other_encryption_except_the_trails_digests(
+        audit_template):
+    """The same wrong-key denies as every customer bucket, with one exemption: CloudTrail
+    writes digest files with SSE-S3 on behalf of our trail."""
+    statements = _statements(audit_template, "AWS::S3::BucketPolicy", "PolicyDocument")
+    for sid in ("DenyEncryptionOtherThanKms", "DenyOtherKmsKeys", "DenyKmsWithoutThisKey",
+                "DenyCustomerProvidedKeys"):
+        deny = statements[sid]
+        assert deny["Effect"] == "Deny" and deny["Action"] == "s3:PutObject"
+        assert json.dumps(deny["Condition"]["StringNotEquals"]["aws:SourceArn"]).endswith(
+            TRAIL_ARN_SUFFIX), sid
+
+
+def test_the_trail_waits_for_its_bucket_policy(audit_template):
+    (trail,) = audit_template.find_resources("AWS::CloudTrail::Trail").values()
+    (policy_id,) = [logical_id for logical_id, r in audit_template.find_resources(
+        "AWS::S3::BucketPolicy").items() if "AWSCloudTrailWrite" in json.dumps(r)]
+    assert policy_id in trail["DependsOn"]
+
+
+def test_the_trail_keeps_its_logical_id(audit_template):
+    """A named trail cannot be replaced in place: the L1 keeps the L2's logical id."""
+    assert "Trail76E5F934" in audit_template.find_resources("AWS::CloudTrail::Trail")

@@ -7,6 +7,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
+from stacks import naming
 from stacks.components.key_rotation import HANDLER
 from tests.infra.conftest import ALL_SLUGS, slugs_by_mode
 
@@ -154,3 +155,26 @@ def test_modes_without_an_access_key_have_no_rotation(templates, slug):
         templates[slug].resource_count_is(resource_type, 0)
     assert not templates[slug].find_resources("AWS::Events::Rule", {
         "Properties": {"ScheduleExpression": Match.any_value()}})
+
+
+@pytest.mark.parametrize("slug", slugs_by_mode("iam-user"))
+def test_only_this_secret_and_this_alarm_reach_the_function_and_topic(templates, slug):
+    """Secrets Manager may invoke the function only for this secret; the topic admits
+    CloudWatch only for this customer's alarm (enforce_ssl's topic policy replaced the default
+    one that admitted it), and the key does the same for the alarm's encrypted notices."""
+    template = templates[slug]
+    (permission,) = [p for p in template.find_resources("AWS::Lambda::Permission").values()
+                     if p["Properties"]["Principal"] == "secretsmanager.amazonaws.com"]
+    assert "Ref" in permission["Properties"]["SourceArn"]
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    alarm_suffix = f':alarm:{naming.rotation_alarm_name(slug)}"]]}}'
+    (topic_policy,) = template.find_resources("AWS::SNS::TopicPolicy").values()
+    publish = next(s for s in topic_policy["Properties"]["PolicyDocument"]["Statement"]
+                   if s.get("Sid") == "AllowErrorsAlarmToPublish")
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert json.dumps(publish["Condition"]["ArnLike"]["aws:SourceArn"]).endswith(alarm_suffix)
+    (key,) = template.find_resources("AWS::KMS::Key").values()
+    grant = next(s for s in key["Properties"]["KeyPolicy"]["Statement"]
+                 if s.get("Sid") == "AllowCloudWatchAlarmsToNotify")
+    assert json.dumps(grant["Condition"]["ArnLike"]["aws:SourceArn"]).endswith(
+        alarm_suffix + "]")
