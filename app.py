@@ -17,7 +17,13 @@ from pathlib import Path
 import aws_cdk as cdk
 
 from stacks.app_builder import build_app
-from stacks.config import RegistryError, load_registry, parse_audit_settings, select_customer
+from stacks.config import (
+    RegistryError,
+    load_one_customer,
+    load_registry,
+    parse_audit_settings,
+    read_registry,
+)
 
 
 def main() -> int:
@@ -30,15 +36,19 @@ def main() -> int:
             key: value for key in ("audit_retention_days", "audit_lock_mode")
             if (value := context.try_get_context(key)) is not None
         })
-        registry = load_registry(registry_dir)
         if not slug:
+            registered = read_registry(registry_dir).customers
             print("note: no -c customer=<slug|all>: synthesizing AuditStack only; registered "
-                  f"customers: {', '.join(sorted(registry))}", file=sys.stderr)
+                  f"customers: {', '.join(sorted(registered))}", file=sys.stderr)
             app = build_app([], audit_settings=audit)
-        elif slug == "all":
+        elif slug == "all":  # every customer: one broken file stops synth (and CI)
+            registry = load_registry(registry_dir)
             app = build_app(list(registry.values()), audit_settings=audit, all_customers=True)
-        else:
-            app = build_app([select_customer(registry, slug)], audit_settings=audit)
+        else:  # one customer: another customer's broken file is only a warning
+            customer, warnings = load_one_customer(registry_dir, slug, option="-c customer")
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            app = build_app([customer], audit_settings=audit)
     except RegistryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -17,7 +17,8 @@
                                                        every customer: mode, state, keys,
                                                        last upload
 
-Global options (before or after the command): ``--registry DIR`` (default ``customers``),
+Global options (before or after the command): ``--registry DIR`` (default
+``$PHI_EXCHANGE_REGISTRY``, else the ``customers/`` of the project this was installed from),
 ``--region``, ``--profile``, ``--endpoint-url`` (default: boto3's usual resolution, real AWS).
 Exit status: 0 done, 1 refused or failed (one line on stderr saying why; for ``custody``, also
 when a record disagrees with the stored checksum), 2 usage error.
@@ -34,16 +35,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ProfileNotFound,
+)
 
 from admin import lifecycle_cli
 from admin.aws import AwsOptions, make_client
 from admin.keys import CustomerReport, customer_report
 from admin.private_files import PrivateFileError, write_private
-from admin.registry import registered_customer
+from admin.registry import healthy_customers, registered_customer, registry_dir
 from admin.stack_outputs import LifecycleError
 from stacks import naming
-from stacks.config import AccessMode, CustomerConfig, RegistryError, load_registry
+from stacks.config import AccessMode, CustomerConfig, RegistryError
 
 PROG = "phi-exchange-admin"
 MakeClient = Callable[[str], Any]
@@ -124,7 +132,7 @@ def cmd_credentials(args: argparse.Namespace, make: MakeClient) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, make: MakeClient) -> int:
-    registry = load_registry(Path(args.registry))
+    registry = healthy_customers(args.registry)
     customers = [c for c in sorted(registry.values(), key=lambda c: c.slug)
                  if c.access is AccessMode.IAM_USER]
     iam, sm = make("iam"), make("secretsmanager")
@@ -133,7 +141,7 @@ def cmd_keys(args: argparse.Namespace, make: MakeClient) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in reports], indent=2))
     elif not reports:
-        print(f"no customer in {args.registry} uses access = 'iam-user'")
+        print(f"no customer in {registry_dir(args.registry)} uses access = 'iam-user'")
     else:
         print("\n\n".join(_format_report(r) for r in reports))
     return 0
@@ -226,8 +234,8 @@ def _importer_rows(dsn: str) -> Callable[[str, str], dict[str, dict[str, Any]]]:
 
 
 
-def _iam_user_customer(registry_dir: str, slug: str) -> CustomerConfig:
-    customer = registered_customer(registry_dir, slug, error=AdminError)
+def _iam_user_customer(registry: str | None, slug: str) -> CustomerConfig:
+    customer = registered_customer(registry, slug, error=AdminError)
     if customer.access is not AccessMode.IAM_USER:
         raise AdminError(f"customer {slug!r} uses access = '{customer.access.value}'; only "
                          "'iam-user' customers have an access key of ours")
@@ -284,14 +292,30 @@ def _add_global_options(parser: argparse.ArgumentParser, *, on_command: bool) ->
     def default(value: str | None) -> str | None:
         return argparse.SUPPRESS if on_command else value
 
-    parser.add_argument("--registry", metavar="DIR", default=default("customers"),
-                        help="customer registry directory (default: customers)")
+    parser.add_argument("--registry", metavar="DIR", default=default(None),
+                        help="customer registry directory (default: $PHI_EXCHANGE_REGISTRY, "
+                        "else the project's customers/)")
     parser.add_argument("--region", default=default(None),
                         help="AWS region (default: from the environment or profile)")
     parser.add_argument("--profile", default=default(None),
                         help="AWS profile (default: the default credential chain)")
     parser.add_argument("--endpoint-url", default=default(None),
                         help="endpoint URL for every service, e.g. a local emulator")
+
+
+def botocore_error_line(err: BotoCoreError) -> str:
+    """What to do about a failure before any request reached AWS, in one line."""
+    if isinstance(err, NoRegionError):
+        return ("no AWS region: pass --region REGION, or set AWS_REGION (or a region in your "
+                "AWS profile)")
+    if isinstance(err, NoCredentialsError):
+        return ("no AWS credentials: pass --profile NAME or set AWS_PROFILE, or set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if isinstance(err, ProfileNotFound):
+        return f"{err}: check --profile / AWS_PROFILE against ~/.aws/config"
+    if isinstance(err, EndpointConnectionError):
+        return f"{err}: check --endpoint-url, the region and the network"
+    return str(err)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -370,14 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.run(args, make))
-    except RegistryError as err:
-        print(err, file=sys.stderr)
-    except (AdminError, LifecycleError) as err:
+    except (RegistryError, AdminError, LifecycleError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
     except ClientError as err:
         print(f"{PROG}: {_client_error_line(err)}", file=sys.stderr)
     except BotoCoreError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
+        print(f"{PROG}: {botocore_error_line(err)}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

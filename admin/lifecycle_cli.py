@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from admin.registry import registered_customer
+from admin.registry import healthy_customers, registered_customer
 from admin.stack_outputs import (
     LifecycleError,
     StackOutputs,
@@ -33,7 +33,7 @@ from admin.stack_outputs import (
     require_current,
 )
 from stacks import naming
-from stacks.config import AccessMode, CustomerConfig, load_registry
+from stacks.config import AccessMode, CustomerConfig
 
 MakeClient = Callable[[str], Any]
 PROG = "phi-exchange-admin"
@@ -241,7 +241,7 @@ def cmd_status(args: argparse.Namespace, make: MakeClient) -> int:
 
     if args.max_listed < 1:
         raise LifecycleError("--max-listed must be at least 1")
-    registry = load_registry(Path(args.registry))
+    registry = healthy_customers(args.registry)
     now = datetime.now(UTC)
     clients = {name: make(name) for name in ("cloudformation", "s3", "iam", "secretsmanager")}
     with contextlib.ExitStack() as stack:
@@ -284,5 +284,5 @@ def _importer_lookup(dsn: str, stack: contextlib.ExitStack) -> Callable[[str, st
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _registered(registry_dir: str, slug: str) -> CustomerConfig:
-    return registered_customer(registry_dir, slug, error=LifecycleError)
+def _registered(registry: str | None, slug: str) -> CustomerConfig:
+    return registered_customer(registry, slug, error=LifecycleError)

@@ -113,7 +113,8 @@ def run_synth(registry: Path, customer: str, outdir: Path) -> tuple[float, int]:
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     if process.returncode != 0:
-        raise SystemExit(f"synth failed: {process.stderr.read().decode()[-2000:]}")
+        errors = process.stderr.read().decode() if process.stderr else ""
+        raise SystemExit(f"synth failed: {errors[-2000:]}")
     return elapsed, peak // 1024
 
 

@@ -226,15 +226,35 @@ def load_customer_file(path: Path) -> CustomerConfig:
     return parse_customer(_read_toml(path), source=str(path))
 
 
-def load_registry(directory: Path) -> dict[str, CustomerConfig]:
-    """Load every ``*.toml`` under ``directory``; one error lists every problem in every file."""
+@dataclass(frozen=True)
+class RegistryRead:
+    """Every customer file of a registry read: the healthy customers, and one line per problem
+    (``file: field: rule``) of the files that are not."""
+
+    customers: dict[str, CustomerConfig]
+    problems: tuple[str, ...]
+    files: dict[str, str]  # slug, as each file writes it (or its file name) -> that file
+
+    def problems_of(self, slug: str) -> list[str]:
+        """The problems that stop ``slug`` from being used: its own file's, and a second file
+        claiming the same slug."""
+        own = self.files.get(slug)
+        return [p for p in self.problems
+                if (own and p.startswith(f"{own}: ")) or f"slug: '{slug}' is already" in p]
+
+
+def read_registry(directory: Path) -> RegistryRead:
+    """Read every ``*.toml`` under ``directory``, keeping the healthy customers and every
+    problem of the others. Raises :class:`RegistryError` only when there is no registry."""
     problems: list[str] = []
     customers: dict[str, CustomerConfig] = {}
     claimed: dict[str, Path] = {}  # slug as written -> first file that wrote it
     files = sorted(directory.glob("*.toml"))
     if not files:
         raise RegistryError([f"{directory}: (registry): no customer files (*.toml) found"])
+    by_slug: dict[str, str] = {}
     for path in files:
+        by_slug.setdefault(path.stem, str(path))
         try:
             data = _read_toml(path)
             slug = data.get("slug")
@@ -243,22 +263,41 @@ def load_registry(directory: Path) -> dict[str, CustomerConfig]:
                     problems.append(f"{path}: slug: '{slug}' is already registered by "
                                     f"{claimed[slug]}")
                 claimed.setdefault(slug, path)
+                by_slug[slug] = str(claimed[slug])
             config = parse_customer(data, source=str(path))
         except RegistryError as err:
             problems.extend(err.problems)
             continue
-        customers[config.slug] = config
-    if problems:
-        raise RegistryError(problems)
-    return customers
+        customers.setdefault(config.slug, config)
+    return RegistryRead(customers=customers, problems=tuple(problems), files=by_slug)
 
 
-def select_customer(registry: Mapping[str, CustomerConfig], slug: str) -> CustomerConfig:
-    if slug not in registry:
-        known = ", ".join(sorted(registry)) or "(none)"
-        raise RegistryError([f"-c customer={slug}: customer: not registered; "
-                             f"registered customers: {known}"])
-    return registry[slug]
+def load_registry(directory: Path) -> dict[str, CustomerConfig]:
+    """Load every ``*.toml`` under ``directory``; one error lists every problem in every file.
+    What synthesizing every customer and CI use: one broken file stops them."""
+    read = read_registry(directory)
+    if read.problems:
+        raise RegistryError(read.problems)
+    return read.customers
+
+
+def load_one_customer(directory: Path, slug: str, *,
+                      option: str = "customer") -> tuple[CustomerConfig, list[str]]:
+    """The healthy customer ``slug`` and, as warnings, the problems of other files: a command
+    about one customer works while another customer's file is broken. Raises
+    :class:`RegistryError` when ``slug`` itself is broken or not registered (``option`` names
+    where the slug came from, for the message)."""
+    read = read_registry(directory)
+    own = read.problems_of(slug)
+    if own:
+        raise RegistryError(own)
+    if slug not in read.customers:
+        known = ", ".join(sorted(read.customers)) or "(none)"
+        raise RegistryError([f"{option}={slug}: customer: not registered; registered "
+                             f"customers: {known}"])
+    warnings = [f"{problem} (this file is skipped; {slug} is not affected)"
+                for problem in read.problems]
+    return read.customers[slug], warnings
 
 
 # --- field validators: each returns a cleaned value (or None) and records problems ---------

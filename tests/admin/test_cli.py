@@ -153,7 +153,7 @@ def test_rotate_refuses_while_a_rotation_is_unfinished(
 
 @pytest.mark.parametrize(("slug", "expected"), [
     ("globex", "uses access = 'cross-account'"),
-    ("nobody", "customer 'nobody' is not registered"),
+    ("nobody", "SLUG=nobody: customer: not registered"),
 ])
 def test_rotate_refuses_customers_without_a_key_of_ours(
         aws: None, registry: Path, capsys: pytest.CaptureFixture[str],
@@ -172,16 +172,65 @@ def test_rotate_before_the_stack_is_deployed_fails_in_one_line(
     assert_one_line_refusal(err, "DescribeSecret: ResourceNotFoundException")
 
 
-def test_registry_problems_are_printed_with_their_message(
+def test_a_broken_neighbour_file_is_a_warning_not_a_refusal(
         aws: None, registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A command about one healthy customer works while another customer's file is broken;
+    the broken file is named, with the program's prefix."""
     (registry / "broken.toml").write_text('slug = "broken"\naccess = "carrier-pigeon"\n')
 
     code, _out, err = run(capsys, registry, "rotate", SLUG)
 
-    assert code == 1
-    assert "customer registry: 2 problems" in err
-    assert "broken.toml: access: must be one of" in err
+    lines = err.strip().splitlines()
+    assert any(line.startswith("phi-exchange-admin: warning: ") and
+               "broken.toml: access: must be one of" in line for line in lines)
+    # It went on to AWS for the healthy customer (nothing is deployed here).
+    assert lines[-1].startswith("phi-exchange-admin: ") and "DescribeSecret" in lines[-1]
+    assert code == 1 and "Traceback" not in err
+
+
+def test_the_broken_customer_itself_is_refused_with_its_problems(
+        aws: None, registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (registry / "broken.toml").write_text('slug = "broken"\naccess = "carrier-pigeon"\n')
+
+    code, out, err = run(capsys, registry, "rotate", "broken")
+
+    assert (code, out) == (1, "")
+    assert err.startswith("phi-exchange-admin: ") and "broken.toml: access: must be one of" in err
     assert "Traceback" not in err
+
+
+def test_the_registry_is_found_from_any_directory(
+        aws: None, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --registry: PHI_EXCHANGE_REGISTRY, else the project's customers/, whatever the
+    current directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PHI_EXCHANGE_REGISTRY", raising=False)
+    code, out, err = main_output(capsys, "cost", "acme", "--stored-gb", "1", "--uploaded-gb",
+                                 "1", "--files-uploaded", "1")
+    assert code == 0 and "acme" in out, err
+    monkeypatch.setenv("PHI_EXCHANGE_REGISTRY", str(tmp_path / "nowhere"))
+    code, _out, err = main_output(capsys, "cost", "acme", "--stored-gb", "1", "--uploaded-gb",
+                                  "1", "--files-uploaded", "1")
+    assert code == 1
+    assert_one_line_refusal(err, "PHI_EXCHANGE_REGISTRY")
+
+
+def test_no_region_is_one_line_that_says_what_to_set(
+        registry: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(registry / "no-such-config"))
+    code, out, err = run(capsys, registry, "rotate", SLUG)
+    assert (code, out) == (1, "")
+    assert_one_line_refusal(err, "no AWS region: pass --region REGION, or set AWS_REGION")
+
+
+def main_output(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 # --- credentials ----------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def test_unregistered_customer_is_refused(
                  "--endpoint-url", exchange.endpoint, "--region", REGION])
     _, err = capsys.readouterr()
     assert code == 1
-    assert "customer 'nobody' is not registered" in err
+    assert "SLUG=nobody: customer: not registered" in err
 
 
 def test_unknown_key_is_refused(exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:

@@ -546,7 +546,7 @@ def test_stack_outputs_granting_no_prefix_are_refused_unless_offboarded() -> Non
 
 def test_onboard_refuses_an_unregistered_customer(tmp_path: Path) -> None:
     ran = run(REPO / "customers", ["onboard", "nobody", "--outputs-file", "x.json"])
-    assert ran.code == 1 and "'nobody' is not registered" in ran.err
+    assert ran.code == 1 and "SLUG=nobody: customer: not registered" in ran.err
 
 
 def test_onboard_online_reads_the_stack_and_the_current_key_id_never_writing_the_secret(

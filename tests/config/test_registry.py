@@ -13,9 +13,9 @@ from stacks.config import (
     Direction,
     RegistryError,
     load_customer_file,
+    load_one_customer,
     load_registry,
     parse_customer,
-    select_customer,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -345,7 +345,44 @@ def test_empty_registry_is_refused(tmp_path):
 
 
 def test_unknown_slug_lists_registered_customers():
-    registry = load_registry(REPO / "customers")
     with pytest.raises(RegistryError) as caught:
-        select_customer(registry, "nobody")
+        load_one_customer(REPO / "customers", "nobody")
     assert "not registered; registered customers: acme, globex, initech" in str(caught.value)
+
+
+def _registry_with_a_broken_neighbour(tmp_path: Path) -> Path:
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / "acme.toml").write_text((REPO / "customers" / "acme.toml").read_text())
+    (registry / "broken.toml").write_text('slug = "broken"\naccess = "nope"\n')
+    return registry
+
+
+def test_one_healthy_customer_loads_while_another_file_is_broken(tmp_path):
+    registry = _registry_with_a_broken_neighbour(tmp_path)
+    customer, warnings = load_one_customer(registry, "acme")
+    assert customer.slug == "acme"
+    assert warnings and all(w.startswith(f"{registry}/broken.toml: ") for w in warnings)
+    assert any("access: must be one of" in w for w in warnings)
+
+
+def test_a_broken_customer_is_refused_with_its_own_problems_only(tmp_path):
+    registry = _registry_with_a_broken_neighbour(tmp_path)
+    with pytest.raises(RegistryError) as caught:
+        load_one_customer(registry, "broken")
+    # Not registered as a healthy customer; acme's file is not blamed.
+    assert "acme.toml" not in str(caught.value).split("registered customers")[0]
+
+
+def test_every_customer_still_needs_every_file_healthy(tmp_path):
+    """What `-c customer=all` and CI use: one broken file stops them."""
+    registry = _registry_with_a_broken_neighbour(tmp_path)
+    with pytest.raises(RegistryError, match=r"broken\.toml: access"):
+        load_registry(registry)
+
+
+def test_a_slug_claimed_twice_is_refused_for_that_slug(tmp_path):
+    registry = _registry_with_a_broken_neighbour(tmp_path)
+    (registry / "acme2.toml").write_text((REPO / "customers" / "acme.toml").read_text())
+    with pytest.raises(RegistryError, match="already registered"):
+        load_one_customer(registry, "acme")
