@@ -50,11 +50,15 @@ from admin.keys import CustomerReport, customer_report
 from admin.private_files import PrivateFileError, write_private
 from admin.registry import healthy_customers, registered_customer, registry_dir
 from admin.stack_outputs import LifecycleError
-from stacks import naming
+from phi_core import naming
+from phi_core import secret as secret_schema
 from stacks.config import AccessMode, CustomerConfig, RegistryError
 
 PROG = "phi-exchange-admin"
 MakeClient = Callable[[str], Any]
+
+
+KEY_ONLY = (secret_schema.ACCESS_KEY_ID, secret_schema.SECRET_ACCESS_KEY)
 
 
 class AdminError(Exception):
@@ -106,15 +110,11 @@ def cmd_credentials(args: argparse.Namespace, make: MakeClient) -> int:
     value = sm.get_secret_value(SecretId=secret_name, VersionStage="AWSCURRENT")
     try:
         document = json.loads(value.get("SecretString") or "")
-    except ValueError:
-        document = None
-    if not isinstance(document, dict) or not all(
-            isinstance(document.get(k), str) and document.get(k)
-            for k in ("access_key_id", "secret_access_key")):
+        key_id = secret_schema.parse_partner_secret(document, require=KEY_ONLY).access_key_id
+    except (ValueError, secret_schema.SecretError):
         raise AdminError(f"secret {secret_name} does not hold an access key document "
-                         "(see docs/rotation.md)")
+                         "(see docs/rotation.md)") from None
     text = json.dumps(document, indent=2) + "\n"
-    key_id = document["access_key_id"]
 
     if output is None:
         sys.stdout.write(text)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+
 from partner_transfer import checksums
 from partner_transfer.checksums import ALGORITHM, METADATA_KEY
 from partner_transfer.manifest import BATCH_FOLDER, read_manifest

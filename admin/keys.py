@@ -1,8 +1,7 @@
 """Where every ``iam-user`` partner's access keys stand: status, age, the secret's rotation
 dates, and each key's place on the grace-period timeline.
 
-The timeline is the rotation function's (``lambdas/key_rotation/rotation.py``, its sweep),
-restated here because the function's code is not part of the installed operator package: it is
+The timeline is the one the rotation function's sweep acts on, :mod:`phi_core.key_fate`: it is
 dated from the IAM CreateDate of the AWSCURRENT key; an older key stays active ``grace_days``
 after it, is then deactivated, and deleted ``delete_after_days`` later.
 """
@@ -11,12 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stacks import naming
+from phi_core import key_fate, naming
+from phi_core import secret as secret_schema
 from stacks.config import CustomerConfig, Rotation
 
 
@@ -60,25 +60,24 @@ class CustomerReport:
 def key_state(*, access_key_id: str, active: bool, created: datetime,
               current_key_id: str | None, current_created: datetime | None,
               pending_key_ids: frozenset[str], rotation: Rotation, now: datetime) -> str:
-    """One key's place on the rotation timeline, in words."""
-    if access_key_id == current_key_id:
-        return "current"
-    if access_key_id in pending_key_ids:
-        return "new key of an unfinished rotation"
-    if current_created is None:
-        return "unknown: the AWSCURRENT key is missing from IAM"
-    if created > current_created:
-        return "never announced (left by an interrupted rotation?)"
-    grace_ends = current_created + timedelta(days=rotation.grace_days)
-    deletion_due = grace_ends + timedelta(days=rotation.delete_after_days)
-    if active and now < grace_ends:
-        left = (grace_ends.date() - now.date()).days
-        return f"previous, in grace period until {_day(grace_ends)} ({left} days left)"
-    if active:
-        return f"previous, grace period ended {_day(grace_ends)}: deactivated by the next sweep"
-    if now < deletion_due:
-        return f"deactivated, deleted on or after {_day(deletion_due)}"
-    return "deactivated, deleted by the next sweep"
+    """One key's place on the rotation timeline (:mod:`phi_core.key_fate`), in words."""
+    fate = key_fate.key_fate(
+        key_fate.Key(access_key_id, active, created), current_key_id=current_key_id,
+        current_created=current_created, pending_key_ids=pending_key_ids,
+        grace_days=rotation.grace_days, delete_after_days=rotation.delete_after_days, now=now)
+    if current_created is None or fate not in (key_fate.Fate.IN_GRACE,
+                                               key_fate.Fate.DEACTIVATE,
+                                               key_fate.Fate.WAITING):
+        return fate.value
+    dates = key_fate.timeline(current_created, grace_days=rotation.grace_days,
+                              delete_after_days=rotation.delete_after_days)
+    if fate is key_fate.Fate.IN_GRACE:
+        left = (dates.grace_ends.date() - now.date()).days
+        return f"previous, in grace period until {_day(dates.grace_ends)} ({left} days left)"
+    if fate is key_fate.Fate.DEACTIVATE:
+        return (f"previous, grace period ended {_day(dates.grace_ends)}: deactivated by the "
+                "next sweep")
+    return f"deactivated, deleted on or after {_day(dates.deletion_due)}"
 
 
 def customer_report(customer: CustomerConfig, *, iam: Any, secretsmanager: Any,
@@ -156,8 +155,12 @@ def _key_id(secretsmanager: Any, secret_name: str, version_id: str | None) -> st
         raise
     except ValueError:
         return None
-    key_id = document.get("access_key_id") if isinstance(document, dict) else None
-    return key_id if isinstance(key_id, str) else None
+    try:
+        return secret_schema.parse_partner_secret(
+            document, require=(secret_schema.ACCESS_KEY_ID,
+                               secret_schema.SECRET_ACCESS_KEY)).access_key_id
+    except secret_schema.SecretError:
+        return None
 
 
 def _code(err: ClientError) -> str:

@@ -32,7 +32,8 @@ from admin.stack_outputs import (
     read_outputs_file,
     require_current,
 )
-from stacks import naming
+from phi_core import naming
+from phi_core import secret as secret_schema
 from stacks.config import AccessMode, CustomerConfig
 
 MakeClient = Callable[[str], Any]
@@ -166,12 +167,13 @@ def _current_key(outputs: StackOutputs, make: MakeClient,
                              f"current access key id: pass --access-key-id (see {PROG} keys)"
                              ) from None
     try:
-        document = json.loads(value.get("SecretString") or "")
-        key_id, secret = str(document["access_key_id"]), str(document["secret_access_key"])
-    except (ValueError, KeyError, TypeError):
+        key = secret_schema.parse_secret_string(
+            value.get("SecretString"),
+            require=(secret_schema.ACCESS_KEY_ID, secret_schema.SECRET_ACCESS_KEY))
+    except secret_schema.SecretError:
         raise LifecycleError(f"secret {secret_id} does not hold an access key document "
                              "(see docs/rotation.md)") from None
-    return key_id, [secret], next_day
+    return key.access_key_id, [key.secret_access_key], next_day
 
 
 # --- offboard -------------------------------------------------------------------------------

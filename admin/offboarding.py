@@ -33,10 +33,10 @@ from botocore.exceptions import ClientError
 
 from admin.private_files import PrivateFileError, write_private
 from admin.stack_outputs import LifecycleError, StackOutputs
-from stacks import naming
+from phi_core import naming, partner_policy
 from stacks.config import ACCOUNT_ID_PATTERN, AccessMode, CustomerConfig
 
-DENY_SID = "OffboardedPartnerDeny"
+DENY_SID = partner_policy.OFFBOARDED_DENY_SID
 _ROOT_ARN = re.compile(r"^arn:([a-z-]+):iam::([0-9]{12}):root$")
 POLICY_VERSION = "2012-10-17"
 # A trust policy that lets nobody assume the role (a role needs one; an empty one is invalid).
@@ -62,16 +62,12 @@ class OffboardResult:
 
 
 def principal_arn_patterns(customer: CustomerConfig, outputs: StackOutputs) -> list[str]:
-    """ARN patterns matching every partner principal (``aws:PrincipalArn``), the same as
-    ``PartnerAccess.principal_arn_patterns`` in the stack: our user or role by its
-    deterministic name, or the registered principals (an account id as ``...:iam::ID:*``)."""
-    partition, account, slug = outputs.partition, outputs.account, customer.slug
-    if customer.access is AccessMode.IAM_USER:
-        return [f"arn:{partition}:iam::{account}:user/{naming.partner_user_name(slug)}"]
-    if customer.access is AccessMode.ASSUME_ROLE:
-        return [f"arn:{partition}:iam::{account}:role/{naming.partner_role_name(slug)}"]
-    return [f"arn:{partition}:iam::{p}:*" if ACCOUNT_ID_PATTERN.match(p) else p
-            for p in customer.partner_principals]
+    """ARN patterns matching every partner principal (``aws:PrincipalArn``): the core's, as
+    the stack writes them, with the deployed stack's account and partition."""
+    return partner_policy.partner_principal_patterns(
+        access=customer.access, slug=customer.slug,
+        partner_principals=customer.partner_principals, account=outputs.account,
+        partition=outputs.partition)
 
 
 def granted_principal_patterns(policy: dict[str, Any] | None, partition: str) -> list[str]:
@@ -100,20 +96,15 @@ def granted_principal_patterns(policy: dict[str, Any] | None, partition: str) ->
 
 def deny_statement(customer: CustomerConfig, outputs: StackOutputs,
                    extra_patterns: list[str] | None = None) -> dict[str, Any]:
-    """The bucket-policy statement that shuts the partner out of the bucket: Deny ``s3:*`` on
-    the bucket and its objects to any principal whose ARN matches a partner pattern (the
-    registry's, plus ``extra_patterns``, default none). A deny wins over every allow, so it
-    holds whatever else the policies say."""
+    """The bucket-policy statement that shuts the partner out of the bucket, the one the stack
+    writes for an offboarded customer (:func:`phi_core.partner_policy.offboarded_partner_denies`)
+    over the registry's partner patterns plus ``extra_patterns`` (default none). A deny wins
+    over every allow, so it holds whatever else the policies say."""
     patterns = list(dict.fromkeys([*principal_arn_patterns(customer, outputs),
                                    *(extra_patterns or [])]))
-    return {
-        "Sid": DENY_SID,
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [outputs.bucket_arn, f"{outputs.bucket_arn}/*"],
-        "Condition": {"ArnLike": {"aws:PrincipalArn": patterns}},
-    }
+    bucket_deny, _key_deny = partner_policy.offboarded_partner_denies(outputs.bucket_arn,
+                                                                     patterns)
+    return bucket_deny
 
 
 def with_deny(policy: dict[str, Any] | None, statement: dict[str, Any]) -> dict[str, Any]:

@@ -38,12 +38,11 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import quote
 
-from partner_transfer.errors import TransferError
-from partner_transfer.profile import profile_from_outputs, render_profile
-
 from admin import partner_policy
 from admin.stack_outputs import LifecycleError, StackOutputs
-from stacks import naming
+from partner_transfer.errors import TransferError
+from partner_transfer.profile import profile_from_outputs, render_profile
+from phi_core import naming
 from stacks.config import AccessMode, CustomerConfig, Rotation
 
 CYBERDUCK_PROVIDER = "iterate GmbH"  # the vendor of Cyberduck's bundled S3 connection profile

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from admin import keys, offboarding
 from admin.stack_outputs import LifecycleError, StackOutputs, describe_outputs
-from stacks import naming
+from phi_core import naming
 from stacks.config import AccessMode, CustomerConfig, Direction
 
 DEFAULT_MAX_LISTED = 10_000

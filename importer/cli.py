@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from admin.aws import AwsOptions, make_client
 from importer import store
-from importer.clients import AwsOptions, make_client
 from importer.consumer import Importer, Outcome, dead_letter_queue_of
 
 PROG = "python -m importer"

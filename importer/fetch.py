@@ -18,11 +18,11 @@ from types import TracebackType
 from typing import Any
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
-from partner_transfer import checksums
-from partner_transfer.checksums import ALGORITHM, METADATA_KEY
 
 from importer.errors import ChecksumMismatch, ObjectMissing, Unverifiable
 from importer.message import NULL_VERSION
+from partner_transfer import checksums
+from partner_transfer.checksums import ALGORITHM, METADATA_KEY
 
 CHUNK = 1024 * 1024
 # Object metadata key an uploading tool may set to name its principal (x-amz-meta-uploader-arn).

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from partner_transfer.manifest import BATCH_FOLDER
-
 from importer.errors import InvalidMessage
-from stacks import naming
+from partner_transfer.manifest import BATCH_FOLDER
+from phi_core import naming
 from stacks.config import SLUG_PATTERN
 
 # Every field the handoff rule sends, in its order.

@@ -708,7 +708,8 @@ class LogGroupModel(_Extends, CloudFormationModel):
 
 
 class FunctionModel(_Extends, CloudFormationModel):
-    """``AWS::Lambda::Function``: moto creates it; KmsKeyArn and Tags are applied here."""
+    """``AWS::Lambda::Function``: moto creates it; KmsKeyArn, Layers (moto's CloudFormation
+    model drops them; its API keeps them) and Tags are applied here."""
 
     MOTO = LambdaFunction
 
@@ -716,6 +717,9 @@ class FunctionModel(_Extends, CloudFormationModel):
     def complete(cls, resource: Any, properties: dict[str, Any], account_id: str,
                  region_name: str, *, logical_id: str) -> None:
         resource.kms_key_arn = properties.get("KmsKeyArn")
+        # A Ref to moto's LayerVersion resolves to the model itself, not its ARN.
+        layers = [getattr(layer, "arn", layer) for layer in properties.get("Layers", [])]
+        resource.layers = resource._get_layers_data(layers)
         tags = {t["Key"]: t["Value"] for t in _tags(properties)}
         if tags:
             lambda_backends[account_id][region_name].tag_resource(resource.function_arn, tags)

@@ -51,7 +51,10 @@ APPLIED: dict[str, frozenset[str]] = {
     "AWS::Lambda::Function": frozenset({
         "Code", "FunctionName", "Handler", "Role", "Runtime", "Description", "MemorySize",
         "Timeout", "Environment", "ReservedConcurrentExecutions", "KmsKeyArn", "Tags",
+        "Layers",
     }),
+    # moto's own model publishes the version with its content from the asset bucket.
+    "AWS::Lambda::LayerVersion": frozenset({"Content", "CompatibleRuntimes", "Description"}),
     "AWS::Lambda::Permission": frozenset(
         {"Action", "FunctionName", "Principal", "SourceArn", "SourceAccount"}
     ),

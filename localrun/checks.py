@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from localrun.context import LocalRun
-from stacks import naming
+from phi_core import naming
 
 # The secret's contract (docs/rotation.md); readers ignore other fields.
 PARTNER_SECRET_FIELDS = frozenset({

@@ -23,7 +23,7 @@ from localaws.coverage import coverage
 from localaws.server import ACCOUNT_ID, REGION
 from localrun import checks
 from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult
-from stacks import naming
+from phi_core import naming
 
 CDK_STACK_ID = "CustomerStack"
 CDK_CLI = REPO_ROOT / "node_modules" / ".bin" / "cdk"  # the pinned CLI (package.json)

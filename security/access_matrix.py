@@ -49,6 +49,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from phi_core import naming
 from security import evaluator
 from security.action_catalog import action_info, actions_for
 from security.matrix_model import (
@@ -91,7 +92,6 @@ from security.matrix_rules import (
 from security.synth import REPO, SynthesizedApp, synthesize
 from security.templates import StackPolicies, collect_policies
 from security.templates import resolve_template as _resolve
-from stacks import naming
 from stacks.config import (
     ACCOUNT_ID_PATTERN,
     AccessMode,

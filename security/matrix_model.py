@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from phi_core import defaults
 from security.templates import ACCOUNT, REGION, URL_SUFFIX
 
 __all__ = ["ACCOUNT", "REGION", "URL_SUFFIX"]  # re-exported: the matrix's fixed environment
@@ -19,7 +20,7 @@ AUDIT = "audit"  # the owner of the account-wide audit stack's resources
 SSE = "s3:x-amz-server-side-encryption"
 SSE_KEY = "s3:x-amz-server-side-encryption-aws-kms-key-id"
 SSE_C = "s3:x-amz-server-side-encryption-customer-algorithm"
-MINIMUM_TLS = 1.2
+MINIMUM_TLS = defaults.MINIMUM_TLS_VERSION
 
 STRANGER_ACCOUNT = "999988887777"
 

@@ -7,7 +7,8 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
-from stacks import compliance, naming
+from phi_core import naming
+from stacks import compliance
 from stacks.components.audit_trail import AuditTrail
 from stacks.components.ingestion_queue import IngestionQueue
 from stacks.config import AuditSettings

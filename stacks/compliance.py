@@ -76,7 +76,7 @@ def acknowledge_customer_stack(
         bucket_arn_text = "".join(
             part if isinstance(part, str) else f"<{part['Ref']}>" for part in bucket_arn
         )
-        prefixes = [d.prefix for d in access.scope_.directions]
+        prefixes = [d.prefix for d in access.partner_scope.directions]
         _acknowledge(
             policy.node.default_child,  # type: ignore[arg-type]
             "The wildcard is the object-key suffix under the partner's own prefix of its own "

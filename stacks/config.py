@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacks import naming
+from phi_core import defaults, naming
+from phi_core.vocabulary import AccessMode, Direction
 
 # "-c customer=all" selects every customer; "audit" would collide with the audit stack's names.
 RESERVED_SLUGS = frozenset({"all", "audit"})
@@ -42,23 +43,6 @@ MAX_SOURCE_CIDRS = 200
 MAX_CONTACTS = 20
 
 
-class AccessMode(enum.StrEnum):
-    """How the partner reaches its bucket."""
-
-    IAM_USER = "iam-user"  # we create an IAM user; its access key lives in Secrets Manager
-    CROSS_ACCOUNT = "cross-account"  # the partner's own principals, granted by resource policies
-    ASSUME_ROLE = "assume-role"  # a role in our account, assumable only with the external id
-
-
-class Direction(enum.StrEnum):
-    INBOUND = "inbound"  # partner writes under inbound/, we read
-    OUTBOUND = "outbound"  # we write under outbound/, partner reads
-
-    @property
-    def prefix(self) -> str:
-        return naming.INBOUND_PREFIX if self is Direction.INBOUND else naming.OUTBOUND_PREFIX
-
-
 @dataclass(frozen=True)
 class Retention:
     """Lifecycle of a customer bucket.
@@ -69,8 +53,8 @@ class Retention:
     transfer client to resume an interrupted upload).
     """
 
-    noncurrent_version_days: int = 90
-    abort_incomplete_multipart_days: int = 7
+    noncurrent_version_days: int = defaults.NONCURRENT_VERSION_DAYS
+    abort_incomplete_multipart_days: int = defaults.ABORT_INCOMPLETE_MULTIPART_DAYS
 
 
 @dataclass(frozen=True)
@@ -83,9 +67,9 @@ class Rotation:
     the grace period ends.
     """
 
-    interval_days: int = 365
-    grace_days: int = 14
-    delete_after_days: int = 30
+    interval_days: int = defaults.ROTATION_INTERVAL_DAYS
+    grace_days: int = defaults.GRACE_DAYS
+    delete_after_days: int = defaults.DELETE_AFTER_DAYS
 
 
 @dataclass(frozen=True)
@@ -269,7 +253,30 @@ def read_registry(directory: Path) -> RegistryRead:
             problems.extend(err.problems)
             continue
         customers.setdefault(config.slug, config)
+    for slug, problem in _name_collisions(customers):
+        problems.append(problem)
+        customers.pop(slug, None)
     return RegistryRead(customers=customers, problems=tuple(problems), files=by_slug)
+
+
+def _name_collisions(customers: Mapping[str, CustomerConfig]) -> list[tuple[str, str]]:
+    """(slug, problem) for each customer whose stack would create a name another customer's
+    already has (``acme-logs``'s data bucket is ``acme``'s access-log bucket): the later slug,
+    in sorted order, is refused."""
+    owners: dict[str, tuple[str, str]] = {}  # name -> (slug, what)
+    found = []
+    for slug in sorted(customers):
+        for name, what in naming.physical_names(slug).items():
+            if name in owners:
+                other, other_what = owners[name]
+                found.append((slug, f"{customers[slug].source_file}: slug: its {what} would be "
+                                    f"named like {other}'s {other_what} ({name}); choose "
+                                    "another slug"))
+                break
+        else:
+            for name, what in naming.physical_names(slug).items():
+                owners[name] = (slug, what)
+    return found
 
 
 def load_registry(directory: Path) -> dict[str, CustomerConfig]:
@@ -540,8 +547,7 @@ class LockMode(enum.StrEnum):
     GOVERNANCE = "governance"  # principals with s3:BypassGovernanceRetention can
 
 
-# HIPAA keeps required documentation six years (45 CFR 164.316(b)(2)).
-MIN_AUDIT_RETENTION_DAYS = 6 * 365 + 2  # 2192: six years including leap days
+MIN_AUDIT_RETENTION_DAYS = defaults.EVIDENCE_RETENTION_DAYS
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
-from stacks import compliance, naming, policy_limits
+from phi_core import naming
+from phi_core import outputs as stack_outputs
+from stacks import compliance, policy_limits
 from stacks.components.encrypted_storage import EncryptedStorage
 from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
 from stacks.components.partner_access import PartnerAccess, deny_partner
-from stacks.config import AccessMode, CustomerConfig, Direction, RegistryError
+from stacks.config import CustomerConfig, Direction, RegistryError
 
 
 class CustomerStack(Stack):
@@ -94,35 +96,16 @@ class CustomerStack(Stack):
     def _outputs(
         self, customer: CustomerConfig, storage: EncryptedStorage, access: PartnerAccess | None
     ) -> None:
-        """What a client needs to connect (the transfer client's profile reads these keys)."""
-        outputs: dict[str, str] = {
-            "CustomerSlug": customer.slug,
-            "AccessMode": customer.access.value,
-            "BucketName": storage.bucket.bucket_name,
-            "BucketRegion": self.region,
-            "BucketOwnerAccount": self.account,
-            "KmsKeyArn": storage.key.key_arn,
-        }
-        if access is None:
-            outputs["Offboarded"] = "true"  # no way in: no prefixes, no partner identity
-        else:
-            outputs.update(self._partner_outputs(customer, access))
+        """What a client needs to connect: the core's output schema (the client's profile,
+        the onboarding kit and the operator CLI read it with the same module)."""
+        outputs = stack_outputs.customer_outputs(
+            slug=customer.slug, access=customer.access,
+            bucket_name=storage.bucket.bucket_name, region=self.region, account=self.account,
+            key_arn=storage.key.key_arn, directions=customer.directions,
+            offboarded=access is None,
+            secret_arn=access.secret.secret_arn if access and access.secret else None,
+            user_name=access.user_name if access else None,
+            role_arn=access.role.role_arn if access and access.role else None,
+            external_id=customer.external_id)
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
-
-    @staticmethod
-    def _partner_outputs(customer: CustomerConfig, access: PartnerAccess) -> dict[str, str]:
-        outputs: dict[str, str] = {}
-        if customer.allows(Direction.INBOUND):
-            outputs["InboundPrefix"] = naming.INBOUND_PREFIX
-        if customer.allows(Direction.OUTBOUND):
-            outputs["OutboundPrefix"] = naming.OUTBOUND_PREFIX
-        if customer.access is AccessMode.IAM_USER:
-            assert access.secret is not None and access.user_name is not None
-            outputs["PartnerSecretArn"] = access.secret.secret_arn
-            outputs["PartnerUserName"] = access.user_name
-        elif customer.access is AccessMode.ASSUME_ROLE:
-            assert access.role is not None and customer.external_id is not None
-            outputs["PartnerRoleArn"] = access.role.role_arn
-            outputs["ExternalId"] = customer.external_id
-        return outputs

@@ -8,8 +8,8 @@ call :func:`key_rotation.rotation.handle_event`. Events:
 - from the daily EventBridge schedule: ``{"action": "sweep"}``.
 
 Environment: ``SECRET_ARN``, ``USER_NAME``, ``CUSTOMER_SLUG``, ``NOTICES_TOPIC_ARN`` (required);
-``GRACE_DAYS`` (default 14), ``DELETE_AFTER_DAYS`` (default 30), ``TEST_ATTEMPTS`` (default 12),
-``TEST_RETRY_SECONDS`` (default 5), ``LOG_LEVEL`` (default INFO).
+``GRACE_DAYS`` and ``DELETE_AFTER_DAYS`` (defaults: :mod:`phi_core.defaults`),
+``TEST_ATTEMPTS`` (default 12), ``TEST_RETRY_SECONDS`` (default 5), ``LOG_LEVEL`` (default INFO).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import boto3
 from botocore.config import Config
 
 from key_rotation.rotation import AwsClients, RotationSettings, handle_event
+from phi_core import defaults
 
 logger = logging.getLogger("key_rotation")
 
@@ -57,8 +58,8 @@ def settings_from_env(env: Mapping[str, str]) -> RotationSettings:
         user_name=env.get("USER_NAME", ""),
         customer_slug=env.get("CUSTOMER_SLUG", ""),
         notices_topic_arn=env.get("NOTICES_TOPIC_ARN", ""),
-        grace_days=number("GRACE_DAYS", 14, 1, int),
-        delete_after_days=number("DELETE_AFTER_DAYS", 30, 1, int),
+        grace_days=number("GRACE_DAYS", defaults.GRACE_DAYS, 1, int),
+        delete_after_days=number("DELETE_AFTER_DAYS", defaults.DELETE_AFTER_DAYS, 1, int),
         test_attempts=number("TEST_ATTEMPTS", 12, 1, int),
         test_retry_seconds=number("TEST_RETRY_SECONDS", 5.0, 0, float),
     )

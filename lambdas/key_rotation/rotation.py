@@ -23,10 +23,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from phi_core import defaults, key_fate
+from phi_core import secret as secret_schema
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +37,6 @@ AWSCURRENT = "AWSCURRENT"
 AWSPENDING = "AWSPENDING"
 AWSPREVIOUS = "AWSPREVIOUS"
 IAM_KEYS_PER_USER = 2  # IAM's hard limit on access keys per user
-# Fields of the secret that belong to one access key; every other field is copied forward.
-KEY_FIELDS = ("access_key_id", "secret_access_key", "created_at")
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 SWEEP = "sweep"
 
@@ -52,8 +53,9 @@ class RotationError(Exception):
 class RotationSettings:
     """What the function needs to know about its one customer.
 
-    ``grace_days`` (default 14): the previous key stays active this long after the current key
-    was created. ``delete_after_days`` (default 30): a deactivated previous key is deleted this
+    ``grace_days`` (default :data:`phi_core.defaults.GRACE_DAYS`): the previous key stays
+    active this long after the current key was created. ``delete_after_days`` (default
+    :data:`phi_core.defaults.DELETE_AFTER_DAYS`): a deactivated previous key is deleted this
     long after the grace period ends. ``test_attempts`` (default 12) and ``test_retry_seconds``
     (default 5.0): ``testSecret`` tries the new key this often, this far apart, because a new
     IAM key takes a few seconds to work everywhere.
@@ -63,8 +65,8 @@ class RotationSettings:
     user_name: str
     customer_slug: str
     notices_topic_arn: str
-    grace_days: int = 14
-    delete_after_days: int = 30
+    grace_days: int = defaults.GRACE_DAYS
+    delete_after_days: int = defaults.DELETE_AFTER_DAYS
     test_attempts: int = 12
     test_retry_seconds: float = 5.0
 
@@ -117,7 +119,7 @@ class _Version:
 
     @property
     def key_id(self) -> str | None:
-        key_id = self.value.get("access_key_id") if self.value else None
+        key_id = self.value.get(secret_schema.ACCESS_KEY_ID) if self.value else None
         return key_id if isinstance(key_id, str) else None
 
     @property
@@ -229,7 +231,7 @@ def create_secret(token: str, settings: RotationSettings, aws: AwsClients) -> St
         key = reusable[-1]
         held_value = held[key.access_key_id].value
         assert held_value is not None
-        secret_access_key = str(held_value.get("secret_access_key", ""))
+        secret_access_key = str(held_value.get(secret_schema.SECRET_ACCESS_KEY, ""))
         created, outcome = key.created, "reused-unfinished-key"
         key_id = key.access_key_id
         logger.info("%s: reusing key %s from an unfinished rotation", step, key_id)
@@ -240,9 +242,9 @@ def create_secret(token: str, settings: RotationSettings, aws: AwsClients) -> St
         created, outcome = new["CreateDate"], "created"
         logger.info("%s: created key %s for user %s", step, key_id, settings.user_name)
 
-    value = {k: v for k, v in (current.value or {}).items() if k not in KEY_FIELDS}
-    value.update(access_key_id=key_id, secret_access_key=secret_access_key,
-                 created_at=_iso(created))
+    value = secret_schema.with_new_key(current.value, access_key_id=key_id,
+                                       secret_access_key=secret_access_key,
+                                       created_at=_iso(created))
     # If this call fails or the function dies before it, the key exists but no version holds
     # it; the retry finds it newer than AWSCURRENT and unheld, and deletes it (see above).
     sm.put_secret_value(SecretId=settings.secret_arn, ClientRequestToken=token,
@@ -308,8 +310,8 @@ def test_secret(token: str, settings: RotationSettings, aws: AwsClients, *,
     step = "testSecret"
     version = _version(aws.secretsmanager, settings, token)
     value = _require_key_fields(version, settings, step)
-    key_id = value["access_key_id"]
-    sts = aws.sts_for_key(key_id, value["secret_access_key"])
+    key_id = value[secret_schema.ACCESS_KEY_ID]
+    sts = aws.sts_for_key(key_id, value[secret_schema.SECRET_ACCESS_KEY])
     attempts = max(1, settings.test_attempts)
     for attempt in range(1, attempts + 1):
         try:
@@ -359,7 +361,7 @@ def finish_secret(token: str, settings: RotationSettings, aws: AwsClients) -> St
     sm = aws.secretsmanager
     version = _version(sm, settings, token)
     value = _require_key_fields(version, settings, step)
-    new_key_id = value["access_key_id"]
+    new_key_id = value[secret_schema.ACCESS_KEY_ID]
     labelled = _read_versions(sm, settings.secret_arn, include_deprecated=False)
     if AWSCURRENT in version.stages:
         previous = next((v for v in labelled if AWSPREVIOUS in v.stages), None)
@@ -375,7 +377,7 @@ def finish_secret(token: str, settings: RotationSettings, aws: AwsClients) -> St
         previous_key_id, outcome = current.key_id, "current"
     keys = {k.access_key_id: k for k in _list_keys(aws.iam, settings.user_name)}
     new_key = keys.get(new_key_id)
-    created = new_key.created if new_key else _parse_iso(value.get("created_at"))
+    created = new_key.created if new_key else _parse_iso(value.get(secret_schema.CREATED_AT))
     _publish_new_key(aws.sns, settings, new_key_id, previous_key_id, created)
     return StepResult(step, outcome, new_key_id)
 
@@ -384,53 +386,53 @@ def finish_secret(token: str, settings: RotationSettings, aws: AwsClients) -> St
 
 
 def sweep(settings: RotationSettings, aws: AwsClients, *, now: Clock) -> SweepResult:
-    """Carry out the grace-period timeline; stateless and idempotent.
-
-    The timeline is dated from IAM's CreateDate of the AWSCURRENT key. A key older than it (a
-    previous key) that is still active is deactivated once the grace period has ended; an
-    inactive one is deleted ``delete_after_days`` later. The AWSCURRENT key, the key of an
-    unfinished rotation (AWSPENDING) and any key newer than the current one (never announced;
-    ``createSecret`` deals with those) are left alone. A key deactivated today is deleted by a
-    later run at the earliest, even when a missed run means both dates have passed.
+    """Carry out each key's fate on the grace-period timeline (:mod:`phi_core.key_fate`):
+    deactivate a previous key whose grace period has ended, delete one deactivated long
+    enough. Stateless and idempotent: the timeline is dated from IAM's CreateDate of the
+    AWSCURRENT key.
     """
     iam = aws.iam
     versions = _read_versions(aws.secretsmanager, settings.secret_arn, include_deprecated=False)
     current = _current_version(versions, settings)
-    pending_ids = {v.key_id for v in versions if v.in_progress and v.key_id}
+    pending_ids = frozenset(v.key_id for v in versions if v.in_progress and v.key_id)
     keys = _list_keys(iam, settings.user_name)
     current_key = next((k for k in keys if k.access_key_id == current.key_id), None)
     if current_key is None:
         raise RotationError(f"sweep: the AWSCURRENT key {current.key_id} of user "
                             f"{settings.user_name} does not exist in IAM, so the grace period "
                             "cannot be dated; rotate the secret to issue a working key")
-    grace_ends = current_key.created + timedelta(days=settings.grace_days)
-    deletion_due = grace_ends + timedelta(days=settings.delete_after_days)
+    dates = key_fate.timeline(current_key.created, grace_days=settings.grace_days,
+                              delete_after_days=settings.delete_after_days)
     moment = now()
     actions: list[SweepAction] = []
     for key in sorted(keys, key=lambda k: k.created):
-        if key is current_key or key.access_key_id in pending_ids:
-            continue
-        if key.created > current_key.created:
+        fate = key_fate.key_fate(
+            key_fate.Key(key.access_key_id, key.active, key.created),
+            current_key_id=current_key.access_key_id, current_created=current_key.created,
+            pending_key_ids=pending_ids, grace_days=settings.grace_days,
+            delete_after_days=settings.delete_after_days, now=moment)
+        if fate is key_fate.Fate.UNANNOUNCED:
             logger.warning("sweep: key %s of user %s is newer than the AWSCURRENT key and not "
                            "pending; leaving it for the next rotation", key.access_key_id,
                            settings.user_name)
             actions.append(SweepAction(key.access_key_id, "skipped-newer-than-current"))
-        elif key.active and moment >= grace_ends:
+        elif fate is key_fate.Fate.DEACTIVATE:
             iam.update_access_key(UserName=settings.user_name, AccessKeyId=key.access_key_id,
                                   Status="Inactive")
             logger.info("sweep: deactivated key %s of user %s", key.access_key_id,
                         settings.user_name)
             actions.append(SweepAction(key.access_key_id, "deactivated"))
             _publish_deactivated(aws.sns, settings, key.access_key_id, current_key,
-                                 deletion_due)
-        elif not key.active and moment >= deletion_due:
+                                 dates.deletion_due)
+        elif fate is key_fate.Fate.DELETE:
             iam.delete_access_key(UserName=settings.user_name, AccessKeyId=key.access_key_id)
             logger.info("sweep: deleted key %s of user %s", key.access_key_id,
                         settings.user_name)
             actions.append(SweepAction(key.access_key_id, "deleted"))
             _publish_deleted(aws.sns, settings, key.access_key_id)
-    return SweepResult(current_key_id=current_key.access_key_id, grace_ends=_iso(grace_ends),
-                       deletion_due=_iso(deletion_due), actions=tuple(actions))
+    return SweepResult(current_key_id=current_key.access_key_id,
+                       grace_ends=_iso(dates.grace_ends), deletion_due=_iso(dates.deletion_due),
+                       actions=tuple(actions))
 
 
 # --- reading the secret and the user's keys -------------------------------------------------
@@ -498,18 +500,16 @@ def _require_key_fields(version: _Version, settings: RotationSettings,
                         what: str) -> Mapping[str, Any]:
     """The version's value, checked to be a key of the partner user (never echoes values)."""
     value = version.value
-    if value is None:
-        raise RotationError(f"{what}: version {version.version_id} of {settings.secret_arn} is "
-                            "not a JSON object")
-    missing = [name for name in ("user_name", "access_key_id", "secret_access_key")
-               if not isinstance(value.get(name), str) or not value.get(name)]
-    if missing:
-        raise RotationError(f"{what}: version {version.version_id} lacks "
-                            + ", ".join(missing))
-    if value["user_name"] != settings.user_name:
+    try:
+        parsed = secret_schema.parse_partner_secret(value)
+    except secret_schema.SecretError as err:
+        raise RotationError(f"{what}: version {version.version_id} of {settings.secret_arn} "
+                            f"{err}") from None
+    if parsed.user_name != settings.user_name:
         raise RotationError(f"{what}: version {version.version_id} is for user "
-                            f"{value['user_name']!r}, but this function rotates "
+                            f"{parsed.user_name!r}, but this function rotates "
                             f"{settings.user_name!r}")
+    assert value is not None
     return value
 
 
@@ -557,13 +557,13 @@ def _publish_new_key(sns: Any, settings: RotationSettings, new_key_id: str,
              f"(customer {settings.customer_slug}).", "",
              f"New access key id: {new_key_id}"]
     if created is not None:
-        grace_ends = created + timedelta(days=settings.grace_days)
-        deletion_due = grace_ends + timedelta(days=settings.delete_after_days)
+        dates = key_fate.timeline(created, grace_days=settings.grace_days,
+                                  delete_after_days=settings.delete_after_days)
         lines.append(f"Issued: {_day(created)}")
         if previous_key_id:
             lines += [f"Previous access key id: {previous_key_id}",
-                      f"The previous key keeps working until {_day(grace_ends)}; it is then "
-                      f"deactivated, and deleted on or after {_day(deletion_due)}.",
+                      f"The previous key keeps working until {_day(dates.grace_ends)}; it is "
+                      f"then deactivated, and deleted on or after {_day(dates.deletion_due)}.",
                       "Switch to the new key before the previous one is deactivated."]
     lines += ["", "The secret access key is never sent by notice; obtain it as agreed "
               "(see docs/rotation.md)."]

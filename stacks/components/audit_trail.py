@@ -10,7 +10,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import naming
+from phi_core import naming
 from stacks.components import service_key_access
 from stacks.components.encrypted_storage import ACCESS_LOG_RETENTION_DAYS, secure_bucket
 from stacks.config import AuditSettings, LockMode

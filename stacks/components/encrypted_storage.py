@@ -8,12 +8,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from phi_core import defaults
 from stacks.config import Retention
 
 # Server access logs are evidence of who touched PHI: kept six years, HIPAA's retention period
 # for required documentation (45 CFR 164.316(b)(2)).
-ACCESS_LOG_RETENTION_DAYS = 6 * 365
-MINIMUM_TLS_VERSION = 1.2
+ACCESS_LOG_RETENTION_DAYS = defaults.EVIDENCE_RETENTION_DAYS
 
 
 def secure_bucket(
@@ -51,7 +51,7 @@ def secure_bucket(
         blocked_encryption_types=[s3.BlockedEncryptionType.SSE_C],
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         enforce_ssl=True,
-        minimum_tls_version=MINIMUM_TLS_VERSION,
+        minimum_tls_version=defaults.MINIMUM_TLS_VERSION,
         versioned=True,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         server_access_logs_bucket=access_logs[0] if access_logs else None,

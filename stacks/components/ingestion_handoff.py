@@ -8,7 +8,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_events as events
 from constructs import Construct
 
-from stacks import naming
+from phi_core import naming
 
 
 class IngestionHandoff(Construct):

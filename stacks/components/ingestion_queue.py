@@ -8,7 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks import naming
+from phi_core import naming
 from stacks.components import service_key_access
 
 # A message that fails this many deliveries (a file that cannot be imported) moves to the DLQ.

@@ -19,12 +19,17 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks import naming
+from phi_core import naming
+from phi_core.rotation_policy import rotation_role_statements
 from stacks.components import service_key_access
 from stacks.config import Rotation
 
 # The asset root is lambdas/: Lambda imports key_rotation.handler exactly as the tests do.
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
+# The shared rules (phi_core), as a layer: core/python/ is Lambda's layer layout, so the
+# function imports phi_core as the operator tooling does, from the same files.
+CORE_DIR = Path(__file__).resolve().parents[2] / "core"
+BUILD_LEFTOVERS = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "build", "pyproject.toml"]
 HANDLER = "key_rotation.handler.main"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Rotation runs write the evidence of who held which key when: kept six years like other
@@ -146,9 +151,8 @@ class KeyRotation(Construct):
             actions=["kms:GenerateDataKey*", "kms:Decrypt"], source_arns=[self._alarm_arn])
 
     def _role(self, slug: str, secret: secretsmanager.Secret, user_name: str) -> iam.Role:
-        """One managed policy, written out because the rules it must meet (no inline policies,
-        exact resources) are more than grants express: grants would add an inline default
-        policy to the role. Each statement is tested."""
+        """One managed policy from the core's statements: grants would add an inline default
+        policy to the role and could not say "the key only through these services"."""
         stack = Stack.of(self)
         user_arn = stack.format_arn(service="iam", region="", resource="user",
                                     resource_name=user_name)
@@ -156,47 +160,13 @@ class KeyRotation(Construct):
             self,
             "FunctionPolicy",
             description=f"Rotation of partner {slug}'s access key: its user and secret only",
-            statements=[
-                iam.PolicyStatement(
-                    sid="ManagePartnerAccessKeys",
-                    actions=["iam:ListAccessKeys", "iam:CreateAccessKey", "iam:UpdateAccessKey",
-                             "iam:DeleteAccessKey", "iam:GetAccessKeyLastUsed"],
-                    resources=[user_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="RotatePartnerSecret",
-                    actions=["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
-                             "secretsmanager:ListSecretVersionIds",
-                             "secretsmanager:PutSecretValue",
-                             "secretsmanager:UpdateSecretVersionStage"],
-                    resources=[secret.secret_arn],
-                ),
-                iam.PolicyStatement(
-                    # Only through the services that use the key for this function: the
-                    # secret, the topic, the dead-letter queue and (Lambda) its environment.
-                    sid="UseCustomerKeyForSecretTopicAndQueue",
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=[self._key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": [
-                        f"{service}.{stack.region}.{stack.url_suffix}"
-                        for service in ("secretsmanager", "sns", "sqs", "lambda")]}},
-                ),
-                iam.PolicyStatement(
-                    sid="PublishNotices",
-                    actions=["sns:Publish"],
-                    resources=[self.topic.topic_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="SendToDeadLetterQueue",
-                    actions=["sqs:SendMessage"],
-                    resources=[self.dead_letter_queue.queue_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[self.log_group.log_group_arn],
-                ),
-            ],
+            statements=[iam.PolicyStatement.from_json(statement) for statement in
+                        rotation_role_statements(
+                            user_arn=user_arn, secret_arn=secret.secret_arn,
+                            key_arn=self._key.key_arn, topic_arn=self.topic.topic_arn,
+                            dead_letter_queue_arn=self.dead_letter_queue.queue_arn,
+                            log_group_arn=self.log_group.log_group_arn, region=stack.region,
+                            url_suffix=stack.url_suffix)],
         )
         return iam.Role(
             self,
@@ -221,9 +191,14 @@ class KeyRotation(Construct):
             description=f"Rotates partner {slug}'s access key; daily sweep of old keys",
             runtime=RUNTIME,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(LAMBDAS_DIR), exclude=["**/__pycache__", "**/*.pyc"]
-            ),
+            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=BUILD_LEFTOVERS),
+            layers=[lambda_.LayerVersion(
+                self,
+                "CoreLayer",
+                code=lambda_.Code.from_asset(str(CORE_DIR), exclude=BUILD_LEFTOVERS),
+                compatible_runtimes=[RUNTIME],
+                description="phi_core: the rules the function shares with the operator tools",
+            )],
             # Immutable: CDK must not add an inline policy; everything is in FunctionPolicy.
             role=role.without_policy_updates(),
             timeout=Duration.minutes(5),

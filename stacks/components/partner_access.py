@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from aws_cdk import Duration, SecretValue, Stack
 from aws_cdk import aws_iam as iam
@@ -11,105 +11,25 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from stacks import naming
-from stacks.config import ACCOUNT_ID_PATTERN, AccessMode, CustomerConfig, Direction
+from phi_core import naming, partner_policy
+from phi_core import secret as secret_schema
+from phi_core.partner_policy import PartnerScope
+from stacks.config import ACCOUNT_ID_PATTERN, AccessMode, CustomerConfig
 
 MAX_ROLE_SESSION = Duration.hours(1)
 
 
-@dataclass(frozen=True)
-class PartnerScope:
-    """What a partner may touch: one bucket's prefixes, one key, only through S3."""
-
-    bucket_arn: str
-    key_arn: str
-    directions: tuple[Direction, ...]
-    s3_service: str  # "s3.<region>.<url suffix>", the only service allowed to use the key
-
-    def statements(self) -> list[iam.PolicyStatement]:
-        """The partner's allow statements, without principals (identity-policy form).
-
-        Inbound is write-only: a leaked partner key must not expose earlier uploads, so the
-        partner cannot read back, overwrite-by-copy or delete what it sent. Outbound is
-        read-only. Listing is limited to the partner's prefixes, plus the bucket's top level
-        with "/" as delimiter so desktop clients can open the bucket and see the folders.
-        """
-        statements = []
-        prefixes = [d.prefix for d in self.directions]
-        if Direction.INBOUND in self.directions:
-            statements.append(iam.PolicyStatement(
-                sid="WriteInbound",
-                actions=["s3:PutObject", "s3:AbortMultipartUpload",
-                         "s3:ListMultipartUploadParts"],
-                resources=[f"{self.bucket_arn}/{naming.INBOUND_PREFIX}*"],
-            ))
-        if Direction.OUTBOUND in self.directions:
-            statements.append(iam.PolicyStatement(
-                sid="ReadOutbound",
-                actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes",
-                         "s3:GetObjectVersionAttributes"],
-                resources=[f"{self.bucket_arn}/{naming.OUTBOUND_PREFIX}*"],
-            ))
-        statements.append(iam.PolicyStatement(
-            sid="ListOwnPrefixes",
-            actions=["s3:ListBucket"],
-            resources=[self.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
-        ))
-        statements.append(iam.PolicyStatement(
-            # Desktop clients (Cyberduck, WinSCP) ask for the bucket's region first; it reveals
-            # nothing else.
-            sid="FindBucketRegion",
-            actions=["s3:GetBucketLocation"],
-            resources=[self.bucket_arn],
-        ))
-        statements.append(iam.PolicyStatement(
-            sid="ListTopLevelFolders",
-            actions=["s3:ListBucket"],
-            resources=[self.bucket_arn],
-            conditions={
-                "StringEquals": {"s3:delimiter": "/"},
-                "StringEqualsIfExists": {"s3:prefix": ""},
-            },
-        ))
-        statements.append(iam.PolicyStatement(
-            sid="UseKeyThroughS3",
-            actions=self.key_actions(),
-            resources=[self.key_arn],
-            conditions=self.key_conditions(),
-        ))
-        return statements
-
-    def key_actions(self) -> list[str]:
-        # Uploads (multipart included) need GenerateDataKey and Decrypt; downloads Decrypt.
-        if Direction.INBOUND in self.directions:
-            return ["kms:Decrypt", "kms:GenerateDataKey"]
-        return ["kms:Decrypt"]
-
-    def key_conditions(self) -> dict:
-        return {
-            "StringEquals": {"kms:ViaService": self.s3_service},
-            # With S3 Bucket Keys the encryption context is the bucket ARN; without, the object's.
-            "StringLike": {"kms:EncryptionContext:aws:s3:arn": [self.bucket_arn,
-                                                                 f"{self.bucket_arn}/*"]},
-        }
+def statements(documents: Iterable[dict]) -> list[iam.PolicyStatement]:
+    """The core's plain statements as CDK statements (tokens inside resolve at synth)."""
+    return [iam.PolicyStatement.from_json(document) for document in documents]
 
 
 def partner_principal_patterns(stack: Stack, customer: CustomerConfig) -> list[str]:
-    """ARN patterns matching every principal of ``customer``'s partner (an account id matches
-    every principal of that account). Built from deterministic names, not resource attributes,
-    so key and bucket policies never depend on (or wait for) the IAM resources."""
-    slug = customer.slug
-    if customer.access is AccessMode.IAM_USER:
-        return [stack.format_arn(service="iam", region="", resource="user",
-                                 resource_name=naming.partner_user_name(slug))]
-    if customer.access is AccessMode.ASSUME_ROLE:
-        return [stack.format_arn(service="iam", region="", resource="role",
-                                 resource_name=naming.partner_role_name(slug))]
-    return [
-        f"arn:{stack.partition}:iam::{p}:*" if ACCOUNT_ID_PATTERN.match(p) else p
-        for p in customer.partner_principals
-    ]
+    """ARN patterns matching every principal of ``customer``'s partner (see the core)."""
+    return partner_policy.partner_principal_patterns(
+        access=customer.access, slug=customer.slug,
+        partner_principals=customer.partner_principals, account=stack.account,
+        partition=stack.partition)
 
 
 def deny_partner(
@@ -117,24 +37,10 @@ def deny_partner(
 ) -> None:
     """An offboarded partner: every S3 action on the bucket and every use of the key denied to
     its principals, whatever any other statement allows."""
-    partner = {"ArnLike": {
-        "aws:PrincipalArn": partner_principal_patterns(Stack.of(bucket), customer)}}
-    bucket.add_to_resource_policy(iam.PolicyStatement(
-        sid="OffboardedPartnerDeny",
-        effect=iam.Effect.DENY,
-        principals=[iam.AnyPrincipal()],
-        actions=["s3:*"],
-        resources=[bucket_arn, f"{bucket_arn}/*"],
-        conditions=partner,
-    ))
-    key.add_to_resource_policy(iam.PolicyStatement(
-        sid="OffboardedPartnerKeyDeny",
-        effect=iam.Effect.DENY,
-        principals=[iam.AnyPrincipal()],
-        actions=["kms:*"],
-        resources=["*"],
-        conditions=partner,
-    ))
+    bucket_deny, key_deny = statements(partner_policy.offboarded_partner_denies(
+        bucket_arn, partner_principal_patterns(Stack.of(bucket), customer)))
+    bucket.add_to_resource_policy(bucket_deny)
+    key.add_to_resource_policy(key_deny)
 
 
 class PartnerAccess(Construct):
@@ -169,7 +75,7 @@ class PartnerAccess(Construct):
         self._customer = customer
         self._bucket = bucket
         self._key = key
-        self.scope_ = PartnerScope(
+        self.partner_scope = PartnerScope(
             bucket_arn=bucket_arn,
             key_arn=key.key_arn,
             directions=customer.directions,
@@ -211,7 +117,7 @@ class PartnerAccess(Construct):
             managed_policy_name=naming.partner_policy_name(self._customer.slug),
             description=f"Partner {self._customer.slug}: its prefixes on its bucket, its key "
             "through S3 only",
-            statements=self.scope_.statements(),
+            statements=statements(partner_policy.partner_statements(self.partner_scope)),
         )
 
     def _iam_user(self) -> None:
@@ -234,13 +140,13 @@ class PartnerAccess(Construct):
             description=f"Access key of partner {slug} and what it needs to connect",
             encryption_key=self._key,
             secret_object_value={
-                "user_name": SecretValue.unsafe_plain_text(user.user_name),
-                "access_key_id": SecretValue.unsafe_plain_text(access_key.access_key_id),
-                "secret_access_key": access_key.secret_access_key,
-                "bucket": SecretValue.unsafe_plain_text(self._bucket.bucket_name),
-                "region": SecretValue.unsafe_plain_text(stack.region),
-                "bucket_owner": SecretValue.unsafe_plain_text(stack.account),
-                "kms_key_arn": SecretValue.unsafe_plain_text(self._key.key_arn),
+                name: value if isinstance(value, SecretValue)
+                else SecretValue.unsafe_plain_text(value)
+                for name, value in secret_schema.initial_secret(
+                    user_name=user.user_name, access_key_id=access_key.access_key_id,
+                    secret_access_key=access_key.secret_access_key,
+                    bucket=self._bucket.bucket_name, region=stack.region,
+                    bucket_owner=stack.account, kms_key_arn=self._key.key_arn).items()
             },
         )
         self.user_name = naming.partner_user_name(slug)
@@ -259,46 +165,22 @@ class PartnerAccess(Construct):
         )
 
     def _cross_account_grants(self) -> None:
-        principals = self._external_principals()
-        for statement in self.scope_.statements():
-            if statement.sid == "UseKeyThroughS3":
-                continue  # granted in the key policy below
-            statement.add_principals(*principals)
-            statement.sid = f"Partner{statement.sid}"
+        bucket_grants, key_grant = partner_policy.cross_account_grants(
+            self.partner_scope, partner_policy.principal_entries(
+                self._customer.partner_principals, partition=Stack.of(self).partition))
+        for statement in statements(bucket_grants):
             self._bucket.add_to_resource_policy(statement)
-        self._key.add_to_resource_policy(iam.PolicyStatement(
-            sid="PartnerUseKeyThroughS3",
-            principals=principals,
-            actions=self.scope_.key_actions(),
-            resources=["*"],
-            conditions=self.scope_.key_conditions(),
-        ))
+        self._key.add_to_resource_policy(iam.PolicyStatement.from_json(key_grant))
 
     # --- controls for every mode ------------------------------------------------------------
 
     def _deny_key_use_outside_s3(self) -> None:
-        self._key.add_to_resource_policy(iam.PolicyStatement(
-            sid="DenyPartnerKeyUseOutsideS3",
-            effect=iam.Effect.DENY,
-            principals=[iam.AnyPrincipal()],
-            actions=["kms:*"],
-            resources=["*"],
-            conditions={
-                "ArnLike": {"aws:PrincipalArn": self.principal_arn_patterns},
-                "StringNotEquals": {"kms:ViaService": self.scope_.s3_service},
-            },
-        ))
+        self._key.add_to_resource_policy(iam.PolicyStatement.from_json(
+            partner_policy.key_use_outside_s3_deny(self.principal_arn_patterns,
+                                                   self.partner_scope.s3_service)))
 
     def _deny_other_source_ips(self) -> None:
-        self._bucket.add_to_resource_policy(iam.PolicyStatement(
-            sid="DenyPartnerFromOtherSourceIps",
-            effect=iam.Effect.DENY,
-            principals=[iam.AnyPrincipal()],
-            actions=["s3:*"],
-            resources=[self.scope_.bucket_arn, f"{self.scope_.bucket_arn}/*"],
-            conditions={
-                "ArnLike": {"aws:PrincipalArn": self.principal_arn_patterns},
-                "NotIpAddress": {"aws:SourceIp": list(self._customer.allowed_source_ips)},
-            },
-        ))
-
+        self._bucket.add_to_resource_policy(iam.PolicyStatement.from_json(
+            partner_policy.other_source_ips_deny(self.partner_scope.bucket_arn,
+                                                 self.principal_arn_patterns,
+                                                 self._customer.allowed_source_ips)))

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from admin import lifecycle_cli
 from admin.stack_outputs import LifecycleError
-from stacks import naming
+from phi_core import naming
 from stacks.config import AccessMode, CustomerConfig, Direction, RegistryError, load_registry
 
 REPO = Path(__file__).resolve().parents[2]

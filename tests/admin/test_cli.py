@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from admin.cli import main
 from admin.keys import key_state
-from stacks import naming
+from phi_core import naming
 from stacks.config import Rotation
 
 REGION = "us-east-1"

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from partner_transfer import Outcome
-from partner_transfer.checksums import METADATA_KEY
 
 from admin.cli import main
 from importer.consumer import Importer
 from importer.consumer import Outcome as Imported
+from partner_transfer import Outcome
+from partner_transfer.checksums import METADATA_KEY
 from tests.importer.support import KMS_KEY_ARN, Customer, Queues, message_for
 from tests.servers import ACCOUNT, REGION
 

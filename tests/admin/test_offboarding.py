@@ -16,7 +16,7 @@ import pytest
 
 from admin import lifecycle_cli, offboarding
 from admin.stack_outputs import LifecycleError, parse_outputs
-from stacks import naming
+from phi_core import naming
 from tests.admin.lifecycle_support import (
     ACCOUNT,
     REGION,
@@ -63,7 +63,7 @@ def test_iam_user_offboard_denies_the_user_in_the_bucket_and_deactivates_its_key
 
     assert ran.code == 0, ran.err
     deny = deny_of(acme.bucket)
-    assert deny["Effect"] == "Deny" and deny["Action"] == "s3:*"
+    assert deny["Effect"] == "Deny" and deny["Action"] == ["s3:*"]
     assert deny["Resource"] == [f"arn:aws:s3:::{acme.bucket}", f"arn:aws:s3:::{acme.bucket}/*"]
     assert deny["Condition"] == {"ArnLike": {"aws:PrincipalArn": [
         f"arn:aws:iam::{ACCOUNT}:user/phi-exchange-acme-partner"]}}

@@ -16,12 +16,12 @@ from urllib.parse import unquote, urlparse
 
 import boto3
 import pytest
-from partner_transfer import cli as partner_cli
-from partner_transfer.profile import AuthMethod, load_profile
 
 from admin import onboarding, partner_policy
 from admin.stack_outputs import LifecycleError, StackOutputs, parse_outputs
-from stacks import naming
+from partner_transfer import cli as partner_cli
+from partner_transfer.profile import AuthMethod, load_profile
+from phi_core import naming
 from stacks.config import AccessMode, CustomerConfig, Direction, parse_customer
 from tests.admin.lifecycle_support import (
     ACCOUNT,
@@ -260,8 +260,9 @@ def test_cross_account_policy_grants_only_the_customers_bucket_prefixes_and_key(
 def test_cross_account_policy_passes_parliament() -> None:
     import parliament
 
-    text = partner_policy.render_policy(partner_policy.cross_account_policy(
-        inputs("globex").outputs))
+    document = partner_policy.partner_side_policy(inputs("globex").outputs)
+    assert document is not None
+    text = partner_policy.render_policy(document)
     findings = parliament.analyze_policy_string(text).findings
     assert [f.issue for f in findings] == []
 
@@ -276,39 +277,6 @@ def test_assume_role_policy_allows_only_assume_role_on_our_role() -> None:
 
 def test_iam_user_kit_has_no_partner_side_policy() -> None:
     assert "partner-iam-policy.json" not in onboarding.kit_files(inputs("acme"))
-
-
-def _normalized(statement: dict[str, Any]) -> dict[str, Any]:
-    """IAM JSON with single values as lists, as policy evaluation treats them."""
-    def listify(value: Any) -> Any:
-        return value if isinstance(value, list) else [value]
-
-    out = dict(statement)
-    out["Action"] = listify(out["Action"])
-    out["Resource"] = listify(out["Resource"])
-    if "Condition" in out:
-        out["Condition"] = {op: {k: listify(v) for k, v in block.items()}
-                            for op, block in out["Condition"].items()}
-    return out
-
-
-@pytest.mark.synth
-@pytest.mark.parametrize("directions", [(Direction.INBOUND,), (Direction.OUTBOUND,),
-                                        (Direction.INBOUND, Direction.OUTBOUND)])
-def test_partner_policy_mirrors_partner_scope_statement_by_statement(
-        directions: tuple[Direction, ...]) -> None:
-    from stacks.components.partner_access import PartnerScope
-
-    bucket_arn = "arn:aws:s3:::phi-acme-123456789012-eu-west-2"
-    key_arn = f"arn:aws:kms:eu-west-2:123456789012:key/{uuid.uuid4()}"
-    scope = PartnerScope(bucket_arn=bucket_arn, key_arn=key_arn, directions=directions,
-                         s3_service="s3.eu-west-2.amazonaws.com")
-    ours = partner_policy.partner_statements(bucket_arn=bucket_arn, key_arn=key_arn,
-                                             directions=directions,
-                                             s3_service="s3.eu-west-2.amazonaws.com")
-
-    theirs = [_normalized(s.to_json()) for s in scope.statements()]
-    assert [_normalized(s) for s in ours] == theirs
 
 
 # --- the instructions -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from admin import status
-from stacks import naming
+from phi_core import naming
 from tests.admin.lifecycle_support import (
     REGION,
     REPO,

@@ -386,3 +386,20 @@ def test_a_slug_claimed_twice_is_refused_for_that_slug(tmp_path):
     (registry / "acme2.toml").write_text((REPO / "customers" / "acme.toml").read_text())
     with pytest.raises(RegistryError, match="already registered"):
         load_one_customer(registry, "acme")
+
+
+def test_two_customers_whose_names_would_meet_are_refused(tmp_path):
+    """acme-logs's data bucket would be acme's access-log bucket: refused at validation,
+    naming both, whatever the order of the files."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / "acme.toml").write_text((REPO / "customers" / "acme.toml").read_text())
+    (registry / "acme-logs.toml").write_text(
+        (REPO / "customers" / "acme.toml").read_text().replace('"acme"', '"acme-logs"'))
+    with pytest.raises(RegistryError) as caught:
+        load_registry(registry)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{registry}/acme-logs.toml: slug: its data bucket would be "
+                              "named like acme's access-log bucket")
+    customer, warnings = load_one_customer(registry, "acme")
+    assert customer.slug == "acme" and len(warnings) == 1

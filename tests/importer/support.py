@@ -15,11 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from partner_transfer import Client, Options, Outcome
-from partner_transfer.profile import Profile
 
 from importer.consumer import Importer
-from stacks import naming
+from partner_transfer import Client, Options, Outcome
+from partner_transfer.profile import Profile
+from phi_core import naming
 from tests.servers import ACCOUNT, REGION, emulator_client
 
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"

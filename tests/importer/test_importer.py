@@ -13,14 +13,14 @@ from typing import Any
 import psycopg
 import pytest
 from botocore.config import Config
-from partner_transfer import checksums
-from partner_transfer.checksums import METADATA_KEY
 
 from importer import store
 from importer.consumer import Importer, Outcome
 from importer.errors import ChecksumMismatch
 from importer.fetch import UPLOADER_METADATA_KEY, fetch_verified
 from importer.message import parse_message
+from partner_transfer import checksums
+from partner_transfer.checksums import METADATA_KEY
 from tests.importer.support import KMS_KEY_ARN, Customer, Queues, handoff_message, message_for
 from tests.servers import ACCOUNT, emulator_client, free_port
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stacks import naming
+from phi_core import naming
 from stacks.app_builder import build_app
 from stacks.config import AuditSettings, LockMode, RegistryError, parse_audit_settings
 from tests.infra.conftest import ALL_SLUGS, CDK_CONTEXT

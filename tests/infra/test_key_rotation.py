@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match
 
-from stacks import naming
+from phi_core import naming
 from stacks.components.key_rotation import HANDLER
 from tests.infra.conftest import ALL_SLUGS, slugs_by_mode
 
@@ -178,3 +182,30 @@ def test_only_this_secret_and_this_alarm_reach_the_function_and_topic(templates,
                  if s.get("Sid") == "AllowCloudWatchAlarmsToNotify")
     assert json.dumps(grant["Condition"]["ArnLike"]["aws:SourceArn"]).endswith(
         alarm_suffix + "]")
+
+
+@pytest.mark.parametrize("slug", slugs_by_mode("iam-user")[:1])
+def test_the_function_imports_the_shared_rules_from_its_own_layer(stack_artifacts, slug):
+    """Loaded as Lambda loads it (its asset, then its layer's python/ on the path), the handler
+    finds phi_core in the layer: the rules it shares with the operator tools travel with it."""
+    artifact = stack_artifacts[slug]
+    resources = artifact.template["Resources"]
+    (function,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    (layer,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert len(function["Properties"]["Layers"]) == 1
+    outdir = Path(artifact.assembly.directory)
+
+    def asset(properties: dict) -> Path:
+        name = f"asset.{properties['S3Key'].removesuffix('.zip')}"
+        # A stage's assets are staged in the app's own (outer) assembly directory.
+        return next(d / name for d in (outdir, outdir.parent) if (d / name).exists())
+
+    code, layer_code = asset(function["Properties"]["Code"]), asset(layer["Properties"]["Content"])
+    probe = ("import key_rotation.handler, phi_core.key_fate, sys; "
+             "print(phi_core.key_fate.__file__)")
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(layer_code / "python")])},
+        cwd=outdir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(layer_code / "python" / "phi_core")), done.stdout

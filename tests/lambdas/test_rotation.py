@@ -21,8 +21,8 @@ from moto.core import enable_iam_authentication
 
 from key_rotation import handler, rotation
 from key_rotation.rotation import AwsClients, RotationError
+from phi_core import naming
 from security.role_calls import rotation_handler_calls
-from stacks import naming
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account

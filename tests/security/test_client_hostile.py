@@ -11,10 +11,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.console import Console
+
 from partner_transfer.cli import run
 from partner_transfer.errors import ExitCode, TransferError
 from partner_transfer.keys import check_key, check_prefix, safe_destination
-from rich.console import Console
 
 ALLOWED = ("inbound/",)
 # Segments that matter to traversal, mixed with arbitrary text (unicode, spaces, controls).

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
+from phi_core import naming
 from security.access_matrix import STRANGER_ACCOUNT, build_universe, run_matrix
 from security.synth import synthesize
 from security.templates import ACCOUNT, collect_policies, resolve_template
-from stacks import naming
 from stacks.config import (
     MAX_FILE_BYTES,
     MAX_PRINCIPALS,

@@ -29,8 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 from botocore.config import Config
-from partner_transfer.cli import run
 from rich.console import Console
+
+from partner_transfer.cli import run
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-2"
@@ -381,9 +382,3 @@ def moto_auth(moto_endpoint: str) -> Iterator[Callable[[], None]]:
     yield lambda: set_moto_auth(moto_endpoint, True)
     set_moto_auth(moto_endpoint, False)
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "packaging: builds and installs ./transfer into a new venv (deselect with "
-        "-m 'not packaging')"
-    )

@@ -23,6 +23,7 @@ from botocore.exceptions import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from partner_transfer import checksums, journal, keys, s3args
 from partner_transfer.api import part_size_for
 from partner_transfer.errors import ErrorContext, ExitCode, TransferError, classify, mask_access_key
@@ -478,8 +479,11 @@ def test_profile_from_outputs_by_access_mode(tmp_path: Path) -> None:
     )
     assert role.auth.method is AuthMethod.ASSUME_ROLE and role.auth.external_id == "e"
     with pytest.raises(TransferError) as exc:
-        profile_from_outputs({**outputs, "AccessMode": "iam-user"})
+        profile_from_outputs({**outputs, "AccessMode": "iam-user", "PartnerUserName": "u"})
     assert exc.value.code is ExitCode.USAGE
+    with pytest.raises(TransferError) as exc:  # not a customer stack's outputs
+        profile_from_outputs({**outputs, "AccessMode": "iam-user"})
+    assert exc.value.code is ExitCode.CONFIG and "PartnerUserName is missing" in exc.value.message
 
 
 def test_select_stack_outputs() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from partner_transfer.errors import ErrorContext, ExitCode, classify
 from partner_transfer.keys import TEMP_SUFFIX
 from partner_transfer.profile import parse_profile
-
 from tests.transfer.conftest import (
     ACCOUNT,
     KEY_ARN,

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from partner_transfer.profile import AuthMethod, load_profile
 
+from partner_transfer.profile import AuthMethod, load_profile
 from tests.transfer.conftest import ACCOUNT, KEY_ARN, REGION, Workspace, admin_client, cli
 
 pytestmark = pytest.mark.e2e  # talks to a moto server process over HTTP
@@ -68,7 +68,9 @@ def test_init_from_outputs_file_with_credentials_file(ws: Workspace) -> None:
 
 
 def test_init_iam_user_without_credentials_choice_is_a_usage_error(ws: Workspace) -> None:
-    (ws.root / "out.json").write_text(json.dumps({"PhiExchange-acme": outputs(ws.bucket)}))
+    (ws.root / "out.json").write_text(
+        json.dumps({"PhiExchange-acme": outputs(ws.bucket, PartnerUserName="u")})
+    )
     result = cli(
         "profile", "init", "--outputs-file", ws.root / "out.json", "-o", ws.root / "p.toml"
     )

@@ -22,20 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from partner_transfer.errors import ExitCode, TransferError
+from phi_core import outputs as stack_outputs
+from phi_core import secret as secret_schema
+from phi_core.vocabulary import AccessMode
 
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
 PROFILE_ENV = "PARTNER_TRANSFER_PROFILE"
-STACK_PREFIX = "PhiExchange-"
 
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_SECRET_FIELDS = ("access_key_id", "secret_access_key")
+_KEY_FIELDS = (secret_schema.ACCESS_KEY_ID, secret_schema.SECRET_ACCESS_KEY)
 
 
 class AuthMethod(enum.StrEnum):
@@ -450,26 +452,29 @@ def read_secret_file(path: Path) -> dict[str, Any]:
         "credentials file",
         "save the rotation secret your operator sent there, or fix auth.credentials_file",
     )
-    if not isinstance(data, dict) or any(
-        not isinstance(data.get(f), str) or not data.get(f) for f in _SECRET_FIELDS
-    ):
+    try:
+        secret_schema.parse_partner_secret(data, require=_KEY_FIELDS)
+    except secret_schema.SecretError:
         raise TransferError(
             ExitCode.CONFIG,
             f"credentials file {path} lacks access_key_id/secret_access_key",
-        )
+        ) from None
+    assert isinstance(data, dict)
     return data
 
 
 def load_secret_credentials(path: Path, *, bucket: str | None = None) -> SecretCredentials:
     """The access key pair from a rotation-secret file; refuses a file for another bucket."""
     data = read_secret_file(path)
-    if bucket and data.get("bucket") and data["bucket"] != bucket:
+    if bucket and data.get(secret_schema.BUCKET) and data[secret_schema.BUCKET] != bucket:
         raise TransferError(
             ExitCode.CONFIG,
             f"credentials file {path} is for bucket {data['bucket']}, not {bucket}: "
             "use the file for this customer",
         )
-    return SecretCredentials(data["access_key_id"], data["secret_access_key"])
+    return SecretCredentials(
+        data[secret_schema.ACCESS_KEY_ID], data[secret_schema.SECRET_ACCESS_KEY]
+    )
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -490,32 +495,17 @@ def read_stack_outputs_file(path: Path, stack: str | None) -> dict[str, str]:
 def select_stack_outputs(document: Mapping[str, Any], stack: str | None) -> dict[str, str]:
     """Pick one stack's outputs from a ``cdk deploy --outputs-file`` document.
 
-    ``stack`` (default: the only ``PhiExchange-*`` stack in the file) names the stack.
+    ``stack`` (default: the only customer stack in the file) names the stack.
     """
-    candidates = [k for k in document if isinstance(k, str) and k.startswith(STACK_PREFIX)]
-    if stack is None:
-        if len(candidates) != 1:
-            names = ", ".join(candidates) or "none"
-            raise TransferError(
-                ExitCode.USAGE,
-                f"the outputs file has {len(candidates)} PhiExchange stacks ({names}): "
-                "pass --stack NAME",
-            )
-        stack = candidates[0]
-    outputs = document.get(stack)
-    if not isinstance(outputs, Mapping):
-        raise TransferError(ExitCode.NOT_FOUND, f"stack {stack} is not in the outputs file")
+    try:
+        outputs = stack_outputs.outputs_of_stack(document, stack, source="the outputs file")
+    except stack_outputs.OutputsError as err:
+        code = ExitCode.USAGE if stack is None else ExitCode.NOT_FOUND
+        hint = ": pass --stack NAME" if stack is None else ""
+        raise TransferError(code, f"{err}{hint}") from None
     return {str(k): str(v) for k, v in outputs.items()}
 
 
-_REQUIRED_OUTPUTS = (
-    "CustomerSlug",
-    "AccessMode",
-    "BucketName",
-    "BucketRegion",
-    "BucketOwnerAccount",
-    "KmsKeyArn",
-)
 
 
 def profile_from_outputs(
@@ -532,14 +522,16 @@ def profile_from_outputs(
     (default: the default chain) as source credentials; ``cross-account`` uses ``aws_profile``
     or the default chain.
     """
-    missing = [k for k in _REQUIRED_OUTPUTS if not outputs.get(k)]
-    if missing:
+    try:
+        parsed = stack_outputs.parse_stack_outputs(outputs, source="the outputs file")
+    except stack_outputs.OutputsError as err:
+        raise TransferError(ExitCode.CONFIG, f"{err}: is it a customer stack?") from None
+    if parsed.offboarded:
         raise TransferError(
-            ExitCode.CONFIG, f"stack outputs lack {', '.join(missing)}: is it a customer stack?"
+            ExitCode.CONFIG, f"customer {parsed.slug} is offboarded: its stack grants no access"
         )
-    mode = outputs["AccessMode"]
     auth: Auth
-    if mode == "iam-user":
+    if parsed.access is AccessMode.IAM_USER:
         if credentials_file is not None:
             auth = Auth(AuthMethod.CREDENTIALS_FILE, credentials_file=credentials_file)
         elif aws_profile:
@@ -548,31 +540,25 @@ def profile_from_outputs(
             raise TransferError(
                 ExitCode.USAGE,
                 "iam-user access needs --credentials-file FILE (the rotation secret JSON your "
-                f"operator sent; user {outputs.get('PartnerUserName', '?')}) or --aws-profile NAME",
+                f"operator sent; user {parsed.user_name or '?'}) or --aws-profile NAME",
             )
-    elif mode == "assume-role":
-        if not outputs.get("PartnerRoleArn") or not outputs.get("ExternalId"):
-            raise TransferError(
-                ExitCode.CONFIG, "assume-role outputs lack PartnerRoleArn/ExternalId"
-            )
+    elif parsed.access is AccessMode.ASSUME_ROLE:
         auth = Auth(
             AuthMethod.ASSUME_ROLE,
             aws_profile=aws_profile,
-            role_arn=outputs["PartnerRoleArn"],
-            external_id=outputs["ExternalId"],
+            role_arn=parsed.role_arn,
+            external_id=parsed.external_id,
         )
-    elif mode == "cross-account":
-        auth = Auth(AuthMethod.AWS_PROFILE, aws_profile=aws_profile) if aws_profile else Auth()
     else:
-        raise TransferError(ExitCode.CONFIG, f"unknown AccessMode {mode!r} in stack outputs")
+        auth = Auth(AuthMethod.AWS_PROFILE, aws_profile=aws_profile) if aws_profile else Auth()
     profile = Profile(
-        customer=outputs["CustomerSlug"],
-        bucket=outputs["BucketName"],
-        region=outputs["BucketRegion"],
-        bucket_owner=outputs["BucketOwnerAccount"],
-        kms_key_arn=outputs["KmsKeyArn"],
-        inbound_prefix=outputs.get("InboundPrefix") or None,
-        outbound_prefix=outputs.get("OutboundPrefix") or None,
+        customer=parsed.slug,
+        bucket=parsed.bucket,
+        region=parsed.region,
+        bucket_owner=parsed.account,
+        kms_key_arn=parsed.kms_key_arn,
+        inbound_prefix=parsed.inbound_prefix,
+        outbound_prefix=parsed.outbound_prefix,
         endpoint_url=endpoint_url,
         auth=auth,
     )
@@ -599,14 +585,14 @@ def profile_from_secret(
             "kit's outputs file instead: partner-transfer profile init --outputs-file "
             f"<slug>-outputs.json --credentials-file {credentials_file} -o <slug>.toml",
         )
-    bucket = str(secret.get("bucket", ""))
+    bucket = str(secret.get(secret_schema.BUCKET, ""))
     slug = customer or (bucket.split("-")[1] if bucket.startswith("phi-") else bucket)
     profile = Profile(
         customer=slug,
         bucket=bucket,
-        region=str(secret.get("region", "")),
-        bucket_owner=str(secret.get("bucket_owner", "")),
-        kms_key_arn=str(secret.get("kms_key_arn", "")),
+        region=str(secret.get(secret_schema.REGION, "")),
+        bucket_owner=str(secret.get(secret_schema.BUCKET_OWNER, "")),
+        kms_key_arn=str(secret.get(secret_schema.KMS_KEY_ARN, "")),
         inbound_prefix=secret.get("inbound_prefix") or None,
         outbound_prefix=secret.get("outbound_prefix") or None,
         endpoint_url=endpoint_url,

@@ -1,9 +1,9 @@
 """Every physical name derived from a customer slug, in one place.
 
-The CDK app, the operator CLI and (later) the audit stack and the local run all need the same
-names, so none of them builds a name by hand. Names are deterministic: they depend on the slug
-alone (plus the account and region tokens for globally unique bucket names), never on who runs
-synth or where. Nothing here imports CDK, so operator tools can use it without Node.
+The CDK stacks, the operator CLI, the local run, the security proofs and the partner's client
+all need the same names, so none of them builds a name by hand. Names are deterministic: they
+depend on the slug alone (plus the account and region for globally unique bucket names), never
+on who runs synth or where.
 
 Length budget: slugs are at most ``MAX_SLUG_LENGTH`` characters so the longest derived name
 (the access-log bucket, ``phi-<slug>-logs-<12-digit account>-<region>``) stays within S3's
@@ -24,7 +24,8 @@ OUTBOUND_PREFIX = "outbound/"
 BUCKET_NAME_PREFIX = "phi-"
 
 
-AUDIT_STACK_NAME = "PhiExchange-audit"
+STACK_NAME_PREFIX = "PhiExchange-"
+AUDIT_STACK_NAME = f"{STACK_NAME_PREFIX}audit"
 TRAIL_NAME = f"{PROJECT}-audit"
 INGESTION_QUEUE_NAME = f"{PROJECT}-ingestion"
 INGESTION_DEAD_LETTER_QUEUE_NAME = f"{PROJECT}-ingestion-dlq"
@@ -33,7 +34,7 @@ AUDIT_KEY_ALIAS = f"alias/{PROJECT}/audit"
 
 def stack_name(slug: str) -> str:
     """CloudFormation stack name: one stack per customer, stable for life."""
-    return f"PhiExchange-{slug}"
+    return f"{STACK_NAME_PREFIX}{slug}"
 
 
 def data_bucket_name(slug: str, account: str, region: str) -> str:
@@ -89,3 +90,25 @@ def ingestion_rule_name(slug: str) -> str:
 
 
 INGESTION_RULE_PATTERN = f"{PROJECT}-*-inbound-objects"
+
+
+def physical_names(slug: str) -> dict[str, str]:
+    """Every name a customer's stack creates, keyed by the namespace it must be unique in
+    (S3 bucket names are global; the others per account and region). Two customers whose
+    names meet in a namespace cannot both be deployed: the registry refuses that."""
+    account, region = "<account>", "<region>"
+    return {
+        f"s3 bucket {data_bucket_name(slug, account, region)}": "data bucket",
+        f"s3 bucket {log_bucket_name(slug, account, region)}": "access-log bucket",
+        f"kms alias {key_alias(slug)}": "key alias",
+        f"iam user {partner_user_name(slug)}": "partner user",
+        f"iam group {partner_group_name(slug)}": "partner group",
+        f"iam policy {partner_policy_name(slug)}": "partner policy",
+        f"iam role {partner_role_name(slug)}": "partner role",
+        f"secret {partner_secret_name(slug)}": "partner secret",
+        f"lambda function {rotation_function_name(slug)}": "rotation function",
+        f"sns topic {notices_topic_name(slug)}": "notices topic",
+        f"cloudwatch alarm {rotation_alarm_name(slug)}": "rotation alarm",
+        f"events rule {ingestion_rule_name(slug)}": "ingestion rule",
+        f"cloudformation stack {stack_name(slug)}": "stack",
+    }
