@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from phi_core import defaults, key_fate
 from phi_core import secret as secret_schema
+from phi_core.key_fate import Key
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +103,6 @@ class SweepResult:
     deletion_due: str
     actions: tuple[SweepAction, ...] = field(default_factory=tuple)
     step: str = SWEEP
-
-
-@dataclass(frozen=True)
-class _Key:
-    access_key_id: str
-    active: bool
-    created: datetime
 
 
 @dataclass(frozen=True)
@@ -252,7 +246,7 @@ def create_secret(token: str, settings: RotationSettings, aws: AwsClients) -> St
     return StepResult(step, outcome, key_id)
 
 
-def _make_room(keys: list[_Key], current_key: _Key | None, unannounced: list[_Key],
+def _make_room(keys: list[Key], current_key: Key | None, unannounced: list[Key],
                held: Mapping[str, _Version], settings: RotationSettings, iam: Any) -> None:
     """Delete keys until the user has room for one more, or refuse without touching anything."""
     spare = [k for k in keys if k is not current_key]
@@ -284,7 +278,7 @@ def _make_room(keys: list[_Key], current_key: _Key | None, unannounced: list[_Ke
         keys.remove(victim)
 
 
-def _why_kept(key: _Key, current_key: _Key | None) -> str:
+def _why_kept(key: Key, current_key: Key | None) -> str:
     if key is current_key:
         return "AWSCURRENT"
     if current_key is not None and key.created > current_key.created:
@@ -407,7 +401,7 @@ def sweep(settings: RotationSettings, aws: AwsClients, *, now: Clock) -> SweepRe
     actions: list[SweepAction] = []
     for key in sorted(keys, key=lambda k: k.created):
         fate = key_fate.key_fate(
-            key_fate.Key(key.access_key_id, key.active, key.created),
+            key,
             current_key_id=current_key.access_key_id, current_created=current_key.created,
             pending_key_ids=pending_ids, grace_days=settings.grace_days,
             delete_after_days=settings.delete_after_days, now=moment)
@@ -513,11 +507,11 @@ def _require_key_fields(version: _Version, settings: RotationSettings,
     return value
 
 
-def _list_keys(iam: Any, user_name: str) -> list[_Key]:
-    keys: list[_Key] = []
+def _list_keys(iam: Any, user_name: str) -> list[Key]:
+    keys: list[Key] = []
     for page in iam.get_paginator("list_access_keys").paginate(UserName=user_name):
         for meta in page.get("AccessKeyMetadata", []):
-            keys.append(_Key(meta["AccessKeyId"], meta.get("Status") == "Active",
+            keys.append(Key(meta["AccessKeyId"], meta.get("Status") == "Active",
                              _utc(meta["CreateDate"])))
     return keys
 
@@ -570,7 +564,7 @@ def _publish_new_key(sns: Any, settings: RotationSettings, new_key_id: str,
     _publish(sns, settings, "new-key", "new access key issued", lines)
 
 
-def _publish_deactivated(sns: Any, settings: RotationSettings, key_id: str, current: _Key,
+def _publish_deactivated(sns: Any, settings: RotationSettings, key_id: str, current: Key,
                          deletion_due: datetime) -> None:
     lines = [f"The grace period for access key {key_id} of IAM user {settings.user_name} "
              f"(customer {settings.customer_slug}) has ended; the key is now deactivated.",
