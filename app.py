@@ -6,7 +6,8 @@
     cdk synth  -c customer=all                     # every registered customer, one stage each
 
 Context: ``customer`` (a registered slug, or ``all``; absent: the audit stack alone);
-``registry`` (default ``customers``); ``audit_retention_days`` and ``audit_lock_mode``.
+``registry`` (default ``customers``); ``audit_retention_days``, ``audit_lock_mode`` and
+``security_contacts`` (cdk.json).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> int:
     registry_dir = Path(context.try_get_context("registry") or "customers")
     try:
         audit = parse_audit_settings({
-            key: value for key in ("audit_retention_days", "audit_lock_mode")
+            key: value for key in ("audit_retention_days", "audit_lock_mode", "security_contacts")
             if (value := context.try_get_context(key)) is not None
         })
         if not slug:

@@ -10,11 +10,14 @@ For a customer's object key this joins, per version:
   log): who (caller ARN from STS) transferred which version when, with which checksum;
 - **batch manifests** in the bucket (``<prefix>_manifests/<batch>.json``, the client's commit
   markers): the batch, its caller ARN, each file's version and checksum;
-- **the importer** (``--dsn``): the custody row, if that version was imported;
+- **the importer** (``--dsn``): the custody row, if that version was imported, with AWS's
+  record of the requester (the S3 event's account and source address);
 - **a local file** (``--local-file``): its checksum, to say whether it is that version.
 
 Every checksum a record states is compared with S3's stored one (the reference); a record
-that disagrees makes the report inconsistent. Nothing here writes anywhere.
+that disagrees makes the report inconsistent. Who uploaded is shown twice, labelled: AWS's
+record (the fact) and what the uploader's own records claim (manifests, object metadata),
+never one in place of the other. Nothing here writes anywhere.
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ class VersionCustody:
     kms_key_id: str | None = None
     claims: list[Claim] = field(default_factory=list)
     imported: dict[str, Any] | None = None
+    # AWS's record of the request that wrote the version (the S3 event, as the importer kept
+    # it): the requesting account or service, and its source address.
+    requester: str | None = None
+    source_ip: str | None = None
 
     @property
     def consistent(self) -> bool:
@@ -89,7 +96,8 @@ class VersionCustody:
         return local[0] if local else None
 
     @property
-    def uploaders(self) -> list[str]:
+    def claimed_uploaders(self) -> list[str]:
+        """Who the uploader's own records say uploaded it (a claim, not AWS's record)."""
         return list(dict.fromkeys(c.uploader for c in self.claims if c.uploader))
 
 
@@ -114,7 +122,7 @@ class CustodyReport:
         for version, data in zip(self.versions, document["versions"], strict=True):
             data["consistent"] = version.consistent
             data["same_as_local_file"] = version.same_as_local_file
-            data["uploaders"] = version.uploaders
+            data["claimed_uploaders"] = version.claimed_uploaders
         return document
 
 
@@ -297,18 +305,20 @@ def _add_importer_row(v: VersionCustody, row: dict[str, Any]) -> None:
     v.imported = {
         "custody_id": row["id"], "imported_at": _iso(row["imported_at"]),
         "row_count": row["row_count"], "event_id": row["event_id"],
-        "event_time": _iso(row["event_time"]), "uploader_arn": row["uploader_arn"],
-        "uploader_source": row["uploader_source"],
-        "effective_uploader_arn": row["effective_uploader_arn"],
-        "effective_uploader_source": row["effective_uploader_source"],
+        "event_time": _iso(row["event_time"]), "requester": row["requester"],
+        "source_ip": row["source_ip"],
+        "claimed_uploader_arn": row["claimed_uploader_arn"],
+        "claimed_uploader_source": row["claimed_uploader_source"],
         "checksum": row["checksum"], "checksum_algorithm": row["checksum_algorithm"],
         "checksum_source": row["checksum_source"], "kms_key_id": row["kms_key_id"],
     }
+    v.requester, v.source_ip = row["requester"], row["source_ip"]
     v.claims.append(Claim(
         source="importer", where=f"custody row {row['id']}", checksum=row["checksum"],
-        algorithm=row["checksum_algorithm"], uploader=row["effective_uploader_arn"],
+        algorithm=row["checksum_algorithm"], uploader=row["claimed_uploader_arn"],
         time=_iso(row["imported_at"]),
-        detail=f"{row['row_count']} row(s); uploader from {row['effective_uploader_source']}"))
+        detail=f"{row['row_count']} row(s); uploader claimed by "
+               f"{row['claimed_uploader_source']}"))
 
 
 def _compare_local_file(
@@ -399,11 +409,19 @@ def _format_version(v: VersionCustody, importer_consulted: bool) -> list[str]:
                   f"{v.checksum_type or 'FULL_OBJECT'})" if v.stored_checksum
                   else "none stored by S3 (composite or absent)")
         lines.append(f"  checksum    {stored}")
-    lines.append(f"  uploader    {', '.join(v.uploaders) or 'unknown from these records'}")
+    if v.requester:
+        aws = f"{v.requester}" + (f" from {v.source_ip}" if v.source_ip else "")
+        lines.append(f"  requester   {aws} (AWS's record: the S3 event)")
+    else:
+        lines.append("  requester   " + ("not recorded" if v.imported else
+                                         "not in these records (the importer has it; "
+                                         "CloudTrail has the full principal)"))
+    lines.append(f"  claimed by  {', '.join(v.claimed_uploaders) or 'nobody'} "
+                 "(the uploader's own records: a claim)")
     if v.imported:
         i = v.imported
         lines.append(f"  imported    {i['imported_at']}, {i['row_count']} row(s), custody row "
-                     f"{i['custody_id']} (uploader from {i['effective_uploader_source']})")
+                     f"{i['custody_id']}")
     else:
         lines.append("  imported    " + ("no" if importer_consulted
                                           else "not asked (give --dsn)"))

@@ -33,8 +33,8 @@ from botocore.exceptions import ClientError
 
 from admin.private_files import PrivateFileError, write_private
 from admin.stack_outputs import LifecycleError, StackOutputs
-from phi_core import naming, partner_policy
-from stacks.config import ACCOUNT_ID_PATTERN, AccessMode, CustomerConfig
+from phi_core import identifiers, naming, partner_policy
+from stacks.config import AccessMode, CustomerConfig
 
 DENY_SID = partner_policy.OFFBOARDED_DENY_SID
 _ROOT_ARN = re.compile(r"^arn:([a-z-]+):iam::([0-9]{12}):root$")
@@ -87,7 +87,7 @@ def granted_principal_patterns(policy: dict[str, Any] | None, partition: str) ->
             root = _ROOT_ARN.match(str(value))
             if root:
                 patterns.append(f"arn:{root.group(1)}:iam::{root.group(2)}:*")
-            elif ACCOUNT_ID_PATTERN.match(str(value)):
+            elif identifiers.is_account_id(str(value)):
                 patterns.append(f"arn:{partition}:iam::{value}:*")
             elif str(value).startswith("arn:"):
                 patterns.append(str(value))

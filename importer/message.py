@@ -3,7 +3,8 @@
 The body is what the customer stack's EventBridge input transformer writes
 (``stacks/components/ingestion_handoff.py``)::
 
-    {"customer": "acme", "bucket": "phi-acme-...", "key": "inbound/claims.csv",
+    {"customer": "acme", "account": "123456789012", "region": "eu-west-2",
+     "bucket": "phi-acme-123456789012-eu-west-2", "key": "inbound/claims.csv",
      "version_id": "3sL4...", "size": 1234, "etag": "\"9b2c...\"",
      "time": "2025-03-01T04:12:09Z", "event_id": "c988...", "requester": "123456789012",
      "source_ip": "198.51.100.7"}
@@ -21,13 +22,12 @@ from typing import Any
 
 from importer.errors import InvalidMessage
 from partner_transfer.manifest import BATCH_FOLDER
-from phi_core import naming
-from stacks.config import SLUG_PATTERN
+from phi_core import identifiers, naming
 
 # Every field the handoff rule sends, in its order.
 FIELDS = (
-    "customer", "bucket", "key", "version_id", "size", "etag", "time", "event_id",
-    "requester", "source_ip",
+    "customer", "account", "region", "bucket", "key", "version_id", "size", "etag", "time",
+    "event_id", "requester", "source_ip",
 )
 # S3's name for the version of an object written while versioning was off.
 NULL_VERSION = "null"
@@ -68,11 +68,13 @@ class IngestionEvent:
 def parse_message(body: str) -> IngestionEvent:
     """Parse and check one message body; :class:`InvalidMessage` lists every problem.
 
-    Rules: a JSON object; ``customer`` a valid slug; ``bucket`` that customer's bucket (it
-    starts with ``phi-<customer>-``); ``key`` under ``inbound/``; ``size`` a non-negative
-    integer; ``time`` an ISO 8601 timestamp with a zone; ``event_id`` non-empty;
-    ``version_id``, ``etag``, ``requester``, ``source_ip`` strings or null. Unknown fields are
-    ignored, so the rule may send more.
+    Rules: a JSON object; ``customer`` a valid slug; ``account`` and ``region`` the event's
+    (where the bucket lives); ``bucket`` exactly that customer's data bucket there (by
+    :func:`phi_core.naming.data_bucket_name`: a prefix match would take another customer's
+    bucket, ``phi-acme-corp-...``, or the log bucket, ``phi-acme-logs-...``, for acme's);
+    ``key`` under ``inbound/``; ``size`` a non-negative integer; ``time`` an ISO 8601
+    timestamp with a zone; ``event_id`` non-empty; ``version_id``, ``etag``, ``requester``,
+    ``source_ip`` strings or null. Unknown fields are ignored, so the rule may send more.
     """
     try:
         data: Any = json.loads(body)
@@ -94,6 +96,8 @@ def parse_message(body: str) -> IngestionEvent:
         return value
 
     customer = text("customer", required=True)
+    account = text("account", required=True)
+    region = text("region", required=True)
     bucket = text("bucket", required=True)
     key = text("key", required=True)
     version_id = text("version_id", required=False)
@@ -103,10 +107,16 @@ def parse_message(body: str) -> IngestionEvent:
     source_ip = text("source_ip", required=False)
     moment = text("time", required=True)
 
-    if customer is not None and not SLUG_PATTERN.match(customer):
+    if customer is not None and not identifiers.is_slug(customer):
         problems.append(f"customer: {customer!r} is not a customer slug")
-    if customer and bucket and not bucket.startswith(f"{naming.BUCKET_NAME_PREFIX}{customer}-"):
-        problems.append(f"bucket: {bucket!r} is not a bucket of customer {customer!r}")
+    if account is not None and not identifiers.is_account_id(account):
+        problems.append(f"account: {account!r} is not a 12-digit account id")
+    elif region is not None and not identifiers.is_region(region):
+        problems.append(f"region: {region!r} is not a region name")
+    elif customer and account and region and bucket and bucket != naming.data_bucket_name(
+            customer, account, region):
+        problems.append(f"bucket: {bucket!r} is not the data bucket of customer {customer!r} "
+                        f"in {account} {region}")
     if key is not None and not key.startswith(naming.INBOUND_PREFIX):
         problems.append(f"key: {key!r} is not under {naming.INBOUND_PREFIX}")
     size = data.get("size")

@@ -27,13 +27,16 @@ CREATE TABLE IF NOT EXISTS custody (
     -- 's3': S3's stored full-object checksum; 'metadata': the uploader's recorded one.
     checksum_source    text        NOT NULL CHECK (checksum_source IN ('s3', 'metadata')),
     kms_key_id         text,
+    -- The uploader's own claim at import time (custody_chain adds a later batch manifest);
+    -- AWS's record of who wrote the version is requester and source_ip below, never this.
     uploader_arn       text,
-    -- Where uploader_arn came from at import time (custody_chain adds later evidence).
+    -- 'event-requester' only in rows written before claims and AWS's record were kept apart.
     uploader_source    text        NOT NULL CHECK (uploader_source IN (
                            'batch-manifest', 'object-metadata', 'event-requester', 'unknown')),
     batch_id           text,
     event_id           text        NOT NULL,
     event_time         timestamptz NOT NULL,
+    -- AWS's record (the S3 event): the requesting account (or service) and its address.
     requester          text,
     source_ip          text,
     imported_at        timestamptz NOT NULL DEFAULT now(),
@@ -110,16 +113,20 @@ CREATE OR REPLACE TRIGGER batch_manifest_file_no_truncate
 -- The client uploads a batch's commit marker after its files, so the importer usually sees the
 -- files first. The chain joins each custody row with the first imported batch manifest that
 -- lists the same bucket, key and version, whichever arrived first.
-CREATE OR REPLACE VIEW custody_chain AS
+-- Dropped and created (not replaced): its columns were renamed from effective_uploader_*.
+DROP VIEW IF EXISTS custody_chain;
+CREATE VIEW custody_chain AS
 SELECT c.*,
        m.batch_key                                       AS batch_manifest_key,
        m.batch_id                                        AS batch_manifest_batch_id,
        m.caller_arn                                      AS batch_manifest_caller_arn,
        m.checksum                                        AS batch_manifest_checksum,
        m.checksum_algorithm                              AS batch_manifest_checksum_algorithm,
-       COALESCE(m.caller_arn, c.uploader_arn)            AS effective_uploader_arn,
+       COALESCE(m.caller_arn, CASE WHEN c.uploader_source <> 'event-requester'
+                                   THEN c.uploader_arn END) AS claimed_uploader_arn,
        CASE WHEN m.caller_arn IS NOT NULL THEN 'batch-manifest'
-            ELSE c.uploader_source END                   AS effective_uploader_source
+            WHEN c.uploader_source = 'event-requester' THEN 'unknown'
+            ELSE c.uploader_source END                   AS claimed_uploader_source
 FROM custody c
 LEFT JOIN LATERAL (
     SELECT bm.key AS batch_key, bm.batch_id, bm.caller_arn, f.checksum, f.checksum_algorithm

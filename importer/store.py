@@ -35,10 +35,11 @@ FIELD_SIZE_LIMIT = 1024 * 1024
 
 @dataclass(frozen=True)
 class Uploader:
-    """Who uploaded the version, and how we know: ``source`` is ``batch-manifest`` (the
-    client's commit marker, imported earlier), ``object-metadata`` (``x-amz-meta-uploader-arn``),
-    ``event-requester`` (the S3 event's requester: an account id or service principal) or
-    ``unknown``."""
+    """Who the uploader's own records say uploaded the version: a claim, not AWS's record.
+    ``source`` is ``batch-manifest`` (the caller ARN in the client's commit marker, imported
+    earlier), ``object-metadata`` (``x-amz-meta-uploader-arn``) or ``unknown``. AWS's record
+    of the requester (the S3 event's account and source address) is kept beside it, in its own
+    columns, never replaced by a claim."""
 
     arn: str | None
     source: str
@@ -127,11 +128,9 @@ def open_csv(path: Path) -> Iterator[tuple[list[str], Iterator[list[str]]]]:
 # --- loads ----------------------------------------------------------------------------------
 
 
-def resolve_uploader(
-    conn: psycopg.Connection[Any], event: IngestionEvent, fetched: Fetched
-) -> Uploader:
-    """The best evidence of who uploaded this version: an imported batch manifest listing it,
-    else the object's ``uploader-arn`` metadata, else the event's requester."""
+def claimed_uploader(conn: psycopg.Connection[Any], fetched: Fetched) -> Uploader:
+    """What the uploader's own records claim: an imported batch manifest listing this version,
+    else the object's ``uploader-arn`` metadata, else nothing."""
     row = conn.execute(
         "SELECT bm.caller_arn, bm.batch_id FROM batch_manifest_file f "
         "JOIN batch_manifest bm ON bm.id = f.manifest_id "
@@ -143,8 +142,6 @@ def resolve_uploader(
         return Uploader(row[0], "batch-manifest", row[1])
     if fetched.uploader_from_metadata:
         return Uploader(fetched.uploader_from_metadata, "object-metadata")
-    if event.requester:
-        return Uploader(event.requester, "event-requester")
     return Uploader(None, "unknown")
 
 
@@ -164,7 +161,7 @@ def load_csv(
     try:
         with open_csv(fetched.path) as (header, rows), conn.transaction(), \
                 conn.cursor() as cur:
-            uploader = resolve_uploader(conn, event, fetched)
+            uploader = claimed_uploader(conn, fetched)
             custody_id = _next_id(cur, "custody")
             with cur.copy("COPY inbound_rows (custody_id, row_number, data) FROM STDIN") as copy:
                 for count, row in enumerate(rows, start=1):
@@ -268,7 +265,7 @@ def custody_chain(
     conn: psycopg.Connection[Any], bucket: str, key: str
 ) -> dict[str, dict[str, Any]]:
     """Every imported version of ``bucket``/``key``, by version id, as ``custody_chain`` rows
-    (the custody columns plus ``batch_manifest_*`` and ``effective_uploader_*``)."""
+    (the custody columns plus ``batch_manifest_*`` and ``claimed_uploader_*``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT * FROM custody_chain WHERE bucket = %s AND key = %s ORDER BY id", (bucket, key))

@@ -7,7 +7,9 @@ the templates to literal ARNs (:mod:`security.templates`), and asks an IAM polic
 
 - principals: each customer's partner (its IAM user, a session of our partner role, its own
   cross-account principals), an assume-role partner's own principal, an offboarded partner,
-  each rotation function's role, the trail's log delivery role, our administrator, an insider
+  each rotation function's role, the trail's log delivery role, the account's roles (deployment,
+  CDK deploy, importer, operator, break-glass), a partner's session credentials, an
+  administrator without break-glass, an insider with PowerUserAccess, an insider
   with S3 read-only access, an unrelated account, an anonymous caller, and AWS services
   (CloudTrail, S3 log delivery, EventBridge, CloudWatch alarms, Secrets Manager, CloudWatch
   Logs), each on behalf of one of our resources and on behalf of somebody else's;
@@ -49,10 +51,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from phi_core import naming
+from phi_core import identifiers, naming
 from security import evaluator
 from security.action_catalog import action_info, actions_for
 from security.matrix_model import (
+    ACCESS,
     ACCOUNT,
     AUDIT,
     GLOBAL,
@@ -76,16 +79,19 @@ from security.matrix_model import (
 )
 from security.matrix_rules import (
     ALARMS,
+    CLOUDFORMATION,
     CLOUDTRAIL,
     CONTRACTS,
     DENY_RULE,
     DENY_SAYS,
     EVENTS_INGESTION,
     EVENTS_SWEEP,
+    EVENTS_TAMPER,
     LOGS,
     RULES,
     S3_LOGGING,
     SECRETS,
+    TAG_PREFIX,
     expected,
     rotation_role_calls,
 )
@@ -93,7 +99,6 @@ from security.synth import REPO, SynthesizedApp, synthesize
 from security.templates import StackPolicies, collect_policies
 from security.templates import resolve_template as _resolve
 from stacks.config import (
-    ACCOUNT_ID_PATTERN,
     AccessMode,
     CustomerConfig,
     load_registry,
@@ -107,6 +112,7 @@ ANY_ADDRESS_V6 = "2001:db8:ffff::10"
 STRANGER_KEY_ARN = (f"arn:aws:kms:{REGION}:{STRANGER_ACCOUNT}:"
                     "key/0b5e7c9a-6f41-4d7e-9a55-3c1f0e2d8b77")
 ADMIN_ROLE = "Administrator"
+POWER_USER_ROLE = "Developer"
 INSIDER_ROLE = "DataAnalyst"
 
 ALLOW_EVERYTHING = {"Version": "2012-10-17",
@@ -114,6 +120,16 @@ ALLOW_EVERYTHING = {"Version": "2012-10-17",
 # AWS's AmazonS3ReadOnlyAccess, written out (the evaluator cannot fetch AWS managed policies).
 S3_READ_ONLY = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Describe*"], "Resource": "*"}]}
+# AWS's PowerUserAccess (version 5), written out: everything but IAM, Organizations and Account
+# management, which includes s3:GetObject, kms:Decrypt and sts:AssumeRole on everything.
+POWER_USER_ACCESS = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "NotAction": ["iam:*", "organizations:*", "account:*"],
+     "Resource": "*"},
+    {"Effect": "Allow", "Action": ["account:GetAccountInformation", "account:GetPrimaryEmail",
+                                   "account:ListRegions", "iam:CreateServiceLinkedRole",
+                                   "iam:DeleteServiceLinkedRole", "iam:ListRoles",
+                                   "organizations:DescribeOrganization"],
+     "Resource": "*"}]}
 
 
 def former_grant(bucket_arn: str, key_arn: str) -> dict[str, Any]:
@@ -206,6 +222,7 @@ def build_universe(customers: Sequence[CustomerConfig], app: SynthesizedApp) -> 
                         targets={})
     stacks = {c.slug: naming.stack_name(c.slug) for c in customers}
     stacks[AUDIT] = naming.AUDIT_STACK_NAME
+    stacks[ACCESS] = naming.ACCESS_STACK_NAME
     for owner, stack_name in stacks.items():
         if stack_name not in app.templates:
             raise MatrixError(f"{owner}: stack {stack_name} was not synthesized")
@@ -214,6 +231,7 @@ def build_universe(customers: Sequence[CustomerConfig], app: SynthesizedApp) -> 
     for customer in customers:
         universe.targets[customer.slug] = _customer_targets(customer, universe)
     universe.targets[AUDIT] = _audit_targets(universe)
+    universe.targets[ACCESS] = _access_targets(universe)
     universe.principals = _principals(customers, universe)
     return universe
 
@@ -348,6 +366,7 @@ def _audit_targets(universe: Universe) -> list[Target]:
     queue = _need(policies.queues, naming.INGESTION_QUEUE_NAME, AUDIT, "queue")
     dlq = _need(policies.queues, naming.INGESTION_DEAD_LETTER_QUEUE_NAME, AUDIT, "queue")
     trail_logs = _need(policies.log_groups, "/phi-exchange/audit-trail", AUDIT, "log group")
+    security_topic = _need(policies.topics, naming.SECURITY_TOPIC_NAME, AUDIT, "topic")
     (role_arn,) = policies.trust_policies
     targets = [custody_target(kind=Kind.OBJECT, arn=f"arn:aws:s3:::{custody}/{key}",
                               label=f"audit {where}", object_key=key)
@@ -376,7 +395,32 @@ def _audit_targets(universe: Universe) -> list[Target]:
         target(kind=Kind.ROLE, part=Part.LOGS_DELIVERY_ROLE, arn=role_arn,
                label="audit trail's log delivery role",
                policy=_named(universe, policies.trust_policies[role_arn])),
+        target(kind=Kind.TOPIC, part=Part.SECURITY_TOPIC, arn=security_topic,
+               label="security topic",
+               policy=_named(universe, policies.topic_policies.get(security_topic))),
     ]
+    return targets
+
+
+ACCOUNT_ROLES: dict[str, Who] = {
+    naming.DEPLOYMENT_ROLE_NAME: Who.DEPLOYMENT,
+    naming.CDK_DEPLOY_ROLE_NAME: Who.CDK_DEPLOY,
+    naming.IMPORTER_ROLE_NAME: Who.IMPORTER,
+    naming.OPERATOR_ROLE_NAME: Who.OPERATOR,
+    naming.BREAK_GLASS_ROLE_NAME: Who.BREAK_GLASS,
+}
+
+
+def _access_targets(universe: Universe) -> list[Target]:
+    """The account's roles (PhiExchange-access), each with its trust policy."""
+    policies = universe.policies[ACCESS]
+    targets = []
+    for name in ACCOUNT_ROLES:
+        arn = _need(policies.role_names, name, ACCESS, "role")
+        targets.append(Target(owner=ACCESS, customer=None, kind=Kind.ROLE,
+                              part=Part.ACCOUNT_ROLE, arn=arn, label=f"{name} role",
+                              policy=_named(universe, policies.trust_policies[arn]),
+                              key_arn="", name=name))
     return targets
 
 
@@ -410,7 +454,7 @@ def _identity(universe: Universe, owner: str, arn: str) -> tuple[str, ...]:
 def _external(entry: str) -> tuple[str, str, str]:
     """(account, aws:PrincipalArn, label) of a registry principal (an ARN or an account id,
     which stands for any of its roles)."""
-    if ACCOUNT_ID_PATTERN.match(entry):
+    if identifiers.is_account_id(entry):
         return entry, f"arn:aws:iam::{entry}:role/any-role", f"any principal of account {entry}"
     return entry.split(":")[4], entry, entry.split(":", 5)[5]
 
@@ -453,6 +497,11 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
             result.append(Principal(f"{slug} partner (IAM user)", Who.PARTNER, user, user,
                                     ACCOUNT, _identity(universe, slug, user), home,
                                     partner_of=frozenset({slug})))
+            # sts:GetSessionToken credentials: the same user and policies, a session's context.
+            result.append(Principal(f"{slug} partner's session credentials",
+                                    Who.PARTNER_SESSION, user, user, ACCOUNT,
+                                    _identity(universe, slug, user), home,
+                                    partner_of=frozenset({slug}), session=True))
             function = naming.rotation_function_name(slug)
             role = _need(policies.function_roles, function, slug, "rotation function")
             result.append(Principal(f"{slug} rotation function", Who.ROTATION,
@@ -486,13 +535,22 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
     result.append(Principal("audit trail's log delivery role", Who.LOGS_DELIVERY,
                             _session(logs_role, "CloudTrail"), logs_role, ACCOUNT,
                             _identity(universe, AUDIT, logs_role), ANY_ADDRESS_V4))
+    for name, who in ACCOUNT_ROLES.items():
+        role = _need(universe.policies[ACCESS].role_names, name, ACCESS, "role")
+        result.append(Principal(f"{name} role", who, _session(role, "session"), role, ACCOUNT,
+                                _identity(universe, ACCESS, role), ANY_ADDRESS_V4))
     admin = _policy_id(universe, "(our account) AdministratorAccess", ALLOW_EVERYTHING)
+    power_user = _policy_id(universe, "(our account) PowerUserAccess", POWER_USER_ACCESS)
     read_only = _policy_id(universe, "(our account) AmazonS3ReadOnlyAccess", S3_READ_ONLY)
     stranger = _policy_id(universe, "(unrelated account) allow everything", ALLOW_EVERYTHING)
     ours = f"arn:aws:iam::{ACCOUNT}:role"
     result += [
-        Principal("our administrator", Who.ADMIN, _session(f"{ours}/{ADMIN_ROLE}", "admin"),
-                  f"{ours}/{ADMIN_ROLE}", ACCOUNT, (admin,), ANY_ADDRESS_V4),
+        Principal("administrator without break-glass", Who.ADMIN,
+                  _session(f"{ours}/{ADMIN_ROLE}", "admin"), f"{ours}/{ADMIN_ROLE}", ACCOUNT,
+                  (admin,), ANY_ADDRESS_V4),
+        Principal("insider with PowerUserAccess", Who.POWER_USER,
+                  _session(f"{ours}/{POWER_USER_ROLE}", "developer"),
+                  f"{ours}/{POWER_USER_ROLE}", ACCOUNT, (power_user,), ANY_ADDRESS_V4),
         Principal("insider with S3 read-only", Who.INSIDER,
                   _session(f"{ours}/{INSIDER_ROLE}", "analyst"), f"{ours}/{INSIDER_ROLE}",
                   ACCOUNT, (read_only,), ANY_ADDRESS_V4),
@@ -565,7 +623,19 @@ def _services(customers: Sequence[CustomerConfig], universe: Universe) -> list[P
         _service(LOGS, "a log group of an unrelated account",
                  arn.format("logs", foreign, "log-group:/phi-exchange/audit-trail"),
                  serves=None, genuine=False, account=foreign),
+        _service(EVENTS_TAMPER, "an unrelated rule of our account",
+                 arn.format("events", ACCOUNT, "rule/other-rule"), serves=None, genuine=False),
+        _service(EVENTS_TAMPER, "a tamper rule of an unrelated account",
+                 arn.format("events", foreign, f"rule/{naming.TAMPER_RULE_PREFIX}trail"),
+                 serves=None, genuine=False, account=foreign),
+        _service(CLOUDFORMATION, "any stack", "", serves=None, genuine=False),
     ]
+    tamper_rules = {name: rule for name, rule in audit.rules.items()
+                    if name.startswith(naming.TAMPER_RULE_PREFIX)}
+    if not tamper_rules:
+        raise MatrixError(f"audit: no rule named {naming.TAMPER_RULE_PREFIX}*")
+    found += [_service(EVENTS_TAMPER, f"tamper rule {name}", rule, serves=AUDIT, genuine=True)
+              for name, rule in sorted(tamper_rules.items())]
     for customer in customers:
         slug = customer.slug
         policies = universe.policies[slug]
@@ -669,6 +739,19 @@ def curated_operations(target: Target, *, full: bool, other_key: str) -> list[Op
         ]
     if target.kind is Kind.SECRET:
         return [_op("secretsmanager:GetSecretValue")]
+    if target.part is Part.ACCOUNT_ROLE:
+        own_tag = TAG_PREFIX + target.name.removeprefix(f"{naming.PROJECT}-")
+        other_tag = TAG_PREFIX + ("operator" if own_tag.endswith(":importer") else "importer")
+        mfa = {"aws:MultiFactorAuthPresent": "true"}
+        return [
+            _op("sts:AssumeRole", "untagged"),
+            _op("sts:AssumeRole", "untagged, with MFA", mfa),
+            _op("sts:AssumeRole", "tagged for it", {own_tag: "true"}),
+            _op("sts:AssumeRole", "tagged for it, with MFA", {own_tag: "true", **mfa}),
+            _op("sts:AssumeRole", "tagged for it with another value", {own_tag: "yes"}),
+            _op("sts:AssumeRole", "tagged for another role, with MFA",
+                {other_tag: "true", **mfa}),
+        ]
     if target.part is Part.PARTNER_ROLE:
         external_id = target.customer.external_id if target.customer else None
         external_id = external_id or ""
@@ -759,30 +842,52 @@ def networks(customer: CustomerConfig | None, target: Target, *, full: bool,
 
 
 USUAL = "its usual address"
+SESSION_ISSUED_AT = "2026-11-28T06:00:00Z"
 SERVICE_TLS = Network("TLS 1.3", 1.3, None, "AWS")
 SERVICE_HTTP = Network("HTTP", None, None, "AWS")
+
+
+def representative_owners(universe: Universe) -> frozenset[str]:
+    """The stacks global principals are asked about in full (every curated operation in every
+    context): the audit and access stacks, and one customer of each access mode, live and
+    offboarded (one with source ranges where there is one). Customer stacks differ only by
+    their configuration, so these hold every shape of policy; every other customer is asked
+    what is most likely to be allowed over TLS 1.3 from the caller's usual address, and every
+    action once, like any other principal's foreign stacks."""
+    chosen: dict[tuple[AccessMode, bool], str] = {}
+    # Source ranges first: their policies hold every statement the others do, and more.
+    for customer in sorted(universe.customers.values(),
+                           key=lambda c: (not c.allowed_source_ips, c.slug)):
+        chosen.setdefault((customer.access, customer.offboarded), customer.slug)
+    return frozenset({AUDIT, ACCESS, *chosen.values()})
 
 
 def build_requests(universe: Universe) -> Iterator[MatrixRequest]:
     """Every request of the matrix.
 
     People and roles: a principal is asked the curated operations in every context about the
-    resources of the stacks it belongs to, and global principals about every stack; about
-    other customers' resources, the ones most likely to succeed over TLS 1.3 from its usual
-    address (the rules deny them whatever the context). A role is asked its calls on its own
-    stack. Services: their contracts' requests (and each without what the contract requires)
-    on every resource of the contract's part, over TLS, and over plain HTTP where S3 decides.
+    resources of the stacks it belongs to, and global principals about the representative
+    stacks (:func:`representative_owners`; every other stack over TLS 1.3 from the usual
+    address); about other customers' resources, the ones most likely to succeed over TLS 1.3
+    from its usual address (the rules deny them whatever the context). A role is asked its
+    calls on its own stack. Services: their contracts' requests (and each without what the
+    contract requires) on every resource of the contract's part, over TLS, and over plain HTTP
+    where S3 decides.
     Everyone: every action on every resource, once.
     """
     owners = sorted(universe.targets)
+    representatives = representative_owners(universe)
     keys = {o: universe.target(o, Part.AUDIT_KEY if o == AUDIT else Part.CUSTOMER_KEY).arn
-            for o in owners}
+            for o in owners if o != ACCESS}
+    keyed = sorted(keys)
     role_calls = rotation_role_calls()
     for principal in universe.principals:
-        for index, owner in enumerate(owners):
+        for owner in owners:
             customer = universe.customers.get(owner)
-            other_key = keys[owners[(index + 1) % len(owners)]]
-            full = principal.who in GLOBAL or principal.bound_to(owner)
+            other_key = keys[keyed[(keyed.index(owner) + 1) % len(keyed)]] if (
+                owner in keys) else ""
+            full = principal.bound_to(owner) or (principal.who in GLOBAL
+                                                 and owner in representatives)
             arns = {t.part: t.arn for t in universe.targets[owner] if t.object_key is None}
             for target in universe.targets[owner]:
                 narrowed = (not full and target.part is Part.DATA
@@ -818,7 +923,9 @@ def to_evaluator_request(request: MatrixRequest) -> evaluator.Request:
     request carries (only keys the action supports, per IAM's service reference)."""
     principal, target, operation, network = (request.principal, request.target,
                                              request.operation, request.network)
-    context: dict[str, str | list[str]] = {}
+    # AWS sets it in every request; a condition on it must never meet an absent key.
+    context: dict[str, str | list[str]] = {
+        "aws:PrincipalIsAWSService": "true" if principal.who is Who.SERVICE else "false"}
     if principal.who is Who.SERVICE:
         assert principal.source is not None
         if principal.source.source_keys:
@@ -829,6 +936,9 @@ def to_evaluator_request(request: MatrixRequest) -> evaluator.Request:
         context["aws:PrincipalArn"] = principal.principal_arn
         context["aws:PrincipalAccount"] = principal.account
         context["aws:PrincipalType"] = "User" if ":user/" in principal.arn else "AssumedRole"
+        if principal.session or ":assumed-role/" in principal.arn:
+            # Temporary credentials (a role session, sts:GetSessionToken) carry their issue time.
+            context["aws:TokenIssueTime"] = SESSION_ISSUED_AT
     context["aws:SecureTransport"] = "true" if network.tls is not None else "false"
     if operation.via is None and network.address is not None:
         context["aws:SourceIp"] = network.address  # a service calls KMS from its own address

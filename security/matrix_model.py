@@ -16,6 +16,7 @@ __all__ = ["ACCOUNT", "REGION", "URL_SUFFIX"]  # re-exported: the matrix's fixed
 from stacks.config import CustomerConfig
 
 AUDIT = "audit"  # the owner of the account-wide audit stack's resources
+ACCESS = "access"  # the owner of the account's roles (stack PhiExchange-access)
 
 SSE = "s3:x-amz-server-side-encryption"
 SSE_KEY = "s3:x-amz-server-side-encryption-aws-kms-key-id"
@@ -33,17 +34,27 @@ def via(service: str) -> str:
 class Who(enum.StrEnum):
     PARTNER = "partner"  # a principal a customer lets in (for assume-role: our role's session)
     PARTNER_HOME = "partner's own principal"  # assume-role: before it assumes our role
+    PARTNER_SESSION = "partner's session credentials"  # iam-user: from sts:GetSessionToken
     FORMER_PARTNER = "offboarded partner"  # a principal of an offboarded customer
     ROTATION = "rotation function"
     LOGS_DELIVERY = "trail's log delivery role"
-    ADMIN = "our administrator"
+    IMPORTER = "importer"
+    OPERATOR = "operator"
+    DEPLOYMENT = "deployment role"  # CloudFormation's
+    CDK_DEPLOY = "CDK deploy role"
+    BREAK_GLASS = "break-glass"
+    ADMIN = "administrator without break-glass"
+    POWER_USER = "insider (PowerUserAccess)"
     INSIDER = "insider (S3 read-only)"
     STRANGER = "unrelated account"
     ANONYMOUS = "anonymous"
     SERVICE = "AWS service"
 
 
-GLOBAL = frozenset({Who.ADMIN, Who.INSIDER, Who.STRANGER, Who.ANONYMOUS})
+# Principals asked everything about every stack, in every context.
+GLOBAL = frozenset({Who.ADMIN, Who.POWER_USER, Who.INSIDER, Who.STRANGER, Who.ANONYMOUS,
+                    Who.IMPORTER, Who.OPERATOR, Who.DEPLOYMENT, Who.CDK_DEPLOY,
+                    Who.BREAK_GLASS})
 
 
 class Kind(enum.StrEnum):
@@ -85,6 +96,8 @@ class Part(enum.StrEnum):
     LOGS_DELIVERY_ROLE = "trail's log delivery role"
     INGESTION_QUEUE = "ingestion queue"
     INGESTION_DLQ = "ingestion dead-letter queue"
+    SECURITY_TOPIC = "security topic"
+    ACCOUNT_ROLE = "account role"  # deployment, CDK deploy, importer, operator, break-glass
 
 
 # Parts whose S3 requests carry the TLS and encryption rules of a bucket.
@@ -128,6 +141,7 @@ class Principal:
     source_account: str | None = None
     genuine: bool = False
     serves: str | None = None
+    session: bool = False  # sts:GetSessionToken credentials (role sessions are by their ARN)
 
     def bound_to(self, owner: str) -> bool:
         """Whether ``owner``'s resources are this principal's own business (asked in full)."""
@@ -150,6 +164,7 @@ class Target:
     key_arn: str  # the key that encrypts it (its own ARN for a key)
     bucket_arn: str = ""  # S3 parts: the bucket
     object_key: str | None = None
+    name: str = ""  # account roles: the role's name
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from phi_core import naming
 from security import evaluator
 from security.access_matrix import MatrixResult, Universe, plan_requests, result_of
-from security.matrix_model import ACCOUNT, AUDIT, Kind, MatrixRequest, Part, Who
+from security.matrix_model import ACCESS, ACCOUNT, AUDIT, Kind, MatrixRequest, Part, Who
 
 Documents = dict[str, Any]
 
@@ -48,13 +49,13 @@ def _find(documents: Documents, policy_id: str | None, sid: str | None = None,
         raise MutationTargetMissing(f"{policy_id}: no statement {sid or ''}")
 
 
-def _partner_policy(universe: Universe, slug: str) -> str:
+def _partner_policy(universe: Universe, slug: str, sid: str = "WriteInbound") -> str:
     (principal,) = (p for p in universe.principals
                     if p.who is Who.PARTNER and p.partner_of == {slug} and p.account == ACCOUNT)
     for policy_id in principal.policies:
-        if any(s.get("Sid") == "WriteInbound" for s in _statements(universe.documents[policy_id])):
+        if any(s.get("Sid") == sid for s in _statements(universe.documents[policy_id])):
             return policy_id
-    raise MutationTargetMissing(f"{slug}: no partner policy with WriteInbound")
+    raise MutationTargetMissing(f"{slug}: no partner policy with {sid}")
 
 
 def _add_action(slug: str, sid: str, action: str) -> Callable[[Universe, Documents], set[str]]:
@@ -137,6 +138,34 @@ def without_role_action(slug: str, action: str) -> Callable[[Universe, Documents
     return apply
 
 
+def _drop_from_partner_policy(slug: str, sid: str) -> Callable[[Universe, Documents], set[str]]:
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = _partner_policy(universe, slug, sid)
+        documents[policy_id]["Statement"] = [s for s in _statements(documents[policy_id])
+                                             if s.get("Sid") != sid]
+        return {policy_id}
+    return apply
+
+
+def _account_role(name: str) -> Callable[[Universe], str | None]:
+    def policy(universe: Universe) -> str | None:
+        (target,) = (t for t in universe.targets[ACCESS] if t.name == name)
+        return target.policy
+    return policy
+
+
+def _drop_trust_condition(name: str, operator: str) -> Callable[[Universe, Documents], set[str]]:
+    """Take one condition operator (the tag, or MFA) out of an account role's trust policy."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = _account_role(name)(universe)
+        for statement in _find(documents, policy_id,
+                               where=lambda s: operator in s.get("Condition", {})):
+            del statement["Condition"][operator]
+        assert policy_id is not None
+        return {policy_id}
+    return apply
+
+
 Catches = Literal["leak", "broken workflow", "both"]
 
 
@@ -176,6 +205,39 @@ MUTATIONS: tuple[Mutation, ...] = (
              without_role_action("mx-user-both", "secretsmanager:PutSecretValue")),
     Mutation("rotation-role-missing-kms-decrypt", "the rotation role lost kms:Decrypt",
              "broken workflow", without_role_action("mx-user-both", "kms:Decrypt")),
+    # Issue 15: the account's principals.
+    Mutation("customer-key-crypto-deny-dropped", "a customer key lets any principal of the "
+             "account with kms:Decrypt obtain plaintext", "leak",
+             _drop("mx-user-both", Part.CUSTOMER_KEY, None, "OnlyNamedPrincipalsUseTheKey")),
+    Mutation("deployment-key-deny-dropped", "the deployment role may decrypt customer files "
+             "through S3", "leak",
+             _drop("mx-xacct-both", Part.CUSTOMER_KEY, None,
+                   "DeploymentUsesTheKeyOnlyToCreateSecretAndFunction")),
+    Mutation("audit-key-crypto-deny-dropped", "the audit key lets any principal of the account "
+             "decrypt the trail's logs", "leak",
+             _drop(AUDIT, Part.AUDIT_KEY, None, "OnlyNamedPrincipalsUseTheKey")),
+    Mutation("bucket-guard-dropped", "anyone with s3:* may change a data bucket's policy, "
+             "encryption, versioning or lifecycle, or delete versions", "leak",
+             _drop("mx-role-both", Part.DATA, Kind.BUCKET, "OnlyDeploymentChangesTheBucket")),
+    Mutation("custody-guard-dropped", "anyone with s3:* may change the custody bucket", "leak",
+             _drop(AUDIT, Part.CUSTODY, Kind.BUCKET, "OnlyDeploymentChangesTheBucket")),
+    Mutation("audit-key-guard-dropped", "an administrator may schedule the audit key's "
+             "deletion or disable it", "leak",
+             _drop(AUDIT, Part.AUDIT_KEY, None, "OnlyBreakGlassRetiresTheAuditKey")),
+    Mutation("secret-value-deny-dropped", "anyone with secretsmanager:GetSecretValue reads the "
+             "partner's key", "leak",
+             _drop("mx-user-in", Part.PARTNER_SECRET, None, "OnlyNamedPrincipalsReadTheKey")),
+    Mutation("session-credentials-deny-dropped", "a partner's sts:GetSessionToken credentials "
+             "work (and outlive a deactivated key)", "leak",
+             _drop_from_partner_policy("mx-user-out", "DenySessionCredentials")),
+    Mutation("break-glass-without-mfa", "break-glass may be assumed without MFA", "leak",
+             _drop_trust_condition(naming.BREAK_GLASS_ROLE_NAME, "Bool")),
+    Mutation("importer-trust-untagged", "any principal allowed sts:AssumeRole (PowerUserAccess) "
+             "may become the importer", "leak",
+             _drop_trust_condition(naming.IMPORTER_ROLE_NAME, "StringEquals")),
+    Mutation("tamper-alarm-grant-missing", "the security topic refuses the tamper rules",
+             "broken workflow",
+             _drop(AUDIT, Part.SECURITY_TOPIC, None, "AllowTamperRulesToPublish")),
 )
 
 

@@ -309,6 +309,14 @@ class StackPolicies:
                     yield "identity", policy.name, policy.document
 
 
+# AWS managed policies our templates attach, written out (the evaluator cannot fetch them).
+AWS_MANAGED_POLICIES: dict[str, dict[str, Any]] = {
+    f"arn:{PARTITION}:iam::aws:policy/AdministratorAccess": {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
+}
+
+
 class UnknownPolicy(Exception):
     """An identity attaches a policy the template does not contain (e.g. an AWS managed
     policy): its content, and so the identity's permissions, cannot be evaluated offline."""
@@ -338,6 +346,9 @@ def collect_policies(resolved: ResolvedTemplate) -> StackPolicies:
         name = attrs[logical_id]["Ref"]
         policies = list(attached.get((kind, name), []))
         for policy_arn in props.get("ManagedPolicyArns", []):
+            if policy_arn in AWS_MANAGED_POLICIES:
+                policies.append(NamedPolicy(policy_arn, AWS_MANAGED_POLICIES[policy_arn]))
+                continue
             if policy_arn not in managed:
                 raise UnknownPolicy(f"{stack}: {kind} {name} attaches {policy_arn}, which is "
                                     "not in the template")

@@ -9,13 +9,27 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
+from phi_core import naming
 from stacks import compliance
+from stacks.access_stack import AccessStack
 from stacks.audit_stack import AuditStack
 from stacks.config import AuditSettings, CustomerConfig, RegistryError
 from stacks.customer_stack import CustomerStack
 
 CUSTOMER_STACK_ID = "CustomerStack"
 AUDIT_STACK_ID = "AuditStack"
+ACCESS_STACK_ID = "AccessStack"
+
+
+def through_deployment_role() -> cdk.DefaultStackSynthesizer:
+    """The audit and customer stacks are deployed by the CDK CLI through our CDK-deploy role,
+    which hands them to CloudFormation's deployment role (both in PhiExchange-access): the
+    resource policies exempt exactly that role from their guards. Assets still go through the
+    CDK bootstrap's bucket and publishing role."""
+    role = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"
+    return cdk.DefaultStackSynthesizer(
+        deploy_role_arn=role + naming.CDK_DEPLOY_ROLE_NAME,
+        cloud_formation_execution_role=role + naming.DEPLOYMENT_ROLE_NAME)
 
 
 def build_app(
@@ -26,7 +40,8 @@ def build_app(
     outdir: str | None = None,
     context: dict[str, Any] | None = None,
 ) -> cdk.App:
-    """The app always holds ``AuditStack`` (deployed once per account and region).
+    """The app always holds ``AccessStack`` (the account's roles, deployed once per account,
+    first) and ``AuditStack`` (once per account and region).
 
     One customer: the app also holds ``CustomerStack`` for it. All customers
     (``all_customers``): one stage per customer named after its slug, each holding an identical
@@ -35,14 +50,17 @@ def build_app(
     """
     app = cdk.App(outdir=outdir, context=context or {})
     compliance.add_gate(app)
-    AuditStack(app, AUDIT_STACK_ID, settings=audit_settings or AuditSettings())
+    AccessStack(app, ACCESS_STACK_ID)
+    AuditStack(app, AUDIT_STACK_ID, settings=audit_settings or AuditSettings(),
+               synthesizer=through_deployment_role())
     problems: list[str] = []
     for customer in customers if all_customers else customers[:1]:
         # The app's gate also validates every stack of its nested stages: a second gate on the
         # stage would run every pack twice (measured: double the validation time).
         scope: Construct = cdk.Stage(app, customer.slug) if all_customers else app
         try:
-            CustomerStack(scope, CUSTOMER_STACK_ID, customer=customer)
+            CustomerStack(scope, CUSTOMER_STACK_ID, customer=customer,
+                          synthesizer=through_deployment_role())
         except RegistryError as err:  # e.g. a policy over its AWS size limit
             problems.extend(err.problems)
     if problems:

@@ -11,6 +11,7 @@ from phi_core import naming
 from stacks import compliance
 from stacks.components.audit_trail import AuditTrail
 from stacks.components.ingestion_queue import IngestionQueue
+from stacks.components.tamper_alarms import TamperAlarms
 from stacks.config import AuditSettings
 
 
@@ -19,9 +20,10 @@ class AuditStack(Stack):
 
     Holds the CloudTrail trail that records every S3 data event on every customer bucket (one
     trail for all customers, matched by the bucket-name prefix customer stacks guarantee), its
-    Object-Locked custody bucket, and the ingestion queue that hands new inbound files to the
-    importer. Customer stacks find the queue by its deterministic name, never by a
-    cross-stack export, so either stack can be updated on its own.
+    Object-Locked custody bucket, the ingestion queue that hands new inbound files to the
+    importer, and the alarms on tampering with evidence or access (the security topic).
+    Customer stacks find the queue by its deterministic name, never by a cross-stack export,
+    so either stack can be updated on its own.
     """
 
     def __init__(
@@ -37,9 +39,12 @@ class AuditStack(Stack):
         )
         trail = AuditTrail(self, "Trail", settings=settings)
         queue = IngestionQueue(self, "Ingestion", key=trail.key)
+        alarms = TamperAlarms(self, "TamperAlarms", key=trail.key,
+                              contacts=settings.security_contacts)
         compliance.acknowledge_audit_stack(self, trail=trail, queue=queue)
         Tags.of(self).add("phi-exchange:component", "audit")
         CfnOutput(self, "CustodyBucketName", value=trail.custody_bucket.bucket_name)
         CfnOutput(self, "TrailArn", value=trail.trail.attr_arn)
         CfnOutput(self, "IngestionQueueUrl", value=queue.queue.queue_url)
         CfnOutput(self, "IngestionDeadLetterQueueUrl", value=queue.dead_letter_queue.queue_url)
+        CfnOutput(self, "SecurityTopicArn", value=alarms.topic.topic_arn)

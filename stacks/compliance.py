@@ -18,6 +18,7 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
 if TYPE_CHECKING:
+    from stacks.components.account_roles import AccountRoles
     from stacks.components.audit_trail import AuditTrail
     from stacks.components.encrypted_storage import EncryptedStorage
     from stacks.components.ingestion_queue import IngestionQueue
@@ -100,6 +101,83 @@ def _acknowledge_rotation(rotation: KeyRotation) -> None:
         "HIPAA.Security-LambdaInsideVPC",
         "NIST.800.53.R5-LambdaInsideVPC",
     )
+
+
+ROLE_WILDCARD_REASONS = {
+    "Deployment": (
+        "CloudFormation's role for the audit and customer stacks must create, update and retire "
+        "every resource they hold: each wildcard is a name pattern our stacks use (phi-*, "
+        "phi-exchange-*, PhiExchange-*, the CDK asset bucket) or a resource AWS names at "
+        "creation (KMS key ids, layer versions); kms:CreateKey has no resource. Nothing outside "
+        "those names is reachable, and the key and bucket policies bound it further."),
+    "CdkDeploy": (
+        "The CDK CLI's role reads the staged templates in the CDK asset bucket, whose objects "
+        "are named by content hash, and deploys only stacks named PhiExchange-*."),
+    "Importer": (
+        "The importer serves every customer: its bucket pattern is phi-*/inbound/* (inbound "
+        "files only), and KMS key ids are random, so keys are named key/* and narrowed by "
+        "kms:ViaService (S3 or SQS) and, for S3, the encryption context of a phi-* bucket."),
+    "Operator": (
+        "The operator serves every customer: outbound/* of phi-* buckets, object attributes "
+        "and listings (never inbound bytes), partner users, roles and secrets by the project's "
+        "name patterns, and KMS keys (random ids) only through S3 for phi-* buckets or through "
+        "Secrets Manager."),
+}
+
+
+def acknowledge_access_stack(stack: cdk.Stack, *, roles: AccountRoles) -> None:
+    """Findings on the account roles that are acceptable by design, each with its reason. The
+    wildcard findings are computed from the policies' own statements: a new wildcard is
+    acknowledged only by giving its role a reason here."""
+    for name, policy in roles.policies.items():
+        _acknowledge(policy.node.default_child,  # type: ignore[arg-type]
+                     ROLE_WILDCARD_REASONS[name], *wildcard_findings(stack, policy))
+    _acknowledge(
+        roles.policies["Deployment"].node.default_child,  # type: ignore[arg-type]
+        "CloudFormation needs full control (s3:*, kms:*, iam:*, ...) of the resources it "
+        "creates for our stacks, and only those: every statement names our resources by their "
+        "name patterns. The resource policies deny it nothing it must do, and it cannot read "
+        "an object: the customer keys admit it only for deployment-time encryption.",
+        "HIPAA.Security-IAMPolicyNoStatementsWithFullAccess",
+        "NIST.800.53.R5-IAMPolicyNoStatementsWithFullAccess")
+    _acknowledge(
+        roles.break_glass.node.default_child,  # type: ignore[arg-type]
+        "Break-glass is the emergency role: everything, by design (AdministratorAccess). It "
+        "can be assumed only with MFA, its sessions last one hour, and every assumption is "
+        "sent to the security topic by the audit stack.",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AdministratorAccess]")
+
+
+def wildcard_findings(stack: cdk.Stack, policy: IConstruct) -> list[str]:
+    """The AwsSolutions-IAM5 findings of a managed policy, as the gate names them."""
+    document = stack.resolve(policy.node.default_child.policy_document)  # type: ignore[union-attr]
+    findings: list[str] = []
+    for statement in document["Statement"]:
+        for action in _as_list(statement.get("Action")):
+            if "*" in action:
+                findings.append(f"AwsSolutions-IAM5[Action::{action}]")
+        for resource in _as_list(statement.get("Resource")):
+            text = _token_text(resource)
+            if "*" in text:
+                findings.append(f"AwsSolutions-IAM5[Resource::{text}]")
+    return list(dict.fromkeys(findings))
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _token_text(value: object) -> str:
+    """A resolved value as cdk-nag prints it: ``{"Ref": "AWS::Partition"}`` is
+    ``<AWS::Partition>``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_token_text(part) for part in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    raise ValueError(f"cannot name the finding of {value!r}")
 
 
 def acknowledge_audit_stack(

@@ -21,20 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phi_core import defaults, naming
+from phi_core import defaults, identifiers, naming
 from phi_core.vocabulary import AccessMode, Direction
 
-# "-c customer=all" selects every customer; "audit" would collide with the audit stack's names.
-RESERVED_SLUGS = frozenset({"all", "audit"})
-SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
-ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{12}$")
-# IAM role or user ARN in any partition; the name part allows IAM's path and name characters.
-PRINCIPAL_ARN_PATTERN = re.compile(
-    r"^arn:(aws|aws-us-gov|aws-cn):iam::([0-9]{12}):(role|user)/"
-    r"([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
-)
-EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]+$")
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+# "-c customer=all" selects every customer; "audit" and "access" would collide with the names of
+# the account's own stacks.
+RESERVED_SLUGS = frozenset({"all", "audit", "access"})
 MAX_FILE_BYTES = 64 * 1024
 # Sanity bounds; the binding limits are AWS's policy sizes, checked on the synthesized policies
 # (stacks/policy_limits.py).
@@ -47,10 +39,11 @@ MAX_CONTACTS = 20
 class Retention:
     """Lifecycle of a customer bucket.
 
-    ``noncurrent_version_days`` (default 90): overwritten or deleted versions are kept this long,
-    so an accidental overwrite can be recovered. ``abort_incomplete_multipart_days`` (default 7):
-    parts of an upload never completed are removed after this many days (long enough for the
-    transfer client to resume an interrupted upload).
+    ``noncurrent_version_days`` (default 90): overwritten or deleted versions of ``outbound/``
+    files are kept this long, so an accidental overwrite can be recovered. (Originals under
+    ``inbound/`` are evidence: kept ``phi_core.defaults.EVIDENCE_RETENTION_DAYS``.)
+    ``abort_incomplete_multipart_days`` (default 7): parts of an upload never completed are
+    removed after this many days (long enough for the transfer client to resume).
     """
 
     noncurrent_version_days: int = defaults.NONCURRENT_VERSION_DAYS
@@ -321,7 +314,7 @@ def _slug(value: Any, problems: _Problems) -> str | None:
         problems.add("slug", f"must be 2 to {naming.MAX_SLUG_LENGTH} characters "
                      f"(got {len(value)}); every AWS name is derived from it")
         return None
-    if not SLUG_PATTERN.match(value) or "--" in value:
+    if not identifiers.is_slug(value):
         problems.add("slug", "must be lower-case letters, digits and single hyphens, starting "
                      f"with a letter and not ending with a hyphen (got {value!r})")
         return None
@@ -412,7 +405,7 @@ def _principals(value: Any, access: AccessMode | None, problems: _Problems) -> t
         where = f"partner_principals[{index}]"
         if "*" in item or "?" in item:
             problems.add(where, f"wildcards are not allowed (got {item!r})")
-        elif not (ACCOUNT_ID_PATTERN.match(item) or PRINCIPAL_ARN_PATTERN.match(item)):
+        elif not (identifiers.is_account_id(item) or identifiers.is_principal_arn(item)):
             problems.add(where, "must be an IAM role or user ARN "
                          "(arn:aws:iam::123456789012:role/name) or a 12-digit account id "
                          f"(got {item!r})")
@@ -431,7 +424,7 @@ def _external_id(value: Any, access: AccessMode | None, problems: _Problems) -> 
     if not isinstance(value, str):
         problems.add("external_id", f"must be a string (got {type(value).__name__})")
         return None
-    if not (16 <= len(value) <= 1224) or not EXTERNAL_ID_PATTERN.match(value):
+    if not (16 <= len(value) <= 1224) or not identifiers.is_external_id(value):
         problems.add("external_id", "must be 16 to 1224 characters of letters, digits and "
                      "+=,.@:/-_ (a short or guessable external id does not protect the role)")
         return None
@@ -468,7 +461,7 @@ def _contacts(value: Any, problems: _Problems) -> tuple[str, ...]:
     if not items:
         problems.add("contacts", "must list at least one e-mail address")
     for index, item in enumerate(items):
-        if not EMAIL_PATTERN.match(item) or len(item) > 254:
+        if not identifiers.is_email(item) or len(item) > 254:
             problems.add(f"contacts[{index}]", f"must be an e-mail address (got {item!r})")
     return tuple(items)
 
@@ -558,14 +551,18 @@ class AuditSettings:
     every trail log file. ``lock_mode`` (default compliance): compliance means nobody can
     delete or shorten the lock before it expires; governance lets principals with
     ``s3:BypassGovernanceRetention`` do so (use only in sandbox accounts).
+    ``security_contacts`` (context ``security_contacts``, at least one e-mail address): who is
+    told when someone tampers with evidence or access, or uses break-glass.
     """
 
     retention_days: int = MIN_AUDIT_RETENTION_DAYS
     lock_mode: LockMode = LockMode.COMPLIANCE
+    security_contacts: tuple[str, ...] = ()
 
 
 def parse_audit_settings(context: Mapping[str, Any], *, source: str = "cdk.json") -> AuditSettings:
-    """Validate the ``audit_retention_days`` and ``audit_lock_mode`` context values."""
+    """Validate the ``audit_retention_days``, ``audit_lock_mode`` and ``security_contacts``
+    context values."""
     problems = _Problems(source)
     retention = _int_in_range(context, "context", "audit_retention_days",
                               MIN_AUDIT_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS, 36500, problems)
@@ -576,6 +573,19 @@ def parse_audit_settings(context: Mapping[str, Any], *, source: str = "cdk.json"
         problems.add("context.audit_lock_mode",
                      f"must be 'compliance' or 'governance' (got {mode_value!r})")
         mode = LockMode.COMPLIANCE
+    contacts = _contacts(context.get("security_contacts"), _Renamed(problems, "context.security_"))
     if problems.items:
         raise RegistryError(problems.items, subject="audit settings")
-    return AuditSettings(retention_days=retention, lock_mode=mode)
+    return AuditSettings(retention_days=retention, lock_mode=mode, security_contacts=contacts)
+
+
+class _Renamed(_Problems):
+    """Problems of a shared validator reported under a prefixed field name."""
+
+    def __init__(self, inner: _Problems, prefix: str) -> None:
+        super().__init__(inner.source)
+        self.items = inner.items
+        self._prefix = prefix
+
+    def add(self, field_name: str, rule: str) -> None:
+        super().add(self._prefix + field_name, rule)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from phi_core import naming
+from phi_core import account_roles, naming
 from phi_core import outputs as stack_outputs
 from stacks import compliance, policy_limits
 from stacks.components.encrypted_storage import EncryptedStorage
 from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
-from stacks.components.partner_access import PartnerAccess, deny_partner
+from stacks.components.partner_access import PartnerAccess, deny_partner, partner_principal_patterns
 from stacks.config import CustomerConfig, Direction, RegistryError
 
 
@@ -51,6 +52,7 @@ class CustomerStack(Stack):
             deny_partner(storage.bucket, storage.bucket_arn, storage.key, customer)
         else:
             access, rotation = self._partner_side(customer, storage)
+        self._only_named_principals_use_the_key(customer, storage)
         compliance.acknowledge_customer_stack(
             self, storage=storage, access=access, rotation=rotation
         )
@@ -92,6 +94,18 @@ class CustomerStack(Stack):
                 bucket_name=storage.bucket.bucket_name,
             )
         return access, rotation
+
+    def _only_named_principals_use_the_key(
+        self, customer: CustomerConfig, storage: EncryptedStorage
+    ) -> None:
+        """Whatever IAM grants an insider, only the partner, the importer, the operator, this
+        customer's rotation function, the deployment role and break-glass obtain plaintext."""
+        roles = account_roles.Roles(account=self.account, partition=self.partition)
+        patterns = [] if customer.offboarded else partner_principal_patterns(self, customer)
+        for statement in account_roles.customer_key_crypto_denies(
+                roles, slug=customer.slug, partner_patterns=patterns, region=self.region,
+                url_suffix=self.url_suffix):
+            storage.key.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
 
     def _outputs(
         self, customer: CustomerConfig, storage: EncryptedStorage, access: PartnerAccess | None

@@ -10,7 +10,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from phi_core import naming
+from phi_core import account_roles, naming
 from stacks.components import service_key_access
 from stacks.components.encrypted_storage import ACCESS_LOG_RETENTION_DAYS, secure_bucket
 from stacks.config import AuditSettings, LockMode
@@ -49,6 +49,7 @@ class AuditTrail(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self._allow_cloudtrail_to_use_key()
+        self._guard_key()
         self.access_log_bucket = self._access_log_bucket()
         self.custody_bucket = self._custody_bucket(settings)
         self._allow_cloudtrail_to_deliver()
@@ -119,6 +120,22 @@ class AuditTrail(Construct):
             conditions={"StringEquals": this_trail},
         ))
 
+    def _guard_key(self) -> None:
+        """Only break-glass retires the key (its deletion makes the Object-Locked logs
+        unreadable for ever); only the importer, the operator, the deployment role and
+        break-glass decrypt with it (the queue's messages, the trail's logs). CloudFormation,
+        which creates the key, is itself denied PutKeyPolicy, so it creates it with KMS's
+        lockout safety check bypassed; the key stays manageable by break-glass."""
+        stack = Stack.of(self)
+        roles = account_roles.Roles(account=stack.account, partition=stack.partition)
+        self.key.add_to_resource_policy(iam.PolicyStatement.from_json(
+            account_roles.audit_key_guard_deny(roles)))
+        self.key.add_to_resource_policy(iam.PolicyStatement.from_json(
+            account_roles.audit_key_crypto_deny(roles)))
+        cfn_key = self.key.node.default_child
+        assert isinstance(cfn_key, kms.CfnKey)
+        cfn_key.bypass_policy_lockout_safety_check = True
+
     def _allow_cloudtrail_to_deliver(self) -> None:
         """The two statements AWS documents for a trail's bucket, each only for this trail."""
         service = iam.ServicePrincipal("cloudtrail.amazonaws.com")
@@ -159,7 +176,8 @@ class AuditTrail(Construct):
             kms_key_id=self.key.key_arn,
             enable_log_file_validation=True,
             include_global_service_events=True,
-            is_multi_region_trail=False,
+            # Every region: an API call elsewhere is still a call on our account.
+            is_multi_region_trail=True,
             # CloudWatch Logs delivery through our own role with a managed policy.
             cloud_watch_logs_log_group_arn=self.log_group.log_group_arn,
             cloud_watch_logs_role_arn=self._logs_delivery_role().role_arn,

@@ -8,7 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from phi_core import defaults
+from phi_core import account_roles, defaults, naming
 from stacks.config import Retention
 
 # Server access logs are evidence of who touched PHI: kept six years, HIPAA's retention period
@@ -32,8 +32,10 @@ def secure_bucket(
     SSE-KMS with ``key`` and S3 Bucket Keys (or SSE-S3 when ``key`` is None: S3 server access
     logs can only be delivered to SSE-S3 buckets), SSE-C blocked, all public access blocked,
     TLS only and TLS >= 1.2 (bucket-policy denies), versioning, object ownership enforced (ACLs
-    disabled), the bucket policy RETAIN like the bucket; server access logs to ``access_logs``
-    (bucket, prefix) and Object Lock with ``object_lock_retention`` when given.
+    disabled), its policy, encryption, versioning, lifecycle and object versions changed only by
+    the deployment role and break-glass, the bucket policy RETAIN like the bucket; server access
+    logs to ``access_logs`` (bucket, prefix) and Object Lock with ``object_lock_retention``
+    when given.
 
     With a ``key``, the bucket policy also refuses any upload that names another encryption
     (:func:`_deny_wrong_encryption`). ``encryption_exempt_source_arn`` (default none) exempts
@@ -63,6 +65,13 @@ def secure_bucket(
     )
     if key is not None:
         _deny_wrong_encryption(bucket, key, exempt_source_arn=encryption_exempt_source_arn)
+    # Its policy, encryption, versioning, lifecycle and versions: the deployment role's and
+    # break-glass's to change, nobody else's (phi_core.account_roles).
+    stack = Stack.of(bucket)
+    bucket.add_to_resource_policy(iam.PolicyStatement.from_json(
+        account_roles.guarded_bucket_deny(
+            account_roles.Roles(account=stack.account, partition=stack.partition),
+            bucket.bucket_arn)))
     # A retained bucket keeps its policy too: `cdk destroy` must not leave data behind without
     # the TLS and encryption denies.
     assert bucket.policy is not None
@@ -186,8 +195,17 @@ class EncryptedStorage(Construct):
             key=self.key,
             access_logs=(self.log_bucket, "data-bucket/"),
             lifecycle_rules=[
+                # An overwritten inbound file's original is evidence: kept as long as custody
+                # requires (a partner cannot delete a version; nobody else may either).
+                s3.LifecycleRule(
+                    id="KeepInboundOriginals",
+                    prefix=naming.INBOUND_PREFIX,
+                    noncurrent_version_expiration=Duration.days(
+                        defaults.EVIDENCE_RETENTION_DAYS),
+                ),
                 s3.LifecycleRule(
                     id="ExpireNoncurrentVersions",
+                    prefix=naming.OUTBOUND_PREFIX,
                     noncurrent_version_expiration=Duration.days(
                         retention.noncurrent_version_days
                     ),

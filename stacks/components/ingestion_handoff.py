@@ -41,6 +41,8 @@ class IngestionHandoff(Construct):
         )
         queue_arn = stack.format_arn(service="sqs", resource=naming.INGESTION_QUEUE_NAME)
         paths = {
+            "account": "$.account",
+            "region": "$.region",
             "bucket": "$.detail.bucket.name",
             "key": "$.detail.object.key",
             "version_id": "$.detail.object.version-id",

@@ -171,6 +171,8 @@ class KeyRotation(Construct):
         return iam.Role(
             self,
             "FunctionRole",
+            # Named: the customer key and the partner secret admit exactly this role.
+            role_name=naming.rotation_role_name(slug),
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Rotation function of partner {slug}",
             managed_policies=[policy],

@@ -11,10 +11,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from phi_core import naming, partner_policy
+from phi_core import account_roles, identifiers, naming, partner_policy
 from phi_core import secret as secret_schema
 from phi_core.partner_policy import PartnerScope
-from stacks.config import ACCOUNT_ID_PATTERN, AccessMode, CustomerConfig
+from stacks.config import AccessMode, CustomerConfig
 
 MAX_ROLE_SESSION = Duration.hours(1)
 
@@ -104,7 +104,7 @@ class PartnerAccess(Construct):
 
     def _external_principals(self) -> list[iam.IPrincipal]:
         return [
-            iam.AccountPrincipal(p) if ACCOUNT_ID_PATTERN.match(p) else iam.ArnPrincipal(p)
+            iam.AccountPrincipal(p) if identifiers.is_account_id(p) else iam.ArnPrincipal(p)
             for p in self._customer.partner_principals
         ]
 
@@ -117,7 +117,10 @@ class PartnerAccess(Construct):
             managed_policy_name=naming.partner_policy_name(self._customer.slug),
             description=f"Partner {self._customer.slug}: its prefixes on its bucket, its key "
             "through S3 only",
-            statements=statements(partner_policy.partner_statements(self.partner_scope)),
+            statements=statements([
+                *partner_policy.partner_statements(self.partner_scope),
+                *([partner_policy.session_credentials_deny()]
+                  if self._customer.access is AccessMode.IAM_USER else [])]),
         )
 
     def _iam_user(self) -> None:
@@ -149,6 +152,11 @@ class PartnerAccess(Construct):
                     bucket_owner=stack.account, kms_key_arn=self._key.key_arn).items()
             },
         )
+        # Its value: the rotation function, the operator's hand-over and break-glass only.
+        self.secret.add_to_resource_policy(iam.PolicyStatement.from_json(
+            account_roles.secret_value_deny(
+                account_roles.Roles(account=stack.account, partition=stack.partition),
+                slug=slug)))
         self.user_name = naming.partner_user_name(slug)
 
     def _assume_role(self) -> None:

@@ -87,7 +87,9 @@ def test_json_shows_each_version_with_uploader_checksum_key_and_import(
     assert (oldest["stored_algorithm"], oldest["stored_checksum"]) == (
         "CRC64NVME", exchange.first.checksum)
     assert (oldest["server_side_encryption"], oldest["kms_key_id"]) == ("aws:kms", KMS_KEY_ARN)
-    assert oldest["uploaders"] == [CALLER_ARN]
+    # The uploader's claim and AWS's record, side by side, labelled.
+    assert oldest["claimed_uploaders"] == [CALLER_ARN]
+    assert oldest["requester"] and oldest["requester"] != CALLER_ARN
     claims = by_source(oldest)
     assert set(claims) == {"object metadata", "client manifest", "batch manifest", "importer",
                            "local file"}
@@ -95,7 +97,8 @@ def test_json_shows_each_version_with_uploader_checksum_key_and_import(
     assert claims["client manifest"]["where"] == str(exchange.customer.manifest)
     assert claims["batch manifest"]["where"] == exchange.manifest.key
     assert oldest["imported"]["row_count"] == 2
-    assert oldest["imported"]["effective_uploader_source"] == "batch-manifest"
+    assert oldest["imported"]["claimed_uploader_source"] == "batch-manifest"
+    assert oldest["imported"]["requester"] == oldest["requester"]
     assert oldest["same_as_local_file"] is True
 
     assert newest["imported"] is None  # uploaded, never imported
@@ -119,8 +122,9 @@ def test_text_shows_one_block_per_version(
     assert oldest.startswith(f"version {exchange.first.version_id} (noncurrent)")
     assert f"checksum    CRC64NVME {exchange.first.checksum} (stored by S3" in oldest
     assert f"KMS key {KMS_KEY_ARN}" in oldest
-    assert f"uploader    {CALLER_ARN}" in oldest
-    assert "2 row(s)" in oldest and "uploader from batch-manifest" in oldest
+    assert f"claimed by  {CALLER_ARN} (the uploader's own records: a claim)" in oldest
+    assert "(AWS's record: the S3 event)" in oldest
+    assert "2 row(s)" in oldest and "uploader claimed by batch-manifest" in oldest
     assert "    importer: CRC64NVME" in oldest and "MISMATCH" not in out
     assert f"    stored bytes: CRC64NVME {exchange.first.checksum}: matches" in oldest
     assert out.rstrip().endswith("consistent: every record agrees with the stored checksum")
@@ -134,8 +138,10 @@ def test_without_the_database_the_import_is_not_claimed_either_way(
     assert code == 0
     assert out.count("\nversion ") == 1
     assert "imported    not asked (give --dsn)" in out
-    # The batch manifest in the bucket still names the uploader.
-    assert f"uploader    {CALLER_ARN}" in out
+    # The batch manifest in the bucket still names the uploader (a claim); AWS's record is
+    # the importer's (or CloudTrail's).
+    assert f"claimed by  {CALLER_ARN}" in out
+    assert "requester   not in these records" in out
 
 
 def test_local_file_alone_finds_its_key_in_the_manifest(

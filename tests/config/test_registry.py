@@ -403,3 +403,22 @@ def test_two_customers_whose_names_would_meet_are_refused(tmp_path):
                               "named like acme's access-log bucket")
     customer, warnings = load_one_customer(registry, "acme")
     assert customer.slug == "acme" and len(warnings) == 1
+
+
+# Every pattern matches the whole value, ASCII only: `re.match` with `$` accepts a trailing
+# newline, `\w` accepts letters IAM, STS and S3 refuse.
+@pytest.mark.parametrize(("base", "field", "value"), [
+    (IAM_USER, "slug", "acme\n"),
+    (CROSS_ACCOUNT, "partner_principals", ["111122223333\n"]),
+    (CROSS_ACCOUNT, "partner_principals", ["arn:aws:iam::111122223333:role/transfer\n"]),
+    (CROSS_ACCOUNT, "partner_principals", ["arn:aws:iam::111122223333:role/tránsfer"]),
+    (CROSS_ACCOUNT, "partner_principals",  # full-width digits
+     ["arn:aws:iam::\uff11\uff11\uff11\uff11\uff12\uff12\uff12\uff12\uff13\uff13\uff13\uff13:role/t"]),
+    (ASSUME_ROLE, "external_id", "initech-external-id-01\n"),
+    (ASSUME_ROLE, "external_id", "initech-éxternal-id-01"),
+    (IAM_USER, "contacts", ["ops@acme.example\n"]),
+    (IAM_USER, "contacts", ["opé@acme.example"]),
+])
+def test_patterns_match_the_whole_value_in_ascii(base, field, value):
+    problems = problems_of(with_changes(base, **{field: value}))
+    assert any(p.startswith(f"customers/x: {field}") for p in problems), problems

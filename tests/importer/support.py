@@ -77,7 +77,8 @@ def handoff_message(customer: str, bucket: str, key: str, version_id: str | None
                     **overrides: Any) -> str:
     """The body the ingestion handoff rule sends for an Object Created event."""
     body: dict[str, Any] = {
-        "customer": customer, "bucket": bucket, "key": key, "version_id": version_id,
+        "customer": customer, "account": ACCOUNT, "region": REGION, "bucket": bucket,
+        "key": key, "version_id": version_id,
         "size": size, "etag": '"0123456789abcdef0123456789abcdef"',
         "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "event_id": str(uuid.uuid4()), "requester": ACCOUNT, "source_ip": "198.51.100.7",

@@ -75,8 +75,10 @@ def test_uploaded_csv_is_loaded_with_its_custody_row(
     assert row["kms_key_id"] == KMS_KEY_ARN
     assert row["row_count"] == 2
     assert (row["event_id"], row["event_time"]) == (event.event_id, event.time)
-    # No batch manifest, no uploader metadata: the event's requester (an account id).
-    assert (row["uploader_arn"], row["uploader_source"]) == (ACCOUNT, "event-requester")
+    # No batch manifest, no uploader metadata: nobody claims it; AWS's record (the event's
+    # requester, an account id, and source address) is kept in its own columns.
+    assert (row["uploader_arn"], row["uploader_source"]) == (None, "unknown")
+    assert (row["requester"], row["source_ip"]) == (ACCOUNT, "198.51.100.7")
     assert queues.depth() == 0
     assert queues.dead_letters() == []
 
@@ -278,12 +280,13 @@ def test_batch_manifest_names_the_uploader_whichever_arrives_first(
 
     [row] = custody_rows(db)
     batch_id = manifest.key.rsplit("/", 1)[1].removesuffix(".json")
-    assert row["effective_uploader_arn"] == MOTO_CALLER_ARN
-    assert row["effective_uploader_source"] == "batch-manifest"
+    assert row["claimed_uploader_arn"] == MOTO_CALLER_ARN
+    assert row["claimed_uploader_source"] == "batch-manifest"
+    assert row["requester"] == ACCOUNT  # AWS's record, whatever the manifest claims
     assert row["batch_manifest_batch_id"] == batch_id
     assert row["batch_manifest_checksum"] == row["checksum"]
     # What was known when the file itself was imported stays as it was recorded.
-    assert row["uploader_source"] == ("batch-manifest" if manifest_first else "event-requester")
+    assert row["uploader_source"] == ("batch-manifest" if manifest_first else "unknown")
     assert loaded_rows(db)[0]["claim_id"] == "C-1"  # the manifest is not loaded as data
 
 

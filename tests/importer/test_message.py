@@ -12,7 +12,8 @@ from importer.errors import InvalidMessage
 from importer.message import FIELDS, parse_message
 
 GOOD: dict[str, Any] = {
-    "customer": "acme", "bucket": "phi-acme-123456789012-eu-west-2",
+    "customer": "acme", "account": "123456789012", "region": "eu-west-2",
+    "bucket": "phi-acme-123456789012-eu-west-2",
     "key": "inbound/2025/claims.csv", "version_id": "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
     "size": 1234, "etag": '"9b2cf535f27731c974343645a3985328"', "time": "2025-03-01T04:12:09Z",
     "event_id": "c9888434-815d-c6f4-9fc2-4dd7bdeccaaf", "requester": "111122223333",
@@ -60,7 +61,17 @@ def test_batch_manifests_are_recognized_by_their_folder(key: str, expected: bool
 @pytest.mark.parametrize("changes, problem", [
     ({"customer": ...}, "customer: required"),
     ({"customer": "Acme!"}, "is not a customer slug"),
-    ({"bucket": "phi-globex-123456789012-eu-west-2"}, "is not a bucket of customer 'acme'"),
+    ({"bucket": "phi-globex-123456789012-eu-west-2"}, "is not the data bucket of customer"),
+    # A prefix match would take these for acme's: its log bucket, customer acme-corp's bucket,
+    # acme's bucket in another account or region.
+    ({"bucket": "phi-acme-logs-123456789012-eu-west-2"}, "is not the data bucket of customer"),
+    ({"bucket": "phi-acme-corp-123456789012-eu-west-2"}, "is not the data bucket of customer"),
+    ({"bucket": "phi-acme-210987654321-eu-west-2"}, "is not the data bucket of customer"),
+    ({"bucket": "phi-acme-123456789012-eu-west-1"}, "is not the data bucket of customer"),
+    ({"account": ...}, "account: required"),
+    ({"account": "12345678901\n"}, "is not a 12-digit account id"),
+    ({"region": "eu-west-\uff12"}, "is not a region name"),  # a full-width digit
+    ({"customer": "acme\n"}, "is not a customer slug"),
     ({"key": "outbound/claims.csv"}, "is not under inbound/"),
     ({"size": -1}, "size: must be a non-negative integer"),
     ({"size": "12"}, "size: must be a non-negative integer"),

@@ -133,14 +133,25 @@ def test_customer_stacks_do_not_import_audit_stack_exports(templates):
 
 
 def test_audit_settings_come_from_context_and_are_validated():
-    assert parse_audit_settings({}) == AuditSettings(2192, LockMode.COMPLIANCE)
-    assert parse_audit_settings({"audit_lock_mode": "governance"}).lock_mode is LockMode.GOVERNANCE
+    contacts = {"security_contacts": ["security@example.org"]}
+    assert parse_audit_settings(contacts) == AuditSettings(2192, LockMode.COMPLIANCE,
+                                                           ("security@example.org",))
+    assert parse_audit_settings({**contacts, "audit_lock_mode": "governance"}).lock_mode is (
+        LockMode.GOVERNANCE)
     with pytest.raises(RegistryError) as caught:
-        parse_audit_settings({"audit_retention_days": 30, "audit_lock_mode": "none"})
+        parse_audit_settings({"audit_retention_days": 30, "audit_lock_mode": "none",
+                              "security_contacts": ["security@example.org\n"]})
     assert caught.value.problems == [
         "cdk.json: context.audit_retention_days: must be between 2192 and 36500 (got 30)",
         "cdk.json: context.audit_lock_mode: must be 'compliance' or 'governance' (got 'none')",
+        "cdk.json: context.security_contacts[0]: must be an e-mail address (got "
+        "'security@example.org\\n')",
     ]
+    with pytest.raises(RegistryError) as caught:
+        parse_audit_settings({})
+    assert caught.value.problems == [
+        "cdk.json: context.security_contacts: required: at least one e-mail address for "
+        "notices"]
 
 
 def test_governance_mode_and_longer_retention_reach_the_template():

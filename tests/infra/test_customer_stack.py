@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from stacks.config import AccessMode
 from tests.infra.conftest import ALL_SLUGS, slugs_by_mode
 
 IAM_USER = slugs_by_mode("iam-user")
@@ -327,8 +328,17 @@ def test_partner_policy_is_scoped_to_own_bucket_prefixes_and_key(templates, cust
     by_sid = {s["Sid"]: s for s in statements}
     assert ("WriteInbound" in by_sid) == ("inbound" in config.directions)
     assert ("ReadOutbound" in by_sid) == ("outbound" in config.directions)
-    for s in statements:
-        assert s["Effect"] == "Allow"
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    denies = {s["Sid"]: s for s in statements if s["Effect"] == "Deny"}
+    # The IAM user's only deny: credentials derived from a session (sts:GetSessionToken)
+    # would outlive a deactivated key; the partner role's sessions need none.
+    if config.access is AccessMode.IAM_USER:
+        assert set(denies) == {"DenySessionCredentials"}
+        assert denies["DenySessionCredentials"]["Condition"] == {
+            "Null": {"aws:TokenIssueTime": "false"}}
+    else:
+        assert not denies
+    for s in allows:
         assert "*" not in text(s["Action"])
         assert f"phi-{slug}-" in text(s["Resource"]) or s["Sid"] == "UseKeyThroughS3"
     key = by_sid["UseKeyThroughS3"]

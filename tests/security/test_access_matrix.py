@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from phi_core import naming
 from security import evaluator
 from security.access_matrix import (
     MatrixOutcome,
@@ -25,6 +26,7 @@ from security.access_matrix import (
 )
 from security.action_catalog import actions_for
 from security.matrix_model import (
+    ACCESS,
     ACCOUNT,
     AUDIT,
     S3_KINDS,
@@ -33,7 +35,14 @@ from security.matrix_model import (
     Part,
     Who,
 )
-from security.matrix_rules import CONTRACTS, DENY_RULE, RULES, rotation_role_calls
+from security.matrix_rules import (
+    AUDIT_KEY_RETIREMENT,
+    CONTRACTS,
+    DENY_RULE,
+    GUARDED_BUCKET_ACTIONS,
+    RULES,
+    rotation_role_calls,
+)
 from security.templates import collect_policies, resolve_template, unresolved_tokens
 from stacks.config import AccessMode, Direction
 
@@ -84,11 +93,14 @@ def test_every_rule_allows_some_request(matrix: MatrixResult):
 
 def test_every_stack_is_in_the_matrix(universe: Universe):
     """The audit stack and every customer, offboarded ones included, each with its resources."""
-    assert set(universe.targets) == {*universe.customers, AUDIT}
+    assert set(universe.targets) == {*universe.customers, AUDIT, ACCESS}
     audit_parts = {t.part for t in universe.targets[AUDIT]}
     assert audit_parts >= {Part.CUSTODY, Part.CUSTODY_ACCESS_LOGS, Part.AUDIT_KEY,
                            Part.INGESTION_QUEUE, Part.INGESTION_DLQ, Part.TRAIL_LOGS,
-                           Part.LOGS_DELIVERY_ROLE}
+                           Part.LOGS_DELIVERY_ROLE, Part.SECURITY_TOPIC}
+    assert {t.name for t in universe.targets[ACCESS]} == {
+        naming.DEPLOYMENT_ROLE_NAME, naming.CDK_DEPLOY_ROLE_NAME, naming.IMPORTER_ROLE_NAME,
+        naming.OPERATOR_ROLE_NAME, naming.BREAK_GLASS_ROLE_NAME}
     customers = universe.customers.values()
     assert any(c.offboarded for c in customers)
     assert {(c.access, c.offboarded) for c in customers} >= {
@@ -232,31 +244,106 @@ def test_offboarded_partners_are_denied_everything(matrix: MatrixResult, univers
     assert any(o.decision.deny for o in former)
 
 
-def test_only_partners_and_our_administrator_can_read_plaintext(matrix: MatrixResult):
+def _allowed(matrix: MatrixResult, **where) -> list[MatrixOutcome]:
+    return [o for o in matrix.outcomes if o.decision.allowed and all(
+        getattr(o.request.target if k in ("part", "kind", "owner") else o.request.operation,
+                k) == v for k, v in where.items())]
+
+
+def test_only_named_roles_obtain_plaintext(matrix: MatrixResult):
     """Reading an object means GetObject and, for SSE-KMS, S3 decrypting with the customer's
-    key on the caller's behalf. An insider with S3 read-only access gets the first, never the
-    second; everyone but the customer's partner (outbound/) and our administrator gets neither.
-    """
+    key on the caller's behalf. Only the customer's partner (outbound/), the importer
+    (inbound/), the operator (outbound/) and break-glass get both; the administrator and a
+    PowerUserAccess insider get GetObject but never the decryption, an S3 read-only insider
+    the same."""
     get_allowed = {(o.request.principal.label, o.request.target.owner,
                     o.request.target.object_key)
-                   for o in matrix.outcomes if o.decision.allowed
-                   and o.request.target.kind is Kind.OBJECT and o.request.target.part is Part.DATA
-                   and o.request.operation.action == "s3:GetObject"}
+                   for o in _allowed(matrix, kind=Kind.OBJECT, part=Part.DATA,
+                                     action="s3:GetObject")}
     decrypt_allowed = {(o.request.principal.label, o.request.target.owner)
-                       for o in matrix.outcomes if o.decision.allowed
-                       and o.request.target.part is Part.CUSTOMER_KEY
-                       and o.request.operation.via == "s3"
-                       and o.request.operation.action == "kms:Decrypt"}
+                       for o in _allowed(matrix, part=Part.CUSTOMER_KEY, via="s3",
+                                         action="kms:Decrypt")}
     readers = {(who, owner, key) for who, owner, key in get_allowed
                if (who, owner) in decrypt_allowed}
     principals = {o.request.principal.label: o.request.principal for o in matrix.outcomes}
     for who, owner, key in readers:
-        principal = principals[who]
-        assert principal.who is Who.ADMIN or (
-            principal.who is Who.PARTNER and owner in principal.partner_of
-            and (key or "").startswith("outbound/")), (who, owner, key)
-    assert any(principals[who].who is Who.INSIDER for who, _, _ in get_allowed)
-    assert not any(principals[who].who is Who.INSIDER for who, _ in decrypt_allowed)
+        principal, key = principals[who], key or ""
+        assert (principal.who is Who.BREAK_GLASS
+                or (principal.who is Who.IMPORTER and key.startswith("inbound/"))
+                or (principal.who in (Who.PARTNER, Who.OPERATOR) and key.startswith("outbound/")
+                    and (principal.who is Who.OPERATOR or owner in principal.partner_of))
+                ), (who, owner, key)
+    kinds = {principals[who].who for who, _, _ in readers}
+    assert kinds == {Who.BREAK_GLASS, Who.IMPORTER, Who.OPERATOR, Who.PARTNER}
+    broad = {Who.ADMIN, Who.POWER_USER, Who.INSIDER}
+    assert {principals[who].who for who, _, _ in get_allowed} >= broad
+    assert not any(principals[who].who in broad for who, _ in decrypt_allowed)
+
+
+def test_only_named_roles_read_the_partner_secret(matrix: MatrixResult):
+    readers = {o.request.principal.who
+               for o in _allowed(matrix, part=Part.PARTNER_SECRET,
+                                 action="secretsmanager:GetSecretValue")}
+    assert readers == {Who.ROTATION, Who.OPERATOR, Who.BREAK_GLASS}
+
+
+def test_only_break_glass_and_the_deployer_change_what_guards_evidence(matrix: MatrixResult):
+    """Bucket policy, encryption, versioning, lifecycle, Object Lock, object versions: on every
+    bucket of every stack, only the deployment role and break-glass; both can."""
+    changers = {o.request.principal.who for o in matrix.outcomes if o.decision.allowed
+                and o.request.target.kind in S3_KINDS
+                and o.request.operation.action in GUARDED_BUCKET_ACTIONS}
+    assert changers == {Who.DEPLOYMENT, Who.BREAK_GLASS}
+    asked = {(o.request.principal.who, o.request.operation.action) for o in matrix.outcomes
+             if o.request.target.kind in S3_KINDS}
+    assert {(Who.ADMIN, a) for a in GUARDED_BUCKET_ACTIONS} <= asked
+
+
+def test_only_break_glass_retires_the_audit_key_and_every_key_stays_manageable(
+        matrix: MatrixResult, matrix_app):
+    """KMS's lockout rule: every key keeps a principal that may change its policy
+    (break-glass; the deployment role for customer keys). The audit key denies its own
+    creator (the deployment role) PutKeyPolicy, so its template bypasses the lockout safety
+    check, which is only safe because break-glass keeps the right."""
+    retirers = {o.request.principal.who
+                for o in _allowed(matrix, part=Part.AUDIT_KEY)
+                if o.request.operation.action in AUDIT_KEY_RETIREMENT}
+    assert retirers == {Who.BREAK_GLASS}
+    keys = {o.request.target.arn: o.request.target.part for o in matrix.outcomes
+            if o.request.target.kind is Kind.KEY}
+    manageable = {(o.request.target.arn, o.request.principal.who)
+                  for o in _allowed(matrix, kind=Kind.KEY, action="kms:PutKeyPolicy")}
+    for arn, part in keys.items():
+        assert (arn, Who.BREAK_GLASS) in manageable, arn
+        assert ((arn, Who.DEPLOYMENT) in manageable) is (part is Part.CUSTOMER_KEY), arn
+    audit = matrix_app.templates[naming.AUDIT_STACK_NAME]["Resources"]
+    bypass = [r["Properties"].get("BypassPolicyLockoutSafetyCheck")
+              for r in audit.values() if r["Type"] == "AWS::KMS::Key"]
+    assert bypass == [True]
+
+
+def test_partner_session_credentials_are_refused_everything(matrix: MatrixResult):
+    """sts:GetSessionToken credentials would outlive a deactivated key by up to 36 hours:
+    refused by an explicit deny, whatever the request."""
+    sessions = [o for o in matrix.outcomes if o.request.principal.who is Who.PARTNER_SESSION]
+    assert len({o.request.principal.label for o in sessions}) >= 4
+    assert not any(o.decision.allowed for o in sessions)
+    assert any("DenySessionCredentials" in " ".join(o.decision.deny) for o in sessions)
+
+
+def test_account_roles_need_their_tag_and_break_glass_needs_mfa(matrix: MatrixResult):
+    assumed = [o for o in _allowed(matrix, part=Part.ACCOUNT_ROLE, action="sts:AssumeRole")
+               if o.request.principal.who is not Who.SERVICE]
+    assert assumed
+    for o in assumed:
+        variant = o.request.operation.variant
+        assert variant.startswith("tagged for it,") or variant == "tagged for it", describe(o)
+        if o.request.target.name == naming.BREAK_GLASS_ROLE_NAME:
+            assert "MFA" in variant, describe(o)
+        assert o.request.target.name != naming.DEPLOYMENT_ROLE_NAME
+    by_service = {o.request.target.name for o in _allowed(matrix, part=Part.ACCOUNT_ROLE)
+                  if o.request.principal.who is Who.SERVICE}
+    assert by_service == {naming.DEPLOYMENT_ROLE_NAME}
 
 
 def test_requests_decided_without_the_evaluator_are_denied_by_it(matrix: MatrixResult,
@@ -270,7 +357,8 @@ def test_requests_decided_without_the_evaluator_are_denied_by_it(matrix: MatrixR
         by_who.setdefault(o.request.principal.who, []).append(o)
     sample = [o for outcomes in by_who.values() for o in rng.sample(outcomes,
                                                                     min(150, len(outcomes)))]
-    assert set(by_who) >= set(Who) - {Who.ADMIN}
+    # Administrator and break-glass are allowed everything by their own policies.
+    assert set(by_who) >= set(Who) - {Who.ADMIN, Who.BREAK_GLASS}
     batch = evaluator.Batch(policies=universe.documents,
                             requests=[to_evaluator_request(o.request) for o in sample])
     decisions = evaluator.evaluate(batch)

@@ -30,6 +30,18 @@ TRAIL_NAME = f"{PROJECT}-audit"
 INGESTION_QUEUE_NAME = f"{PROJECT}-ingestion"
 INGESTION_DEAD_LETTER_QUEUE_NAME = f"{PROJECT}-ingestion-dlq"
 AUDIT_KEY_ALIAS = f"alias/{PROJECT}/audit"
+SECURITY_TOPIC_NAME = f"{PROJECT}-security"
+# The audit stack's rules on management events that tamper with evidence or access.
+TAMPER_RULE_PREFIX = f"{PROJECT}-tamper-"
+
+# The account's roles that work with PHI (stack PhiExchange-access, once per account): named, so
+# every key, bucket and secret policy can admit exactly them without waiting for them.
+ACCESS_STACK_NAME = f"{STACK_NAME_PREFIX}access"
+DEPLOYMENT_ROLE_NAME = f"{PROJECT}-deployment"  # CloudFormation's, for the audit and customers
+CDK_DEPLOY_ROLE_NAME = f"{PROJECT}-cdk-deploy"  # the CDK CLI's, which passes the one above
+IMPORTER_ROLE_NAME = f"{PROJECT}-importer"
+OPERATOR_ROLE_NAME = f"{PROJECT}-operator"
+BREAK_GLASS_ROLE_NAME = f"{PROJECT}-break-glass"
 
 
 def stack_name(slug: str) -> str:
@@ -73,6 +85,11 @@ def rotation_function_name(slug: str) -> str:
     return f"{PROJECT}-{slug}-key-rotation"
 
 
+def rotation_role_name(slug: str) -> str:
+    """The rotation function's role: named, so the customer key can admit exactly it."""
+    return f"{PROJECT}-{slug}-key-rotation"
+
+
 def notices_topic_name(slug: str) -> str:
     return f"{PROJECT}-{slug}-notices"
 
@@ -105,6 +122,7 @@ def physical_names(slug: str) -> dict[str, str]:
         f"iam group {partner_group_name(slug)}": "partner group",
         f"iam policy {partner_policy_name(slug)}": "partner policy",
         f"iam role {partner_role_name(slug)}": "partner role",
+        f"iam role {rotation_role_name(slug)}": "rotation role",
         f"secret {partner_secret_name(slug)}": "partner secret",
         f"lambda function {rotation_function_name(slug)}": "rotation function",
         f"sns topic {notices_topic_name(slug)}": "notices topic",

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from phi_core import naming
+from phi_core import identifiers, naming
 from phi_core.vocabulary import AccessMode, Direction
 
 CUSTOMER_SLUG = "CustomerSlug"
@@ -36,8 +36,6 @@ _PREFIX_OUTPUT = {Direction.INBOUND: INBOUND_PREFIX, Direction.OUTBOUND: OUTBOUN
 
 _KMS_ARN = re.compile(
     r"arn:(aws|aws-us-gov|aws-cn):kms:([a-z0-9-]+):([0-9]{12}):key/[A-Za-z0-9-]+")
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]")
-_ACCOUNT = re.compile(r"[0-9]{12}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -151,9 +149,9 @@ def parse_stack_outputs(outputs: Mapping[str, Any], *, source: str) -> StackOutp
     if key_arn and not match:
         problems.append(f"{KMS_KEY_ARN} is not a KMS key ARN")
     region, account = values.get(BUCKET_REGION, ""), values.get(BUCKET_OWNER_ACCOUNT, "")
-    if region and not _REGION.fullmatch(region):
+    if region and not identifiers.is_region(region):
         problems.append(f"{BUCKET_REGION} {region!r} is not a region name")
-    if account and not _ACCOUNT.fullmatch(account):
+    if account and not identifiers.is_account_id(account):
         problems.append(f"{BUCKET_OWNER_ACCOUNT} is not a 12-digit account id")
     if match and (match.group(2), match.group(3)) != (region, account):
         problems.append(f"{KMS_KEY_ARN} is not in {BUCKET_REGION} and {BUCKET_OWNER_ACCOUNT}")

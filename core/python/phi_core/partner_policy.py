@@ -9,17 +9,15 @@ deny when it revokes access at once. Values may be literal ARNs or CDK tokens.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from phi_core import naming
+from phi_core import identifiers, naming
 from phi_core.vocabulary import AccessMode, Direction
 
 POLICY_VERSION = "2012-10-17"
 OFFBOARDED_DENY_SID = "OffboardedPartnerDeny"  # the operator CLI finds its own deny by it
-ACCOUNT_ID = re.compile(r"[0-9]{12}")
 Statement = dict[str, Any]
 
 
@@ -96,7 +94,7 @@ def cross_account_grants(scope: PartnerScope, principals: Sequence[str]) -> tupl
 
 def principal_entries(partner_principals: Iterable[str], *, partition: str) -> list[str]:
     """Registry principals as resource-policy principals: an account id is its root ARN."""
-    return [f"arn:{partition}:iam::{p}:root" if ACCOUNT_ID.fullmatch(p) else p
+    return [f"arn:{partition}:iam::{p}:root" if identifiers.is_account_id(p) else p
             for p in partner_principals]
 
 
@@ -111,8 +109,16 @@ def partner_principal_patterns(*, access: AccessMode, slug: str,
         return [f"arn:{partition}:iam::{account}:user/{naming.partner_user_name(slug)}"]
     if access is AccessMode.ASSUME_ROLE:
         return [f"arn:{partition}:iam::{account}:role/{naming.partner_role_name(slug)}"]
-    return [f"arn:{partition}:iam::{p}:*" if ACCOUNT_ID.fullmatch(p) else p
+    return [f"arn:{partition}:iam::{p}:*" if identifiers.is_account_id(p) else p
             for p in partner_principals]
+
+
+def session_credentials_deny() -> Statement:
+    """For an ``iam-user`` partner: credentials derived from its access key
+    (``sts:GetSessionToken``, valid up to 36 hours and untouched by deactivating the key) are
+    refused everything, so a rotated or deactivated key is a revocation."""
+    return {"Sid": "DenySessionCredentials", "Effect": "Deny", "Action": "*", "Resource": "*",
+            "Condition": {"Null": {"aws:TokenIssueTime": "false"}}}
 
 
 def key_use_outside_s3_deny(patterns: Sequence[str], s3_service: str) -> Statement:

@@ -1,0 +1,298 @@
+"""Who in our own account works with PHI, and the resource-policy denies that make it so.
+
+The account's roles, each least-privilege, each with its purpose in one line:
+
+- **deployment** (``phi-exchange-deployment``): CloudFormation's role for the audit and customer
+  stacks; the only one besides break-glass that may change a bucket's policy, encryption,
+  versioning or lifecycle, or delete an object version.
+- **importer** (``phi-exchange-importer``): reads ``inbound/`` of every customer bucket and
+  consumes the ingestion queue; nothing else.
+- **operator** (``phi-exchange-operator``): writes ``outbound/``, runs the status, onboarding,
+  rotation and hand-over commands; reads no inbound plaintext.
+- **rotation function** (``phi-exchange-<slug>-key-rotation``, per customer): see
+  :mod:`phi_core.rotation_policy`.
+- **break-glass** (``phi-exchange-break-glass``): everything, only with MFA, every use alarmed.
+
+Everyone else in the account, however broad its IAM policies (``PowerUserAccess``,
+``AdministratorAccess``), obtains no plaintext and changes no evidence: the denies below are in
+the resource policies, which identity policies cannot override. The denies name principals with
+``aws:PrincipalArn`` conditions under ``Principal: *`` (never a principal element), so a policy
+never waits for, or fails on, a role that does not exist yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from phi_core import naming
+
+Statement = dict[str, Any]
+
+# What a customer key does for whom: only these principals obtain plaintext through it.
+CRYPTO_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+# A bucket's guarantees: changing any of these silently defeats a control (the default key
+# behind the header-based encryption denies, the versions behind custody).
+GUARDED_BUCKET_ACTIONS = ["s3:PutBucketPolicy", "s3:DeleteBucketPolicy",
+                          "s3:PutEncryptionConfiguration", "s3:PutBucketVersioning",
+                          "s3:PutLifecycleConfiguration", "s3:PutBucketObjectLockConfiguration",
+                          "s3:DeleteObjectVersion"]
+# What would make the Object-Locked evidence unreadable or unmonitored.
+GUARDED_AUDIT_KEY_ACTIONS = ["kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy"]
+# The partner secret's value.
+SECRET_VALUE_ACTIONS = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+                        "secretsmanager:UpdateSecretVersionStage"]
+
+
+def role_arn(name: str, *, account: str, partition: str) -> str:
+    return f"arn:{partition}:iam::{account}:role/{name}"
+
+
+class Roles:
+    """The account roles' ARNs (values may be CDK tokens for the account and partition)."""
+
+    def __init__(self, *, account: str, partition: str) -> None:
+        def arn(name: str) -> str:
+            return role_arn(name, account=account, partition=partition)
+
+        self.deployment = arn(naming.DEPLOYMENT_ROLE_NAME)
+        self.cdk_deploy = arn(naming.CDK_DEPLOY_ROLE_NAME)
+        self.importer = arn(naming.IMPORTER_ROLE_NAME)
+        self.operator = arn(naming.OPERATOR_ROLE_NAME)
+        self.break_glass = arn(naming.BREAK_GLASS_ROLE_NAME)
+        self.account = account
+        self.partition = partition
+
+    def rotation(self, slug: str) -> str:
+        return role_arn(naming.rotation_role_name(slug), account=self.account,
+                        partition=self.partition)
+
+
+def _deny_unless(sid: str, actions: Sequence[str], resources: str | list[str],
+                 allowed: Sequence[str], *, services_exempt: bool = False) -> Statement:
+    condition: dict[str, Any] = {"ArnNotLike": {"aws:PrincipalArn": list(allowed)}}
+    if services_exempt:
+        # An AWS service acting as itself (CloudWatch Logs, SNS delivering, an alarm) carries
+        # no principal ARN of ours; its grants carry their own source conditions.
+        condition["Bool"] = {"aws:PrincipalIsAWSService": "false"}
+    return {"Sid": sid, "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": list(actions),
+            "Resource": resources, "Condition": condition}
+
+
+def customer_key_crypto_denies(roles: Roles, *, slug: str, partner_patterns: Sequence[str],
+                               region: str, url_suffix: str) -> list[Statement]:
+    """Key policy of a customer key: nobody but the customer's partner (through S3, as its own
+    grants say), the importer, the operator, the customer's rotation function (only through
+    the services that use the key for it), the deployment role (only through Secrets Manager
+    and Lambda, which encrypt the partner secret and the function's environment when it
+    creates them) and break-glass uses the key to encrypt or decrypt. AWS services acting as
+    themselves keep their own narrower grants."""
+    allowed = [*partner_patterns, roles.importer, roles.operator, roles.rotation(slug),
+               roles.deployment, roles.break_glass]
+
+    def only_through(sid: str, principal: str, services: Sequence[str]) -> Statement:
+        return {"Sid": sid, "Effect": "Deny", "Principal": {"AWS": "*"},
+                "Action": CRYPTO_ACTIONS, "Resource": "*",
+                "Condition": {"ArnLike": {"aws:PrincipalArn": principal},
+                              "StringNotEquals": {"kms:ViaService": [
+                                  f"{s}.{region}.{url_suffix}" for s in services]}}}
+
+    return [_deny_unless("OnlyNamedPrincipalsUseTheKey", CRYPTO_ACTIONS, "*", allowed,
+                         services_exempt=True),
+            only_through("RotationUsesTheKeyOnlyThroughItsServices", roles.rotation(slug),
+                         ("secretsmanager", "sns", "sqs", "lambda")),
+            only_through("DeploymentUsesTheKeyOnlyToCreateSecretAndFunction",
+                         roles.deployment, ("secretsmanager", "lambda"))]
+
+
+def audit_key_crypto_deny(roles: Roles) -> Statement:
+    """Key policy of the audit key: the importer (the queue's messages), the operator (the
+    trail's logs, for custody) and break-glass decrypt with it; AWS services acting as
+    themselves (CloudTrail, EventBridge, CloudWatch Logs, SQS) keep their own grants."""
+    return _deny_unless("OnlyNamedPrincipalsUseTheKey", CRYPTO_ACTIONS, "*",
+                        [roles.importer, roles.operator, roles.break_glass],
+                        services_exempt=True)
+
+
+def guarded_bucket_deny(roles: Roles, bucket_arn: str) -> Statement:
+    """Bucket policy of every bucket: its policy, encryption, versioning, lifecycle and Object
+    Lock, and its object versions, are changed by the deployment role or break-glass only."""
+    return _deny_unless("OnlyDeploymentChangesTheBucket", GUARDED_BUCKET_ACTIONS,
+                        [bucket_arn, f"{bucket_arn}/*"], [roles.deployment, roles.break_glass])
+
+
+def audit_key_guard_deny(roles: Roles) -> Statement:
+    """Key policy of the audit key: only break-glass may schedule its deletion, disable it or
+    change its policy (the Object-Locked logs are unreadable without it). The key stays
+    manageable: break-glass keeps every right (KMS's lockout rule), and CloudFormation creates
+    the key with the lockout safety check bypassed because it, the creator, is denied."""
+    return _deny_unless("OnlyBreakGlassRetiresTheAuditKey", GUARDED_AUDIT_KEY_ACTIONS, "*",
+                        [roles.break_glass])
+
+
+def secret_value_deny(roles: Roles, *, slug: str) -> Statement:
+    """Resource policy of the partner secret: its value is read or written by the rotation
+    function, the operator's hand-over command and break-glass only."""
+    return _deny_unless("OnlyNamedPrincipalsReadTheKey", SECRET_VALUE_ACTIONS, "*",
+                        [roles.rotation(slug), roles.operator, roles.break_glass])
+
+
+# --- the roles' own grants --------------------------------------------------------------------
+
+
+def importer_statements(*, partition: str, region: str, account: str,
+                        url_suffix: str) -> list[Statement]:
+    """Read every customer's inbound files (and decrypt them through S3), consume the
+    ingestion queue (decrypting its messages through SQS)."""
+    buckets = f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}*"
+    queue = f"arn:{partition}:sqs:{region}:{account}:{naming.INGESTION_QUEUE_NAME}"
+    keys = f"arn:{partition}:kms:{region}:{account}:key/*"
+    return [
+        {"Sid": "ReadInboundFiles", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes",
+                    "s3:GetObjectVersionAttributes", "s3:GetObjectTagging",
+                    "s3:GetObjectVersionTagging"],
+         "Resource": f"{buckets}/{naming.INBOUND_PREFIX}*"},
+        {"Sid": "DecryptInboundFilesThroughS3", "Effect": "Allow", "Action": "kms:Decrypt",
+         "Resource": keys,
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.{url_suffix}"},
+                       "StringLike": {"kms:EncryptionContext:aws:s3:arn": buckets}}},
+        {"Sid": "ConsumeIngestionQueue", "Effect": "Allow",
+         "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+         "Resource": queue},
+        {"Sid": "DecryptQueueMessagesThroughSqs", "Effect": "Allow", "Action": "kms:Decrypt",
+         "Resource": keys,
+         "Condition": {"StringEquals": {"kms:ViaService": f"sqs.{region}.{url_suffix}"}}},
+    ]
+
+
+def operator_statements(*, partition: str, region: str, account: str,
+                        url_suffix: str) -> list[Statement]:
+    """Write outbound files; read what the status, onboarding and custody commands show
+    (stacks, listings, object attributes and checksums, key ages); start a rotation, hand the
+    key over, revoke a partner's keys or role trust. Never an inbound object's bytes."""
+    buckets = f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}*"
+    keys = f"arn:{partition}:kms:{region}:{account}:key/*"
+    users = f"arn:{partition}:iam::{account}:user/{naming.PROJECT}-*-partner"
+    partner_roles = f"arn:{partition}:iam::{account}:role/{naming.PROJECT}-*-partner"
+    secrets = f"arn:{partition}:secretsmanager:{region}:{account}:secret:{naming.PROJECT}/*"
+    stacks = (f"arn:{partition}:cloudformation:{region}:{account}:stack/"
+              f"{naming.STACK_NAME_PREFIX}*/*")
+    return [
+        {"Sid": "WriteOutboundFiles", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+                    "s3:GetObject", "s3:GetObjectVersion"],
+         "Resource": f"{buckets}/{naming.OUTBOUND_PREFIX}*"},
+        {"Sid": "EncryptOutboundFilesThroughS3", "Effect": "Allow",
+         "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": keys,
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.{url_suffix}"},
+                       "StringLike": {"kms:EncryptionContext:aws:s3:arn": buckets}}},
+        {"Sid": "SeeWhatArrived", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation",
+                    "s3:GetBucketPolicy", "s3:GetObjectAttributes",
+                    "s3:GetObjectVersionAttributes"],
+         "Resource": [buckets, f"{buckets}/*"]},
+        {"Sid": "ReadStackOutputs", "Effect": "Allow",
+         "Action": ["cloudformation:DescribeStacks"], "Resource": stacks},
+        {"Sid": "ManagePartnerKeys", "Effect": "Allow",
+         "Action": ["iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:UpdateAccessKey"],
+         "Resource": users},
+        {"Sid": "ClosePartnerRoleTrust", "Effect": "Allow",
+         "Action": ["iam:GetRole", "iam:UpdateAssumeRolePolicy"], "Resource": partner_roles},
+        {"Sid": "RotateAndHandOverPartnerKeys", "Effect": "Allow",
+         "Action": ["secretsmanager:DescribeSecret", "secretsmanager:ListSecretVersionIds",
+                    "secretsmanager:GetSecretValue", "secretsmanager:RotateSecret",
+                    "secretsmanager:CancelRotateSecret"],
+         "Resource": secrets},
+        {"Sid": "DecryptPartnerKeysThroughSecretsManager", "Effect": "Allow",
+         "Action": "kms:Decrypt", "Resource": keys,
+         "Condition": {"StringEquals": {
+             "kms:ViaService": f"secretsmanager.{region}.{url_suffix}"}}},
+    ]
+
+
+def assume_tag(role_name: str) -> str:
+    """The principal tag that lets a principal of our account assume ``role_name``: granted by
+    whoever manages IAM (a power user cannot tag itself), changes alarmed."""
+    return f"aws:PrincipalTag/{naming.PROJECT}:{role_name.removeprefix(naming.PROJECT + '-')}"
+
+
+def trust_conditions(role_name: str, *, mfa: bool = False) -> dict[str, Any]:
+    """Who of our account may assume one of these roles: a principal carrying its tag (and,
+    for break-glass, signed in with MFA). ``sts:AssumeRole`` permission alone is not enough:
+    PowerUserAccess has it for every role."""
+    condition: dict[str, Any] = {"StringEquals": {assume_tag(role_name): "true"}}
+    if mfa:
+        condition["Bool"] = {"aws:MultiFactorAuthPresent": "true"}
+    return condition
+
+
+def deployment_statements(*, partition: str, region: str, account: str) -> list[Statement]:
+    """What CloudFormation needs to create, update and retire the audit and customer stacks,
+    on the names those stacks use and nothing else (generated names start with the stack
+    name, ``PhiExchange-``; chosen ones with ``phi-exchange``/``phi-``)."""
+    def arns(service: str, *resources: str, regional: bool = True) -> list[str]:
+        where = f"{region}:{account}" if regional else f":{account}"
+        return [f"arn:{partition}:{service}:{where}:{r}" for r in resources]
+
+    ours = [f"{naming.PROJECT}-*", f"{naming.STACK_NAME_PREFIX}*"]
+    return [
+        {"Sid": "Buckets", "Effect": "Allow", "Action": "s3:*",
+         "Resource": [f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}*",
+                      f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}*/*",
+                      f"arn:{partition}:s3:::phiexchange-*",
+                      f"arn:{partition}:s3:::phiexchange-*/*"]},
+        {"Sid": "ReadAssets", "Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+         "Resource": [f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}",
+                      f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}/*"]},
+        {"Sid": "CreateKeys", "Effect": "Allow", "Action": ["kms:CreateKey", "kms:ListAliases"],
+         "Resource": "*"},
+        {"Sid": "ManageKeys", "Effect": "Allow", "Action": "kms:*",
+         "Resource": [*arns("kms", "key/*"), *arns("kms", f"alias/{naming.PROJECT}/*")]},
+        {"Sid": "Identities", "Effect": "Allow", "Action": "iam:*",
+         "Resource": [f"arn:{partition}:iam::{account}:{kind}/{name}"
+                      for kind in ("user", "group", "policy", "role") for name in ours]},
+        {"Sid": "Secrets", "Effect": "Allow", "Action": "secretsmanager:*",
+         "Resource": arns("secretsmanager", f"secret:{naming.PROJECT}/*")},
+        {"Sid": "Functions", "Effect": "Allow", "Action": "lambda:*",
+         "Resource": [*arns("lambda", *(f"function:{n}" for n in ours)),
+                      *arns("lambda", "layer:*")]},
+        {"Sid": "Logs", "Effect": "Allow", "Action": "logs:*",
+         "Resource": arns("logs", f"log-group:/aws/lambda/{naming.PROJECT}-*",
+                          f"log-group:/{naming.PROJECT}/*")},
+        {"Sid": "TopicsQueuesRulesAlarmsTrails", "Effect": "Allow",
+         "Action": ["sns:*", "sqs:*", "events:*", "cloudwatch:*", "cloudtrail:*"],
+         "Resource": [*arns("sns", *ours), *arns("sqs", *ours),
+                      *arns("events", *(f"rule/{n}" for n in ours)),
+                      *arns("cloudwatch", *(f"alarm:{n}" for n in ours)),
+                      *arns("cloudtrail", f"trail/{naming.PROJECT}-*")]},
+        {"Sid": "ReadBootstrapVersion", "Effect": "Allow", "Action": "ssm:GetParameters",
+         "Resource": arns("ssm", "parameter/cdk-bootstrap/*")},
+    ]
+
+
+def cdk_deploy_statements(*, partition: str, region: str, account: str,
+                          deployment_role: str) -> list[Statement]:
+    """What the CDK CLI does with the role it assumes: change sets of our stacks, handing
+    them to CloudFormation's deployment role, reading the staged templates."""
+    stacks = f"arn:{partition}:cloudformation:{region}:{account}:stack/" \
+             f"{naming.STACK_NAME_PREFIX}*/*"
+    return [
+        {"Sid": "DeployOurStacks", "Effect": "Allow",
+         "Action": ["cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet",
+                    "cloudformation:ExecuteChangeSet", "cloudformation:DeleteChangeSet",
+                    "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
+                    "cloudformation:GetTemplate", "cloudformation:GetTemplateSummary",
+                    "cloudformation:DeleteStack"],
+         "Resource": stacks},
+        {"Sid": "HandToCloudFormation", "Effect": "Allow", "Action": "iam:PassRole",
+         "Resource": deployment_role,
+         "Condition": {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}},
+        {"Sid": "ReadStagedTemplates", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": [f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}",
+                      f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}/*"]},
+        {"Sid": "ReadBootstrapVersion", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": f"arn:{partition}:ssm:{region}:{account}:parameter/cdk-bootstrap/*"},
+    ]
