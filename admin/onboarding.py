@@ -27,16 +27,22 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
 import json
 import os
 import plistlib
 import re
+import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import quote
+
+import jinja2
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from admin import partner_policy
 from admin.stack_outputs import LifecycleError, StackOutputs
@@ -55,7 +61,8 @@ SECRET_FIELD_NAMES = ("secret_access_key", "aws_secret_access_key", "secretacces
                       "aws_session_token")
 # The shape of an AWS secret access key: 40 characters of base64, mixed case and digits.
 _SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-DEFAULT_SUPPORT = "the operator who sent you this kit"
+EXAMPLE_UPLOAD = "claims.csv"  # the file of the first-upload example
+EXAMPLE_DOWNLOAD_FOLDER = "received"  # where the first-download example writes
 
 
 @dataclass(frozen=True)
@@ -264,313 +271,193 @@ def aws_config_profile(inputs: KitInputs) -> str:
 
 
 # --- the instructions -----------------------------------------------------------------------
+#
+# The prose lives in admin/kit_templates/ (Jinja2): one template per access mode, each extending
+# instructions.md.j2. This module computes the values (names, commands, dates, the policy JSON)
+# and the templates place them. The output is Markdown, so Jinja's HTML autoescaping does not
+# apply; instead every ``{{ value }}`` passes through escape_markdown() unless a filter below
+# has already made it Markdown (a code span or a fenced block).
+
+TEMPLATES = Path(__file__).with_name("kit_templates")
+
+
+class Markdown(str):
+    """Text that is already Markdown (built by :func:`code_span`, :func:`code_spans` or
+    :func:`code_block`): templates output it as is, everything else is escaped."""
+
+
+# Characters that start Markdown syntax anywhere in a line: backslash escapes, code spans,
+# emphasis, links and images, raw HTML and autolinks, headings' closing #, table cells, and
+# GitHub's strikethrough (README.md is also read on sites that render more than CommonMark).
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>#|~])")
+# An entity or character reference (&amp; &#60;) would be decoded; a bare & would not.
+_ENTITY_START = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
+# What makes a line a list item, block quote or setext underline when it starts the line.
+_LINE_START = re.compile(r"^(?:([-+=])|(\d{1,9})([.)]))")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` as inert Markdown: rendered, it reads exactly as ``text`` with its whitespace
+    runs (line breaks included) collapsed to single spaces and control characters dropped,
+    and it opens no element (no emphasis, link, code, HTML, heading, list or table cell),
+    wherever in a line or table cell a template puts it."""
+    cleaned = "".join(ch for ch in str(text) if ch.isspace() or unicodedata.category(ch) != "Cc")
+    flat = " ".join(cleaned.split())
+    escaped = _ENTITY_START.sub(r"\\&", _MARKDOWN_INLINE.sub(r"\\\1", flat))
+    return _LINE_START.sub(lambda m: (f"\\{m.group(1)}" if m.group(1)
+                                      else f"{m.group(2)}\\{m.group(3)}"), escaped)
+
+
+def code_span(value: object) -> Markdown:
+    """``value`` as a code span, for names, ARNs, prefixes, CIDRs and the commands this module
+    builds. A backtick, a pipe or a line break would end the span or the table cell around
+    it, and a code span cannot escape them: such a value is refused (:class:`LifecycleError`).
+    """
+    text = str(value)
+    if any(ch in text for ch in "`|\r\n"):
+        raise LifecycleError(f"cannot write {text!r} into the instructions: a backtick, pipe or "
+                             "line break has no place in a name or ARN")
+    return Markdown(f"`{text}`")
+
+
+def code_spans(values: Iterable[object], none: str = "(none)") -> Markdown:
+    """Values as code spans separated by commas; ``none`` (escaped) when there are none."""
+    spans = [code_span(v) for v in values]
+    return Markdown(", ".join(spans) if spans else escape_markdown(none))
+
+
+def code_block(text: str, info: str = "") -> Markdown:
+    """A fenced code block: its content is verbatim, so the fence is one backtick longer than
+    any run of backticks inside."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return Markdown(f"{fence}{info}\n{text.rstrip(chr(10))}\n{fence}")
+
+
+def _finalize(value: object) -> object:
+    return value if isinstance(value, Markdown) else escape_markdown(value)
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    # The output is Markdown: HTML autoescaping would be the wrong escape (and would leave
+    # Markdown syntax live). _finalize escapes every value for Markdown instead.
+    autoescape=False,  # noqa: S701
+    finalize=_finalize,
+    undefined=jinja2.StrictUndefined,  # a value the code forgot fails the render, loudly
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_TEMPLATES.filters |= {"code": code_span, "codes": code_spans, "code_block": code_block}
+
+
+@dataclass(frozen=True)
+class RotationDates:
+    """An iam-user key rotation, by day (day 0: the new key is created) and, when the next
+    rotation is known, by date."""
+
+    interval_days: int
+    grace_days: int
+    deleted_day: int
+    next_rotation: date | None = None
+
+    @property
+    def deactivated_on(self) -> date | None:
+        return self.next_rotation + timedelta(days=self.grace_days) if self.next_rotation else None
+
+    @property
+    def deleted_on(self) -> date | None:
+        return self.next_rotation + timedelta(days=self.deleted_day) if self.next_rotation else None
+
+
+def rotation_dates(inputs: KitInputs) -> RotationDates:
+    """The registry's rotation schedule (its defaults where it says nothing)."""
+    rotation = inputs.customer.rotation or Rotation()
+    return RotationDates(interval_days=rotation.interval_days, grace_days=rotation.grace_days,
+                         deleted_day=rotation.grace_days + rotation.delete_after_days,
+                         next_rotation=inputs.next_rotation)
+
+
+def first_transfer_commands(inputs: KitInputs) -> list[str]:
+    """The three shell commands of a first transfer: install the client, write its profile
+    from the kit's outputs file, upload (or, without an upload folder, download)."""
+    slug, outputs = inputs.slug, inputs.outputs
+    if outputs.access is AccessMode.IAM_USER:
+        source = f"--credentials-file {credentials_file_name(slug)}"
+    elif outputs.access is AccessMode.ASSUME_ROLE:
+        source = "--aws-profile YOUR-SOURCE-PROFILE"
+    else:
+        source = "--aws-profile YOUR-PROFILE"
+    profile = file_names(inputs)["profile"]
+    if outputs.inbound_prefix:
+        transfer = f"partner-transfer upload --profile {profile} {EXAMPLE_UPLOAD}"
+    else:
+        transfer = (f"partner-transfer download --profile {profile} {outputs.outbound_prefix} "
+                    f"{EXAMPLE_DOWNLOAD_FOLDER}")
+    return [
+        "pip install partner-transfer",
+        f"partner-transfer profile init --outputs-file {file_names(inputs)['outputs']} "
+        f"{source} -o {profile} --force",
+        transfer,
+    ]
+
+
+def aws_cli_example(inputs: KitInputs) -> str:
+    """An AWS CLI command using the kit's AWS profile (assume-role)."""
+    outputs, profile = inputs.outputs, f"phi-exchange-{inputs.slug}"
+    if outputs.inbound_prefix:
+        return (f"aws s3 cp {EXAMPLE_UPLOAD} s3://{outputs.bucket}/{outputs.inbound_prefix} "
+                f"--profile {profile}")
+    return f"aws s3 cp s3://{outputs.bucket}/{outputs.outbound_prefix}FILE . --profile {profile}"
 
 
 def instructions_markdown(inputs: KitInputs) -> str:
-    """The partner-facing instructions (Markdown): connection values, security rules, the
-    three commands of a first upload, desktop clients, the rotation timeline, the partner-side
-    policy and the values to give us (cross-account and assume-role), and whom to contact."""
-    outputs, slug, names = inputs.outputs, inputs.slug, file_names(inputs)
-    mode = outputs.access
-    doc: list[str] = [
-        f"# Secure file exchange: {_inline(inputs.name)} ({slug})",
-        "",
-        "This kit connects you to the S3 bucket we set up for exchanging files with you. "
-        "Read the security rules before your first transfer.",
-        "",
-        _secret_notice(inputs),
-        "",
-        "## Your connection",
-        "",
-        "| setting | value |",
-        "| --- | --- |",
-        f"| bucket | `{outputs.bucket}` |",
-        f"| region | `{outputs.region}` |",
-        f"| S3 endpoint | `https://{outputs.s3_endpoint}` |",
-        f"| bucket owner (our AWS account) | `{outputs.account}` |",
-        f"| encryption key (AWS KMS) | `{outputs.kms_key_arn}` |",
-    ]
-    if outputs.inbound_prefix:
-        doc.append(f"| upload folder: you write, write-only | `{outputs.inbound_prefix}` |")
-    if outputs.outbound_prefix:
-        doc.append(f"| download folder: you read, read-only | `{outputs.outbound_prefix}` |")
-    doc += [f"| access | {_access_description(inputs)} |", ""]
-
-    doc += ["## What is in this kit", "", "| file | what it is |", "| --- | --- |"]
-    doc += [f"| `{name}` | {_FILE_ROLES[role]} |" for role, name in names.items()]
-    doc += [f"| `{SUMS_FILE}` | SHA-256 of every file above: `sha256sum -c {SUMS_FILE}` |", ""]
-
-    doc += ["## Security rules", "", *_security_rules(inputs), ""]
-    doc += ["## Your first upload in three commands", "", *_first_upload(inputs), ""]
-    doc += ["## Desktop clients", "", *_desktop_clients(inputs), ""]
-    doc += ["## Credentials and rotation", "", *_rotation(inputs), ""]
-    if mode is not AccessMode.IAM_USER:
-        doc += ["## On your side: the IAM policy to attach", "", *_partner_policy(inputs), ""]
-        doc += ["## The values to give us", "", *_values_to_give(inputs), ""]
-    doc += ["## Who to contact", "", *_contacts(inputs), ""]
-    doc += [f"Generated by `phi-exchange-admin onboard {slug}` from stack "
-            f"`{naming.stack_name(slug)}`. Regenerate the kit after any change we announce."]
-    return "\n".join(doc) + "\n"
-
-
-_FILE_ROLES = {
-    "readme": "these instructions",
-    "readme_html": "these instructions, as a web page",
-    "profile": "connection profile of the transfer client `partner-transfer`",
-    "outputs": "your bucket's connection values, read by `partner-transfer profile init`",
-    "cyberduck": "Cyberduck bookmark (double-click to import)",
-    "winscp_url": "WinSCP session URL (paste it into WinSCP's login dialog)",
-    "winscp_ini": "the same WinSCP site as a WinSCP.ini section",
-    "policy": "the IAM policy to attach on your side (JSON)",
-    "aws_config": "an AWS CLI profile that assumes our role with your external id",
-}
-
-
-def _inline(text: str) -> str:
-    """Registry text made inert in Markdown (the HTML renderer escapes it as well)."""
-    return re.sub(r"([\\`*_\[\]|<>#])", r"\\\1", text)
-
-
-def _secret_notice(inputs: KitInputs) -> str:
-    if inputs.outputs.access is AccessMode.IAM_USER:
-        return ("> **This kit contains no secret key.** Your secret access key reaches you "
-                "separately: your operator sends the credentials file "
-                f"`{credentials_file_name(inputs.slug)}` through the secure channel agreed "
-                "with you (they produce it with `phi-exchange-admin credentials "
-                f"{inputs.slug}`), never with this kit and never by plain e-mail. Save it "
-                "beside this kit's files, readable only by you (`chmod 600`).")
-    return ("> **This kit contains no secret.** You sign in with the credentials of your own "
-            "AWS principal; we never hold or send a secret key for it.")
-
-
-def _access_description(inputs: KitInputs) -> str:
-    outputs = inputs.outputs
-    if outputs.access is AccessMode.IAM_USER:
-        key = (f", access key id `{inputs.access_key_id}`" if inputs.access_key_id
-               else " (the access key id is in your credentials file)")
-        return f"IAM user `{outputs.user_name}` in our account{key}"
-    principals = ", ".join(f"`{p}`" for p in inputs.customer.partner_principals)
-    if outputs.access is AccessMode.ASSUME_ROLE:
-        return (f"your principal ({principals}) assumes our role `{outputs.role_arn}` with "
-                f"external id `{outputs.external_id}`; sessions last at most one hour")
-    return f"your own principals, registered with us: {principals}"
-
-
-def _security_rules(inputs: KitInputs) -> list[str]:
+    """The partner-facing instructions (Markdown), from ``kit_templates/<access mode>.md.j2``:
+    connection values, security rules, the three commands of a first transfer, desktop
+    clients, the rotation timeline, the partner-side policy and the values to give us
+    (cross-account and assume-role), and whom to contact."""
     outputs, customer = inputs.outputs, inputs.customer
-    rules = [
-        "- **TLS 1.2 or newer only.** The bucket refuses every request over plain HTTP or "
-        "older TLS. Use the `https://` endpoint above.",
-        "- **Encryption with our key.** Every object is stored encrypted with AWS KMS "
-        "(SSE-KMS) under the key above. You need not do anything: the bucket's default "
-        "encryption applies that key to uploads that carry no encryption headers. If your "
-        "tool sends encryption headers, they must say `aws:kms` with exactly this key ARN: "
-        "uploads naming another algorithm (SSE-S3/AES256), another key, `aws:kms` without "
-        "this key, or a customer-provided key (SSE-C) are refused. `partner-transfer` and the "
-        "Cyberduck bookmark name the key explicitly.",
-        "- **The key only through S3.** You may use the key only through S3 (downloads "
-        "decrypt, uploads encrypt); direct KMS calls are refused.",
-    ]
-    if outputs.inbound_prefix:
-        rules.append(
-            f"- **Uploads are write-only.** You can upload to `{outputs.inbound_prefix}` and "
-            "list it, but you cannot read back, download or delete what you sent, so a leaked "
-            "key cannot expose earlier files. Sending a file again under the same name stores "
-            "a new version; we keep the earlier one.")
-    if outputs.outbound_prefix:
-        rules.append(f"- **Downloads are read-only.** You can list and download "
-                     f"`{outputs.outbound_prefix}`; you cannot change or delete it.")
-    rules.append("- **Only your folders.** You cannot list buckets, nor other folders: open the "
-                 "bucket by its name (the bookmark and the URL do).")
-    if customer.allowed_source_ips:
-        ranges = ", ".join(f"`{c}`" for c in customer.allowed_source_ips)
-        rules.append(f"- **Only from your registered addresses:** {ranges}. Requests from "
-                     "anywhere else are refused.")
-    rules.append("- **Verified transfers.** `partner-transfer` checks every file end to end "
-                 "(CRC64NVME, verified by S3) and keeps a custody manifest of every transfer; "
-                 "desktop clients do not. Prefer the client for health data.")
-    return rules
-
-
-def _first_upload(inputs: KitInputs) -> list[str]:
-    slug, outputs = inputs.slug, inputs.outputs
-    names = file_names(inputs)
-    if outputs.access is AccessMode.IAM_USER:
-        source = f"--credentials-file {credentials_file_name(slug)}"
-        why = (f"writes the connection profile `{slug}.toml` for your credentials file (the "
-               "kit's copy is the same profile, expecting the credentials file beside it; run "
-               "the command with the file's path if you keep it elsewhere)")
-    elif outputs.access is AccessMode.ASSUME_ROLE:
-        source = "--aws-profile YOUR-SOURCE-PROFILE"
-        why = (f"writes the connection profile `{slug}.toml`: it assumes our role with your "
-               "external id, using the AWS profile of the principal you registered (leave out "
-               "`--aws-profile` to use your default credentials)")
-    else:
-        source = "--aws-profile YOUR-PROFILE"
-        why = (f"writes the connection profile `{slug}.toml` signing with the AWS profile of a "
-               "principal you registered (leave out `--aws-profile` to use your default "
-               "credentials)")
-    if outputs.inbound_prefix:
-        last = f"partner-transfer upload --profile {slug}.toml claims.csv"
-        last_why = (f"uploads `claims.csv` to `{outputs.inbound_prefix}claims.csv`, verified "
-                    "end to end")
-    else:
-        last = f"partner-transfer download --profile {slug}.toml {outputs.outbound_prefix} received"
-        last_why = (f"downloads everything under `{outputs.outbound_prefix}` into `received/` "
-                    "(this partner has no upload folder)")
-    return [
-        "```",
-        "pip install partner-transfer",
-        f"partner-transfer profile init --outputs-file {names['outputs']} {source} "
-        f"-o {slug}.toml --force",
-        last,
-        "```",
-        "",
-        "1. installs the transfer client (Python 3.11 or newer). If we sent you the package "
-        "file or its source folder instead, `pip install` that file or folder.",
-        f"2. {why}.",
-        f"3. {last_why}. `partner-transfer ls --profile {slug}.toml` lists what you may see; "
-        "`partner-transfer --help` shows every command.",
-    ]
-
-
-def _desktop_clients(inputs: KitInputs) -> list[str]:
-    outputs, names = inputs.outputs, file_names(inputs)
-    if not inputs.desktop_clients:
-        if outputs.inbound_prefix:
-            example = (f"aws s3 cp claims.csv s3://{outputs.bucket}/{outputs.inbound_prefix} "
-                       f"--profile phi-exchange-{inputs.slug}")
-        else:
-            example = (f"aws s3 cp s3://{outputs.bucket}/{outputs.outbound_prefix}FILE . "
-                       f"--profile phi-exchange-{inputs.slug}")
-        return [
-            "Cyberduck and WinSCP bookmarks sign with a static access key, and our role is "
-            "reached with temporary credentials, so this kit has none. Use `partner-transfer`, "
-            f"or any tool that reads AWS profiles with the profile in `{names['aws_config']}` "
-            f"(for example `{example}`).",
-        ]
-    if inputs.access_key_id:
-        login = (f"with your access key id `{inputs.access_key_id}` and asks for your secret "
-                 "access key when it first connects")
-    elif outputs.access is AccessMode.IAM_USER:
-        login = ("and asks for your access key id and secret access key (both are in your "
-                 "credentials file)")
-    else:
-        login = ("and asks for an access key id and secret access key: those of an IAM user "
-                 "you registered with us (a registered role has only temporary credentials: "
-                 "use `partner-transfer` or an AWS profile)")
-    place = f"`/{outputs.bucket}/{inputs.default_prefix}`"
-    lines = [
-        f"- **Cyberduck**: open `{names['cyberduck']}` (double-click, or Bookmark > Import). "
-        f"It connects to `{cyberduck_hostname(outputs)}`, opens {place}, {login}. Cyberduck "
-        "finds the bucket's region itself. The bookmark makes SSE-KMS with our key the default "
-        "encryption for this bucket.",
-        f"- **WinSCP**: paste the URL in `{names['winscp_url']}` into the host name box of the "
-        "login dialog (or run `winscp.exe` with it) and Save the site; it opens "
-        f"{place} in `{outputs.region}`. If your WinSCP keeps its configuration in an INI "
-        f"file, you can append `{names['winscp_ini']}` to it instead.",
-        "- Desktop clients do not verify transfers end to end nor keep a custody record; "
-        "`partner-transfer` does.",
-    ]
-    if outputs.access is AccessMode.IAM_USER:
-        lines.append("- After each key rotation (below), replace the access key id (the user "
-                     "name) in the bookmark and the site, or import the new kit we send.")
-    return lines
-
-
-def _rotation(inputs: KitInputs) -> list[str]:
-    outputs, customer = inputs.outputs, inputs.customer
-    if outputs.access is AccessMode.CROSS_ACCOUNT:
-        return ["You sign with your own principals' credentials: you manage and rotate them "
-                "on your side. We hold no key for you, so nothing of ours rotates."]
-    if outputs.access is AccessMode.ASSUME_ROLE:
-        return ["Each session of our role lasts at most one hour; `partner-transfer` and the AWS "
-                "CLI renew it. Rotate the credentials of your source principal on your side. "
-                "The external id is not a password, but keep it to the people who need it."]
-    rotation = customer.rotation or Rotation()
-    grace, deleted = rotation.grace_days, rotation.grace_days + rotation.delete_after_days
-    contacts = ", ".join(customer.contacts)
-    lines = [
-        f"Your access key is replaced every {rotation.interval_days} days. Day 0 is the day "
-        "the new key is created:",
-        "",
-        "| day | what happens | what you do |",
-        "| --- | --- | --- |",
-        "| 0 | a new key is issued; the notice names its id (never the secret) | wait for the "
-        "new credentials file from your operator |",
-        f"| 0 to {grace} | both keys work | switch: replace the credentials file; update the "
-        "access key id in desktop clients |",
-        f"| {grace} | the previous key is deactivated: requests signed with it are refused "
-        "| nothing, if you switched |",
-        f"| {deleted} | the previous key is deleted | nothing |",
-        "",
-        f"Notices go to {contacts}. The new secret reaches you the same way as the first one: "
-        "separately, from your operator, through the agreed secure channel.",
-    ]
-    if inputs.next_rotation:
-        lines += ["", f"Next scheduled rotation: {inputs.next_rotation.isoformat()}."]
-    return lines
-
-
-def _partner_policy(inputs: KitInputs) -> list[str]:
-    outputs, names = inputs.outputs, file_names(inputs)
     document = partner_policy.partner_side_policy(outputs)
-    assert document is not None
-    if outputs.access is AccessMode.ASSUME_ROLE:
-        intro = [f"Attach `{names['policy']}` to the principal that assumes our role. It allows "
-                 f"only `sts:AssumeRole` on `{outputs.role_arn}`; the role itself carries the "
-                 "bucket and key permissions. Pass the external id in every AssumeRole call."]
-    else:
-        granted = []
-        if outputs.inbound_prefix:
-            granted.append(f"upload (write-only) under `{outputs.inbound_prefix}`")
-        if outputs.outbound_prefix:
-            granted.append(f"download under `{outputs.outbound_prefix}`")
-        intro = [
-            f"Our bucket and key policies grant your registered principals access, but AWS "
-            "also requires your own identity policy. Attach "
-            f"`{names['policy']}` to each principal you registered. It allows exactly: "
-            + "; ".join(granted)
-            + f"; listing only those folders of `{outputs.bucket}`; and the key "
-            f"`{outputs.kms_key_arn}` only through S3 in {outputs.region} for this bucket. "
-            "Nothing else: no other bucket, no delete, no direct KMS use.",
-        ]
-    return [*intro, "", "```json", partner_policy.render_policy(document).rstrip("\n"), "```"]
+    return _render(
+        f"{outputs.access.value}.md.j2",
+        name=inputs.name,
+        slug=inputs.slug,
+        stack=naming.stack_name(inputs.slug),
+        outputs=outputs,
+        access_key_id=inputs.access_key_id,
+        files=file_names(inputs),
+        sums_file=SUMS_FILE,
+        credentials_file=credentials_file_name(inputs.slug),
+        principals=customer.partner_principals,
+        source_ranges=customer.allowed_source_ips,
+        contacts=customer.contacts,
+        support_contacts=inputs.support_contacts,
+        commands=first_transfer_commands(inputs),
+        example_upload=EXAMPLE_UPLOAD,
+        example_download_folder=EXAMPLE_DOWNLOAD_FOLDER,
+        cyberduck_host=cyberduck_hostname(outputs),
+        default_path=(f"/{outputs.bucket}/{inputs.default_prefix}" if inputs.desktop_clients
+                      else None),
+        aws_cli_example=(aws_cli_example(inputs) if outputs.access is AccessMode.ASSUME_ROLE
+                         else None),
+        rotation=rotation_dates(inputs),
+        policy_json=partner_policy.render_policy(document) if document is not None else None,
+    )
 
 
-def _values_to_give(inputs: KitInputs) -> list[str]:
-    customer, outputs = inputs.customer, inputs.outputs
-    principals = "<br>".join(f"`{p}`" for p in customer.partner_principals) or "(none)"
-    ranges = "<br>".join(f"`{c}`" for c in customer.allowed_source_ips) or "any (not restricted)"
-    who = ("the principal that assumes our role" if outputs.access is AccessMode.ASSUME_ROLE
-           else "the principals that sign your requests")
-    return [
-        "We grant access to what our registry says. Send us any change before you make it; "
-        "we update the registry and redeploy, then send you a new kit.",
-        "",
-        "| what | registered now | format |",
-        "| --- | --- | --- |",
-        f"| {who} | {principals} | IAM role or user ARNs, or 12-digit account ids; no wildcards |",
-        f"| the addresses you connect from | {ranges} | CIDR ranges, optional |",
-        f"| who receives notices | {', '.join(customer.contacts)} | e-mail addresses |",
-    ]
+def _render(template: str, /, **values: object) -> str:
+    try:
+        return _TEMPLATES.get_template(template).render(**values)
+    except jinja2.TemplateNotFound as err:  # an installation without its package data
+        raise LifecycleError(f"cannot write the instructions: template {err.name} is missing "
+                             f"from {TEMPLATES}; reinstall phi-exchange") from None
 
 
-def _contacts(inputs: KitInputs) -> list[str]:
-    support = ", ".join(_inline(c) for c in inputs.support_contacts) or DEFAULT_SUPPORT
-    return [
-        f"- Questions, problems, access changes: {support}.",
-        "- A lost or leaked credential: tell us at once, by phone if you can; we revoke it.",
-        f"- Our notices go to: {', '.join(inputs.customer.contacts)}.",
-    ]
+# --- the instructions as a web page ---------------------------------------------------------
 
-
-# --- Markdown to HTML: a tiny, escaping renderer ----------------------------------------------
-
-
-_HEADING = re.compile(r"^(#{1,6}) (.*)$")
-_ORDERED = re.compile(r"^\d+\. (.*)$")
-_TABLE_SEPARATOR = re.compile(r"^\|( *:?-+:? *\|)+$")
+# CommonMark plus tables. Raw HTML off: any "<tag>" in the Markdown is shown, never parsed.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1em;"
           "line-height:1.5}code,pre{font-family:ui-monospace,monospace;background:#f4f4f4}"
           "pre{padding:.75em;overflow-x:auto}table{border-collapse:collapse}"
@@ -578,36 +465,12 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:52em;margin:2em auto;
           "blockquote{border-left:4px solid #c00;margin:0;padding:.2em 1em;background:#fff4f4}")
 
 
-def render_html(markdown: str, *, title: str) -> str:
-    """A standalone HTML page from the Markdown subset the instructions use: headings,
-    paragraphs, fenced code blocks, bulleted and numbered lists, tables, block quotes, and
-    inline code, bold, ``<br>`` and http(s)/mailto links. Everything else is escaped: no raw
-    HTML passes through, and a Content-Security-Policy forbids scripts and remote loads."""
-    body: list[str] = []
-    lines = markdown.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("```"):
-            code = []
-            i += 1
-            while i < len(lines) and not lines[i].startswith("```"):
-                code.append(lines[i])
-                i += 1
-            body.append("<pre><code>" + html.escape("\n".join(code)) + "</code></pre>")
-            i += 1
-            continue
-        heading = _HEADING.match(line)
-        if heading:
-            level = len(heading.group(1))
-            body.append(f"<h{level}>{_inline_html(heading.group(2))}</h{level}>")
-            i += 1
-            continue
-        if not line.strip():
-            i += 1
-            continue
-        block, i = _take_block(lines, i)
-        body.append(_render_block(block))
+def html_page(markdown: str) -> str:
+    """A standalone HTML page of ``markdown`` (markdown-it-py: CommonMark and tables, raw HTML
+    shown as text), titled with its first heading's text, with a small fixed style and a
+    Content-Security-Policy that forbids scripts and remote loads."""
+    tokens = _MARKDOWN.parse(markdown)
+    body = _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {})
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -615,94 +478,23 @@ def render_html(markdown: str, *, title: str) -> str:
         '<meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         'style-src \'unsafe-inline\'">',
-        f"<title>{html.escape(title)}</title>",
+        f"<title>{html.escape(_first_heading(tokens))}</title>",
         f"<style>{_STYLE}</style>",
         "</head>",
         "<body>",
-        *body,
+        body.rstrip("\n"),
         "</body>",
         "</html>",
         "",
     ])
 
 
-def _take_block(lines: Sequence[str], start: int) -> tuple[list[str], int]:
-    """The lines of one block: up to a blank line, a heading or a code fence."""
-    end = start
-    while (end < len(lines) and lines[end].strip() and not lines[end].startswith("```")
-           and not _HEADING.match(lines[end])):
-        end += 1
-    return list(lines[start:end]), end
-
-
-def _render_block(block: list[str]) -> str:
-    first = block[0]
-    if first.startswith("|") and len(block) >= 2 and _TABLE_SEPARATOR.match(block[1]):
-        head = _cells(first)
-        rows = [_cells(row) for row in block[2:]]
-        parts = ["<table>", "<thead><tr>"
-                 + "".join(f"<th>{_inline_html(c)}</th>" for c in head) + "</tr></thead>",
-                 "<tbody>"]
-        parts += ["<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
-                  for row in rows]
-        return "\n".join([*parts, "</tbody>", "</table>"])
-    if first.startswith("> "):
-        text = " ".join(line[2:] if line.startswith("> ") else line for line in block)
-        return f"<blockquote><p>{_inline_html(text)}</p></blockquote>"
-    if first.startswith("- "):
-        return _render_list(block, "ul", lambda line: line[2:] if line.startswith("- ") else None)
-    if _ORDERED.match(first):
-        return _render_list(block, "ol", lambda line: (m.group(1) if (m := _ORDERED.match(line))
-                                                       else None))
-    return f"<p>{_inline_html(' '.join(line.strip() for line in block))}</p>"
-
-
-def _render_list(block: list[str], tag: str, item_text: Callable[[str], str | None]) -> str:
-    items: list[str] = []
-    for line in block:
-        text = item_text(line)
-        if text is not None:
-            items.append(text)
-        elif items:  # a continuation line of the previous item
-            items[-1] += " " + line.strip()
-    return (f"<{tag}>" + "".join(f"<li>{_inline_html(item)}</li>" for item in items)
-            + f"</{tag}>")
-
-
-
-def _cells(row: str) -> list[str]:
-    inner = row.strip()[1:-1] if row.strip().endswith("|") else row.strip()[1:]
-    cells = re.split(r"(?<!\\)\|", inner)
-    return [c.strip().replace("\\|", "|") for c in cells]
-
-
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_LINK = re.compile(r"\[([^\]]+)\]\(((?:https?://|mailto:)[^\s)]+)\)")
-_ESCAPED = re.compile(r"\\([\\`*_\[\]|<>#])")
-
-
-def _inline_html(text: str) -> str:
-    """Inline Markdown to HTML: code spans verbatim (escaped), then bold, links and ``<br>``
-    on escaped text; backslash escapes become the literal character."""
-    out: list[str] = []
-    for index, part in enumerate(re.split(r"(`[^`]*`)", text)):
-        if index % 2 == 1:
-            out.append("<code>" + html.escape(part[1:-1]) + "</code>")
-            continue
-        literal: list[str] = []
-        pieces = _ESCAPED.split(part)
-        for n, piece in enumerate(pieces):
-            # split() with one group alternates text, escaped character, text, ...
-            literal.append(html.escape(piece) if n % 2 == 1 else _markup(piece))
-        out.append("".join(literal))
-    return "".join(out)
-
-
-def _markup(text: str) -> str:
-    escaped = html.escape(text)
-    escaped = escaped.replace("&lt;br&gt;", "<br>")
-    escaped = _BOLD.sub(r"<strong>\1</strong>", escaped)
-    return _LINK.sub(lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>', escaped)
+def _first_heading(tokens: Sequence[Token]) -> str:
+    """The text of the first heading, as a reader sees it (escapes and code marks removed)."""
+    for opening, inline in itertools.pairwise(tokens):
+        if opening.type == "heading_open" and inline.children is not None:
+            return "".join(child.content for child in inline.children)
+    return ""
 
 
 # --- the kit --------------------------------------------------------------------------------
@@ -714,8 +506,7 @@ def kit_files(inputs: KitInputs) -> dict[str, bytes]:
     markdown = instructions_markdown(inputs)
     contents: dict[str, bytes] = {
         names["readme"]: markdown.encode(),
-        names["readme_html"]: render_html(
-            markdown, title=f"Secure file exchange: {inputs.name} ({inputs.slug})").encode(),
+        names["readme_html"]: html_page(markdown).encode(),
         names["profile"]: connection_profile(inputs).encode(),
         names["outputs"]: outputs_json(inputs).encode(),
     }

@@ -7,15 +7,25 @@ import configparser
 import hashlib
 import json
 import plistlib
+import re
+import shlex
+import tomllib
 import uuid
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from fnmatch import fnmatch
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import boto3
+import jinja2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from admin import onboarding, partner_policy
 from admin.stack_outputs import LifecycleError, StackOutputs, parse_outputs
@@ -279,92 +289,432 @@ def test_iam_user_kit_has_no_partner_side_policy() -> None:
     assert "partner-iam-policy.json" not in onboarding.kit_files(inputs("acme"))
 
 
-# --- the instructions -----------------------------------------------------------------------
+# --- the instructions: reading Markdown and HTML independently of the code under test -------
 
 
-class _Tags(HTMLParser):
-    """Counts start tags and checks that every non-void element is closed in order."""
+SEPARATOR_ROW = re.compile(r"^\|( *:?-+:? *\|)+$")
+CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
+@dataclass
+class MarkdownReading:
+    """The blocks of a Markdown document of the kind the kit writes, read line by line."""
+
+    headings: list[tuple[int, str]] = field(default_factory=list)
+    tables: list[list[list[str]]] = field(default_factory=list)  # rows of cells, header first
+    code_blocks: list[tuple[str, str]] = field(default_factory=list)  # (info string, content)
+    bullets: int = 0
+    numbered: int = 0
+    quotes: int = 0
+    prose: list[str] = field(default_factory=list)  # every line outside code blocks
+
+
+def read_markdown(text: str) -> MarkdownReading:
+    """Headings, tables, fenced code blocks, list items and block quotes; asserts that fences
+    close and that every table row has its header's number of cells."""
+    reading = MarkdownReading()
+    lines = iter(text.splitlines())
+    quoting = in_table = False
+    for line in lines:
+        if fence := re.match(r"^(`{3,})(.*)$", line):
+            content = []
+            for inner in lines:
+                if inner.startswith(fence.group(1)) and not inner.strip("`"):
+                    break
+                content.append(inner)
+            else:
+                raise AssertionError(f"code block not closed: {line}")
+            reading.code_blocks.append((fence.group(2), "\n".join(content)))
+            quoting = in_table = False
+            continue
+        reading.prose.append(line)
+        if line.startswith("|"):
+            if not SEPARATOR_ROW.match(line):
+                cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+                if not in_table:
+                    reading.tables.append([])
+                reading.tables[-1].append(cells)
+                assert len(cells) == len(reading.tables[-1][0]), line
+            in_table = True
+            continue
+        in_table = False
+        if heading := re.match(r"^(#{1,6}) (.+)$", line):
+            reading.headings.append((len(heading.group(1)), heading.group(2)))
+        reading.bullets += line.startswith("- ")
+        reading.numbered += bool(re.match(r"^\d+\. ", line))
+        reading.quotes += line.startswith("> ") and not quoting
+        quoting = line.startswith("> ")
+    return reading
+
+
+def plain(markdown: str) -> str:
+    """Inline Markdown as a reader sees it: code spans' content, escapes and ** removed."""
+    parts = []
+    for index, part in enumerate(CODE_SPAN.split(markdown)):
+        if index % 3 == 2:  # split() yields text, fence, code content, text, ...
+            parts.append(part)
+        elif index % 3 == 0:
+            parts.append(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", part.replace("**", "")))
+    return "".join(parts)
+
+
+def code_spans_of(reading: MarkdownReading) -> set[str]:
+    return {m.group(2) for line in reading.prose for m in CODE_SPAN.finditer(line)}
+
+
+class HtmlReading(HTMLParser):
+    """Tags, headings, table cells, code blocks and text of an HTML page; asserts that every
+    non-void element is closed in order."""
 
     VOID = frozenset({"meta", "br"})
 
     def __init__(self) -> None:
         super().__init__()
         self.stack: list[str] = []
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        self.headings: list[tuple[int, str]] = []
+        self.tables: list[list[list[str]]] = []
+        self.code_blocks: list[tuple[str, str]] = []
+        self.hrefs: list[str | None] = []
+        self.title = ""
         self.text: list[str] = []
+        self._capture: list[str] | None = None
+        self._code_class = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.counts[tag] = self.counts.get(tag, 0) + 1
+        self.counts[tag] += 1
         if tag not in self.VOID:
             self.stack.append(tag)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag == "a":
+            self.hrefs.append(dict(attrs).get("href"))
+        elif tag == "code" and "pre" in self.stack:
+            self._code_class = dict(attrs).get("class") or ""
+        if tag in {"h1", "h2", "h3", "h4", "h5", "h6", "td", "th", "pre", "title"}:
+            self._capture = []
 
     def handle_endtag(self, tag: str) -> None:
         assert self.stack and self.stack.pop() == tag, f"unbalanced </{tag}>"
+        if self._capture is None:
+            return
+        captured = "".join(self._capture)
+        if tag.startswith("h") and tag[1:].isdigit():
+            self.headings.append((int(tag[1:]), " ".join(captured.split())))
+        elif tag in {"td", "th"}:
+            self.tables[-1][-1].append(" ".join(captured.split()))
+        elif tag == "pre":
+            self.code_blocks.append((self._code_class.removeprefix("language-"), captured))
+        elif tag == "title":
+            self.title = captured
+        if tag in {"h1", "h2", "h3", "h4", "h5", "h6", "td", "th", "pre", "title"}:
+            self._capture = None
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        if self._capture is not None:
+            self._capture.append(data)
 
 
-def parse_html(text: str) -> _Tags:
-    parser = _Tags()
-    parser.feed(text)
-    parser.close()
-    assert parser.stack == [], parser.stack
-    return parser
+def read_html(text: str) -> HtmlReading:
+    reading = HtmlReading()
+    reading.feed(text)
+    reading.close()
+    assert reading.stack == [], reading.stack
+    return reading
 
 
-def test_instructions_give_every_value_rule_and_command_of_a_first_upload() -> None:
-    kit = inputs("acme")
-    text = onboarding.instructions_markdown(kit)
-
-    for value in (kit.outputs.bucket, REGION, kit.outputs.kms_key_arn, "`inbound/`",
-                  "`outbound/`", ACCOUNT, KEY_ID, "secops@acme.example"):
-        assert value in text, value
-    assert "TLS 1.2 or newer" in text and "SSE-KMS" in text and "SSE-C" in text
-    assert "pip install partner-transfer" in text
-    assert ("partner-transfer profile init --outputs-file acme-outputs.json "
-            "--credentials-file acme-credentials.json -o acme.toml") in text
-    assert "partner-transfer upload --profile acme.toml claims.csv" in text
-    assert "contains no secret key" in text
-    assert "phi-exchange-admin credentials acme" in text
-    # The rotation timeline with the registry's numbers: grace 14, deletion 14 + 30.
-    assert "| 14 | the previous key is deactivated" in text
-    assert "| 44 | the previous key is deleted" in text
-    assert "every 365 days" in text
+def readme(kit: onboarding.KitInputs) -> MarkdownReading:
+    return read_markdown(onboarding.instructions_markdown(kit))
 
 
-def test_cross_account_instructions_carry_the_policy_and_the_values_to_give_us() -> None:
-    kit = inputs("globex")
-    text = onboarding.instructions_markdown(kit)
-
-    assert "## On your side: the IAM policy to attach" in text
-    assert '"Sid": "UseKeyThroughS3"' in text
-    assert "## The values to give us" in text
-    assert "arn:aws:iam::111122223333:role/globex-file-transfer" in text
-    assert "203.0.113.0/24" in text  # registered source ranges, also a security rule
-    assert "--aws-profile YOUR-PROFILE" in text
-    assert "nothing of ours rotates" in text
+def first_transfer_block(reading: MarkdownReading) -> list[str]:
+    (block,) = [c for _, c in reading.code_blocks if c.startswith("pip install")]
+    return block.splitlines()
 
 
-def test_instructions_render_to_html_with_headings_tables_lists_and_code() -> None:
-    for slug in ("acme", "globex", "initech"):
-        kit = inputs(slug)
-        page = onboarding.kit_files(kit)["README.html"].decode()
-        tags = parse_html(page)
-        assert tags.counts["h1"] == 1 and tags.counts["h2"] >= 7
-        assert tags.counts["table"] >= 2 and tags.counts["pre"] >= 1
-        assert tags.counts["ul"] >= 1 and tags.counts["ol"] >= 1
-        assert "script" not in tags.counts
-        text = "".join(tags.text)
-        assert kit.outputs.bucket in text and "pip install partner-transfer" in text
+def day_tables(reading: MarkdownReading) -> list[list[list[int]]]:
+    """Tables whose first column holds day numbers: each row's numbers."""
+    found = []
+    for table in reading.tables:
+        days = [[int(n) for n in re.findall(r"\d+", row[0])] for row in table[1:]]
+        if days and all(days):
+            found.append(days)
+    return found
 
 
-def test_html_renderer_escapes_everything_it_does_not_render() -> None:
+# --- the instructions: what they tell the partner -------------------------------------------
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex", "initech"])
+def test_instructions_name_every_value_the_partner_connects_with(slug: str) -> None:
+    kit = inputs(slug)
+    outputs, customer = kit.outputs, kit.customer
+    reading = readme(kit)
+
+    expected = {outputs.bucket, outputs.region, f"https://{outputs.s3_endpoint}",
+                outputs.account, outputs.kms_key_arn, *onboarding.file_names(kit).values(),
+                "SHA256SUMS", f"phi-exchange-admin onboard {slug}"}
+    expected |= {d.prefix for d in outputs.directions}
+    expected |= set(customer.partner_principals) | set(customer.allowed_source_ips)
+    if outputs.access is AccessMode.IAM_USER:
+        expected |= {outputs.user_name or "", KEY_ID, f"{slug}-credentials.json",
+                     f"phi-exchange-admin credentials {slug}"}
+    if outputs.access is AccessMode.ASSUME_ROLE:
+        expected |= {outputs.role_arn or "", outputs.external_id or ""}
+    assert expected <= code_spans_of(reading), expected - code_spans_of(reading)
+    for contact in customer.contacts:
+        assert contact in "\n".join(reading.prose)
+
+
+def test_instructions_name_only_the_prefixes_the_partner_is_granted() -> None:
+    outbound_only = readme(kit_for(variant(directions=["outbound"]), KEY_ID))
+    assert "outbound/" in code_spans_of(outbound_only)
+    assert not any(span.startswith("inbound/") for span in code_spans_of(outbound_only))
+    assert "203.0.113.0/24" not in "\n".join(readme(inputs("acme")).prose)
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex", "initech"])
+def test_first_transfer_commands_work_with_the_kits_own_files(
+        slug: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kit = inputs(slug)
+    names = onboarding.file_names(kit)
+    onboarding.write_kit(tmp_path, onboarding.kit_files(kit))
+    monkeypatch.chdir(tmp_path)
+    shipped = load_profile(tmp_path / names["profile"])
+    if kit.outputs.access is AccessMode.IAM_USER:
+        (tmp_path / onboarding.credentials_file_name(slug)).write_text("{}")
+    install, init, transfer = first_transfer_block(readme(kit))
+    assert readme(kit).numbered == 3  # one numbered explanation per command
+
+    assert install == "pip install partner-transfer"
+    program, *argv = shlex.split(init)
+    assert program == "partner-transfer" and argv[:2] == ["profile", "init"]
+    assert partner_cli.run([*argv, "--quiet"]) == 0
+    made = load_profile(tmp_path / names["profile"])
+    # The command writes the profile the kit ships, signing with the AWS profile it names.
+    assert replace(made, auth=shipped.auth) == shipped
+    if kit.outputs.access is AccessMode.IAM_USER:
+        assert made.auth == shipped.auth
+    else:
+        named = argv[argv.index("--aws-profile") + 1]
+        assert made.auth == replace(shipped.auth, method=made.auth.method, aws_profile=named)
+        assert made.auth.method is (AuthMethod.ASSUME_ROLE if slug == "initech"
+                                    else AuthMethod.AWS_PROFILE)
+
+    program, *argv = shlex.split(transfer)
+    args = partner_cli.build_parser().parse_args(argv)
+    assert program == "partner-transfer" and args.profile == names["profile"]
+    if kit.outputs.inbound_prefix:
+        assert args.command == "upload" and args.paths == [Path("claims.csv")]
+        assert f"{kit.outputs.inbound_prefix}claims.csv" in code_spans_of(readme(kit))
+    else:
+        assert args.command == "download" and args.source == kit.outputs.outbound_prefix
+
+
+@pytest.mark.parametrize("slug", ["globex", "initech"])
+def test_instructions_carry_the_partner_side_policy_exactly(slug: str) -> None:
+    kit = inputs(slug)
+    (policy,) = [json.loads(c) for info, c in readme(kit).code_blocks if info == "json"]
+
+    assert policy == partner_policy.partner_side_policy(kit.outputs)
+    assert policy == json.loads(onboarding.kit_files(kit)["partner-iam-policy.json"])
+
+
+def test_iam_user_instructions_carry_no_policy() -> None:
+    assert [info for info, _ in readme(inputs("acme")).code_blocks if info == "json"] == []
+
+
+def test_rotation_timeline_is_computed_from_the_registry() -> None:
+    customer = variant(rotation={"interval_days": 90, "grace_days": 7, "delete_after_days": 10})
+    kit = replace(kit_for(customer, KEY_ID), next_rotation=date(2031, 5, 20))
+    reading = readme(kit)
+
+    assert day_tables(reading) == [[[0], [0, 7], [7], [17]]]
+    assert re.search(r"\b90\b", "\n".join(reading.prose))
+    assert set(ISO_DATE.findall("\n".join(reading.prose))) == {
+        "2031-05-20", "2031-05-27", "2031-06-06"}
+    default = readme(inputs("acme"))  # the registry's acme: grace 14, deleted 14 + 30
+    assert day_tables(default) == [[[0], [0, 14], [14], [44]]]
+    assert ISO_DATE.findall("\n".join(default.prose)) == []  # offline: no date, reproducible
+
+
+@pytest.mark.parametrize("slug", ["globex", "initech"])
+def test_only_iam_user_instructions_have_a_key_rotation_timeline(slug: str) -> None:
+    assert day_tables(readme(inputs(slug))) == []
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex", "initech"])
+def test_html_page_has_the_headings_tables_lists_and_code_of_the_markdown(slug: str) -> None:
+    files = onboarding.kit_files(inputs(slug))
+    markdown = read_markdown(files["README.md"].decode())
+    page = read_html(files["README.html"].decode())
+    assert len(markdown.headings) >= 7 and len(markdown.tables) >= 2 and markdown.code_blocks
+
+    assert page.headings == [(level, plain(text)) for level, text in markdown.headings]
+    assert page.title == page.headings[0][1]
+    assert page.tables == [[[plain(cell) for cell in row] for row in table]
+                           for table in markdown.tables]
+    assert page.code_blocks == [(info, content + "\n") for info, content in markdown.code_blocks]
+    assert page.counts["ul"] >= 1 and page.counts["ol"] == 1
+    assert page.counts["li"] == markdown.bullets + markdown.numbered
+    assert page.counts["blockquote"] == markdown.quotes == 1
+    assert not {"script", "img", "iframe", "a"} & set(page.counts)
+
+
+# --- the instructions: registry text stays text ---------------------------------------------
+
+
+HOSTILE_NAME = "Acme <script>alert(1)</script> | **x** _y_ `z` [l](javascript:alert(1)) &amp; #"
+# The most markup the registry's e-mail rule lets through (no <, >, [, ], ( or )).
+HOSTILE_CONTACT = "|**a**_`b`~~c~~#&copy{d}@evil.example"
+HOSTILE_SUPPORT = "ops\n# Injected heading\n- item <iframe> | `c` ~~s~~\n1. one"
+# Renders raw HTML, as many Markdown viewers do: the escaping must not rely on html=False.
+PERMISSIVE = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+def markdown_structure(markdown: str) -> list[str]:
+    """Every block and inline token type, in order: what the text does, not what it says."""
+    structure = []
+    for token in PERMISSIVE.parse(markdown):
+        structure.append(token.type)
+        structure += [f"  {child.type}" for child in token.children or []]
+    return structure
+
+
+def registry_text_kits() -> tuple[onboarding.KitInputs, onboarding.KitInputs]:
+    """The same partner with plain and with hostile registry text (accepted by the registry's
+    own parser) and support contacts."""
+    def kit(name: str, contact: str, support: str) -> onboarding.KitInputs:
+        customer = variant(display_name=name, contacts=[contact, "second@umbrella.example"])
+        return replace(kit_for(customer, KEY_ID), support_contacts=(support, "desk"))
+    return (kit("Acme Health", "ops@umbrella.example", "ops team"),
+            kit(HOSTILE_NAME, HOSTILE_CONTACT, HOSTILE_SUPPORT))
+
+
+def test_registry_text_cannot_inject_markup_into_the_instructions() -> None:
+    plain_kit, hostile_kit = registry_text_kits()
+    plain_files, hostile_files = onboarding.kit_files(plain_kit), onboarding.kit_files(hostile_kit)
+    plain_md, hostile_md = plain_files["README.md"].decode(), hostile_files["README.md"].decode()
+
+    assert markdown_structure(hostile_md) == markdown_structure(plain_md)
+    assert "<script" not in PERMISSIVE.render(hostile_md)
+    plain_page = read_html(plain_files["README.html"].decode())
+    page = read_html(hostile_files["README.html"].decode())
+    assert page.counts == plain_page.counts
+    text = " ".join("".join(page.text).split())
+    assert HOSTILE_NAME in page.headings[0][1] and HOSTILE_NAME in page.title
+    assert HOSTILE_CONTACT in text and " ".join(HOSTILE_SUPPORT.split()) in text
+
+
+def test_injection_check_notices_registry_text_left_unescaped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutation test of the one above: without escaping, its comparison fails."""
+    monkeypatch.setattr(onboarding, "escape_markdown", str)
+    plain_kit, hostile_kit = registry_text_kits()
+    assert (markdown_structure(onboarding.instructions_markdown(hostile_kit))
+            != markdown_structure(onboarding.instructions_markdown(plain_kit)))
+
+
+PARAGRAPH = ["paragraph_open", "paragraph_close"]
+TABLE = ["table_open", "thead_open", "tr_open", "th_open", "th_close", "tr_close", "thead_close",
+         "tbody_open", "tr_open", "td_open", "td_close", "tr_close", "tbody_close", "table_close"]
+
+
+def inert(escaped: str, original: str) -> bool:
+    """Whether ``escaped`` reads as ``original`` (whitespace runs as one space) and opens no
+    element, mid-line, alone on a line, in a heading, a list item and a table cell: the
+    blocks are the context's own and the last inline part is text only."""
+    words = " ".join(original.split())
+    contexts = [
+        (f"x {escaped} y", PARAGRAPH, f"x {words} y"),
+        (escaped, PARAGRAPH if words else [], words),
+        (f"# T {escaped} (s)", ["heading_open", "heading_close"], f"T {words} (s)"),
+        (f"- i {escaped}.", ["bullet_list_open", "list_item_open", *PARAGRAPH,
+                             "list_item_close", "bullet_list_close"], f"i {words}."),
+        (f"| h |\n| --- |\n| {escaped} |", TABLE, words),
+    ]
+    for document, blocks, text in contexts:
+        tokens = PERMISSIVE.parse(document)
+        if [t.type for t in tokens if t.type != "inline"] != blocks:
+            return False
+        inline = [t for t in tokens if t.type == "inline"]
+        children = (inline[-1].children or []) if inline else []
+        if any(child.type != "text" for child in children):
+            return False
+        if "".join(child.content for child in children) != (text if inline else ""):
+            return False
+    return True
+
+
+@given(st.text(alphabet=st.one_of(st.sampled_from("ab1 \n\t*_`[]()<>#|~&;!-+=.\\:/"),
+                                  st.characters(exclude_categories=("Cc", "Cs"))),
+               max_size=24))
+@settings(max_examples=200, deadline=None)
+def test_escaped_text_reads_as_written_and_opens_no_element(text: str) -> None:
+    assert inert(onboarding.escape_markdown(text), text), onboarding.escape_markdown(text)
+
+
+def test_escaping_drops_control_characters() -> None:
+    assert onboarding.escape_markdown("a\x00b\x1bc\x7fd") == "abcd"
+
+
+# What each escaping rule is for: dropped, the sample is no longer inert.
+ESCAPE_RULES = {"\\": "\\*x\\*", "`": "`c`", "*": "**b**", "_": "_u_", "[]": "[l](https://x.io)",
+                "<": "<https://x.io>", ">": "> quote", "#": "# heading", "|": "a | b",
+                "~": "~~s~~"}
+
+
+@pytest.mark.parametrize(("dropped", "sample"), ESCAPE_RULES.items())
+def test_each_escaped_character_is_needed(monkeypatch: pytest.MonkeyPatch, dropped: str,
+                                          sample: str) -> None:
+    assert inert(onboarding.escape_markdown(sample), sample)
+    kept = "".join(c for c in "\\`*_[]<>#|~" if c not in dropped)
+    monkeypatch.setattr(onboarding, "_MARKDOWN_INLINE", re.compile(f"([{re.escape(kept)}])"))
+    assert not inert(onboarding.escape_markdown(sample), sample)
+
+
+@pytest.mark.parametrize(("rule", "sample"), [("_ENTITY_START", "&lt;b&gt;"),
+                                               ("_LINE_START", "- item"),
+                                               ("_LINE_START", "1. item")])
+def test_entity_and_line_start_escapes_are_needed(monkeypatch: pytest.MonkeyPatch, rule: str,
+                                                  sample: str) -> None:
+    assert inert(onboarding.escape_markdown(sample), sample)
+    monkeypatch.setattr(onboarding, rule, re.compile(r"(?!)"))  # matches nothing
+    assert not inert(onboarding.escape_markdown(sample), sample)
+
+
+def test_code_spans_refuse_what_would_end_them_and_code_blocks_outlast_backticks() -> None:
+    for value in ("a`b", "a|b", "a\nb"):
+        with pytest.raises(LifecycleError, match="cannot write"):
+            onboarding.code_span(value)
+    content = "x ``` y\n````\nz"
+    page = read_html(onboarding.html_page(onboarding.code_block(content, "json")))
+    assert page.code_blocks == [("json", content + "\n")]
+
+
+def test_onboard_refuses_stack_outputs_that_would_break_out_of_code(tmp_path: Path) -> None:
+    outputs = outputs_for(registry()["acme"]) | {"PartnerUserName": "user` **x** <b>y</b> `"}
+    (tmp_path / "outputs.json").write_text(json.dumps({"PhiExchange-acme": outputs}))
+
+    ran = run(REPO / "customers", ["onboard", "acme", "--outputs-file",
+                                   str(tmp_path / "outputs.json"), "-o", str(tmp_path / "kit")])
+
+    assert ran.code == 1 and ran.err.count("\n") == 1 and "cannot write" in ran.err
+    assert not (tmp_path / "kit").exists()
+
+
+def test_html_page_shows_raw_html_and_unsafe_links_as_text() -> None:
     hostile = "\n".join([
         "# Title <script>alert(1)</script>",
         "",
         "A paragraph with <img src=x onerror=alert(1)> and **bold** and `<b>code</b>`.",
         "A [link](javascript:alert(1)) and a [good one](https://example.org/?a=1&b=2).",
+        "",
+        "<iframe src=x></iframe>",
         "",
         "| a | b |",
         "| --- | --- |",
@@ -374,25 +724,75 @@ def test_html_renderer_escapes_everything_it_does_not_render() -> None:
         "</code></pre><script>x()</script>",
         "```",
     ])
-    page = onboarding.render_html(hostile, title="<t>")
-    tags = parse_html(page)
+    page = read_html(onboarding.html_page(hostile))
 
-    assert not {"script", "img", "iframe", "b"} & set(tags.counts)
-    assert "&lt;script&gt;" in page and "&lt;img src=x" in page
-    assert '<a href="https://example.org/?a=1&amp;b=2">good one</a>' in page
-    assert 'href="javascript' not in page
-    assert "<td>| pipe</td>" in page
-    assert "<strong>bold</strong>" in page and "<code>&lt;b&gt;code&lt;/b&gt;</code>" in page
-
-
-def test_registry_text_cannot_inject_markup_into_the_instructions() -> None:
-    kit = inputs("acme", display_name="Acme <script>alert(1)</script> | **x**")
-    page = onboarding.kit_files(kit)["README.html"].decode()
-    assert "script" not in parse_html(page).counts
-    assert "Acme &lt;script&gt;alert(1)&lt;/script&gt; | **x**" in page
+    assert not {"script", "img", "iframe", "b"} & set(page.counts)
+    assert page.hrefs == ["https://example.org/?a=1&b=2"]
+    assert page.title == "Title <script>alert(1)</script>"
+    assert page.tables == [[["a", "b"], ["<iframe>", "| pipe"]]]
+    assert page.code_blocks == [("", "</code></pre><script>x()</script>\n")]
+    assert page.counts["strong"] == 1
 
 
 # --- the kit as a whole ---------------------------------------------------------------------
+
+
+def parse_kit_file(name: str, data: bytes) -> object:
+    """A kit file read in its own format; fails on a file of no known format."""
+    text = data.decode("utf-8")
+    if name == "README.md":
+        return read_markdown(text)
+    if name.endswith(".html"):
+        return read_html(text)
+    if name.endswith(".toml"):
+        return tomllib.loads(text)
+    if name.endswith(".json"):
+        return json.loads(text)
+    if name.endswith(".duck"):
+        return plistlib.loads(data)
+    if name.endswith("-winscp-url.txt"):
+        url = urlparse(text.strip())
+        assert url.scheme == "s3" and url.hostname and text.count("\n") == 1
+        return url
+    if name.endswith(".ini"):
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(text)
+        assert parser.sections()
+        return parser
+    if name == "SHA256SUMS":
+        assert all(re.fullmatch(r"[0-9a-f]{64}  [^/\s]+", line) for line in text.splitlines())
+        return text
+    raise AssertionError(f"no parser for {name}")
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex", "initech"])
+def test_every_kit_file_parses_in_its_own_format(slug: str) -> None:
+    for name, data in onboarding.kit_files(inputs(slug)).items():
+        assert parse_kit_file(name, data) is not None, name
+
+
+def test_onboard_without_its_templates_says_so_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onboarding._TEMPLATES, "loader", jinja2.FileSystemLoader(tmp_path))
+    outputs = write_outputs_file(tmp_path / "outputs.json", registry()["acme"])
+
+    ran = run(REPO / "customers", ["onboard", "acme", "--outputs-file", str(outputs),
+                                   "--output", str(tmp_path / "kit")])
+
+    assert ran.code == 1 and ran.err.count("\n") == 1
+    assert "template iam-user.md.j2 is missing" in ran.err
+    assert not (tmp_path / "kit").exists()
+
+
+def test_kit_templates_ship_with_the_package() -> None:
+    """pyproject's package-data must match every template, or an installed onboard fails."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["admin"]
+    templates = [p.relative_to(REPO / "admin") for p in onboarding.TEMPLATES.rglob("*")
+                 if p.is_file()]
+    assert {f"{mode.value}.md.j2" for mode in AccessMode} <= {t.name for t in templates}
+    for template in templates:
+        assert any(fnmatch(str(template), pattern) for pattern in patterns), template
 
 
 def test_sums_file_lists_every_other_file_with_its_sha256() -> None:
@@ -529,7 +929,16 @@ def test_onboard_online_reads_the_stack_and_the_current_key_id_never_writing_the
     assert bookmark["Username"] == deployed.access_key_id
     for path in (tmp_path / "kit").iterdir():
         assert deployed.secret_access_key.encode() not in path.read_bytes(), path.name
-    assert "Next scheduled rotation:" in (tmp_path / "kit" / "README.md").read_text()
+    # The rotation dates, from the secret's schedule and the registry's grace and deletion days.
+    described = boto3.client("secretsmanager", region_name=REGION).describe_secret(
+        SecretId=naming.partner_secret_name("acme"))
+    rotation = registry()["acme"].rotation
+    assert rotation is not None
+    rotates = described["NextRotationDate"].date()
+    dates = {rotates + timedelta(days=days) for days in
+             (0, rotation.grace_days, rotation.grace_days + rotation.delete_after_days)}
+    readme_text = (tmp_path / "kit" / "README.md").read_text()
+    assert {d.isoformat() for d in dates} <= set(ISO_DATE.findall(readme_text))
 
 
 def test_onboard_online_refuses_to_write_the_secret_wherever_it_would_appear(

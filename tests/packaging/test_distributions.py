@@ -29,7 +29,7 @@ DISTRIBUTIONS = {
 }
 # Import name -> distribution name, where they differ.
 PROVIDED_BY = {"phi_core": "phi-exchange-core", "partner_transfer": "partner-transfer",
-               "aws_cdk": "aws-cdk-lib", "cdk_nag": "cdk-nag"}
+               "aws_cdk": "aws-cdk-lib", "cdk_nag": "cdk-nag", "markdown_it": "markdown-it-py"}
 OWN = {"phi-exchange-core": {"phi_core"}, "partner-transfer": {"partner_transfer"},
        "phi-exchange": {"stacks", "admin", "importer"}}
 
@@ -98,18 +98,40 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_each_distribution_installs_into_an_empty_venv_and_runs(
         installs: list[str], command: list[str], sources: dict[str, Path],
         tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    venv = tmp_path / "venv"
-    made = run(uv(), "venv", "--python", sys.executable, venv, env=clean)
-    assert made.returncode == 0, made.stderr
+    venv = install_into_new_venv(tmp_path / "venv", [sources[n] for n in installs])
     python = venv / "bin" / "python"
-    install = [uv(), "pip", "install", "--python", python, *(sources[n] for n in installs)]
-    done = run(*install, "--offline", env=clean)
-    if done.returncode != 0:
-        done = run(*install, env=clean)  # not all in uv's cache: fetch from the index
-    assert done.returncode == 0, done.stderr
     program = python if command[0] == "python" else venv / "bin" / command[0]
-    ran = run(program, *command[1:], env=clean)
+    ran = run(program, *command[1:], env=CLEAN)
     assert ran.returncode == 0, ran.stderr
-    where = run(python, "-c", "import phi_core; print(phi_core.__file__)", env=clean)
+    where = run(python, "-c", "import phi_core; print(phi_core.__file__)", env=CLEAN)
     assert str(venv) in where.stdout  # the installed copy answered, not the checkout
+
+
+def test_installed_operator_tooling_writes_the_sample_kit(sources: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """The kit's templates are package data: an installed onboard writes the committed
+    sample kit byte for byte (docs/sample-kit/README.md's command)."""
+    venv = install_into_new_venv(tmp_path / "venv", [sources[n] for n in
+                                                     ("core", "transfer", "operator")])
+    sample = REPO / "docs" / "sample-kit"
+    ran = run(venv / "bin" / "phi-exchange-admin", "--registry", REPO / "customers", "onboard",
+              "acme", "--outputs-file", sample / "outputs.json", "--output", tmp_path / "kit",
+              "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--support-contact",
+              "PHI exchange operations, phi-ops@example.org, +44 20 7946 0000", env=CLEAN)
+    assert ran.returncode == 0, ran.stderr
+    written = {p.name: p.read_bytes() for p in (tmp_path / "kit").iterdir()}
+    assert written == {p.name: p.read_bytes() for p in (sample / "acme").iterdir()}
+
+
+CLEAN = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+
+
+def install_into_new_venv(venv: Path, distributions: list[Path]) -> Path:
+    made = run(uv(), "venv", "--python", sys.executable, venv, env=CLEAN)
+    assert made.returncode == 0, made.stderr
+    install = [uv(), "pip", "install", "--python", venv / "bin" / "python", *distributions]
+    done = run(*install, "--offline", env=CLEAN)
+    if done.returncode != 0:
+        done = run(*install, env=CLEAN)  # not all in uv's cache: fetch from the index
+    assert done.returncode == 0, done.stderr
+    return venv
