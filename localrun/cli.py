@@ -1,8 +1,9 @@
 """``python -m localrun up | down | status | env``.
 
-    up      start the emulator, deploy the customer's stack with the real CDK CLI, check it,
-            run the partner round trip and a key rotation, print a summary. The emulator keeps
-            running afterwards (also after a failure, for inspection) until ``down``.
+    up      start the emulator, deploy the audit stack and the customer's stack with the real
+            CDK CLI, check them, run the partner round trip (as the partner, in its access
+            mode) and a key rotation (iam-user), print a summary. The emulator keeps running
+            afterwards (also after a failure, for inspection) until ``down``.
     down    stop the emulator and remove the run directory.
     status  say whether an emulator is running and what the last run did.
     env     print ``export`` lines that point a shell (aws CLI, boto3, cdk) at the emulator.
@@ -23,7 +24,8 @@ from pathlib import Path
 from localaws import MOTO_VERSION, server
 from localrun import flow
 from localrun.context import DEFAULT_RUN_DIR, REPO_ROOT, LocalRun, StepResult
-from stacks.config import RegistryError, load_registry
+from localrun.partner import source_addresses
+from stacks.config import CustomerConfig, RegistryError, load_registry
 
 # Written by `up` into the run directory: `down` deletes only directories that carry it, so a
 # mistyped --run-dir can never remove anything else.
@@ -34,20 +36,21 @@ def _print(message: str = "") -> None:
     print(message, flush=True)
 
 
-def _check_customer(slug: str) -> str | None:
+def _find_customer(slug: str) -> CustomerConfig | str:
+    """The registry entry, or the one-line reason there is none."""
     try:
         registry = load_registry(REPO_ROOT / "customers")
     except RegistryError as error:
-        return str(error)
+        return " ".join(str(error).split())
     if slug not in registry:
         return f"unknown customer {slug!r}; registered: {', '.join(sorted(registry))}"
-    return None
+    return registry[slug]
 
 
 def up(customer: str, run_dir: Path) -> int:
-    problem = _check_customer(customer)
-    if problem:
-        _print(f"error: {problem}")
+    config = _find_customer(customer)
+    if isinstance(config, str):
+        _print(f"error: {config}")
         return 2
     existing = server.Emulator.load(run_dir)
     if existing and server.is_healthy(existing):
@@ -61,11 +64,28 @@ def up(customer: str, run_dir: Path) -> int:
     (run_dir / MARKER).write_text("created by python -m localrun up; removed by down\n")
 
     started = time.monotonic()
-    _print(f"Starting the emulator (moto {MOTO_VERSION} + localaws, TLS) ...")
-    emulator = server.start(run_dir)
+    # The synth needs no emulator: it runs while the emulator starts (localrun.flow.Synth).
+    try:
+        synth = flow.Synth(run_dir, customer)
+    except (flow.StepFailed, OSError) as error:
+        _print(f"error: {error}")
+        return 1
+    _print(f"Synthesizing the app for '{customer}' in the background; starting the emulator "
+           f"(moto {MOTO_VERSION} + localaws, TLS) ...")
+    # A listener per allowed partner network, so the partner can be shown from inside it.
+    addresses = source_addresses(config.allowed_source_ips)
+    try:
+        emulator = server.start(run_dir, source_addresses=addresses)
+    except (server.EmulatorError, OSError) as error:
+        synth.stop()
+        _print(f"error: the emulator did not start: {error}")
+        _print(f"Clean up: python -m localrun down --run-dir {run_dir}")
+        return 1
     _print(f"  up at {emulator.url} in {time.monotonic() - started:.1f} s "
            f"(CA {emulator.ca_bundle}, log {run_dir / server.LOG_FILE})")
-    run = LocalRun(run_dir=run_dir, customer=customer, emulator=emulator)
+    for address, url in emulator.source_endpoints.items():
+        _print(f"  requests to {url} come from {address} (aws:SourceIp)")
+    run = LocalRun(run_dir=run_dir, customer=customer, emulator=emulator, synth=synth)
     run.save()
 
     def report(result: StepResult) -> None:
