@@ -122,7 +122,6 @@ from moto.sts.models import sts_backends
 from moto.utilities.utils import PARTITION_NAMES, get_partition
 
 from localaws.policy import Decision, Request, evaluate, evaluate_all, explicitly_allows
-from localaws.server import SERVICE_SESSION_PATH
 
 TLS_VERSION_ENVIRON_KEY = "localaws.tls_version"
 
@@ -145,15 +144,12 @@ _ASSUMED_ROLE = re.compile(r"^arn:([^:]+):sts::(\d{12}):assumed-role/")
 
 
 class ContextMiddleware:
-    """WSGI middleware that makes the current request's environ visible to policy checks, and
-    serves the emulator's own endpoints under ``/localaws/``."""
+    """WSGI middleware that makes the current request's environ visible to policy checks."""
 
     def __init__(self, app: Callable[..., Any]) -> None:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO") == SERVICE_SESSION_PATH:
-            return _service_session_endpoint(environ, start_response)
         token = _current_environ.set(environ)
         try:
             return self.app(environ, start_response)
@@ -233,7 +229,7 @@ def caller_for_key(key_id: str | None, *, default_account: str = DEFAULT_ACCOUNT
     return Caller(arn=f"arn:{partition}:iam::{default_account}:root", account=default_account)
 
 
-def _request_caller(environ: Mapping[str, Any] | None, partition: str) -> Caller | None:
+def request_caller(environ: Mapping[str, Any] | None, partition: str) -> Caller | None:
     if environ is None:
         return None
     # A request that names its account (moto's x-moto-account-id header) with a key IAM does
@@ -317,7 +313,7 @@ def _bucket_get_permission(self: FakeBucket, action: str, resource: str) -> Any:
     if self.policy is None:
         return access_control.PermissionResult.NEUTRAL
     environ = _current_environ.get()
-    caller = _request_caller(environ, self.partition)
+    caller = request_caller(environ, self.partition)
     decision = evaluate(
         json.loads(self.policy),
         _caller_request(_OBJECT_ACTIONS.get(action, action), resource, caller,
@@ -576,7 +572,7 @@ def service_role_session(service: str, role_arn: str, session_name: str,
             "SessionToken": session.session_token, "Arn": session.arn}
 
 
-def _service_session_endpoint(environ: Mapping[str, Any],
+def service_session_endpoint(environ: Mapping[str, Any],
                               start_response: Callable[..., Any]) -> list[bytes]:
     def reply(status: str, body: Mapping[str, Any]) -> list[bytes]:
         start_response(status, [("Content-Type", "application/json")])
@@ -623,7 +619,7 @@ def _kms_validate_policy(key: Key, action: str) -> None:
     except (TypeError, ValueError):
         return
     environ = _current_environ.get()
-    caller = _request_caller(environ, get_partition(key.region))
+    caller = request_caller(environ, get_partition(key.region))
     decision = evaluate(
         {"Statement": [s for s in document.get("Statement", []) if s.get("Effect") == "Deny"]},
         _caller_request(action, key.arn, caller, request_context(environ, caller)),

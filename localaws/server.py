@@ -51,8 +51,10 @@ from localaws import install, tls
 HOST = "localhost"
 BIND_ADDRESS = "127.0.0.1"
 STATE_FILE = "emulator.json"
-# The emulator's own endpoint for an AWS service assuming a role (localaws.permissions).
+# The emulator's own endpoints: an AWS service assuming a role (localaws.permissions), and
+# the record of EventBridge deliveries (localaws.events).
 SERVICE_SESSION_PATH = "/localaws/service-role-session"
+DELIVERIES_PATH = "/localaws/event-deliveries"
 LOG_FILE = "emulator.log"
 # Dummy operator credentials. Not "testing": the AWS CRT client rejects that key id. moto
 # accepts any key while permission checks are off and maps it to account 123456789012.
@@ -114,15 +116,37 @@ def client_environment(emulator: Emulator, base: Mapping[str, str] | None = None
     return env
 
 
+class _Endpoints:
+    """The emulator's own endpoints (``/localaws/...``) in front of moto."""
+
+    def __init__(self, app: Any, routes: Mapping[str, Any]) -> None:
+        self.app, self.routes = app, routes
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        route = self.routes.get(str(environ.get("PATH_INFO", "")))
+        return (route or self.app)(environ, start_response)
+
+
 def make_app() -> Any:
     """moto's WSGI application with the localaws extensions installed."""
     install()
     # Imported late: moto's server module pulls in Flask and every backend index.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from localaws.permissions import ContextMiddleware
+    from localaws import events, permissions
 
-    return ContextMiddleware(DomainDispatcherApplication(create_backend_app))
+    return _Endpoints(
+        permissions.ContextMiddleware(DomainDispatcherApplication(create_backend_app)),
+        {SERVICE_SESSION_PATH: permissions.service_session_endpoint,
+         DELIVERIES_PATH: events.deliveries_endpoint},
+    )
+
+
+def event_deliveries(emulator: Emulator) -> list[dict[str, str]]:
+    """Every EventBridge delivery the emulator attempted, delivered or refused, in order
+    (localaws.events)."""
+    answer: list[dict[str, str]] = json.loads(_request(emulator, DELIVERIES_PATH))
+    return answer
 
 
 def _ssl_context(files: tls.TlsFiles) -> ssl.SSLContext:
