@@ -15,6 +15,7 @@ Exit codes: 0 success (steps not implemented yet are reported, not failed), 1 a 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -22,8 +23,9 @@ import time
 from pathlib import Path
 
 from localaws import MOTO_VERSION, server
-from localrun import flow
+from localrun import flow, postgres
 from localrun.context import DEFAULT_RUN_DIR, REPO_ROOT, LocalRun, StepResult
+from localrun.importer import POSTGRES_STATE
 from localrun.partner import source_addresses
 from stacks.config import CustomerConfig, RegistryError, load_registry
 
@@ -47,7 +49,18 @@ def _find_customer(slug: str) -> CustomerConfig | str:
     return registry[slug]
 
 
-def up(customer: str, run_dir: Path) -> int:
+DSN_ENV = "LOCALRUN_DSN"
+
+
+def _stop_everything(run_dir: Path) -> list[str]:
+    """Stop the run's emulator and embedded PostgreSQL; returns what was running."""
+    stopped = ["the emulator"] if server.stop(run_dir) else []
+    if postgres.stop(run_dir / POSTGRES_STATE):
+        stopped.append("the embedded PostgreSQL")
+    return stopped
+
+
+def up(customer: str, run_dir: Path, dsn: str | None = None) -> int:
     config = _find_customer(customer)
     if isinstance(config, str):
         _print(f"error: {config}")
@@ -58,7 +71,7 @@ def up(customer: str, run_dir: Path) -> int:
                f"stop it first: python -m localrun down --run-dir {run_dir}")
         return 2
     if run_dir.exists() and (run_dir / MARKER).exists():
-        server.stop(run_dir)  # an emulator that no longer answers, if any
+        _stop_everything(run_dir)  # an emulator that no longer answers, its database, if any
         shutil.rmtree(run_dir)  # leftovers of an earlier run
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / MARKER).write_text("created by python -m localrun up; removed by down\n")
@@ -85,7 +98,7 @@ def up(customer: str, run_dir: Path) -> int:
            f"(CA {emulator.ca_bundle}, log {run_dir / server.LOG_FILE})")
     for address, url in emulator.source_endpoints.items():
         _print(f"  requests to {url} come from {address} (aws:SourceIp)")
-    run = LocalRun(run_dir=run_dir, customer=customer, emulator=emulator, synth=synth)
+    run = LocalRun(run_dir=run_dir, customer=customer, emulator=emulator, synth=synth, dsn=dsn)
     run.save()
 
     def report(result: StepResult) -> None:
@@ -104,11 +117,11 @@ def down(run_dir: Path) -> int:
     if run_dir.exists() and not (run_dir / MARKER).exists():
         _print(f"error: {run_dir} was not created by `localrun up`; not touching it")
         return 2
-    stopped = server.stop(run_dir)
+    stopped = _stop_everything(run_dir)
     existed = run_dir.exists()
     if existed:
         shutil.rmtree(run_dir)
-    _print(("Stopped the emulator" if stopped else "No emulator was running")
+    _print((f"Stopped {' and '.join(stopped)}" if stopped else "Nothing was running")
            + (f"; removed {run_dir}." if existed else "; nothing to remove."))
     return 0
 
@@ -142,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="start, deploy, prove, summarize")
     up_parser.add_argument("--customer", default="acme", help="registered slug (default: acme)")
+    up_parser.add_argument("--dsn", default=os.environ.get(DSN_ENV) or None,
+                           help="PostgreSQL for the importer (libpq string; the run uses a "
+                           f"fresh schema there); default ${DSN_ENV}, else an embedded server "
+                           "started in the run directory")
     for name in ("up", "down", "status", "env"):
         sub = up_parser if name == "up" else commands.add_parser(name)
         sub.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
@@ -149,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
     if args.command == "up":
-        return up(args.customer, run_dir)
+        return up(args.customer, run_dir, args.dsn)
     if args.command == "down":
         return down(run_dir)
     if args.command == "status":

@@ -82,6 +82,11 @@ class LocalRun:
     outputs: dict[str, str] = field(default_factory=dict)
     audit_outputs: dict[str, str] = field(default_factory=dict)
     results: list[StepResult] = field(default_factory=list)
+    # The database the importer writes to: a DSN given by the user (``--dsn``; kept in memory
+    # only, it may hold a password), else the embedded server the run starts
+    # (localrun.postgres) in ``<run_dir>/postgres``. ``database`` says which, for humans.
+    dsn: str | None = field(default=None, repr=False)
+    database: str = ""
     # The background ``cdk synth`` (localrun.flow.Synth) started before the emulator, if any.
     synth: Any = field(default=None, repr=False, compare=False)
 
@@ -209,6 +214,7 @@ class LocalRun:
             "customer": self.customer,
             "outputs": self.outputs,
             "audit_outputs": self.audit_outputs,
+            "database": self.database,
             "results": [asdict(r) for r in self.results],
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -229,6 +235,7 @@ class LocalRun:
             emulator=emulator,
             outputs=dict(state.get("outputs") or {}),
             audit_outputs=dict(state.get("audit_outputs") or {}),
+            database=str(state.get("database") or ""),
             results=[StepResult(**r) for r in state.get("results") or []],
         )
 

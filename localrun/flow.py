@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from localaws.coverage import coverage
 from localaws.server import ACCOUNT_ID, REGION, EmulatorError
-from localrun import checks, partner
+from localrun import checks, importer, partner
 from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult
 from localrun.partner import SAMPLE_INBOUND, SAMPLE_OUTBOUND
 
@@ -204,10 +204,7 @@ def partner_round_trip(run: LocalRun) -> StepResult:
         return StepResult("partner round trip", "not-applicable", 0.0,
                           detail="the customer is offboarded: the stack grants no partner "
                           "anything")
-    try:
-        return partner.round_trip(run)
-    except partner.PartnerStepFailed as failure:
-        raise StepFailed(str(failure)) from None
+    return partner.round_trip(run)
 
 
 def rotate(run: LocalRun) -> StepResult:
@@ -258,19 +255,14 @@ def rotate(run: LocalRun) -> StepResult:
         raise StepFailed("AWSCURRENT still holds the old key after the rotation")
     bucket = run.outputs["BucketName"]
     source = next(iter(partner.source_addresses(run.config.allowed_source_ips)), None)
-    inbound = run.outputs.get("InboundPrefix")
+    prefix = run.outputs.get("InboundPrefix") or run.outputs["OutboundPrefix"]
 
     def works(creds: Credentials) -> bool:
+        # A listing of its own prefix: no new object (the importer has already run).
         s3 = run.client("s3", creds, source_address=source)
-        if inbound:
-            return not _denied(lambda: s3.put_object(
-                Bucket=bucket, Key=f"{inbound}rotation-probe-{creds.access_key_id[-4:]}.txt",
-                Body=b"probe", ServerSideEncryption="aws:kms",
-                SSEKMSKeyId=run.outputs["KmsKeyArn"]))
-        return not _denied(lambda: s3.list_objects_v2(
-            Bucket=bucket, Prefix=run.outputs["OutboundPrefix"]))
+        return not _denied(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix))
 
-    probe = f"upload to {inbound}" if inbound else f"list {run.outputs.get('OutboundPrefix')}"
+    probe = f"list {prefix}"
     with run.permission_checks():
         both = works(old) and works(new)
     if not both:
@@ -311,6 +303,7 @@ STEPS: tuple[tuple[str, Callable[[LocalRun], StepResult]], ...] = (
     ("audit stack", deploy_audit),
     ("customer stack", deploy_customer),
     ("partner round trip", partner_round_trip),
+    ("importer", importer.import_inbound),
     ("key rotation", rotate),
 )
 
@@ -337,7 +330,8 @@ def run_steps(run: LocalRun, *, on_result: Callable[[StepResult], None]) -> bool
         except NotImplementedError as missing:
             result = StepResult(name, "not-implemented", time.monotonic() - started,
                                 detail=str(missing))
-        except (StepFailed, checks.CheckFailed) as failure:
+        except (StepFailed, checks.CheckFailed, partner.PartnerStepFailed,
+                importer.ImportFailed) as failure:
             result = StepResult(name, "failed", time.monotonic() - started, detail=str(failure))
         except (ClientError, BotoCoreError, EmulatorError, OSError, ValueError, KeyError,
                 RuntimeError, AssertionError, subprocess.SubprocessError) as error:
@@ -355,14 +349,40 @@ def run_steps(run: LocalRun, *, on_result: Callable[[StepResult], None]) -> bool
 
 
 def not_exercised(run: LocalRun) -> list[str]:
-    """What the run did not exercise, whatever it proved: the summary always says so."""
-    ran = {r.name.split(" (")[0]: r.status for r in run.results}
+    """What the run did not exercise, whatever it proved: the summary always says so, and it
+    follows what actually ran (a step that failed or did not apply changes the list)."""
+    status = {r.name.split(" (")[0]: r.status for r in run.results}
     lines = []
-    missing = [name for name, _ in STEPS if name not in ran]
+    missing = [name for name, _ in STEPS if name not in status]
     if missing:
         lines.append(f"steps not run (an earlier step failed): {', '.join(missing)}")
+    lines.append("the audit trail never ran: there is no CloudTrail service here, so no log "
+                 "file, digest file or CloudWatch Logs event was written (the trail was only "
+                 "created, after the emulator's delivery checks)")
+    if status.get("importer") == "ok":
+        lines.append("the handoff message was not sent by AWS: the emulator stood in for S3's "
+                     "EventBridge notification and EventBridge's delivery (localaws.events), "
+                     "using the deployed rule, its input transformer and the deployed queue; "
+                     "the importer ran once, by hand (--once), not as a service")
+    elif status.get("importer") == "not-applicable":
+        lines.append("the handoff queue and the importer did not run: this customer has no "
+                     "inbound direction")
+    else:
+        lines.append("the handoff queue and the importer did not run")
+    if status.get("key rotation") == "ok":
+        lines.append("key rotation: the handler was called in-process (Lambda never ran it), "
+                     "with the clock moved for the sweep; Secrets Manager's rotation schedule "
+                     "and the daily sweep schedule never fired, and the function's dead-letter "
+                     "queue, error alarm and log group saw nothing")
+        lines.append("no notice reached anyone: the rotation published to the notices topic, "
+                     "whose e-mail subscriptions stay pending (nothing is sent here)")
+    else:
+        lines.append("no key was rotated and no notice was sent" + (
+            " (no access key of ours in this access mode)"
+            if status.get("key rotation") == "not-applicable" else ""))
     lines.append("S3 never calls KMS here: no KMS key policy or KMS permission is exercised by "
-                 "an upload or a download (the offline access matrix in make test covers them)")
+                 "an upload, a download or the importer (the offline access matrix in make "
+                 "test covers them)")
     lines.append("Block Public Access, object ownership, lifecycle rules and key rotation are "
                  "stored, not enforced")
     return lines

@@ -45,7 +45,10 @@ from stacks.config import ACCOUNT_ID_PATTERN
 
 SAMPLE_INBOUND = b"member_id,claim_id,amount\n1001,C-1,125.00\n1002,C-2,80.50\n"
 SAMPLE_OUTBOUND = b"claim_id,status,paid\nC-1,paid,125.00\n"
-MULTIPART_SAMPLE_MIB = 20  # over the client's 16 MiB part size: exercises a multipart upload
+# A multipart upload: a CSV just over one part of PART_SIZE_MIB (the client's smallest part
+# size), so the large file is a real CSV the importer loads too, in seconds.
+PART_SIZE_MIB = 5
+MULTIPART_SAMPLE_BYTES = 5 * 1024 * 1024 + 300 * 1024
 # The user of the partner's own account that stands for the partner's administrator and
 # assumes the partner's registered role (cross-account and assume-role modes).
 PARTNER_ADMIN_USER = "localrun-partner-admin"
@@ -56,6 +59,21 @@ ACCESS_DENIED_EXIT = 5  # partner_transfer.errors.ExitCode.ACCESS_DENIED
 
 class PartnerStepFailed(RuntimeError):
     pass
+
+
+def large_sample() -> bytes:
+    """A CSV of :data:`MULTIPART_SAMPLE_BYTES`: invented claims with a long free-text note
+    each, so a multipart-sized file has some 25,000 rows (the importer loads it in seconds)."""
+    rows = [b"member_id,claim_id,amount,note\n"]
+    size, number = len(rows[0]), 0
+    while size < MULTIPART_SAMPLE_BYTES:
+        number += 1
+        note = os.urandom(100).hex().encode()
+        row = b"%d,L-%d,%d.%02d,%s\n" % (200000 + number, number, number % 997,
+                                           number % 100, note)
+        rows.append(row)
+        size += len(row)
+    return b"".join(rows)
 
 
 def source_addresses(cidrs: tuple[str, ...]) -> tuple[str, ...]:
@@ -326,8 +344,7 @@ def round_trip(run: LocalRun) -> StepResult:
                                     SSEKMSKeyId=key_arn, ChecksumAlgorithm="CRC64NVME")
     small, large = partner_dir / "claims.csv", partner_dir / "claims-large.csv"
     small.write_bytes(SAMPLE_INBOUND)
-    with large.open("wb") as fh:
-        fh.write(os.urandom(MULTIPART_SAMPLE_MIB * 1024 * 1024))
+    large.write_bytes(large_sample())
 
     partner = setup_partner(run)
     proved = list(partner.notes)
@@ -350,10 +367,12 @@ def round_trip(run: LocalRun) -> StepResult:
                           "listener for that address, standing for the partner's egress)")
         if inbound:
             _expect_cli(cli(partner.env, run.run_dir, "upload", "--profile", partner.profile,
-                            "--quiet", small, large), "partner-transfer upload")
-            proved.append(f"uploaded {small.name} and {large.name} ({MULTIPART_SAMPLE_MIB} MiB, "
-                          f"multipart) to {inbound}, SSE-KMS with the customer key, full-object "
-                          "CRC64NVME")
+                            "--quiet", "--part-size", str(PART_SIZE_MIB), "--commit-manifest",
+                            small, large), "partner-transfer upload")
+            proved.append(f"uploaded {small.name} and {large.name} "
+                          f"({large.stat().st_size / 2**20:.1f} MiB, multipart in "
+                          f"{PART_SIZE_MIB} MiB parts) to {inbound}, SSE-KMS with the customer "
+                          "key, full-object CRC64NVME, then the batch's commit marker")
         if outbound:
             received = partner_dir / "received" / "remittance.csv"
             _expect_cli(cli(partner.env, run.run_dir, "download", "--profile", partner.profile,

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 from botocore.exceptions import ClientError
+from psycopg.rows import dict_row
 
 from localaws.coverage import coverage
 from localaws.server import Emulator
+from localrun import postgres
 from localrun.context import LocalRun
 from tests.localaws.conftest import Aws
 
@@ -58,7 +61,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Aws, Pa
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         for step in ("audit stack", "customer stack", "partner round trip (iam-user",
-                     "key rotation"):
+                     "importer", "key rotation"):
             assert f"[ok] {step}" in up.stdout, up.stdout
         emulator = Emulator.load(run_dir)
         assert emulator is not None
@@ -93,7 +96,8 @@ def test_partner_round_trip_left_verified_objects_and_a_custody_record(
         assert head.get("ChecksumCRC64NVME")
     manifest = run_dir / "partner" / "state" / "partner-transfer" / "acme" / "manifest.jsonl"
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
-    assert {(r["direction"], r["key"], r["result"]) for r in records} == {
+    assert {(r["direction"], r["key"], r["result"]) for r in records
+            if "/_manifests/" not in r["key"]} == {
         ("upload", "inbound/claims.csv", "ok"), ("upload", "inbound/claims-large.csv", "ok"),
         ("download", "outbound/remittance.csv", "ok")}
     assert all(r["caller_arn"].endswith(":user/phi-exchange-acme-partner") for r in records)
@@ -307,3 +311,34 @@ def test_status_reports_the_run(deployed: tuple[Aws, Path, float]) -> None:
     status = localrun("status", "--run-dir", str(deployed[1]))
     assert status.returncode == 0
     assert "[ok] customer stack" in status.stdout
+
+
+def test_the_importer_loaded_each_upload_with_its_custody_row(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    aws, run_dir, _ = deployed
+    server = postgres.load(run_dir / "postgres.json")
+    assert server is not None  # the embedded PostgreSQL, still up with the emulator
+    with psycopg.connect(server.dsn(), row_factory=dict_row) as conn:
+        custody = {r["key"]: r for r in conn.execute("SELECT * FROM custody_chain")}
+        rows = conn.execute(
+            "SELECT data FROM inbound_rows WHERE custody_id = %s ORDER BY row_number",
+            (custody["inbound/claims.csv"]["id"],)).fetchall()
+    assert set(custody) == {"inbound/claims.csv", "inbound/claims-large.csv"}
+    assert [r["data"] for r in rows] == [
+        {"member_id": "1001", "claim_id": "C-1", "amount": "125.00"},
+        {"member_id": "1002", "claim_id": "C-2", "amount": "80.50"}]
+    s3 = aws.client("s3")
+    for key, row in custody.items():
+        head = s3.head_object(Bucket=BUCKET, Key=key, VersionId=row["version_id"],
+                              ChecksumMode="ENABLED")
+        assert row["checksum"] == head["ChecksumCRC64NVME"] and row["size"] == head[
+            "ContentLength"]
+        assert row["effective_uploader_arn"].endswith(":user/phi-exchange-acme-partner")
+        assert (row["requester"], row["source_ip"]) == (ACCOUNT, "127.0.0.1")
+    # Nothing went to the dead-letter queue. (The ingestion queue may hold messages of
+    # objects other tests here upload after the run.)
+    url = aws.client("sqs").get_queue_url(QueueName="phi-exchange-ingestion-dlq")["QueueUrl"]
+    depth = aws.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert depth["ApproximateNumberOfMessages"] == "0"

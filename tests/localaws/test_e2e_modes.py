@@ -12,9 +12,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from localaws.server import Emulator
+from localrun import postgres
 from tests.localaws.conftest import Aws
 from tests.localaws.test_e2e import UP_TIMEOUT_SECONDS, localrun
 
@@ -47,8 +49,9 @@ def test_each_mode_runs_every_step_it_has(run: tuple[str, Aws, Path, str]) -> No
     customer, _, _, stdout = run
     mode, directions = {"globex": ("cross-account", "inbound"),
                         "initech": ("assume-role", "outbound")}[customer]
+    importer = "[ok] importer" if customer == "globex" else "[not-applicable] importer"
     for step in ("[ok] audit stack", "[ok] customer stack",
-                 f"[ok] partner round trip ({mode}, {directions})",
+                 f"[ok] partner round trip ({mode}, {directions})", importer,
                  "[not-applicable] key rotation"):
         assert step in stdout, stdout
     assert "Traceback" not in stdout
@@ -56,7 +59,8 @@ def test_each_mode_runs_every_step_it_has(run: tuple[str, Aws, Path, str]) -> No
 
 def test_the_partner_signed_as_its_own_principal(run: tuple[str, Aws, Path, str]) -> None:
     customer, _, run_dir, _ = run
-    ok = [r for r in manifest(run_dir, customer) if r["result"] == "ok"]
+    ok = [r for r in manifest(run_dir, customer)
+          if r["result"] == "ok" and "/_manifests/" not in r["key"]]
     if customer == "globex":
         # A session of the registered role, in the partner's own account.
         assert {r["caller_arn"] for r in ok} == {
@@ -87,6 +91,13 @@ def test_globex_is_refused_outside_its_networks(run: tuple[str, Aws, Path, str])
     head = aws.client("s3").head_object(Bucket=outputs["BucketName"],
                                         Key="inbound/claims-large.csv")
     assert head["SSEKMSKeyId"] == outputs["KmsKeyArn"]
+    # The importer's custody rows name the partner's account and the address it came from.
+    server = postgres.load(run_dir / "postgres.json")
+    assert server is not None
+    with psycopg.connect(server.dsn()) as conn:
+        seen = conn.execute("SELECT key, requester, source_ip FROM custody ORDER BY key").fetchall()
+    assert seen == [("inbound/claims-large.csv", "111122223333", "203.0.113.1"),
+                    ("inbound/claims.csv", "111122223333", "203.0.113.1")]
 
 
 def test_refusals_are_reported_for_the_mode(run: tuple[str, Aws, Path, str]) -> None:

@@ -11,6 +11,7 @@ import pytest
 from localaws.server import Emulator
 from localrun import flow
 from localrun.context import LocalRun, StepResult
+from localrun.importer import redact
 from localrun.partner import source_addresses
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,3 +84,33 @@ def test_up_with_an_unknown_customer_is_one_line_and_starts_nothing(tmp_path: Pa
     assert result.stdout.strip().startswith("error: unknown customer 'nobody'; registered:")
     assert len(result.stdout.strip().splitlines()) == 1 and not result.stderr
     assert not run_dir.exists()
+
+
+def test_a_dsn_never_shows_its_password() -> None:
+    assert redact("host=db port=5432 user=imp password=s3cret dbname=x") == (
+        "host=db port=5432 user=imp password=*** dbname=x")
+    assert redact("postgresql://imp:s3cret@db:5432/x") == "postgresql://imp:***@db:5432/x"
+    assert redact("host=127.0.0.1 user=postgres") == "host=127.0.0.1 user=postgres"
+
+
+@pytest.mark.parametrize(("statuses", "expected", "absent"), [
+    ({"importer": "ok", "key rotation": "ok"},
+     ["the emulator stood in for S3's EventBridge notification", "Lambda never ran it",
+      "no notice reached anyone"], ["did not run"]),
+    ({"importer": "not-applicable", "key rotation": "not-applicable"},
+     ["the importer did not run: this customer has no inbound direction",
+      "no key was rotated and no notice was sent (no access key of ours"], ["Lambda never"]),
+])
+def test_the_summary_says_what_was_not_exercised(
+    tmp_path: Path, statuses: dict[str, str], expected: list[str], absent: list[str]
+) -> None:
+    run = fake_run(tmp_path)
+    run.results = [StepResult(name, "ok", 1.0) for name in ("audit stack", "customer stack",
+                                                            "partner round trip")]
+    run.results += [StepResult(name, status, 1.0) for name, status in statuses.items()]
+    text = "\n".join(flow.not_exercised(run))
+    assert "the audit trail never ran" in text
+    for phrase in expected:
+        assert phrase in text
+    for phrase in absent:
+        assert phrase not in text
