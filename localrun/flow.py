@@ -70,7 +70,7 @@ def _cdk_failure(args: list[str], returncode: int, log_path: Path) -> StepFailed
     reason = (failed or [line for line in lines if _CDK_FAILURE.search(line)]
               or lines[-1:] or ["no output"])[0]
     return StepFailed(f"cdk {' '.join(args[:2])} failed (exit {returncode}): "
-                      f"{' '.join(reason.split())[:600]}; see {log_path}")
+                      f"{' '.join(reason.split())[:900]}; see {log_path}")
 
 
 def _cdk(run: LocalRun, args: list[str], *, log_name: str, cwd: Path) -> None:
