@@ -6,9 +6,14 @@ CDK template faithfully. Each gap and its fix lives in one module:
 
 - :mod:`localaws.cfn_models` - CloudFormation resource types moto skips, breaks on, or only
   half applies (secrets, bucket policies, bucket settings, IAM groups, ...);
-- :mod:`localaws.permissions` and :mod:`localaws.policy` - S3 permission checks with request
-  context (TLS, encryption headers, caller), instead of moto's context-free evaluation;
+- :mod:`localaws.permissions` and :mod:`localaws.policy` - permission checks with request
+  context (TLS, encryption headers, source address, caller of any account, role sessions,
+  AssumeRole trust), instead of moto's context-free, single-account evaluation;
 - :mod:`localaws.secrets` - ``GetSecretValue`` follows AWSCURRENT when a rotation moves it;
+- :mod:`localaws.service_access` - what AWS services check when given our resources (a trail's
+  bucket, key and logs role) before CloudFormation creates them;
+- :mod:`localaws.events` - S3's EventBridge notifications delivered to queue targets as AWS
+  does: the owner's account, S3's event, the input transformer, the queue and key policies;
 - :mod:`localaws.tls` - a throwaway CA and ``localhost`` certificate, because our buckets refuse
   plain HTTP;
 - :mod:`localaws.server` - moto's server on localhost over TLS with all of the above.
@@ -52,7 +57,7 @@ def install() -> None:
     """Apply every extension to moto in this process (idempotent). Call before serving."""
     from moto import settings
 
-    from localaws import cfn_models, permissions, secrets
+    from localaws import cfn_models, events, permissions, secrets
 
     # AWS-managed policies exist in every real account, and the CDK bootstrap roles attach
     # some (ReadOnlyAccess); moto loads them only when asked. Backends created before this call
@@ -61,3 +66,4 @@ def install() -> None:
     cfn_models.register()
     permissions.install()
     secrets.install()
+    events.install()

@@ -44,7 +44,10 @@ Gaps found in our templates (the customer stack and the CDK bootstrap stack), an
 ``AWS::IAM::Role``                 moto ignores ManagedPolicyArns. Filled.
 ``AWS::Logs::LogGroup``            moto reads ``kmsKeyId``, CloudFormation says ``KmsKeyId``.
                                    Filled. (moto's model is only registered once moto.logs has
-                                   been imported, which register() also ensures.)
+                                   been imported, which register() also ensures.) GetAtt Arn
+                                   is the group's ARN without the ``:*`` CloudFormation
+                                   appends, so a policy on it matched no log stream. Filled:
+                                   ``<arn>:*``, as CloudFormation returns it.
 ``AWS::Lambda::Function``          moto ignores KmsKeyArn and Tags. Filled. DeadLetterConfig
                                    and LoggingConfig have no place in moto's Lambda model: not
                                    emulated (listed by :func:`coverage`).
@@ -54,6 +57,24 @@ Gaps found in our templates (the customer stack and the CDK bootstrap stack), an
 ``AWS::SNS::Subscription``         no model. Filled: the subscription is created (e-mail
                                    subscriptions stay pending; nothing is sent).
 ``AWS::CloudWatch::Alarm``         no model. Filled: the alarm is created with its actions.
+``AWS::CloudTrail::Trail``         no model. Filled: the trail is created in moto's CloudTrail
+                                   (name, bucket, prefix, KMS key as its ARN, log-file
+                                   validation, multi-region, global events, CloudWatch Logs
+                                   group and role, event selectors or advanced event
+                                   selectors, insight selectors, logging started when
+                                   IsLogging, tags), but only after what AWS's CreateTrail
+                                   checks passes: the bucket policy, key policy and logs role
+                                   must let CloudTrail deliver (localaws.service_access).
+                                   Nothing is ever delivered.
+``AWS::S3::Bucket`` Object Lock    moto ignores ObjectLockEnabled and ObjectLockConfiguration.
+                                   Filled: lock enabled (with versioning, as AWS turns it on),
+                                   default retention mode and days/years. moto then applies
+                                   the default retention to new objects, refuses to delete a
+                                   locked version, and refuses uploads without Content-MD5 or
+                                   a checksum, as S3 does.
+``AWS::SQS::Queue``                moto applies RedrivePolicy (checked: the dead-letter queue
+                                   must exist, its ARN and maxReceiveCount are kept, and moto
+                                   moves a message after maxReceiveCount receives).
 =================================  ==========================================================
 
 Stack-level gaps, filled below :data:`MODELS`:
@@ -62,7 +83,10 @@ Stack-level gaps, filled below :data:`MODELS`:
   stack was registered (the CDK CLI retries and reports "AlreadyExists"; the cause is only in
   the emulator's log). Filled: the stack fails as in AWS, ``ROLLBACK_COMPLETE`` with a
   ``CREATE_FAILED`` event naming the resource and the reason, which the CLI prints. There is
-  no rollback of what was created before the failure;
+  no rollback of what was created before the failure. Describing a failed stack (its
+  resources or its outputs) made moto try to create the missing resources again (HTTP 500 per
+  call, which the CLI retried for a minute); a failed stack now lists what was created and
+  has no outputs, as in AWS;
 - a stack created through a change set (``cdk deploy``'s default) has no outputs: moto builds
   them from the empty template the stack is registered with. Filled: rebuilt after execution;
 - change sets given by name are looked up by name alone, across stacks, and the CDK CLI names
@@ -93,6 +117,7 @@ from moto.awslambda.models import LambdaFunction, lambda_backends
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cloudformation.models import CloudFormationBackend, Event, Stack
 from moto.cloudformation.responses import CloudFormationResponse
+from moto.cloudtrail.models import cloudtrail_backends
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
 from moto.core.responses import ActionResult, EmptyResult
@@ -106,6 +131,8 @@ from moto.secretsmanager.utils import random_password
 from moto.sns.models import Topic, sns_backends
 from moto.sqs.models import sqs_backends
 from moto.utilities.utils import get_partition
+
+from localaws import service_access
 
 log = logging.getLogger("localaws")
 
@@ -493,6 +520,77 @@ class AlarmModel(_NamedWithArn, CloudFormationModel):
         cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
 
 
+def _flag(value: Any, default: bool = False) -> bool:
+    """A CloudFormation boolean (true/false, or the strings "true"/"false")."""
+    if value is None:
+        return default
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+class TrailModel(_NamedWithArn, CloudFormationModel):
+    """``AWS::CloudTrail::Trail``: Ref is the trail name, GetAtt Arn its ARN. Created only if
+    CloudTrail could deliver (:func:`localaws.service_access.check_trail_delivery`)."""
+
+    TYPE = "AWS::CloudTrail::Trail"
+    NAME_PROPERTY = "TrailName"
+    ATTRIBUTES: ClassVar[Mapping[str, str]] = {"Arn": "arn", "SnsTopicArn": "sns_topic_arn"}
+
+    def __init__(self, name: str, arn: str, sns_topic_arn: str | None) -> None:
+        super().__init__(name, arn)
+        self.sns_topic_arn = sns_topic_arn
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> TrailModel:
+        p = _properties(cloudformation_json)
+        partition = get_partition(region_name)
+        arn = f"arn:{partition}:cloudtrail:{region_name}:{account_id}:trail/{resource_name}"
+        key_arn = None
+        if p.get("KMSKeyId"):
+            # CloudTrail stores the key as a full ARN whatever form it was given in.
+            key_arn = service_access.resolve_key_arn(str(p["KMSKeyId"]), account_id,
+                                                     region_name)
+            if key_arn is None:
+                raise service_access.InsufficientEncryptionPolicyException(
+                    f"KMS key {p['KMSKeyId']} does not exist.")
+        prefix = str(p.get("S3KeyPrefix") or "")
+        service_access.check_trail_delivery(service_access.TrailDelivery(
+            trail_arn=arn, account=account_id, region=region_name, partition=partition,
+            bucket=str(p["S3BucketName"]), prefix=f"{prefix}/" if prefix else "",
+            kms_key_arn=key_arn, log_validation=_flag(p.get("EnableLogFileValidation")),
+            log_group_arn=p.get("CloudWatchLogsLogGroupArn"),
+            logs_role_arn=p.get("CloudWatchLogsRoleArn"),
+        ))
+        backend = cloudtrail_backends[account_id][region_name]
+        trail = backend.create_trail(
+            name=resource_name,
+            bucket_name=str(p["S3BucketName"]),
+            s3_key_prefix=prefix or None,  # type: ignore[arg-type]
+            sns_topic_name=p.get("SnsTopicName"),  # type: ignore[arg-type]
+            is_global=_flag(p.get("IncludeGlobalServiceEvents"), default=True),
+            is_multi_region=_flag(p.get("IsMultiRegionTrail")),
+            log_validation=_flag(p.get("EnableLogFileValidation")),
+            is_org_trail=_flag(p.get("IsOrganizationTrail")),
+            cw_log_group_arn=p.get("CloudWatchLogsLogGroupArn"),  # type: ignore[arg-type]
+            cw_role_arn=p.get("CloudWatchLogsRoleArn"),  # type: ignore[arg-type]
+            kms_key_id=key_arn,  # type: ignore[arg-type]
+            tags_list=_tags(p),
+        )
+        if p.get("EventSelectors") or p.get("AdvancedEventSelectors"):
+            trail.put_event_selectors(list(p.get("EventSelectors") or []),
+                                      list(p.get("AdvancedEventSelectors") or []))
+        if p.get("InsightSelectors"):
+            trail.put_insight_selectors(list(p["InsightSelectors"]))
+        if _flag(p.get("IsLogging")):
+            trail.start_logging()
+        return cls(trail.trail_name, trail.arn, trail.topic_arn)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        cloudtrail_backends[account_id][region_name].delete_trail(self.name)
+
+
 # --- moto's models, completed or replaced ---------------------------------------------------
 
 
@@ -611,6 +709,8 @@ class BucketModel(_Extends, CloudFormationModel):
             backend.put_bucket_encryption(name, _encryption(properties["BucketEncryption"]))
         if "VersioningConfiguration" in properties:
             backend.put_bucket_versioning(name, properties["VersioningConfiguration"]["Status"])
+        if _flag(properties.get("ObjectLockEnabled")) or "ObjectLockConfiguration" in properties:
+            cls._apply_object_lock(backend, name, properties)
         if "PublicAccessBlockConfiguration" in properties:
             block = properties["PublicAccessBlockConfiguration"]
             backend.put_public_access_block(name, {
@@ -634,6 +734,22 @@ class BucketModel(_Extends, CloudFormationModel):
             )
         if "LoggingConfiguration" in properties:
             cls._apply_logging(backend, name, logical_id, properties["LoggingConfiguration"])
+
+    @staticmethod
+    def _apply_object_lock(backend: Any, name: str, properties: Mapping[str, Any]) -> None:
+        if not _flag(properties.get("ObjectLockEnabled")):
+            # AWS: Object Lock can only be configured on a bucket created with it enabled.
+            raise ValueError("ObjectLockConfiguration requires ObjectLockEnabled: true")
+        if properties.get("VersioningConfiguration", {}).get("Status", "Enabled") != "Enabled":
+            raise ValueError("Object Lock requires versioning to stay Enabled")
+        backend.put_bucket_versioning(name, "Enabled")  # AWS enables it with Object Lock
+        configuration = properties.get("ObjectLockConfiguration") or {}
+        retention = (configuration.get("Rule") or {}).get("DefaultRetention") or {}
+        backend.put_object_lock_configuration(
+            name, lock_enabled=True, mode=retention.get("Mode"),
+            # moto adds both up when it dates a new version: the absent one must be 0.
+            days=int(retention.get("Days", 0)), years=int(retention.get("Years", 0)),
+        )
 
     @staticmethod
     def _apply_logging(
@@ -750,7 +866,8 @@ class TopicModel(_Extends, CloudFormationModel):
 
 MODELS: tuple[type[CloudFormationModel], ...] = (
     SecretModel, RotationScheduleModel, BucketPolicyModel, GroupModel, TopicPolicyModel,
-    QueuePolicyModel, SubscriptionModel, AlarmModel, KmsKeyModel, BucketModel, UserModel,
+    QueuePolicyModel, SubscriptionModel, AlarmModel, TrailModel, KmsKeyModel, BucketModel,
+    UserModel,
     RoleModel, LogGroupModel, FunctionModel, TopicModel,
 )
 
@@ -822,6 +939,44 @@ def _fail(stack: Stack, failure: ResourceCreationFailed, status: str) -> None:
     ))
     stack.status = status
     stack._add_stack_event(status, resource_status_reason=str(failure))
+
+
+def _log_group_cfn_attribute(self: LogGroup, attribute_name: str) -> str:
+    """Replaces ``LogGroup.get_cfn_attribute``: CloudFormation's Arn ends with ``:*``."""
+    if attribute_name == "Arn":
+        return f"{self.arn}:*"
+    raise UnformattedGetAttTemplateException()
+
+
+_FAILED_STATUSES = ("ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
+_moto_stack_resources = Stack.stack_resources
+_moto_stack_outputs = Stack.outputs
+_moto_stack_exports = Stack.exports
+
+
+def _stack_outputs(self: Stack) -> Any:
+    """Replaces ``Stack.outputs``: a failed stack has none (moto would create resources to
+    resolve them)."""
+    if self.status in _FAILED_STATUSES:
+        return None
+    return _moto_stack_outputs.fget(self)  # type: ignore[attr-defined]
+
+
+def _stack_exports(self: Stack) -> Any:
+    if self.status in _FAILED_STATUSES:
+        return []
+    return _moto_stack_exports.fget(self)  # type: ignore[attr-defined]
+
+
+def _stack_resources(self: Stack) -> Any:
+    """Replaces ``Stack.stack_resources``: a failed stack lists the resources it created, and
+    never creates the others on a read (moto's resource map creates on first access)."""
+    if self.status not in _FAILED_STATUSES:
+        return _moto_stack_resources.fget(self)  # type: ignore[attr-defined]
+    resource_map = self.resource_map
+    return [resource_map._parsed_resources[logical_id]
+            for logical_id in resource_map._resource_json_map
+            if logical_id in resource_map._parsed_resources]
 
 
 def _create_resources(self: Stack) -> None:
@@ -921,6 +1076,10 @@ def register() -> None:
     # ResourceMap.__getitem__ calls this module-level function by name.
     cfn_parsing.parse_and_create_resource = _parse_and_create_resource
     Stack.create_resources = _create_resources  # type: ignore[method-assign]
+    LogGroup.get_cfn_attribute = _log_group_cfn_attribute  # type: ignore[method-assign]
+    Stack.stack_resources = property(_stack_resources)  # type: ignore[method-assign,assignment]
+    Stack.outputs = property(_stack_outputs)  # type: ignore[method-assign,assignment]
+    Stack.exports = property(_stack_exports)  # type: ignore[method-assign,assignment]
     CloudFormationBackend.execute_change_set = _execute_change_set  # type: ignore[method-assign]
     CloudFormationResponse.describe_change_set = _describe_change_set  # type: ignore[method-assign]
     CloudFormationResponse.delete_change_set = _delete_change_set  # type: ignore[method-assign]

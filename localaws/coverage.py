@@ -1,8 +1,8 @@
 """What the emulator creates and applies from a CloudFormation template, without importing moto.
 
-:data:`APPLIED` lists, for every resource type in our templates (customer stack and CDK
-bootstrap stack), the properties the emulator applies: through moto's own model where that was
-checked to apply them, or through :mod:`localaws.cfn_models`. :func:`coverage` compares a
+:data:`APPLIED` lists, for every resource type in our templates (customer stack, audit stack
+and CDK bootstrap stack), the properties the emulator applies: through moto's own model where
+that was checked to apply them, or through :mod:`localaws.cfn_models`. :func:`coverage` compares a
 template against it, so the local run can say exactly what it did *not* emulate, and a test can
 fail when a template gains a resource type or property nobody checked.
 """
@@ -27,6 +27,7 @@ APPLIED: dict[str, frozenset[str]] = {
         "BucketName", "BucketEncryption", "Tags", "VersioningConfiguration",
         "PublicAccessBlockConfiguration", "OwnershipControls", "AccessControl",
         "LifecycleConfiguration", "NotificationConfiguration", "LoggingConfiguration",
+        "ObjectLockEnabled", "ObjectLockConfiguration",
     }),
     "AWS::KMS::Key": frozenset(
         {"KeyPolicy", "KeyUsage", "KeySpec", "Description", "Tags", "MultiRegion",
@@ -66,7 +67,8 @@ APPLIED: dict[str, frozenset[str]] = {
     "AWS::SNS::TopicPolicy": frozenset({"Topics", "PolicyDocument"}),
     "AWS::SNS::Subscription": frozenset({"TopicArn", "Endpoint", "Protocol"}),
     "AWS::SQS::Queue": frozenset(
-        {"QueueName", "KmsMasterKeyId", "MessageRetentionPeriod", "VisibilityTimeout", "Tags"}
+        {"QueueName", "KmsMasterKeyId", "MessageRetentionPeriod", "VisibilityTimeout", "Tags",
+         "RedrivePolicy"}
     ),
     "AWS::SQS::QueuePolicy": frozenset({"Queues", "PolicyDocument"}),
     "AWS::CloudWatch::Alarm": frozenset({
@@ -74,6 +76,13 @@ APPLIED: dict[str, frozenset[str]] = {
         "EvaluationPeriods", "Period", "Threshold", "Statistic", "Dimensions", "AlarmActions",
         "DatapointsToAlarm", "ExtendedStatistic", "OKActions", "InsufficientDataActions",
         "Unit", "ActionsEnabled", "TreatMissingData", "Tags",
+    }),
+    # Created only once the CloudTrail delivery checks pass (localaws.service_access).
+    "AWS::CloudTrail::Trail": frozenset({
+        "TrailName", "S3BucketName", "S3KeyPrefix", "SnsTopicName", "IncludeGlobalServiceEvents",
+        "IsMultiRegionTrail", "EnableLogFileValidation", "IsOrganizationTrail",
+        "CloudWatchLogsLogGroupArn", "CloudWatchLogsRoleArn", "KMSKeyId", "EventSelectors",
+        "AdvancedEventSelectors", "InsightSelectors", "IsLogging", "Tags",
     }),
     # The CDK bootstrap stack's other types.
     "AWS::SSM::Parameter": frozenset({"Name", "Type", "Value", "Description", "Tags"}),

@@ -22,6 +22,13 @@ Semantics (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_e
   an Allow does not. :func:`unsupported_operators` lists them so tests can prove there are none
   in our templates.
 
+Principals (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html):
+``"*"`` and ``{"AWS": "*"}`` name everyone, service principals included; ``{"AWS": <account id
+or :root ARN>}`` every principal of that account; ``{"AWS": <role ARN>}`` every session of that
+role (what AWS matches through the role's unique id); ``{"AWS": <user or session ARN>}`` that
+one; ``{"Service": <name>}`` that AWS service acting on its own behalf (``Request.service``:
+CloudTrail delivering logs, EventBridge sending to a queue, Lambda assuming its role).
+
 Not implemented (not used by our templates): ``ForAllValues:``/``ForAnyValue:`` set operators
 (multi-valued request keys match if any value matches), policy variables (``${aws:username}``),
 ``Date*`` and ``Binary*`` operators, ``NotPrincipal`` (our policies never use it).
@@ -47,14 +54,19 @@ class Decision(enum.Enum):
 class Request:
     """What the policy is asked about.
 
-    ``principal`` is the caller's ARN (an IAM user, an assumed-role session, or an account's
-    ``:root``); ``context`` maps condition keys (any case) to the request's values.
+    ``principal`` is the caller's ARN as STS reports it (an IAM user, an assumed-role session
+    ``arn:aws:sts::<account>:assumed-role/<role>/<session>``, or an account's ``:root``);
+    ``role_arn`` (default none) the role of a session, which a policy naming the role matches;
+    ``service`` (default none) a service principal acting on its own behalf, instead of a
+    caller. ``context`` maps condition keys (any case) to the request's values.
     """
 
     action: str
     resource: str
     principal: str | None = None
     context: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    role_arn: str | None = None
+    service: str | None = None
 
     def value(self, key: str) -> list[str] | None:
         wanted = key.lower()
@@ -197,21 +209,27 @@ def _conditions_match(condition: Mapping[str, Any] | None, request: Request) -> 
     return True
 
 
-def _principal_matches(principal: Any, caller: str | None) -> bool:
+def _principal_matches(principal: Any, request: Request, *, via_account: bool = True) -> bool:
+    """Whether the Principal element names the request's caller (or service). With
+    ``via_account`` False, naming the caller's account does not count."""
     if principal is None:
         return True  # identity policies have no Principal element: they apply to their holder
     if principal == "*":
         return True
     if not isinstance(principal, Mapping):
         return False
+    caller = request.principal
     for kind, values in principal.items():
         for value in _as_list(values):
             if kind == "AWS" and value == "*":
                 return True
+            if kind == "Service" and request.service is not None and value == request.service:
+                return True
             if caller is None or kind != "AWS":
-                # Service principals (logging.s3.amazonaws.com...) are never our callers.
                 continue
-            if value == caller or _account_root_matches(value, caller):
+            if value in (caller, request.role_arn):
+                return True
+            if via_account and _account_root_matches(value, caller):
                 return True
     return False
 
@@ -248,7 +266,7 @@ def statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
     if "NotPrincipal" in statement:
         # Never used by our policies (see README); fail closed.
         return statement.get("Effect") == "Deny"
-    if not _principal_matches(statement.get("Principal"), request.principal):
+    if not _principal_matches(statement.get("Principal"), request):
         return False
     if not _element_matches(statement, "Action", request.action, ignore_case=True):
         return False
@@ -258,6 +276,18 @@ def statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
         return _conditions_match(statement.get("Condition"), request)
     except _Unsupported:
         return statement.get("Effect") == "Deny"
+
+
+def explicitly_allows(document: Mapping[str, Any], request: Request) -> bool:
+    """Whether an applicable Allow of this resource policy names the caller itself (its ARN,
+    its role, or everyone), not merely its account. In the resource's own account only such an
+    Allow grants access without an identity policy; one naming the account delegates to IAM."""
+    return any(
+        statement.get("Effect") == "Allow"
+        and statement_applies(statement, request)
+        and _principal_matches(statement.get("Principal"), request, via_account=False)
+        for statement in _as_list(document.get("Statement"))
+    )
 
 
 def evaluate(document: Mapping[str, Any], request: Request) -> Decision:

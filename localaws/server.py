@@ -12,6 +12,14 @@ Clients reach it at ``https://localhost:<port>``: the CDK CLI needs the host to 
 ``localhost`` (moto reads the template URL the CLI uploads by that name), and the certificate
 names ``localhost``. :func:`client_environment` is the environment the CLI and boto3 need.
 
+Source addresses: ``--source-address ADDR`` (repeatable) opens one more TLS listener per
+address, on its own free port, whose requests carry ``aws:SourceIp = ADDR`` instead of the
+real ``127.0.0.1``; ``emulator.json`` lists them under ``source_endpoints``. It stands for a
+client whose traffic leaves another network through that address (a partner's NAT gateway):
+which address a request comes from is a property of the path it takes, so it is chosen by the
+port a client connects to, never by anything the client sends. Every listener serves the same
+emulator (one process, one state); only ``aws:SourceIp`` differs.
+
 moto's permission checks are off at start (moto's default); :func:`set_permission_checks`
 switches them (``POST /moto-api/reset-auth``, ``Content-Type: text/plain``, body ``0`` for on,
 ``inf`` for off). Create the IAM users whose keys you will use *before* switching them on:
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -33,7 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +51,10 @@ from localaws import install, tls
 HOST = "localhost"
 BIND_ADDRESS = "127.0.0.1"
 STATE_FILE = "emulator.json"
+# The emulator's own endpoints: an AWS service assuming a role (localaws.permissions), and
+# the record of EventBridge deliveries (localaws.events).
+SERVICE_SESSION_PATH = "/localaws/service-role-session"
+DELIVERIES_PATH = "/localaws/event-deliveries"
 LOG_FILE = "emulator.log"
 # Dummy operator credentials. Not "testing": the AWS CRT client rejects that key id. moto
 # accepts any key while permission checks are off and maps it to account 123456789012.
@@ -59,6 +72,8 @@ class Emulator:
     port: int
     ca_bundle: str | None
     pid: int
+    # source address -> URL of the listener whose requests come from that address
+    source_endpoints: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, run_dir: Path) -> Emulator | None:
@@ -67,6 +82,11 @@ class Emulator:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         return cls(**data)
+
+    def url_from(self, source_address: str | None) -> str:
+        """The URL to use so that requests come from ``source_address`` (None: the real
+        127.0.0.1). Raises KeyError for an address the emulator was not started with."""
+        return self.url if source_address is None else self.source_endpoints[source_address]
 
 
 def client_environment(emulator: Emulator, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -96,15 +116,37 @@ def client_environment(emulator: Emulator, base: Mapping[str, str] | None = None
     return env
 
 
+class _Endpoints:
+    """The emulator's own endpoints (``/localaws/...``) in front of moto."""
+
+    def __init__(self, app: Any, routes: Mapping[str, Any]) -> None:
+        self.app, self.routes = app, routes
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        route = self.routes.get(str(environ.get("PATH_INFO", "")))
+        return (route or self.app)(environ, start_response)
+
+
 def make_app() -> Any:
     """moto's WSGI application with the localaws extensions installed."""
     install()
     # Imported late: moto's server module pulls in Flask and every backend index.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from localaws.permissions import ContextMiddleware
+    from localaws import events, permissions
 
-    return ContextMiddleware(DomainDispatcherApplication(create_backend_app))
+    return _Endpoints(
+        permissions.ContextMiddleware(DomainDispatcherApplication(create_backend_app)),
+        {SERVICE_SESSION_PATH: permissions.service_session_endpoint,
+         DELIVERIES_PATH: events.deliveries_endpoint},
+    )
+
+
+def event_deliveries(emulator: Emulator) -> list[dict[str, str]]:
+    """Every EventBridge delivery the emulator attempted, delivered or refused, in order
+    (localaws.events)."""
+    answer: list[dict[str, str]] = json.loads(_request(emulator, DELIVERIES_PATH))
+    return answer
 
 
 def _ssl_context(files: tls.TlsFiles) -> ssl.SSLContext:
@@ -115,17 +157,29 @@ def _ssl_context(files: tls.TlsFiles) -> ssl.SSLContext:
     return context
 
 
-def _make_server(port: int, tls_files: tls.TlsFiles | None) -> Any:
+def _make_server(port: int, tls_files: tls.TlsFiles | None, app: Any,
+                 source_address: str | None = None) -> Any:
     from werkzeug.serving import make_server
 
     from localaws.permissions import TlsAwareRequestHandler
 
+    handler: type = TlsAwareRequestHandler
+    if source_address is not None:
+        address = source_address
+
+        class SourceAddressHandler(TlsAwareRequestHandler):
+            def make_environ(self) -> dict[str, Any]:
+                environ = super().make_environ()
+                environ["REMOTE_ADDR"] = address
+                return environ
+
+        handler = SourceAddressHandler
     return make_server(
         BIND_ADDRESS,
         port,
-        make_app(),
+        app,
         threaded=True,
-        request_handler=TlsAwareRequestHandler,
+        request_handler=handler,
         ssl_context=_ssl_context(tls_files) if tls_files else None,
     )
 
@@ -133,20 +187,29 @@ def _make_server(port: int, tls_files: tls.TlsFiles | None) -> Any:
 # --- the emulator process ------------------------------------------------------------------
 
 
-def serve(run_dir: Path, port: int, *, tls_enabled: bool = True) -> None:
+def serve(run_dir: Path, port: int, *, tls_enabled: bool = True,
+          source_addresses: tuple[str, ...] = ()) -> None:
     """Body of ``python -m localaws.server``: serve until SIGTERM or SIGINT."""
     files = tls.generate(run_dir / "tls") if tls_enabled else None
-    server = _make_server(port, files)
+    scheme = "https" if files else "http"
+    app = make_app()
+    server = _make_server(port, files, app)
+    extra = {address: _make_server(0, files, app, address) for address in source_addresses}
     emulator = Emulator(
-        url=f"{'https' if files else 'http'}://{HOST}:{server.server_port}",
+        url=f"{scheme}://{HOST}:{server.server_port}",
         port=int(server.server_port),
         ca_bundle=str(files.ca_cert) if files else None,
         pid=os.getpid(),
+        source_endpoints={address: f"{scheme}://{HOST}:{listener.server_port}"
+                          for address, listener in extra.items()},
     )
+    for listener in extra.values():
+        threading.Thread(target=listener.serve_forever, daemon=True).start()
 
     def _shutdown(signum: int, frame: Any) -> None:
         # shutdown() waits for serve_forever() to return: call it from another thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        for listener in (server, *extra.values()):
+            threading.Thread(target=listener.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _shutdown)
     signal.signal(signal.SIGINT, _shutdown)
@@ -166,9 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
     parser.add_argument("--no-tls", action="store_true", help="plain HTTP (tests only)")
+    parser.add_argument("--source-address", action="append", default=[], type=_ip_address,
+                        help="one more listener whose requests come from this address "
+                        "(aws:SourceIp); repeatable")
     args = parser.parse_args(argv)
-    serve(args.run_dir.resolve(), args.port, tls_enabled=not args.no_tls)
+    serve(args.run_dir.resolve(), args.port, tls_enabled=not args.no_tls,
+          source_addresses=tuple(args.source_address))
     return 0
+
+
+def _ip_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 # --- controlling the process ---------------------------------------------------------------
@@ -225,9 +299,13 @@ def _is_our_process(pid: int) -> bool:
 
 
 def start(
-    run_dir: Path, *, port: int = 0, tls_enabled: bool = True, timeout: float = 30
+    run_dir: Path, *, port: int = 0, tls_enabled: bool = True, timeout: float = 30,
+    source_addresses: tuple[str, ...] = (),
 ) -> Emulator:
-    """Start the emulator process with state in ``run_dir``; return once it answers."""
+    """Start the emulator process with state in ``run_dir``; return once it answers.
+    ``source_addresses`` (default none): one more listener each, see the module docstring."""
+    for address in source_addresses:
+        ipaddress.ip_address(address)  # ValueError before anything starts
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = Emulator.load(run_dir)
     if existing and _pid_alive(existing.pid) and is_healthy(existing):
@@ -243,7 +321,8 @@ def start(
     env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "localaws.server", "--run-dir", str(run_dir), "--port", str(port),
-         *([] if tls_enabled else ["--no-tls"])],
+         *([] if tls_enabled else ["--no-tls"]),
+         *[arg for address in source_addresses for arg in ("--source-address", address)]],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         cwd=Path(__file__).resolve().parents[1],
         start_new_session=True,  # a Ctrl-C in the terminal stops the CLI, not the emulator
@@ -286,6 +365,23 @@ def _reap(pid: int) -> None:
     # When this process started the emulator, collect its exit status (no zombie).
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def service_role_session(emulator: Emulator, *, service: str, role_arn: str,
+                         session_name: str) -> dict[str, str]:
+    """Credentials of a session of ``role_arn`` as the AWS ``service`` would assume it
+    (``/localaws/service-role-session``: the role's trust policy must admit the service).
+    Raises :class:`EmulatorError` with the emulator's reason when it refuses."""
+    body = json.dumps({"Service": service, "RoleArn": role_arn,
+                       "RoleSessionName": session_name}).encode()
+    try:
+        answer = _request(emulator, SERVICE_SESSION_PATH, data=body,
+                          headers={"Content-Type": "application/json"})
+    except urllib.error.HTTPError as error:
+        reason = json.loads(error.read() or b"{}").get("error", str(error))
+        raise EmulatorError(f"{service} cannot assume {role_arn}: {reason}") from None
+    credentials: dict[str, str] = json.loads(answer)
+    return credentials
 
 
 def set_permission_checks(emulator: Emulator, *, enabled: bool) -> None:

@@ -1,4 +1,4 @@
-"""What the local run verifies about a deployed customer stack, read back through the AWS APIs.
+"""What the local run verifies about the deployed stacks, read back through the AWS APIs.
 
 Each check reads the emulator the way an auditor would read AWS (GetBucketVersioning,
 GetKeyPolicy, ...), compares it with what the template promises, and returns one line saying
@@ -9,6 +9,8 @@ configuration: whether the emulator *enforces* it is a separate question, answer
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from localaws.policy import Decision, Request, evaluate
 from localrun.context import LocalRun
 from phi_core import naming
 
@@ -53,16 +56,21 @@ def _denies_insecure_transport(statements: list[dict[str, Any]]) -> bool:
     )
 
 
-def check_stack(run: LocalRun) -> str:
+def _check_stack(run: LocalRun, name: str, written: dict[str, str]) -> str:
     cloudformation = run.client("cloudformation")
-    stack = cloudformation.describe_stacks(StackName=naming.stack_name(run.customer))["Stacks"][0]
+    stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
     _expect(stack["StackStatus"] == "CREATE_COMPLETE",
-            f"stack status is {stack['StackStatus']}")
+            f"stack {name} status is {stack['StackStatus']}")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    _expect(outputs == run.outputs, "DescribeStacks outputs differ from the CLI's outputs file")
+    _expect(outputs == written, f"{name}: DescribeStacks outputs differ from the CLI's outputs "
+            "file")
     count = len(cloudformation.list_stack_resources(
         StackName=stack["StackName"])["StackResourceSummaries"])
     return f"stack {stack['StackName']}: CREATE_COMPLETE, {count} resources, {len(outputs)} outputs"
+
+
+def check_stack(run: LocalRun) -> str:
+    return _check_stack(run, naming.stack_name(run.customer), run.outputs)
 
 
 def check_data_bucket(run: LocalRun) -> str:
@@ -236,7 +244,181 @@ def check_bucket_policy_enforced(run: LocalRun) -> str:
             "aws:kms without the key, or SSE-C are refused")
 
 
+def check_partner_grants(run: LocalRun) -> str:
+    """The partner principals of a cross-account or assume-role customer, where AWS reads them:
+    the bucket and key policies (cross-account) or the role's trust policy (assume-role)."""
+    mode = run.outputs.get("AccessMode")
+    principals = list(run.config.partner_principals)
+    if mode == "cross-account":
+        bucket = run.outputs["BucketName"]
+        statements = _statements(run.client("s3").get_bucket_policy(Bucket=bucket)["Policy"])
+        granted = {p for s in statements if s["Effect"] == "Allow"
+                   and s.get("Sid", "").startswith("Partner")
+                   for p in _as_list((s.get("Principal") or {}).get("AWS"))}
+        _expect(set(principals) <= granted,
+                f"{bucket}: the bucket policy grants {sorted(granted)}, not {principals}")
+        key_policy = run.client("kms").get_key_policy(
+            KeyId=run.outputs["KmsKeyArn"], PolicyName="default")["Policy"]
+        _expect("PartnerUseKeyThroughS3" in _policy_sids(key_policy),
+                "the key policy lacks PartnerUseKeyThroughS3")
+        return (f"bucket policy grants {', '.join(principals)} its prefixes; the key policy "
+                "lets it use the key through S3 only")
+    if mode == "assume-role":
+        role_name = run.outputs["PartnerRoleArn"].rsplit("/", 1)[-1]
+        role = run.client("iam").get_role(RoleName=role_name)["Role"]
+        trust = role["AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        (statement,) = trust["Statement"]
+        _expect(set(_as_list(statement["Principal"].get("AWS"))) == set(principals),
+                f"{role_name} trusts {statement['Principal']}, not {principals}")
+        external = statement.get("Condition", {}).get("StringEquals", {}).get("sts:ExternalId")
+        _expect(external == run.outputs["ExternalId"],
+                f"{role_name}'s trust policy does not require the external id")
+        _expect(role.get("MaxSessionDuration") == 3600,
+                f"{role_name}: sessions last {role.get('MaxSessionDuration')} s, expected 3600")
+        return (f"role {role_name}: trusts {', '.join(principals)} only with the external id, "
+                "sessions of at most 1 hour")
+    return f"partner grants: access mode {mode} (none in resource policies)"
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
 DEPLOYMENT_CHECKS: tuple[Callable[[LocalRun], str], ...] = (
     check_stack, check_data_bucket, check_log_bucket, check_key, check_partner_identity,
-    check_partner_secret, check_bucket_policy_enforced,
+    check_partner_secret, check_partner_grants, check_bucket_policy_enforced,
 )
+
+
+# --- the audit stack ---------------------------------------------------------------------
+
+
+def check_audit_stack(run: LocalRun) -> str:
+    return _check_stack(run, naming.AUDIT_STACK_NAME, run.audit_outputs)
+
+
+def _audit_key_arn(run: LocalRun) -> str:
+    arn: str = run.client("kms").describe_key(KeyId=naming.AUDIT_KEY_ALIAS)["KeyMetadata"]["Arn"]
+    return arn
+
+
+def check_trail(run: LocalRun) -> str:
+    cloudtrail = run.client("cloudtrail")
+    arn = run.audit_outputs["TrailArn"]
+    trail = cloudtrail.get_trail(Name=arn)["Trail"]
+    key_arn = _audit_key_arn(run)
+    custody = run.audit_outputs["CustodyBucketName"]
+    _expect(trail["Name"] == naming.TRAIL_NAME, f"trail name {trail['Name']}")
+    _expect(trail.get("LogFileValidationEnabled") is True, f"{arn}: log-file validation is off")
+    _expect(trail.get("KmsKeyId") == key_arn,
+            f"{arn}: encrypted with {trail.get('KmsKeyId')}, not the audit key {key_arn}")
+    _expect(trail.get("S3BucketName") == custody,
+            f"{arn}: delivers to {trail.get('S3BucketName')}, not {custody}")
+    _expect(cloudtrail.get_trail_status(Name=arn).get("IsLogging") is True, f"{arn}: not logging")
+    advanced = cloudtrail.get_event_selectors(TrailName=arn).get("AdvancedEventSelectors", [])
+    prefixes = [prefix for selector in advanced for field in selector["FieldSelectors"]
+                if field["Field"] == "resources.ARN" for prefix in field.get("StartsWith", [])]
+    expected = f"arn:aws:s3:::{naming.BUCKET_NAME_PREFIX}"
+    _expect(prefixes == [expected], f"{arn}: data events selected for {prefixes}, not "
+            f"[{expected}]")
+    return (f"trail {trail['Name']}: log-file validation on, encrypted with the audit key, "
+            f"delivering to {custody}, logging, S3 data events of every {expected}* bucket; "
+            "created only after the emulator checked, as CloudTrail does, that the custody "
+            "bucket policy and the audit key policy let cloudtrail.amazonaws.com deliver")
+
+
+def check_custody_bucket(run: LocalRun) -> str:
+    """Object Lock read back and enforced: a version written now cannot be deleted."""
+    s3 = run.client("s3")
+    bucket = run.audit_outputs["CustodyBucketName"]
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    retention = lock.get("Rule", {}).get("DefaultRetention", {})
+    _expect(lock.get("ObjectLockEnabled") == "Enabled" and retention.get("Mode") == "COMPLIANCE",
+            f"{bucket}: object lock {lock}")
+    _expect(s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled",
+            f"{bucket}: versioning is not enabled")
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)[
+        "ServerSideEncryptionConfiguration"]["Rules"]
+    default = rule["ApplyServerSideEncryptionByDefault"]
+    key_arn = _audit_key_arn(run)
+    _expect(default["SSEAlgorithm"] == "aws:kms" and default.get("KMSMasterKeyID") == key_arn,
+            f"{bucket}: default encryption {default}")
+    _expect(_denies_insecure_transport(_statements(s3.get_bucket_policy(Bucket=bucket)["Policy"])),
+            f"{bucket}: no TLS-only statement")
+    # Object Lock needs an integrity header on every upload (S3 and moto refuse one without).
+    body = b"custody probe"
+    key = f"localrun-probe/object-lock-{uuid.uuid4()}.txt"
+    version = s3.put_object(
+        Bucket=bucket, Key=key, Body=body,
+        ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),  # noqa: S324
+    )["VersionId"]
+    head = s3.head_object(Bucket=bucket, Key=key, VersionId=version)
+    _expect(head.get("ObjectLockMode") == "COMPLIANCE", f"{bucket}: new version not locked")
+    _expect(_refused(lambda: s3.delete_object(Bucket=bucket, Key=key, VersionId=version)),
+            f"{bucket}: a locked version could be deleted")
+    days = retention.get("Days") or f"{retention.get('Years')} years"
+    return (f"custody bucket {bucket}: Object Lock COMPLIANCE {days} days, versioned, SSE-KMS "
+            f"with the audit key, TLS only; a probe version ({key}) is locked until "
+            f"{head['ObjectLockRetainUntilDate']:%Y-%m-%d} and DeleteObject of it is refused")
+
+
+def _queue(run: LocalRun, url_output: str) -> dict[str, str]:
+    attributes: dict[str, str] = run.client("sqs").get_queue_attributes(
+        QueueUrl=run.audit_outputs[url_output], AttributeNames=["All"])["Attributes"]
+    return attributes
+
+
+def check_ingestion_queues(run: LocalRun) -> str:
+    queue = _queue(run, "IngestionQueueUrl")
+    dlq = _queue(run, "IngestionDeadLetterQueueUrl")
+    key_arn = _audit_key_arn(run)
+    for name, attributes in ((naming.INGESTION_QUEUE_NAME, queue),
+                             (naming.INGESTION_DEAD_LETTER_QUEUE_NAME, dlq)):
+        _expect(attributes["QueueArn"].endswith(f":{name}"), f"queue ARN {attributes['QueueArn']}")
+        _expect(attributes.get("KmsMasterKeyId") == key_arn,
+                f"{name}: encrypted with {attributes.get('KmsMasterKeyId')}, not the audit key")
+    redrive = json.loads(queue.get("RedrivePolicy") or "{}")
+    _expect(redrive.get("deadLetterTargetArn") == dlq["QueueArn"],
+            f"{naming.INGESTION_QUEUE_NAME}: dead letters go to "
+            f"{redrive.get('deadLetterTargetArn')}, not {dlq['QueueArn']}")
+    return (f"queue {naming.INGESTION_QUEUE_NAME}: SSE-KMS with the audit key, visibility "
+            f"{queue['VisibilityTimeout']} s, a message received {redrive['maxReceiveCount']} "
+            f"times moves to {naming.INGESTION_DEAD_LETTER_QUEUE_NAME} (SSE-KMS, retention "
+            f"{int(dlq['MessageRetentionPeriod']) // 86400} days)")
+
+
+AUDIT_CHECKS: tuple[Callable[[LocalRun], str], ...] = (
+    check_audit_stack, check_trail, check_custody_bucket, check_ingestion_queues,
+)
+
+
+def check_ingestion_rule(run: LocalRun) -> str:
+    """The customer's inbound rule targets the audit stack's queue, which exists, and the
+    queue's policy admits that rule (evaluated as EventBridge would be: the events service
+    principal with the rule's ARN as aws:SourceArn)."""
+    if not run.outputs.get("InboundPrefix"):
+        return "ingestion rule: none (the customer has no inbound direction)"
+    events = run.client("events")
+    name = naming.ingestion_rule_name(run.customer)
+    rule = events.describe_rule(Name=name)
+    pattern = json.loads(rule["EventPattern"])
+    _expect(pattern.get("detail", {}).get("bucket", {}).get("name") == [run.outputs["BucketName"]],
+            f"{name}: matches buckets {pattern.get('detail', {}).get('bucket')}")
+    queue = _queue(run, "IngestionQueueUrl")
+    targets = events.list_targets_by_rule(Rule=name)["Targets"]
+    _expect([t["Arn"] for t in targets] == [queue["QueueArn"]],
+            f"{name}: targets {[t['Arn'] for t in targets]}, not the queue {queue['QueueArn']}")
+    _expect(bool(targets[0].get("InputTransformer")), f"{name}: no input transformer")
+    policy = json.loads(queue.get("Policy") or "{}")
+    decision = evaluate(policy, Request(
+        action="sqs:SendMessage", resource=queue["QueueArn"], service="events.amazonaws.com",
+        context={"aws:SourceArn": [rule["Arn"]], "aws:SourceAccount": [rule["Arn"].split(":")[4]],
+                 "aws:SecureTransport": ["true"]}))
+    _expect(decision is Decision.ALLOW,
+            f"the queue policy of {naming.INGESTION_QUEUE_NAME} does not admit {rule['Arn']}")
+    return (f"rule {name}: Object Created under {run.outputs['InboundPrefix']} of "
+            f"{run.outputs['BucketName']} -> queue {naming.INGESTION_QUEUE_NAME} (exists; its "
+            "policy admits this rule as events.amazonaws.com)")

@@ -23,6 +23,7 @@ from botocore.client import BaseClient
 
 from localaws import server
 from localaws.server import REGION, Emulator
+from stacks.config import CustomerConfig, RegistryError, load_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN_DIR = REPO_ROOT / ".localrun"
@@ -31,7 +32,9 @@ STATE_FILE = "run.json"
 # are on (the dummy operator key is unknown to IAM, so checks refuse it).
 ADMIN_USER_NAME = "localrun-admin"
 
-Status = Literal["ok", "failed", "not-implemented"]
+# "not-applicable": the step does not exist for this customer (rotation of a partner that has no
+# access key of ours); the summary says why.
+Status = Literal["ok", "failed", "not-implemented", "not-applicable"]
 
 
 @dataclass
@@ -49,9 +52,24 @@ class StepResult:
 class Credentials:
     access_key_id: str
     secret_access_key: str
+    session_token: str | None = None  # role sessions
 
     def __repr__(self) -> str:  # never print a secret key, even in a traceback
         return f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key=***)"
+
+    @classmethod
+    def from_sts(cls, credentials: dict[str, Any]) -> Credentials:
+        """From an AssumeRole answer's ``Credentials`` (or the emulator's service session)."""
+        return cls(credentials["AccessKeyId"], credentials["SecretAccessKey"],
+                   credentials.get("SessionToken"))
+
+    def environment(self) -> dict[str, str]:
+        """The variables boto3's default chain reads these credentials from."""
+        env = {"AWS_ACCESS_KEY_ID": self.access_key_id,
+               "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
+        if self.session_token:
+            env["AWS_SESSION_TOKEN"] = self.session_token
+        return env
 
 
 @dataclass
@@ -62,7 +80,15 @@ class LocalRun:
     customer: str
     emulator: Emulator
     outputs: dict[str, str] = field(default_factory=dict)
+    audit_outputs: dict[str, str] = field(default_factory=dict)
     results: list[StepResult] = field(default_factory=list)
+    # The database the importer writes to: a DSN given by the user (``--dsn``; kept in memory
+    # only, it may hold a password), else the embedded server the run starts
+    # (localrun.postgres) in ``<run_dir>/postgres``. ``database`` says which, for humans.
+    dsn: str | None = field(default=None, repr=False)
+    database: str = ""
+    # The background ``cdk synth`` (localrun.flow.Synth) started before the emulator, if any.
+    synth: Any = field(default=None, repr=False, compare=False)
 
     # --- environment and clients ---------------------------------------------------------
 
@@ -78,20 +104,51 @@ class LocalRun:
         env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "1"
         return env
 
-    def client(self, service: str, credentials: Credentials | None = None) -> Any:
-        """A boto3 client for the emulator; operator credentials unless others are given."""
+    @property
+    def config(self) -> CustomerConfig:
+        """The customer's registry entry (``customers/<slug>.toml``)."""
+        try:
+            return load_registry(REPO_ROOT / "customers")[self.customer]
+        except (RegistryError, KeyError) as error:
+            raise RuntimeError(f"customer {self.customer!r} is not in the registry: {error}")\
+                from None
+
+    def client(self, service: str, credentials: Credentials | None = None, *,
+               account: str | None = None, source_address: str | None = None) -> Any:
+        """A boto3 client for the emulator; operator credentials unless others are given.
+
+        ``account`` (checks off only): act as that account's administrator (moto's
+        ``x-moto-account-id`` header; with checks on the header would override the signing
+        key's account, so it is never combined with them). ``source_address``: connect through
+        the emulator's listener for that address (``aws:SourceIp``), default the real
+        127.0.0.1.
+        """
         credentials = credentials or Credentials(
             server.OPERATOR_ACCESS_KEY_ID, server.OPERATOR_SECRET_ACCESS_KEY
         )
         session = boto3.session.Session(
             aws_access_key_id=credentials.access_key_id,
             aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
             region_name=REGION,
         )
         client: BaseClient = session.client(
-            service, endpoint_url=self.emulator.url, verify=self.emulator.ca_bundle or True
+            service, endpoint_url=self.emulator.url_from(source_address),
+            verify=self.emulator.ca_bundle or True,
         )
+        if account is not None:
+            def name_account(request: Any, **_: Any) -> None:
+                request.headers["x-moto-account-id"] = account
+
+            client.meta.events.register("before-sign.*.*", name_account)
         return client
+
+    def service_role_credentials(self, service: str, role_arn: str,
+                                 session_name: str) -> Credentials:
+        """A session of ``role_arn`` as ``service`` would get it (the emulator checks the
+        role's trust policy admits that service; see localaws.permissions)."""
+        return Credentials.from_sts(server.service_role_session(
+            self.emulator, service=service, role_arn=role_arn, session_name=session_name))
 
     @contextlib.contextmanager
     def environment(self, **extra: str) -> Iterator[None]:
@@ -156,6 +213,8 @@ class LocalRun:
         state = {
             "customer": self.customer,
             "outputs": self.outputs,
+            "audit_outputs": self.audit_outputs,
+            "database": self.database,
             "results": [asdict(r) for r in self.results],
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -175,6 +234,8 @@ class LocalRun:
             customer=state["customer"],
             emulator=emulator,
             outputs=dict(state.get("outputs") or {}),
+            audit_outputs=dict(state.get("audit_outputs") or {}),
+            database=str(state.get("database") or ""),
             results=[StepResult(**r) for r in state.get("results") or []],
         )
 

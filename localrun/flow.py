@@ -1,203 +1,236 @@
-"""The local run's steps: deploy, partner round trip, key rotation, summary.
+"""The local run's steps: audit stack, customer stack, partner round trip, key rotation,
+summary.
 
 ``python -m localrun up`` runs them in order against a fresh emulator. Each step takes the
-:class:`~localrun.context.LocalRun` and returns a :class:`~localrun.context.StepResult`.
+:class:`~localrun.context.LocalRun` and returns a :class:`~localrun.context.StepResult`. A step
+that fails for any reason ends the run with a one-line reason (the traceback, if there was one,
+goes to ``localrun.log`` in the run directory); the emulator stays up for inspection.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from localaws.coverage import coverage
-from localaws.server import ACCOUNT_ID, REGION
-from localrun import checks
+from localaws.server import ACCOUNT_ID, REGION, EmulatorError
+from localrun import checks, importer, partner
 from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult
+from localrun.partner import SAMPLE_INBOUND, SAMPLE_OUTBOUND
 from phi_core import naming
 
+# Where tests/admin/test_lifecycle_e2e.py and others find the round trip's sample files.
+__all__ = ["SAMPLE_INBOUND", "SAMPLE_OUTBOUND"]
+
+AUDIT_STACK_ID = "AuditStack"
 CDK_STACK_ID = "CustomerStack"
 CDK_CLI = REPO_ROOT / "node_modules" / ".bin" / "cdk"  # the pinned CLI (package.json)
 # Generous: a cold jsii cache makes the first synth take ~15 s on two cores.
 CDK_TIMEOUT_SECONDS = 300
+ASSEMBLY_DIR = "cdk.out"
+LOG_FILE = "localrun.log"
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+
+log = logging.getLogger("localrun")
 
 
 class StepFailed(RuntimeError):
     pass
 
 
-def _cdk(run: LocalRun, args: list[str], *, log_name: str, cwd: Path) -> None:
-    """Run the pinned CDK CLI against the emulator; its output goes to a log in the run dir."""
+# The CLI's lines worth quoting when it fails: a resource's failure, or its own error line.
+_CDK_FAILURE = re.compile(r"CREATE_FAILED|ROLLBACK|❌|Error|error|failed", re.ASCII)
+
+
+def _cdk_command(args: list[str]) -> list[str]:
     if not CDK_CLI.exists():
         raise StepFailed(f"{CDK_CLI} is missing: install the pinned CLI first (npm ci)")
+    return [str(CDK_CLI), *args, "--no-notices"]
+
+
+def _cdk_failure(args: list[str], returncode: int, log_path: Path) -> StepFailed:
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()
+             if line.strip()]
+    # A resource's failure reads best without the CLI's progress columns.
+    failed = [line.split("CREATE_FAILED", 1)[1].strip(" |") for line in lines
+              if "CREATE_FAILED" in line]
+    reason = (failed or [line for line in lines if _CDK_FAILURE.search(line)]
+              or lines[-1:] or ["no output"])[0]
+    return StepFailed(f"cdk {' '.join(args[:2])} failed (exit {returncode}): "
+                      f"{' '.join(reason.split())[:900]}; see {log_path}")
+
+
+def _cdk(run: LocalRun, args: list[str], *, log_name: str, cwd: Path) -> None:
+    """Run the pinned CDK CLI against the emulator; its output goes to a log in the run dir."""
+    command = _cdk_command(args)
     log_path = run.run_dir / log_name
-    with log_path.open("wb") as log:
-        completed = subprocess.run(  # noqa: S603 - the pinned CLI from node_modules
-            [str(CDK_CLI), *args, "--no-notices"],
-            cwd=cwd, env=run.env, stdout=log, stderr=subprocess.STDOUT,
-            timeout=CDK_TIMEOUT_SECONDS, check=False,
-        )
+    with log_path.open("wb") as log_file:
+        try:
+            completed = subprocess.run(  # noqa: S603 - the pinned CLI from node_modules
+                command, cwd=cwd, env=run.env, stdout=log_file, stderr=subprocess.STDOUT,
+                timeout=CDK_TIMEOUT_SECONDS, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise StepFailed(f"cdk {args[0]} did not finish within {CDK_TIMEOUT_SECONDS} s; "
+                             f"see {log_path}") from None
     if completed.returncode != 0:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-        raise StepFailed(f"cdk {args[0]} failed (exit {completed.returncode}); last lines of "
-                         f"{log_path}:\n{tail}")
+        raise _cdk_failure(args, completed.returncode, log_path)
 
 
-def deploy(run: LocalRun) -> StepResult:
-    """Steps 2-3: the real ``cdk bootstrap`` and ``cdk deploy`` against the emulator, then read
-    back and check what was deployed (see :mod:`localrun.checks`)."""
+def synth_environment() -> dict[str, str]:
+    """The synth needs no AWS at all (our stacks are environment-agnostic): no credentials, no
+    endpoint, no profile, no metadata probing; the pinned CLI and this venv first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({
+        "PATH": os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"),
+                                 str(Path(sys.executable).parent), env.get("PATH", "")]),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
+    })
+    return env
+
+
+class Synth:
+    """``cdk synth -c customer=<slug>`` of the whole app into the run's own cloud assembly,
+    started in the background: it needs no emulator, so it runs while the emulator starts and
+    ``cdk bootstrap`` runs (both mostly wait). One synth serves both deploys (what a pipeline
+    does): the compliance gate runs once, both stacks come from the same assembly, and our own
+    ``--output`` never races a concurrent ``cdk synth`` writing ./cdk.out."""
+
+    def __init__(self, run_dir: Path, customer: str) -> None:
+        self.args = ["synth", "-c", f"customer={customer}", "--output",
+                     str(run_dir / ASSEMBLY_DIR), "--quiet"]
+        self.log_path = run_dir / "cdk-synth.log"
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(  # noqa: S603 - the pinned CLI from node_modules
+                _cdk_command(self.args), cwd=REPO_ROOT, env=synth_environment(),
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait(self) -> None:
+        try:
+            returncode = self.process.wait(timeout=CDK_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise StepFailed(f"cdk synth did not finish within {CDK_TIMEOUT_SECONDS} s; see "
+                             f"{self.log_path}") from None
+        if returncode != 0:
+            raise _cdk_failure(self.args, returncode, self.log_path)
+
+    def stop(self) -> None:
+        """End the synth if it still runs (the run failed before it was needed)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _gaps(run: LocalRun, stack_id: str) -> str:
+    template = json.loads((run.run_dir / ASSEMBLY_DIR / f"{stack_id}.template.json").read_text())
+    gaps = coverage(template)
+    return ("not emulated: " + "; ".join(str(g) for g in gaps)) if gaps else ""
+
+
+def deploy_audit(run: LocalRun) -> StepResult:
+    """Step 2: bootstrap, one synth of the app (audit stack + this customer), then the real
+    ``cdk deploy AuditStack`` from that cloud assembly, and read back what it created."""
     started = time.monotonic()
     proved: list[str] = []
+    synth = run.synth or Synth(run.run_dir, run.customer)
+    try:
+        # From the run directory, where no cdk.json is: bootstrap needs no synth of our app.
+        _cdk(run, ["bootstrap", f"aws://{ACCOUNT_ID}/{REGION}"],
+             log_name="cdk-bootstrap.log", cwd=run.run_dir)
+        proved.append(f"cdk bootstrap aws://{ACCOUNT_ID}/{REGION}: CDKToolkit stack created "
+                      "(its bucket refuses plain HTTP, as in AWS)")
+        synth.wait()
+    finally:
+        synth.stop()
+    assembly = run.run_dir / ASSEMBLY_DIR
+    proved.append(f"cdk synth -c customer={run.customer}: {AUDIT_STACK_ID} and {CDK_STACK_ID}, "
+                  "compliance gate passed")
+    audit_outputs = run.run_dir / "audit-outputs.json"
+    _cdk(run, ["deploy", AUDIT_STACK_ID, "--app", str(assembly), "--require-approval", "never",
+               "--outputs-file", str(audit_outputs)], log_name="cdk-deploy-audit.log",
+         cwd=REPO_ROOT)
+    run.audit_outputs = json.loads(audit_outputs.read_text())[naming.AUDIT_STACK_NAME]
+    run.save()
+    proved.append(f"cdk deploy {AUDIT_STACK_ID}: stack {naming.AUDIT_STACK_NAME}, outputs "
+                  f"{', '.join(sorted(run.audit_outputs))}")
+    proved.extend(check(run) for check in checks.AUDIT_CHECKS)
+    return StepResult("audit stack", "ok", time.monotonic() - started, proved,
+                      _gaps(run, AUDIT_STACK_ID))
 
-    # From the run directory, where no cdk.json is: bootstrap then needs no synth of our app.
-    _cdk(run, ["bootstrap", f"aws://{ACCOUNT_ID}/{REGION}"], log_name="cdk-bootstrap.log",
-         cwd=run.run_dir)
-    proved.append(f"cdk bootstrap aws://{ACCOUNT_ID}/{REGION}: CDKToolkit stack created "
-                  "(its bucket refuses plain HTTP, as in AWS)")
 
+def deploy_customer(run: LocalRun) -> StepResult:
+    """Step 3: the real ``cdk deploy CustomerStack`` (the CLI's default method, change sets,
+    as in a real deployment: localaws restores the outputs moto drops), then the checks of
+    :mod:`localrun.checks`."""
+    started = time.monotonic()
     outputs_file = run.run_dir / "outputs.json"
-    assembly = run.run_dir / "cdk.out"
-    _cdk(run, [
-        "deploy", CDK_STACK_ID, "-c", f"customer={run.customer}",
-        "--require-approval", "never",
-        # The CLI's default method, change sets, as in a real deployment (localaws restores
-        # the outputs moto drops for change-set stacks).
-        # Our own cloud assembly: never race a concurrent `cdk synth` writing ./cdk.out.
-        "--output", str(assembly),
-        "--outputs-file", str(outputs_file),
-    ], log_name="cdk-deploy.log", cwd=REPO_ROOT)
+    _cdk(run, ["deploy", CDK_STACK_ID, "--app", str(run.run_dir / ASSEMBLY_DIR),
+               "--require-approval", "never", "--outputs-file", str(outputs_file)],
+         log_name="cdk-deploy.log", cwd=REPO_ROOT)
     stack_name = naming.stack_name(run.customer)
     run.outputs = json.loads(outputs_file.read_text())[stack_name]
-    proved.append(f"cdk deploy {CDK_STACK_ID} -c customer={run.customer}: stack {stack_name}, "
-                  f"outputs {', '.join(sorted(run.outputs))}")
-
-    for check in checks.DEPLOYMENT_CHECKS:
-        proved.append(check(run))
-
-    template = json.loads((assembly / f"{CDK_STACK_ID}.template.json").read_text())
-    gaps = coverage(template)
-    detail = ""
-    if gaps:
-        detail = "not emulated: " + "; ".join(str(g) for g in gaps)
-    return StepResult("deploy", "ok", time.monotonic() - started, proved, detail)
-
-
-SAMPLE_INBOUND = b"member_id,claim_id,amount\n1001,C-1,125.00\n1002,C-2,80.50\n"
-SAMPLE_OUTBOUND = b"claim_id,status,paid\nC-1,paid,125.00\n"
-MULTIPART_SAMPLE_MIB = 20  # over the client's 16 MiB part size: exercises a multipart upload
-
-
-def _partner_cli(run: LocalRun, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """The partner's own command, ``partner-transfer``, as a separate process."""
-    env = dict(run.env, XDG_STATE_HOME=str(run.run_dir / "partner" / "state"))
-    return subprocess.run(  # noqa: S603 - our own client, from this venv
-        [sys.executable, "-m", "partner_transfer", *map(str, args)],
-        cwd=run.run_dir, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
-
-
-def _expect_cli(result: subprocess.CompletedProcess[str], what: str, code: int = 0) -> None:
-    if result.returncode != code:
-        raise StepFailed(f"{what}: exit {result.returncode} (expected {code}): "
-                         f"{(result.stderr or result.stdout).strip()[-800:]}")
-
-
-def _denied(call: Callable[[], object]) -> bool:
-    try:
-        call()
-    except ClientError as error:
-        return error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    return False
+    run.save()
+    proved = [f"cdk deploy {CDK_STACK_ID} (-c customer={run.customer}): stack {stack_name}, "
+              f"outputs {', '.join(sorted(run.outputs))}"]
+    proved.extend(check(run) for check in checks.DEPLOYMENT_CHECKS)
+    proved.append(checks.check_ingestion_rule(run))
+    return StepResult("customer stack", "ok", time.monotonic() - started, proved,
+                      _gaps(run, CDK_STACK_ID))
 
 
 def partner_round_trip(run: LocalRun) -> StepResult:
-    """Step 4: as the partner, with the emulator's permission checks on: generate the
-    connection profile from the deployed stack, upload a small and a multipart-size file to
-    ``inbound/``, download what we put in ``outbound/``, and show the custody manifest."""
-    started = time.monotonic()
-    proved: list[str] = []
-    partner = run.run_dir / "partner"
-    partner.mkdir(exist_ok=True)
-
-    # The operator's hand-over: the secret's JSON in a private file (phi-exchange-admin
-    # credentials does the same against AWS).
-    credentials_file = partner / f"{run.customer}-credentials.json"
-    fd = os.open(credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(run.partner_secret(), fh)
-    profile = partner / "profile.toml"
-    _expect_cli(_partner_cli(run, "profile", "init", "--outputs-file", run.run_dir /
-                             "outputs.json", "--credentials-file", credentials_file,
-                             "--endpoint-url", run.emulator.url, "-o", profile, "--force"),
-                "partner-transfer profile init")
-    proved.append(f"connection profile generated from the stack outputs: {profile}")
-
-    bucket, key_arn = run.outputs["BucketName"], run.outputs["KmsKeyArn"]
-    run.client("s3").put_object(Bucket=bucket, Key="outbound/remittance.csv",
-                                Body=SAMPLE_OUTBOUND, ServerSideEncryption="aws:kms",
-                                SSEKMSKeyId=key_arn, ChecksumAlgorithm="CRC64NVME")
-    small = partner / "claims.csv"
-    small.write_bytes(SAMPLE_INBOUND)
-    large = partner / "claims-large.csv"
-    with large.open("wb") as fh:
-        fh.write(os.urandom(MULTIPART_SAMPLE_MIB * 1024 * 1024))
-    creds = run.partner_credentials()
-
-    with run.permission_checks():
-        _expect_cli(_partner_cli(run, "upload", "--profile", profile, "--quiet", small, large),
-                    "partner-transfer upload")
-        proved.append(f"as the partner (IAM checks on): uploaded {small.name} and "
-                      f"{large.name} ({MULTIPART_SAMPLE_MIB} MiB, multipart) to inbound/, "
-                      "SSE-KMS with the customer key, full-object CRC64NVME")
-        received = partner / "received"
-        _expect_cli(_partner_cli(run, "download", "--profile", profile, "--quiet",
-                                 "outbound/remittance.csv", received / "remittance.csv"),
-                    "partner-transfer download")
-        if (received / "remittance.csv").read_bytes() != SAMPLE_OUTBOUND:
-            raise StepFailed("the downloaded file differs from what was put in outbound/")
-        proved.append("downloaded outbound/remittance.csv, checksum verified, exact bytes")
-        s3 = run.client("s3", creds)
-        if not _denied(lambda: s3.get_object(Bucket=bucket, Key="inbound/claims.csv")):
-            raise StepFailed("the partner could read back inbound/claims.csv")
-        if not _denied(lambda: s3.put_object(Bucket=bucket, Key="outbound/x.csv", Body=b"x",
-                                             ServerSideEncryption="aws:kms",
-                                             SSEKMSKeyId=key_arn)):
-            raise StepFailed("the partner could write to outbound/")
-        proved.append("the partner's key cannot read back inbound/ nor write outbound/ (403)")
-
-    stored = run.client("s3").head_object(Bucket=bucket, Key="inbound/claims-large.csv",
-                                          ChecksumMode="ENABLED")
-    if stored.get("SSEKMSKeyId") != key_arn:
-        raise StepFailed(f"inbound/claims-large.csv is stored with {stored.get('SSEKMSKeyId')}")
-    manifest = partner / "state" / "partner-transfer" / run.customer / "manifest.jsonl"
-    lines = manifest.read_text().splitlines()
-    last = json.loads(lines[-1])
-    proved.append(f"custody manifest {manifest} ({len(lines)} lines); last: "
-                  f"{last['direction']} {last['key']} version {last['version_id']} "
-                  f"{last['checksum_algorithm']} {last['checksum']} by {last['caller_arn']} "
-                  f"-> {last['result']}")
-    return StepResult("partner round trip", "ok", time.monotonic() - started, proved)
+    """Step 4 (see :mod:`localrun.partner`)."""
+    if run.outputs.get("Offboarded") == "true":
+        return StepResult("partner round trip", "not-applicable", 0.0,
+                          detail="the customer is offboarded: the stack grants no partner "
+                          "anything")
+    return partner.round_trip(run)
 
 
 def rotate(run: LocalRun) -> StepResult:
-    """Step 5: a key rotation through the real rotation handler (called in-process: Lambda
-    cannot run here), with the deployed function's environment and the emulator's permission
-    checks on; then both keys work during the grace period, and after it (the sweep, with the
-    clock moved past the grace period) only the new key does."""
+    """Step 5 (iam-user customers): a key rotation through the real rotation handler, called
+    in-process (Lambda cannot run here) with the deployed function's environment, *as the
+    deployed function's role*: the emulator, playing Lambda, issues a session of that role only
+    if its trust policy admits lambda.amazonaws.com, and with permission checks on every call
+    the handler makes is decided by the role's policy. Then both keys work during the grace
+    period, and after it (the sweep, with the clock moved past the grace period) only the new
+    key does."""
+    mode = run.outputs.get("AccessMode")
+    if mode != "iam-user":
+        return StepResult("key rotation", "not-applicable", 0.0, detail=(
+            f"access mode {mode}: the partner signs as its own principal (or a session of our "
+            "role), so there is no access key of ours to rotate; the stack has no rotation "
+            "function"))
     started = time.monotonic()
     proved: list[str] = []
-    function_env = run.client("lambda").get_function_configuration(
-        FunctionName=naming.rotation_function_name(run.customer))["Environment"]["Variables"]
-    admin = run.admin_credentials()
+    function = run.client("lambda").get_function_configuration(
+        FunctionName=naming.rotation_function_name(run.customer))
+    function_env = function["Environment"]["Variables"]
+    role_arn = function["Role"]
+    try:
+        role = run.service_role_credentials(LAMBDA_SERVICE, role_arn, function["FunctionName"])
+    except EmulatorError as refused:
+        raise StepFailed(str(refused)) from None
     old = run.partner_credentials()
     lambdas = str(REPO_ROOT / "lambdas")
     if lambdas not in sys.path:
@@ -206,33 +239,36 @@ def rotate(run: LocalRun) -> StepResult:
     rotation = importlib.import_module("key_rotation.rotation")
 
     token = str(uuid.uuid4())
-    env = dict(function_env, AWS_ACCESS_KEY_ID=admin.access_key_id,
-               AWS_SECRET_ACCESS_KEY=admin.secret_access_key, TEST_ATTEMPTS="5",
-               TEST_RETRY_SECONDS="0.5")
+    # The function's environment plus what the Lambda runtime adds: the role's session.
+    env = dict(function_env, **role.environment(), TEST_ATTEMPTS="5", TEST_RETRY_SECONDS="0.5")
     with run.permission_checks(), run.environment(**env):
         handler._session.cache_clear()  # a fresh session reads this environment
         for step in rotation.STEPS:
             handler.main({"SecretId": function_env["SECRET_ARN"], "ClientRequestToken": token,
                           "Step": step}, None)
-    proved.append("rotation handler ran createSecret, setSecret, testSecret, finishSecret "
-                  "with the deployed function's environment")
+    proved.append(f"as the function's role {role_arn.rsplit('/', 1)[-1]} (a session the "
+                  "emulator issued as lambda.amazonaws.com after checking the role's trust "
+                  "policy), permission checks on: the rotation handler ran createSecret, "
+                  "setSecret, testSecret, finishSecret with the deployed function's environment")
     new = run.partner_credentials()
     if new.access_key_id == old.access_key_id:
         raise StepFailed("AWSCURRENT still holds the old key after the rotation")
     bucket = run.outputs["BucketName"]
+    source = next(iter(partner.source_addresses(run.config.allowed_source_ips)), None)
+    prefix = run.outputs.get("InboundPrefix") or run.outputs["OutboundPrefix"]
 
     def works(creds: Credentials) -> bool:
-        return not _denied(lambda: run.client("s3", creds).put_object(
-            Bucket=bucket, Key=f"inbound/rotation-probe-{creds.access_key_id[-4:]}.txt",
-            Body=b"probe", ServerSideEncryption="aws:kms",
-            SSEKMSKeyId=run.outputs["KmsKeyArn"]))
+        # A listing of its own prefix: no new object (the importer has already run).
+        s3 = run.client("s3", creds, source_address=source)
+        return not _denied(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix))
 
+    probe = f"list {prefix}"
     with run.permission_checks():
         both = works(old) and works(new)
     if not both:
         raise StepFailed("during the grace period both keys must work")
     proved.append(f"grace period: old key {_masked(old)} and new key {_masked(new)} both "
-                  "upload to inbound/")
+                  f"{probe}")
 
     grace_days = int(function_env.get("GRACE_DAYS", "14"))
     later = datetime.now(UTC) + timedelta(days=grace_days + 1)
@@ -246,9 +282,17 @@ def rotate(run: LocalRun) -> StepResult:
     if not (old_refused and new_ok):
         raise StepFailed(f"after the grace period: old key refused={old_refused}, "
                          f"new key works={new_ok}; sweep said {swept}")
-    proved.append(f"after the grace period (clock +{grace_days + 1} days) the sweep "
-                  f"deactivated {_masked(old)}: it is refused, the new key works")
+    proved.append(f"after the grace period (clock +{grace_days + 1} days) the sweep, as the "
+                  f"same role, deactivated {_masked(old)}: it is refused, the new key works")
     return StepResult("key rotation", "ok", time.monotonic() - started, proved)
+
+
+def _denied(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except ClientError as error:
+        return error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    return False
 
 
 def _masked(creds: Credentials) -> str:
@@ -256,14 +300,29 @@ def _masked(creds: Credentials) -> str:
 
 
 STEPS: tuple[tuple[str, Callable[[LocalRun], StepResult]], ...] = (
-    ("deploy", deploy),
+    ("audit stack", deploy_audit),
+    ("customer stack", deploy_customer),
     ("partner round trip", partner_round_trip),
+    ("importer", importer.import_inbound),
     ("key rotation", rotate),
 )
 
 
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        operation = getattr(error, "operation_name", "a call")
+        return (f"{operation} answered {info.get('Code', '?')}: "
+                f"{info.get('Message') or 'no message'}")
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def run_steps(run: LocalRun, *, on_result: Callable[[StepResult], None]) -> bool:
-    """Run every step; stop at the first failure. Returns whether no step failed."""
+    """Run every step; stop at the first failure. Returns whether no step failed.
+
+    Any failure of a step, expected or not, becomes that step's one-line reason; an unexpected
+    one also leaves its traceback in ``localrun.log`` of the run directory."""
     for name, step in STEPS:
         started = time.monotonic()
         try:
@@ -271,14 +330,62 @@ def run_steps(run: LocalRun, *, on_result: Callable[[StepResult], None]) -> bool
         except NotImplementedError as missing:
             result = StepResult(name, "not-implemented", time.monotonic() - started,
                                 detail=str(missing))
-        except (StepFailed, checks.CheckFailed) as failure:
+        except (StepFailed, checks.CheckFailed, partner.PartnerStepFailed,
+                importer.ImportFailed) as failure:
             result = StepResult(name, "failed", time.monotonic() - started, detail=str(failure))
+        except (ClientError, BotoCoreError, EmulatorError, OSError, ValueError, KeyError,
+                RuntimeError, AssertionError, subprocess.SubprocessError) as error:
+            with (run.run_dir / LOG_FILE).open("a") as trace:
+                trace.write(f"--- {name} ---\n{traceback.format_exc()}\n")
+            result = StepResult(name, "failed", time.monotonic() - started,
+                                detail=f"{_one_line(error)} (traceback in "
+                                f"{run.run_dir / LOG_FILE})")
         run.results.append(result)
         run.save()
         on_result(result)
         if result.status == "failed":
             return False
     return True
+
+
+def not_exercised(run: LocalRun) -> list[str]:
+    """What the run did not exercise, whatever it proved: the summary always says so, and it
+    follows what actually ran (a step that failed or did not apply changes the list)."""
+    status = {r.name.split(" (")[0]: r.status for r in run.results}
+    lines = []
+    missing = [name for name, _ in STEPS if name not in status]
+    if missing:
+        lines.append(f"steps not run (an earlier step failed): {', '.join(missing)}")
+    lines.append("the audit trail never ran: there is no CloudTrail service here, so no log "
+                 "file, digest file or CloudWatch Logs event was written (the trail was only "
+                 "created, after the emulator's delivery checks)")
+    if status.get("importer") == "ok":
+        lines.append("the handoff message was not sent by AWS: the emulator stood in for S3's "
+                     "EventBridge notification and EventBridge's delivery (localaws.events), "
+                     "using the deployed rule, its input transformer and the deployed queue; "
+                     "the importer ran once, by hand (--once), not as a service")
+    elif status.get("importer") == "not-applicable":
+        lines.append("the handoff queue and the importer did not run: this customer has no "
+                     "inbound direction")
+    else:
+        lines.append("the handoff queue and the importer did not run")
+    if status.get("key rotation") == "ok":
+        lines.append("key rotation: the handler was called in-process (Lambda never ran it), "
+                     "with the clock moved for the sweep; Secrets Manager's rotation schedule "
+                     "and the daily sweep schedule never fired, and the function's dead-letter "
+                     "queue, error alarm and log group saw nothing")
+        lines.append("no notice reached anyone: the rotation published to the notices topic, "
+                     "whose e-mail subscriptions stay pending (nothing is sent here)")
+    else:
+        lines.append("no key was rotated and no notice was sent" + (
+            " (no access key of ours in this access mode)"
+            if status.get("key rotation") == "not-applicable" else ""))
+    lines.append("S3 never calls KMS here: no KMS key policy or KMS permission is exercised by "
+                 "an upload, a download or the importer (the offline access matrix in make "
+                 "test covers them)")
+    lines.append("Block Public Access, object ownership, lifecycle rules and key rotation are "
+                 "stored, not enforced")
+    return lines
 
 
 def summary(run: LocalRun, *, total_seconds: float | None = None) -> str:
@@ -292,16 +399,8 @@ def summary(run: LocalRun, *, total_seconds: float | None = None) -> str:
             lines.append(f"  {result.detail}")
     if total_seconds is not None:
         lines.append(f"\nTotal: {total_seconds:.1f} s.")
-    lines.append(
-        "\nWhat this proves: the real CDK CLI deploys the real template; the deployed "
-        "configuration reads back as specified; the bucket policy's TLS and encryption denies "
-        "are enforced; the partner's real client uploads, downloads and records custody under "
-        "the emulator's IAM checks; a rotation through the real handler keeps the old key "
-        "through the grace period and retires it after. It does not prove AWS enforces every "
-        "policy the same way: S3 never calls KMS here, so KMS permissions are not exercised, "
-        "and Block Public Access, object ownership and lifecycle are stored but not enforced "
-        "(docs/local-run.md; the offline access matrix in make test covers the policies)."
-    )
+    lines.append("\nNot exercised by this run (docs/local-run.md):")
+    lines.extend(f"  - {line}" for line in not_exercised(run))
     lines.append(
         f"\nUse it:   eval \"$(python -m localrun env --run-dir {run.run_dir})\"  "
         "(then aws/boto3 talk to the emulator)"

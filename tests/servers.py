@@ -1,12 +1,11 @@
 """Real servers for tests, each in its own process: a PostgreSQL cluster and a moto server.
 
-PostgreSQL: ``initdb`` into a private temporary directory, ``pg_ctl start`` on a free port on
-127.0.0.1 with its unix socket in that directory, ``pg_ctl stop`` at the end. The binaries are
-found on PATH, else in Debian's ``/usr/lib/postgresql/<version>/bin`` (the ``postgresql``
-package installs them there, off PATH). PostgreSQL refuses to run as root, so when the tests
-run as root (CI does) the server runs as the ``postgres`` user (created by Debian's package),
-else ``nobody``. Without the binaries the tests skip, except under ``CI`` where that is an
-error: CI must install them (``.ci/run``).
+PostgreSQL: the embedded server of the pinned PyPI wheel ``pgserver`` (``localrun.postgres``:
+``initdb`` into a private temporary directory, ``pg_ctl start`` on a free port of 127.0.0.1,
+``pg_ctl stop`` at the end; as ``postgres`` or ``nobody`` when the tests run as root), so no
+system package is needed. ``PHI_EXCHANGE_TEST_DSN`` (a libpq connection string to a database
+whose user may create schemas) makes the tests use that real server instead; each test still
+gets a schema of its own there. A missing wheel is an error, never a skip.
 
 moto: ``moto_server -H 127.0.0.1 -p PORT`` serves S3, SQS and STS on one port; credentials are
 dummies (:data:`DUMMY_ENV`), never real ones, set per test so no other suite sees them.
@@ -16,9 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
-import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -38,6 +34,7 @@ import pytest
 from botocore.config import Config
 
 from importer import store
+from localrun import postgres as embedded
 
 ACCOUNT = "123456789012"  # moto's account
 REGION = "eu-west-2"
@@ -48,7 +45,8 @@ DUMMY_ENV = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-_DEBIAN_BIN = Path("/usr/lib/postgresql")
+# A real PostgreSQL server for the tests instead of the embedded one.
+DSN_ENV = "PHI_EXCHANGE_TEST_DSN"
 
 
 def free_port() -> int:
@@ -119,81 +117,30 @@ def running_moto() -> Iterator[str]:
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-def postgres_bin_dir() -> Path | None:
-    """Where ``initdb`` and ``pg_ctl`` are: PATH first, else the newest Debian version."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb and pg_ctl and Path(initdb).resolve().parent == Path(pg_ctl).resolve().parent:
-        return Path(initdb).resolve().parent
-    versions = []
-    if _DEBIAN_BIN.is_dir():
-        for child in _DEBIAN_BIN.iterdir():
-            if re.fullmatch(r"[0-9]+", child.name) and (child / "bin" / "initdb").exists():
-                versions.append((int(child.name), child / "bin"))
-    return max(versions)[1] if versions else None
-
-
 @dataclass(frozen=True)
 class Postgres:
-    """A running cluster: superuser ``postgres``, trust authentication on 127.0.0.1 only."""
+    """A server the tests may use: ``dsn()`` connects as a user that may create schemas."""
 
-    port: int
-    root: Path
+    base_dsn: str
 
-    def dsn(self, dbname: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
-
-
-def _run_as() -> str | None:
-    """The user to run the server as: ``None`` (ourselves) unless we are root."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    raise RuntimeError("running as root and neither a postgres nor a nobody user exists")
+    def dsn(self) -> str:
+        return self.base_dsn
 
 
 @contextlib.contextmanager
-def running_postgres(bin_dir: Path) -> Iterator[Postgres]:
-    """initdb + pg_ctl start in a fresh private directory; pg_ctl stop and remove it after.
-
-    Durability is off (``fsync=off``, no ``initdb`` sync): a test cluster dies with its run.
-    """
-    user = _run_as()
-    # Not under pytest's basetemp: that is private to our user, and the server may be another.
-    root = Path(tempfile.mkdtemp(prefix="phi-exchange-pg-"))
-    data, log = root / "data", root / "server.log"
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-    port = free_port()
-
-    def run(*argv: str) -> None:
-        subprocess.run([str(bin_dir / argv[0]), *argv[1:]], check=True, user=user,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=root, timeout=120)
-
-    started = False
+def running_postgres() -> Iterator[Postgres]:
+    """The embedded cluster in a fresh private directory (not under pytest's basetemp: that is
+    private to our user, and the server may run as another); stopped and removed after."""
+    state = Path(tempfile.mkdtemp(prefix="phi-exchange-pg-state-")) / "postgres.json"
     try:
-        run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-            "--locale=C", "--no-sync")
-        # pg_ctl runs the server through the shell, hence the quoting.
-        options = (f"-p {port} -k {shlex.quote(str(root))} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
-        run("pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start")
-        started = True
-        yield Postgres(port=port, root=root)
-    except subprocess.CalledProcessError as exc:
-        detail = (exc.stderr or b"").decode(errors="replace").strip()
-        if log.exists():
-            detail += "\n" + log.read_text(errors="replace")
-        raise RuntimeError(f"PostgreSQL did not start: {detail}") from None
+        try:
+            server = embedded.start_private(state)
+        except embedded.PostgresError as error:
+            raise RuntimeError(f"PostgreSQL did not start: {error}") from None
+        yield Postgres(server.dsn())
     finally:
-        if started:
-            with contextlib.suppress(subprocess.SubprocessError):
-                run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+        embedded.stop(state)
+        shutil.rmtree(state.parent, ignore_errors=True)
 
 
 # --- pytest fixtures (imported by the conftest of each package that uses them) --------------
@@ -215,15 +162,12 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def postgres() -> Iterator[Postgres]:
-    """One PostgreSQL cluster per test package (stopped when the package is done)."""
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        reason = ("PostgreSQL server binaries (initdb, pg_ctl) are not on PATH or in "
-                  "/usr/lib/postgresql/*/bin: install Debian's postgresql package")
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI must install it: .ci/run)")
-        pytest.skip(reason)
-    with running_postgres(bin_dir) as server:
+    """One PostgreSQL per test package: the embedded cluster (stopped when the package is
+    done), or the server ``PHI_EXCHANGE_TEST_DSN`` names."""
+    if os.environ.get(DSN_ENV):
+        yield Postgres(os.environ[DSN_ENV])
+        return
+    with running_postgres() as server:
         yield server
 
 

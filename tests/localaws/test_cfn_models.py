@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from localaws.coverage import Gap, coverage
 from tests.localaws.conftest import Aws
@@ -378,6 +379,234 @@ def test_log_group_and_function_keep_their_kms_key(aws: Aws, unique) -> None:
     assert got["Tags"] == {"phi-exchange:customer": "acme"}
 
 
+def test_log_group_arn_attribute_is_cloudformation_s_with_a_wildcard(aws: Aws, unique) -> None:
+    group = f"/phi-exchange/{unique('trail')}"
+    stack = aws.deploy({"Resources": {"LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
+        "LogGroupName": group}}}, "Outputs": {"Arn": {"Value": {
+            "Fn::GetAtt": ["LogGroup", "Arn"]}}}})
+    assert outputs(stack)["Arn"] == f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{group}:*"
+
+
+def test_queue_redrive_policy_names_its_dead_letter_queue(aws: Aws, unique) -> None:
+    stack = aws.deploy({"Resources": {
+        "Dlq": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": unique("dlq")}},
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": unique("ingestion"), "VisibilityTimeout": 900,
+            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["Dlq", "Arn"]},
+                              "maxReceiveCount": 5}}},
+    }, "Outputs": {"Queue": {"Value": {"Ref": "Queue"}},
+                   "Dlq": {"Value": {"Fn::GetAtt": ["Dlq", "Arn"]}}}})
+    assert_complete(stack)
+    attributes = aws.client("sqs").get_queue_attributes(
+        QueueUrl=outputs(stack)["Queue"], AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": outputs(stack)["Dlq"], "maxReceiveCount": 5}
+
+
+# --- S3 Object Lock and the CloudTrail trail ----------------------------------------------------
+
+
+def locked_bucket(days: int = 2192) -> dict[str, Any]:
+    return {"Type": "AWS::S3::Bucket", "Properties": {
+        "ObjectLockEnabled": True,
+        "ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled", "Rule": {
+            "DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}}},
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [{
+            "BucketKeyEnabled": True, "ServerSideEncryptionByDefault": {
+                "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN}}]}}}
+
+
+def test_object_lock_is_configured_and_enforced(aws: Aws) -> None:
+    stack = aws.deploy({"Resources": {"DataKey": key_resource(), "Bucket": locked_bucket()},
+                        "Outputs": {"Bucket": {"Value": {"Ref": "Bucket"}}}})
+    assert_complete(stack)
+    s3, bucket = aws.client("s3"), outputs(stack)["Bucket"]
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    # (moto also reports "Years": 0, as it does after PutObjectLockConfiguration.)
+    assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
+    assert lock["Rule"]["DefaultRetention"]["Days"] == 2192
+    version = s3.put_object(Bucket=bucket, Key="a", Body=b"a",
+                            ChecksumAlgorithm="SHA256")["VersionId"]
+    assert s3.head_object(Bucket=bucket, Key="a")["ObjectLockMode"] == "COMPLIANCE"
+    with pytest.raises(ClientError) as error:
+        s3.delete_object(Bucket=bucket, Key="a", VersionId=version)
+    assert error.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_object_lock_configuration_without_enabling_it_fails_the_stack(aws: Aws) -> None:
+    bucket = locked_bucket()
+    del bucket["Properties"]["ObjectLockEnabled"]
+    stack = aws.deploy({"Resources": {"DataKey": key_resource(), "Bucket": bucket}})
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+
+
+TRAIL_NAME = "phi-exchange-audit"
+
+
+def trail_arn(name: str) -> str:
+    return f"arn:aws:cloudtrail:us-east-1:{ACCOUNT}:trail/{name}"
+
+
+def cloudtrail_key_grants(name: str) -> list[dict[str, Any]]:
+    service = {"Service": "cloudtrail.amazonaws.com"}
+    source = {"aws:SourceArn": trail_arn(name)}
+    context = {"kms:EncryptionContext:aws:cloudtrail:arn":
+               f"arn:aws:cloudtrail:*:{ACCOUNT}:trail/*"}
+    return [
+        {"Sid": "Encrypt", "Effect": "Allow", "Principal": service,
+         "Action": "kms:GenerateDataKey*", "Resource": "*",
+         "Condition": {"StringEquals": source, "StringLike": context}},
+        {"Sid": "Describe", "Effect": "Allow", "Principal": service, "Action": "kms:DescribeKey",
+         "Resource": "*", "Condition": {"StringEquals": source}},
+        {"Sid": "Decrypt", "Effect": "Allow", "Principal": service, "Action": "kms:Decrypt",
+         "Resource": "*", "Condition": {"StringEquals": source, "StringLike": context}},
+    ]
+
+
+def custody_policy(name: str, *, exempt_trail: bool = True) -> list[dict[str, Any]]:
+    bucket_arn = {"Fn::GetAtt": ["Bucket", "Arn"]}
+    objects = {"Fn::Join": ["", [bucket_arn, "/*"]]}
+    service = {"Service": "cloudtrail.amazonaws.com"}
+    source = {"aws:SourceArn": trail_arn(name)}
+    algorithm = "s3:x-amz-server-side-encryption"
+    not_equals: dict[str, Any] = {algorithm: "aws:kms"}
+    if exempt_trail:
+        not_equals.update(source)
+    return [
+        {"Effect": "Allow", "Principal": service, "Action": "s3:GetBucketAcl",
+         "Resource": bucket_arn, "Condition": {"StringEquals": source}},
+        {"Effect": "Allow", "Principal": service, "Action": "s3:PutObject",
+         "Resource": {"Fn::Join": ["", [bucket_arn, f"/AWSLogs/{ACCOUNT}/*"]]},
+         "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control",
+                                        **source}}},
+        {"Sid": "DenyEncryptionOtherThanKms", "Effect": "Deny", "Principal": {"AWS": "*"},
+         "Action": "s3:PutObject", "Resource": objects,
+         "Condition": {"StringNotEquals": not_equals, "Null": {algorithm: "false"}}},
+    ]
+
+
+def trail_template(name: str, *, key_grants: list[dict[str, Any]] | None = None,
+                   bucket_statements: list[dict[str, Any]] | None = None,
+                   logs_actions: tuple[str, ...] = ("logs:CreateLogStream",
+                                                    "logs:PutLogEvents")) -> dict[str, Any]:
+    key_policy = {"Version": "2012-10-17", "Statement": [
+        *ROOT_KEY_POLICY["Statement"],
+        *(cloudtrail_key_grants(name) if key_grants is None else key_grants)]}
+    group = f"/phi-exchange/{name}"
+    return {"Resources": {
+        "DataKey": key_resource(key_policy),
+        "Bucket": locked_bucket(),
+        "BucketPolicy": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+            "Bucket": {"Ref": "Bucket"}, "PolicyDocument": {"Version": "2012-10-17", "Statement":
+                custody_policy(name) if bucket_statements is None else bucket_statements}}},
+        "LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": group}},
+        "LogsPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": list(logs_actions),
+                "Resource": {"Fn::GetAtt": ["LogGroup", "Arn"]}}]}}},
+        "LogsRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]},
+            "ManagedPolicyArns": [{"Ref": "LogsPolicy"}]}},
+        "Trail": {"Type": "AWS::CloudTrail::Trail", "DependsOn": ["BucketPolicy"], "Properties": {
+            "TrailName": name, "S3BucketName": {"Ref": "Bucket"}, "IsLogging": True,
+            "EnableLogFileValidation": True, "IncludeGlobalServiceEvents": True,
+            "IsMultiRegionTrail": False, "KMSKeyId": {"Fn::GetAtt": ["DataKey", "Arn"]},
+            "CloudWatchLogsLogGroupArn": {"Fn::GetAtt": ["LogGroup", "Arn"]},
+            "CloudWatchLogsRoleArn": {"Fn::GetAtt": ["LogsRole", "Arn"]},
+            "AdvancedEventSelectors": [{"Name": "customer buckets", "FieldSelectors": [
+                {"Field": "eventCategory", "Equals": ["Data"]},
+                {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
+                {"Field": "resources.ARN", "StartsWith": ["arn:aws:s3:::phi-"]}]}],
+            "Tags": TAGS}},
+    }, "Outputs": {"Trail": {"Value": {"Fn::GetAtt": ["Trail", "Arn"]}},
+                   "Key": {"Value": KEY_ARN}, "Bucket": {"Value": {"Ref": "Bucket"}}}}
+
+
+def failure_reason(aws: Aws, stack: dict[str, Any]) -> str:
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    cloudformation = aws.client("cloudformation")
+    # Reading a failed stack's resources neither fails nor creates what was never created.
+    resources = cloudformation.describe_stack_resources(StackName=stack["StackName"])
+    assert "Trail" not in {r["LogicalResourceId"] for r in resources["StackResources"]}
+    events = cloudformation.describe_stack_events(StackName=stack["StackName"])["StackEvents"]
+    (failed,) = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
+    assert failed["LogicalResourceId"] == "Trail"
+    reason: str = failed["ResourceStatusReason"]
+    return reason
+
+
+def test_trail_is_created_when_cloudtrail_may_deliver(aws: Aws, unique) -> None:
+    name = unique("trail")
+    stack = aws.deploy(trail_template(name), change_set=True)
+    assert_complete(stack)
+    cloudtrail = aws.client("cloudtrail")
+    assert outputs(stack)["Trail"] == trail_arn(name)
+    trail = cloudtrail.get_trail(Name=name)["Trail"]
+    assert trail["KmsKeyId"] == outputs(stack)["Key"]  # stored as the key's ARN
+    assert trail["LogFileValidationEnabled"] is True and trail["IsMultiRegionTrail"] is False
+    assert trail["S3BucketName"] == outputs(stack)["Bucket"]
+    assert cloudtrail.get_trail_status(Name=name)["IsLogging"] is True
+    (selector,) = cloudtrail.get_event_selectors(TrailName=name)["AdvancedEventSelectors"]
+    assert selector["FieldSelectors"][2]["StartsWith"] == ["arn:aws:s3:::phi-"]
+
+
+def test_trail_without_cloudtrail_s_key_grant_fails_as_on_aws(aws: Aws, unique) -> None:
+    # What CDK's L2 trail synthesizes: no key-policy statement for CloudTrail (aws-cdk#3822).
+    name = unique("trail")
+    reason = failure_reason(aws, aws.deploy(trail_template(name, key_grants=[])))
+    assert reason.startswith("InsufficientEncryptionPolicyException")
+    assert "kms:GenerateDataKey" in reason
+
+
+@pytest.mark.parametrize("missing", ["Describe", "Decrypt"])
+def test_trail_needs_describe_key_and_with_bucket_keys_decrypt(
+    aws: Aws, unique, missing: str
+) -> None:
+    name = unique("trail")
+    grants = [s for s in cloudtrail_key_grants(name) if s["Sid"] != missing]
+    reason = failure_reason(aws, aws.deploy(trail_template(name, key_grants=grants)))
+    assert reason.startswith("InsufficientEncryptionPolicyException")
+    assert ("kms:DescribeKey" if missing == "Describe" else "kms:Decrypt") in reason
+
+
+def test_key_grant_for_another_trail_does_not_count(aws: Aws, unique) -> None:
+    name = unique("trail")
+    reason = failure_reason(aws, aws.deploy(trail_template(
+        name, key_grants=cloudtrail_key_grants(name + "-other"))))
+    assert reason.startswith("InsufficientEncryptionPolicyException")
+
+
+def test_trail_without_the_bucket_s_delivery_grant_fails(aws: Aws, unique) -> None:
+    name = unique("trail")
+    statements = [s for s in custody_policy(name) if s.get("Action") != "s3:PutObject"
+                  or s["Effect"] == "Deny"]
+    reason = failure_reason(aws, aws.deploy(trail_template(name, bucket_statements=statements)))
+    assert reason.startswith("InsufficientS3BucketPolicyException")
+
+
+def test_a_wrong_encryption_deny_that_does_not_exempt_the_trail_refuses_its_digests(
+    aws: Aws, unique
+) -> None:
+    # Digest files are SSE-S3 (AES256): a KMS-only deny must exempt the trail by aws:SourceArn.
+    name = unique("trail")
+    reason = failure_reason(aws, aws.deploy(trail_template(
+        name, bucket_statements=custody_policy(name, exempt_trail=False))))
+    assert reason.startswith("InsufficientS3BucketPolicyException")
+    assert "CloudTrail-Digest" in reason
+
+
+def test_trail_whose_logs_role_may_not_write_fails(aws: Aws, unique) -> None:
+    name = unique("trail")
+    reason = failure_reason(aws, aws.deploy(trail_template(
+        name, logs_actions=("logs:CreateLogStream",))))
+    assert reason.startswith("InvalidCloudWatchLogsRoleArnException")
+    assert "logs:PutLogEvents" in reason
+
+
 # --- failures and coverage ----------------------------------------------------------------------
 
 
@@ -432,13 +661,13 @@ def test_a_resource_that_cannot_be_created_fails_the_stack_with_its_reason(
 
 def test_coverage_names_skipped_resources_and_unapplied_properties() -> None:
     template = {"Resources": {
-        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "b",
-                                                             "ObjectLockEnabled": True}},
+        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {
+            "BucketName": "b", "IntelligentTieringConfigurations": []}},
         "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {}},
         "Key": key_resource(),
     }}
     assert coverage(template) == [
-        Gap("Bucket", "AWS::S3::Bucket", ("ObjectLockEnabled",)),
+        Gap("Bucket", "AWS::S3::Bucket", ("IntelligentTieringConfigurations",)),
         Gap("Api", "AWS::ApiGateway::RestApi", ()),
     ]
 
@@ -447,6 +676,7 @@ def test_coverage_names_skipped_resources_and_unapplied_properties() -> None:
     "AWS::SecretsManager::Secret", "AWS::SecretsManager::RotationSchedule",
     "AWS::S3::BucketPolicy", "AWS::IAM::Group", "AWS::SNS::TopicPolicy",
     "AWS::SNS::Subscription", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm",
+    "AWS::CloudTrail::Trail",
 ])
 def test_every_type_moto_skips_is_covered(resource_type: str) -> None:
     assert coverage({"Resources": {"R": {"Type": resource_type}}}) == []

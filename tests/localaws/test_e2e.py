@@ -1,8 +1,9 @@
 """The local run end to end: ``python -m localrun up`` for acme, read back, ``down``.
 
-Runs the real CDK CLI (bootstrap + deploy) against the emulator in a temporary run directory,
-then checks what was deployed through the AWS APIs, independently of localrun's own checks.
-Bounded: the whole test must finish well within CI's budget.
+Runs the real CDK CLI (bootstrap, synth, deploy of the audit stack and the customer stack)
+against the emulator in a temporary run directory, then checks what was deployed through the
+AWS APIs, independently of localrun's own checks. Bounded: the whole test must finish well
+within CI's budget.
 """
 
 from __future__ import annotations
@@ -17,25 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 from botocore.exceptions import ClientError
+from psycopg.rows import dict_row
 
 from localaws.coverage import coverage
 from localaws.server import Emulator
+from localrun import postgres
 from localrun.context import LocalRun
 from tests.localaws.conftest import Aws
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The whole flow takes ~20 s warm; the timeout bounds it (no timing is asserted).
-UP_TIMEOUT_SECONDS = 240
+# The whole flow takes ~60 s warm on two cores; the timeout bounds it (no timing is asserted).
+UP_TIMEOUT_SECONDS = 300
 ACCOUNT, REGION = "123456789012", "us-east-1"
 BUCKET = f"phi-acme-{ACCOUNT}-{REGION}"
 LOG_BUCKET = f"phi-acme-logs-{ACCOUNT}-{REGION}"
 # What the emulator knowingly does not apply from the acme template (docs/local-run.md). A new
 # resource type or property in the template makes this test fail until someone checks it.
 EXPECTED_GAPS = {("AWS::Lambda::Function", ("DeadLetterConfig", "LoggingConfig"))}
+EXPECTED_AUDIT_GAPS: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def localrun(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -55,7 +60,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Aws, Pa
     elapsed = time.monotonic() - started
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        for step in ("deploy", "partner round trip", "key rotation"):
+        for step in ("audit stack", "customer stack", "partner round trip (iam-user",
+                     "importer", "key rotation"):
             assert f"[ok] {step}" in up.stdout, up.stdout
         emulator = Emulator.load(run_dir)
         assert emulator is not None
@@ -90,7 +96,8 @@ def test_partner_round_trip_left_verified_objects_and_a_custody_record(
         assert head.get("ChecksumCRC64NVME")
     manifest = run_dir / "partner" / "state" / "partner-transfer" / "acme" / "manifest.jsonl"
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
-    assert {(r["direction"], r["key"], r["result"]) for r in records} == {
+    assert {(r["direction"], r["key"], r["result"]) for r in records
+            if "/_manifests/" not in r["key"]} == {
         ("upload", "inbound/claims.csv", "ok"), ("upload", "inbound/claims-large.csv", "ok"),
         ("download", "outbound/remittance.csv", "ok")}
     assert all(r["caller_arn"].endswith(":user/phi-exchange-acme-partner") for r in records)
@@ -101,7 +108,11 @@ def test_partner_round_trip_left_verified_objects_and_a_custody_record(
 def test_rotation_made_a_new_current_key_and_the_sweep_retired_the_old(
     deployed: tuple[Aws, Path, float],
 ) -> None:
-    aws = deployed[0]
+    aws, run_dir, _ = deployed
+    # ... as the function's own role, in a session the emulator issued as Lambda.
+    role = aws.client("lambda").get_function_configuration(
+        FunctionName="phi-exchange-acme-key-rotation")["Role"].rsplit("/", 1)[-1]
+    assert f"as the function's role {role}" in (run_dir / "run.json").read_text()
     arn = stack_outputs(aws)["PartnerSecretArn"]
     current = json.loads(aws.client("secretsmanager").get_secret_value(
         SecretId=arn)["SecretString"])
@@ -246,6 +257,33 @@ def test_partner_key_is_scoped_to_its_prefixes_with_checks_on(
 def test_only_the_documented_gaps_are_not_emulated(deployed: tuple[Aws, Path, float]) -> None:
     template = json.loads((deployed[1] / "cdk.out" / "CustomerStack.template.json").read_text())
     assert {(g.resource_type, g.properties) for g in coverage(template)} == EXPECTED_GAPS
+    audit = json.loads((deployed[1] / "cdk.out" / "AuditStack.template.json").read_text())
+    assert {(g.resource_type, g.properties) for g in coverage(audit)} == EXPECTED_AUDIT_GAPS
+
+
+def test_the_audit_stack_came_first_and_the_rule_targets_its_queue(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    aws = deployed[0]
+    audit = aws.client("cloudformation").describe_stacks(
+        StackName="PhiExchange-audit")["Stacks"][0]
+    assert audit["StackStatus"] == "CREATE_COMPLETE"
+    customer = aws.client("cloudformation").describe_stacks(
+        StackName="PhiExchange-acme")["Stacks"][0]
+    assert audit["CreationTime"] < customer["CreationTime"]
+    audit_outputs = {o["OutputKey"]: o["OutputValue"] for o in audit["Outputs"]}
+    queue_arn = aws.client("sqs").get_queue_attributes(
+        QueueUrl=audit_outputs["IngestionQueueUrl"], AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    targets = aws.client("events").list_targets_by_rule(
+        Rule="phi-exchange-acme-inbound-objects")["Targets"]
+    assert [t["Arn"] for t in targets] == [queue_arn]
+    trail = aws.client("cloudtrail").get_trail(Name=audit_outputs["TrailArn"])["Trail"]
+    assert trail["LogFileValidationEnabled"] is True
+    assert trail["S3BucketName"] == audit_outputs["CustodyBucketName"]
+    lock = aws.client("s3").get_object_lock_configuration(
+        Bucket=audit_outputs["CustodyBucketName"])["ObjectLockConfiguration"]
+    assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
 
 
 def test_hooks_for_the_partner_and_rotation_steps(deployed: tuple[Aws, Path, float]) -> None:
@@ -272,4 +310,35 @@ def test_hooks_for_the_partner_and_rotation_steps(deployed: tuple[Aws, Path, flo
 def test_status_reports_the_run(deployed: tuple[Aws, Path, float]) -> None:
     status = localrun("status", "--run-dir", str(deployed[1]))
     assert status.returncode == 0
-    assert "[ok] deploy" in status.stdout
+    assert "[ok] customer stack" in status.stdout
+
+
+def test_the_importer_loaded_each_upload_with_its_custody_row(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    aws, run_dir, _ = deployed
+    server = postgres.load(run_dir / "postgres.json")
+    assert server is not None  # the embedded PostgreSQL, still up with the emulator
+    with psycopg.connect(server.dsn(), row_factory=dict_row) as conn:
+        custody = {r["key"]: r for r in conn.execute("SELECT * FROM custody_chain")}
+        rows = conn.execute(
+            "SELECT data FROM inbound_rows WHERE custody_id = %s ORDER BY row_number",
+            (custody["inbound/claims.csv"]["id"],)).fetchall()
+    assert set(custody) == {"inbound/claims.csv", "inbound/claims-large.csv"}
+    assert [r["data"] for r in rows] == [
+        {"member_id": "1001", "claim_id": "C-1", "amount": "125.00"},
+        {"member_id": "1002", "claim_id": "C-2", "amount": "80.50"}]
+    s3 = aws.client("s3")
+    for key, row in custody.items():
+        head = s3.head_object(Bucket=BUCKET, Key=key, VersionId=row["version_id"],
+                              ChecksumMode="ENABLED")
+        assert row["checksum"] == head["ChecksumCRC64NVME"] and row["size"] == head[
+            "ContentLength"]
+        assert row["effective_uploader_arn"].endswith(":user/phi-exchange-acme-partner")
+        assert (row["requester"], row["source_ip"]) == (ACCOUNT, "127.0.0.1")
+    # Nothing went to the dead-letter queue. (The ingestion queue may hold messages of
+    # objects other tests here upload after the run.)
+    url = aws.client("sqs").get_queue_url(QueueName="phi-exchange-ingestion-dlq")["QueueUrl"]
+    depth = aws.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert depth["ApproximateNumberOfMessages"] == "0"

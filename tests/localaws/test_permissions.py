@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.localaws.conftest import Aws
+from localaws import server
+from tests.localaws.conftest import PARTNER_ADDRESS, Aws
 
 ACCOUNT = "123456789012"
 
@@ -180,3 +181,184 @@ def test_only_active_access_keys_sign_requests_with_checks_on(aws: Aws, unique) 
             aws.client("s3", old).list_buckets()
         assert refused_old.value.response["Error"]["Code"] == "InvalidAccessKeyId"
         aws.client("s3", new).list_buckets()
+
+
+# --- other accounts, role sessions, source addresses ------------------------------------------
+
+PARTNER_ACCOUNT = "111122223333"
+
+
+def partner_role(aws: Aws, unique, policy: dict[str, Any] | None) -> tuple[str, Any]:
+    """A role in the partner's account, assumed by a user of that account; returns the role's
+    ARN and a session's credentials (created with checks off, assumed with checks on)."""
+    admin_name, role_name = unique("partner-admin"), unique("partner-role")
+    admin_arn = f"arn:aws:iam::{PARTNER_ACCOUNT}:user/{admin_name}"
+    role_arn = aws.role(role_name, {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}]},
+        policy, account=PARTNER_ACCOUNT)
+    admin = aws.user_with_key(admin_name, {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}]},
+        account=PARTNER_ACCOUNT)
+    with aws.permission_checks():
+        answer = aws.client("sts", admin).assume_role(RoleArn=role_arn,
+                                                      RoleSessionName="partner")["Credentials"]
+    return role_arn, (answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"])
+
+
+def put_anything(bucket: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["s3:PutObject", "s3:ListBucket"],
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+
+
+def test_across_accounts_the_identity_policy_alone_is_not_enough(aws: Aws, unique) -> None:
+    bucket = unique("xacct")
+    aws.client("s3").create_bucket(Bucket=bucket)
+    _, session = partner_role(aws, unique, put_anything(bucket))
+    with aws.permission_checks():
+        # moto alone looked for the bucket policy in the caller's account and let this in.
+        assert refused(lambda: aws.client("s3", session).put_object(
+            Bucket=bucket, Key="inbound/a", Body=b"a"))
+        assert refused(lambda: aws.client("s3", session).list_objects_v2(Bucket=bucket))
+
+
+def test_across_accounts_the_bucket_grant_alone_is_not_enough(aws: Aws, unique) -> None:
+    bucket = unique("xacct")
+    role_arn, session = partner_role(aws, unique, None)
+    bucket_with_policy(aws, bucket, {"Effect": "Allow", "Principal": {"AWS": role_arn},
+                                     "Action": "s3:PutObject"})
+    with aws.permission_checks():
+        assert refused(lambda: aws.client("s3", session).put_object(
+            Bucket=bucket, Key="inbound/a", Body=b"a"))
+
+
+def test_across_accounts_both_grants_let_the_role_s_sessions_in(aws: Aws, unique) -> None:
+    bucket = unique("xacct")
+    role_arn, session = partner_role(aws, unique, put_anything(bucket))
+    bucket_with_policy(aws, bucket, {"Effect": "Allow", "Principal": {"AWS": role_arn},
+                                     "Action": "s3:PutObject"})
+    with aws.permission_checks():
+        aws.client("s3", session).put_object(Bucket=bucket, Key="inbound/a", Body=b"a")
+    # The bucket's owner sees who wrote it: the partner's session, not our account's root.
+    assert aws.client("s3").get_object(Bucket=bucket, Key="inbound/a")["Body"].read() == b"a"
+
+
+def test_principal_arn_of_a_session_is_its_role_so_source_ip_denies_apply(
+    aws: Aws, unique
+) -> None:
+    bucket = unique("srcip")
+    role_arn, session = partner_role(aws, unique, put_anything(bucket))
+    bucket_with_policy(
+        aws, bucket,
+        {"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "s3:PutObject"},
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
+         "Condition": {"ArnLike": {"aws:PrincipalArn": [role_arn]},
+                       "NotIpAddress": {"aws:SourceIp": ["203.0.113.0/24"]}}})
+    with aws.permission_checks():
+        # From 127.0.0.1: denied. (With aws:PrincipalArn = the session ARN it never matched.)
+        assert refused(lambda: aws.client("s3", session).put_object(
+            Bucket=bucket, Key="inbound/a", Body=b"a"))
+        # Through the emulator's listener for 203.0.113.7: allowed.
+        aws.client("s3", session, source_address=PARTNER_ADDRESS).put_object(
+            Bucket=bucket, Key="inbound/a", Body=b"a")
+
+
+def trust_with_external_id(principal: str, external_id: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]}
+
+
+def test_cross_account_assume_role_checks_the_trust_policy_and_external_id(
+    aws: Aws, unique
+) -> None:
+    partner_arn, partner = partner_role(aws, unique, {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})
+    ours = aws.role(unique("ours"), trust_with_external_id(partner_arn, "ext-1"))
+    sts = aws.client("sts", partner)
+    with aws.permission_checks():
+        # moto alone never read the trust policy of a role in another account.
+        assert refused(lambda: sts.assume_role(RoleArn=ours, RoleSessionName="partner"))
+        assert refused(lambda: sts.assume_role(RoleArn=ours, RoleSessionName="partner",
+                                               ExternalId="ext-2"))
+        answer = sts.assume_role(RoleArn=ours, RoleSessionName="partner", ExternalId="ext-1")
+    assert answer["AssumedRoleUser"]["Arn"].startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/")
+
+
+def test_cross_account_assume_role_needs_the_caller_s_own_permission(aws: Aws, unique) -> None:
+    partner_arn, partner = partner_role(aws, unique, None)  # may not sts:AssumeRole
+    ours = aws.role(unique("ours"), trust_with_external_id(partner_arn, "ext-1"))
+    with aws.permission_checks():
+        assert refused(lambda: aws.client("sts", partner).assume_role(
+            RoleArn=ours, RoleSessionName="partner", ExternalId="ext-1"))
+
+
+def test_a_principal_the_trust_policy_does_not_name_is_refused(aws: Aws, unique) -> None:
+    named, _ = partner_role(aws, unique, None)
+    _, stranger = partner_role(aws, unique, {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})
+    ours = aws.role(unique("ours"), trust_with_external_id(named, "ext-1"))
+    with aws.permission_checks():
+        assert refused(lambda: aws.client("sts", stranger).assume_role(
+            RoleArn=ours, RoleSessionName="partner", ExternalId="ext-1"))
+
+
+def test_sessions_longer_than_the_role_allows_are_refused(aws: Aws, unique) -> None:
+    partner_arn, partner = partner_role(aws, unique, {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})
+    ours = aws.role(unique("ours"), trust_with_external_id(partner_arn, "ext-1"), max_session=3600)
+    with aws.permission_checks(), pytest.raises(ClientError) as error:
+        aws.client("sts", partner).assume_role(RoleArn=ours, RoleSessionName="partner",
+                                               ExternalId="ext-1", DurationSeconds=7200)
+    assert error.value.response["Error"]["Code"] == "ValidationError"
+
+
+# --- resources of other services -------------------------------------------------------------
+
+
+def test_identity_policies_scoped_to_one_secret_topic_and_user(aws: Aws, unique) -> None:
+    secretsmanager, sns, iam = aws.client("secretsmanager"), aws.client("sns"), aws.client("iam")
+    mine = secretsmanager.create_secret(Name=unique("mine"), SecretString="1")["ARN"]
+    other = secretsmanager.create_secret(Name=unique("other"), SecretString="2")["ARN"]
+    topic = sns.create_topic(Name=unique("notices"))["TopicArn"]
+    other_topic = sns.create_topic(Name=unique("other"))["TopicArn"]
+    owner, stranger = unique("owner"), unique("stranger")
+    iam.create_user(UserName=owner)
+    iam.create_user(UserName=stranger)
+    caller = aws.user_with_key(unique("scoped"), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue",
+                                       "secretsmanager:PutSecretValue"], "Resource": mine},
+        {"Effect": "Allow", "Action": "sns:Publish", "Resource": topic},
+        {"Effect": "Allow", "Action": "iam:ListAccessKeys",
+         "Resource": f"arn:aws:iam::{ACCOUNT}:user/{owner}"}]})
+    sm, publisher, keys = (aws.client(s, caller) for s in ("secretsmanager", "sns", "iam"))
+    with aws.permission_checks():
+        # moto alone compared these Resource ARNs with "*" and refused every call.
+        assert sm.get_secret_value(SecretId=mine)["SecretString"] == "1"
+        sm.put_secret_value(SecretId=mine, SecretString="3")
+        publisher.publish(TopicArn=topic, Message="m")
+        keys.list_access_keys(UserName=owner)
+        assert refused(lambda: sm.get_secret_value(SecretId=other))
+        assert refused(lambda: sm.describe_secret(SecretId=mine))  # action not granted
+        assert refused(lambda: publisher.publish(TopicArn=other_topic, Message="m"))
+        assert refused(lambda: keys.list_access_keys(UserName=stranger))
+
+
+def test_a_service_gets_a_session_only_when_the_trust_policy_admits_it(
+    aws: Aws, unique
+) -> None:
+    lambda_trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    role = aws.role(unique("function"), lambda_trust, {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sns:ListTopics", "Resource": "*"}]})
+    session = server.service_role_session(aws.emulator, service="lambda.amazonaws.com",
+                                          role_arn=role, session_name="function")
+    credentials = (session["AccessKeyId"], session["SecretAccessKey"], session["SessionToken"])
+    with aws.permission_checks():
+        identity = aws.client("sts", credentials).get_caller_identity()
+        aws.client("sns", credentials).list_topics()
+    assert identity["Arn"] == session["Arn"] and ":assumed-role/" in identity["Arn"]
+    with pytest.raises(server.EmulatorError, match=r"does not allow states\.amazonaws\.com"):
+        server.service_role_session(aws.emulator, service="states.amazonaws.com",
+                                    role_arn=role, session_name="function")

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from localaws.policy import Decision, Request, evaluate, evaluate_all, unsupported_operators
+from localaws.policy import (
+    Decision,
+    Request,
+    evaluate,
+    evaluate_all,
+    explicitly_allows,
+    unsupported_operators,
+)
 
 BUCKET = "arn:aws:s3:::phi-acme-123456789012-us-east-1"
 USER = "arn:aws:iam::123456789012:user/phi-exchange-acme-partner"
@@ -125,6 +132,148 @@ def test_service_principals_never_match_a_caller() -> None:
     grant = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
                             "Action": "s3:PutObject", "Resource": f"{BUCKET}/*"}]}
     assert evaluate(grant, put()) is Decision.NOT_APPLICABLE
+
+
+def test_a_service_principal_matches_that_service_only() -> None:
+    grant = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+                            "Action": "s3:PutObject", "Resource": f"{BUCKET}/*"}]}
+    delivery = Request("s3:PutObject", f"{BUCKET}/logs/a", service="logging.s3.amazonaws.com")
+    assert evaluate(grant, delivery) is Decision.ALLOW
+    other = Request("s3:PutObject", f"{BUCKET}/logs/a", service="cloudtrail.amazonaws.com")
+    assert evaluate(grant, other) is Decision.NOT_APPLICABLE
+
+
+def test_everyone_includes_services_so_the_tls_deny_binds_them_too() -> None:
+    delivery = Request("s3:PutObject", f"{BUCKET}/a", service="cloudtrail.amazonaws.com",
+                       context={"aws:SecureTransport": ["false"]})
+    assert evaluate(TLS_ONLY, delivery) is Decision.DENY
+
+
+ROLE = "arn:aws:iam::111122223333:role/globex-file-transfer"
+SESSION = "arn:aws:sts::111122223333:assumed-role/globex-file-transfer/partner-transfer"
+
+
+def session_put(**context: str) -> Request:
+    return Request("s3:PutObject", f"{BUCKET}/inbound/a.csv", principal=SESSION, role_arn=ROLE,
+                   context={k: [v] for k, v in context.items()})
+
+
+def test_a_policy_naming_a_role_matches_its_sessions() -> None:
+    grant = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": ROLE},
+                            "Action": "s3:PutObject", "Resource": f"{BUCKET}/inbound/*"}]}
+    assert evaluate(grant, session_put()) is Decision.ALLOW
+    other_role = Request("s3:PutObject", f"{BUCKET}/inbound/a.csv",
+                         principal=SESSION.replace("globex-file-transfer", "other"),
+                         role_arn=ROLE.replace("globex-file-transfer", "other"))
+    assert evaluate(grant, other_role) is Decision.NOT_APPLICABLE
+
+
+def test_explicit_grants_name_the_caller_not_its_account() -> None:
+    by_role = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": ROLE},
+                              "Action": "s3:PutObject", "Resource": f"{BUCKET}/*"}]}
+    by_account = {"Statement": [{**by_role["Statement"][0],
+                                 "Principal": {"AWS": "arn:aws:iam::111122223333:root"}}]}
+    assert explicitly_allows(by_role, session_put())
+    assert evaluate(by_account, session_put()) is Decision.ALLOW
+    assert not explicitly_allows(by_account, session_put())
+
+
+# --- the audit stack's forms: CloudTrail as a service principal -------------------------------
+
+TRAIL = "arn:aws:cloudtrail:us-east-1:123456789012:trail/phi-exchange-audit"
+CUSTODY = "arn:aws:s3:::phiexchange-audit-custody"
+AUDIT_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ALGORITHM = "s3:x-amz-server-side-encryption"
+KEY_ID = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+# The custody bucket's wrong-encryption denies, each exempting the trail by aws:SourceArn.
+CUSTODY_DENIES = {"Statement": [
+    {"Sid": "DenyEncryptionOtherThanKms", "Effect": "Deny", "Principal": {"AWS": "*"},
+     "Action": "s3:PutObject", "Resource": f"{CUSTODY}/*",
+     "Condition": {"StringNotEquals": {ALGORITHM: "aws:kms", "aws:SourceArn": TRAIL},
+                   "Null": {ALGORITHM: "false"}}},
+    {"Sid": "DenyOtherKmsKeys", "Effect": "Deny", "Principal": {"AWS": "*"},
+     "Action": "s3:PutObject", "Resource": f"{CUSTODY}/*",
+     "Condition": {"StringNotEquals": {KEY_ID: AUDIT_KEY, "aws:SourceArn": TRAIL},
+                   "Null": {KEY_ID: "false"}}},
+]}
+
+
+def custody_put(*, service: str | None = None, **context: str) -> Request:
+    return Request("s3:PutObject", f"{CUSTODY}/AWSLogs/123456789012/CloudTrail-Digest/x.json.gz",
+                   principal=None if service else USER, service=service,
+                   context={k: [v] for k, v in context.items()})
+
+
+def test_the_trail_s_own_digest_with_sse_s3_passes_the_custody_denies() -> None:
+    digest = custody_put(service="cloudtrail.amazonaws.com",
+                         **{ALGORITHM: "AES256", "aws:SourceArn": TRAIL})
+    assert evaluate(CUSTODY_DENIES, digest) is Decision.NOT_APPLICABLE
+
+
+def test_anyone_else_s_sse_s3_upload_is_denied_by_the_custody_denies() -> None:
+    # No aws:SourceArn in the request: the negated test of the absent key matches.
+    assert evaluate(CUSTODY_DENIES, custody_put(**{ALGORITHM: "AES256"})) is Decision.DENY
+    other_trail = custody_put(service="cloudtrail.amazonaws.com", **{
+        ALGORITHM: "AES256", "aws:SourceArn": TRAIL.replace("phi-exchange-audit", "other")})
+    assert evaluate(CUSTODY_DENIES, other_trail) is Decision.DENY
+
+
+def test_custody_denies_leave_uploads_without_encryption_headers_alone() -> None:
+    assert evaluate(CUSTODY_DENIES, custody_put()) is Decision.NOT_APPLICABLE
+    kms = custody_put(**{ALGORITHM: "aws:kms", KEY_ID: AUDIT_KEY})
+    assert evaluate(CUSTODY_DENIES, kms) is Decision.NOT_APPLICABLE
+    assert evaluate(CUSTODY_DENIES, custody_put(**{ALGORITHM: "aws:kms", KEY_ID: AUDIT_KEY + "x"})
+                    ) is Decision.DENY
+
+
+CLOUDTRAIL_KEY_GRANTS = {"Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+     "Action": "kms:GenerateDataKey*", "Resource": "*",
+     "Condition": {"StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                  "arn:aws:cloudtrail:*:123456789012:trail/*"},
+                   "ArnEquals": {"aws:SourceArn": TRAIL}}},
+    {"Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+     "Action": "kms:DescribeKey", "Resource": "*",
+     "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:cloudtrail:*:123456789012:trail/*"}}},
+]}
+
+
+def cloudtrail_kms(action: str, **context: str) -> Request:
+    return Request(action, AUDIT_KEY, service="cloudtrail.amazonaws.com",
+                   context={k: [v] for k, v in context.items()})
+
+
+def test_cloudtrail_key_grant_needs_the_trail_and_its_encryption_context() -> None:
+    context = "kms:EncryptionContext:aws:cloudtrail:arn"
+    assert evaluate(CLOUDTRAIL_KEY_GRANTS, cloudtrail_kms(
+        "kms:GenerateDataKey", **{context: TRAIL, "aws:SourceArn": TRAIL})) is Decision.ALLOW
+    # ArnEquals compares whole ARN parts: another trail, or no context, is not granted.
+    assert evaluate(CLOUDTRAIL_KEY_GRANTS, cloudtrail_kms(
+        "kms:GenerateDataKey", **{context: TRAIL, "aws:SourceArn": TRAIL + "2"})) \
+        is Decision.NOT_APPLICABLE
+    assert evaluate(CLOUDTRAIL_KEY_GRANTS, cloudtrail_kms(
+        "kms:GenerateDataKey", **{"aws:SourceArn": TRAIL})) is Decision.NOT_APPLICABLE
+    assert evaluate(CLOUDTRAIL_KEY_GRANTS, cloudtrail_kms(
+        "kms:DescribeKey", **{"aws:SourceArn": TRAIL})) is Decision.ALLOW
+
+
+def test_an_encryption_context_condition_never_grants_describe_key() -> None:
+    # AWS supplies no encryption context for DescribeKey, so such a statement cannot match it.
+    grant = {"Statement": [{**CLOUDTRAIL_KEY_GRANTS["Statement"][0], "Action": "kms:*"}]}
+    assert evaluate(grant, cloudtrail_kms("kms:DescribeKey", **{"aws:SourceArn": TRAIL})) \
+        is Decision.NOT_APPLICABLE
+
+
+def test_null_false_on_an_encryption_context_key_requires_it() -> None:
+    root = "arn:aws:iam::123456789012:root"
+    reader = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": root},
+                             "Action": "kms:Decrypt", "Resource": "*",
+                             "Condition": {"Null": {
+                                 "kms:EncryptionContext:aws:cloudtrail:arn": "false"}}}]}
+    with_context = Request("kms:Decrypt", AUDIT_KEY, USER,
+                           {"kms:EncryptionContext:aws:cloudtrail:arn": [TRAIL]})
+    assert evaluate(reader, with_context) is Decision.ALLOW
+    assert evaluate(reader, Request("kms:Decrypt", AUDIT_KEY, USER)) is Decision.NOT_APPLICABLE
 
 
 def test_allow_with_an_unmet_condition_is_not_a_deny() -> None:

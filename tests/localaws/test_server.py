@@ -18,7 +18,7 @@ from cryptography.x509 import DNSName
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from localaws import server, tls
-from tests.localaws.conftest import Aws
+from tests.localaws.conftest import PARTNER_ADDRESS, Aws
 
 
 def test_generated_certificate_is_valid_for_localhost_under_its_ca(tmp_path: Path) -> None:
@@ -85,3 +85,21 @@ def test_stop_never_signals_a_process_it_did_not_start(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_source_address_listener_serves_the_same_emulator(aws: Aws, unique) -> None:
+    assert set(aws.emulator.source_endpoints) == {PARTNER_ADDRESS}
+    assert aws.emulator.url_from(None) == aws.emulator.url
+    other_port = aws.emulator.url_from(PARTNER_ADDRESS)
+    assert other_port != aws.emulator.url and other_port.startswith("https://localhost:")
+    bucket = unique("shared")
+    aws.client("s3").create_bucket(Bucket=bucket)  # one process, one state
+    aws.client("s3", source_address=PARTNER_ADDRESS).head_bucket(Bucket=bucket)
+    with pytest.raises(KeyError):
+        aws.emulator.url_from("198.51.100.1")  # never started: no silent fallback
+
+
+def test_start_refuses_a_source_address_that_is_not_an_ip(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+        server.start(tmp_path, source_addresses=("partner.example",))
+    assert not (tmp_path / server.STATE_FILE).exists()

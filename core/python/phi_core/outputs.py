@@ -187,8 +187,11 @@ def outputs_of_stack(document: Mapping[str, Any], stack_name: str | None,
     """One customer stack's outputs from a ``cdk deploy --outputs-file`` document: the stack
     named ``stack_name``, or (None) the only customer stack in it."""
     if stack_name is None:
-        stacks = [k for k in document if isinstance(k, str)
-                  and k.startswith(naming.STACK_NAME_PREFIX) and k != naming.AUDIT_STACK_NAME]
+        # Customer stacks only: `cdk deploy --all --outputs-file` also writes the account's
+        # stacks (PhiExchange-access, PhiExchange-audit), which have no CustomerSlug.
+        stacks = [k for k, v in document.items() if isinstance(k, str)
+                  and k.startswith(naming.STACK_NAME_PREFIX) and isinstance(v, Mapping)
+                  and CUSTOMER_SLUG in v]
         if len(stacks) != 1:
             raise OutputsError(source, [f"{len(stacks)} customer stacks in the file "
                                         f"({', '.join(stacks) or 'none'}): name one"])
