@@ -48,9 +48,11 @@ def test_bad_outputs_name_every_problem():
 
 
 def test_the_one_customer_stack_of_an_outputs_file_is_found_beside_the_audit_stack():
-    document = {naming.AUDIT_STACK_NAME: {"TrailArn": "x"}, "PhiExchange-acme": {"a": "b"}}
-    assert stack_outputs.outputs_of_stack(document, None, source="f") == {"a": "b"}
-    document["PhiExchange-globex"] = {}
+    acme = {stack_outputs.CUSTOMER_SLUG: "acme"}
+    document = {naming.AUDIT_STACK_NAME: {"TrailArn": "x"}, naming.ACCESS_STACK_NAME: {},
+                "PhiExchange-acme": acme}
+    assert stack_outputs.outputs_of_stack(document, None, source="f") == acme
+    document["PhiExchange-globex"] = {stack_outputs.CUSTOMER_SLUG: "globex"}
     with pytest.raises(stack_outputs.OutputsError, match="2 customer stacks"):
         stack_outputs.outputs_of_stack(document, None, source="f")
 
