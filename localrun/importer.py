@@ -193,9 +193,9 @@ def _read_back(run: LocalRun, dsn: str, uploads: list[dict[str, Any]]) -> list[s
             lines.append(
                 f"custody #{row['id']} {key} version {row['version_id']}: {row['row_count']} "
                 f"row(s), {row['checksum_algorithm']} {row['checksum']} "
-                f"({row['checksum_source']}), KMS key {row['kms_key_id']}, uploader "
-                f"{row['effective_uploader_arn']} ({row['effective_uploader_source']}), "
-                f"requester {row['requester']} from {row['source_ip']}, event "
+                f"({row['checksum_source']}), KMS key {row['kms_key_id']}; AWS's record: "
+                f"requester {row['requester']} from {row['source_ip']}; the uploader's claim: "
+                f"{row['claimed_uploader_arn']} ({row['claimed_uploader_source']}); event "
                 f"{row['event_id']}")
         small = min((r for r in chain.values() if r["row_count"]), default=None,
                     key=lambda r: r["row_count"])
