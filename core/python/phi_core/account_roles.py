@@ -274,18 +274,28 @@ def deployment_statements(*, partition: str, region: str, account: str) -> list[
 
 def cdk_deploy_statements(*, partition: str, region: str, account: str,
                           deployment_role: str) -> list[Statement]:
-    """What the CDK CLI does with the role it assumes: change sets of our stacks, handing
-    them to CloudFormation's deployment role, reading the staged templates."""
+    """What the CDK CLI does with the role it assumes (the CDK bootstrap's deploy role,
+    narrowed to our stacks): change sets and stack operations on our stacks, handing them to
+    CloudFormation's deployment role, reading stacks and the staged templates, the bootstrap
+    version. Never a resource of the stacks themselves: CloudFormation does that, as the
+    deployment role."""
     stacks = f"arn:{partition}:cloudformation:{region}:{account}:stack/" \
              f"{naming.STACK_NAME_PREFIX}*/*"
     return [
         {"Sid": "DeployOurStacks", "Effect": "Allow",
          "Action": ["cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet",
                     "cloudformation:ExecuteChangeSet", "cloudformation:DeleteChangeSet",
+                    "cloudformation:CreateStack", "cloudformation:UpdateStack",
+                    "cloudformation:RollbackStack", "cloudformation:ContinueUpdateRollback",
+                    "cloudformation:DeleteStack", "cloudformation:UpdateTerminationProtection",
                     "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
-                    "cloudformation:GetTemplate", "cloudformation:GetTemplateSummary",
-                    "cloudformation:DeleteStack"],
+                    "cloudformation:DescribeStackResources",
+                    "cloudformation:ListStackResources", "cloudformation:GetTemplate",
+                    "cloudformation:GetTemplateSummary"],
          "Resource": stacks},
+        # ValidateTemplate takes no resource in IAM (sts:GetCallerIdentity needs no permission).
+        {"Sid": "ValidateTemplates", "Effect": "Allow",
+         "Action": "cloudformation:ValidateTemplate", "Resource": "*"},
         {"Sid": "HandToCloudFormation", "Effect": "Allow", "Action": "iam:PassRole",
          "Resource": deployment_role,
          "Condition": {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}},
@@ -293,6 +303,7 @@ def cdk_deploy_statements(*, partition: str, region: str, account: str,
          "Action": ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"],
          "Resource": [f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}",
                       f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}/*"]},
-        {"Sid": "ReadBootstrapVersion", "Effect": "Allow", "Action": "ssm:GetParameter",
+        {"Sid": "ReadBootstrapVersion", "Effect": "Allow",
+         "Action": ["ssm:GetParameter", "ssm:GetParameters"],
          "Resource": f"arn:{partition}:ssm:{region}:{account}:parameter/cdk-bootstrap/*"},
     ]
