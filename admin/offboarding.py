@@ -4,7 +4,9 @@ Two steps, because the registry is the source of truth (docs/offboarding.md):
 
 1. **Now** (:func:`offboard`, ``phi-exchange-admin offboard SLUG``): an explicit deny for the
    partner's principals in the data bucket's policy (statement ``OffboardedPartnerDeny``:
-   every S3 action on the bucket, whatever the partner's allows), plus, by access mode:
+   every S3 action on the bucket, whatever the partner's allows; only break-glass may add it
+   outside a deployment, so as the operator that step is refused and reported), plus, by
+   access mode:
    ``iam-user``: every access key of the partner user deactivated (not deleted: reversible,
    and the keys stay visible in IAM) and the secret's rotation cancelled (a rotation would
    issue a new active key); ``assume-role``: the role's trust policy replaced by one that
@@ -45,6 +47,14 @@ DENY_ALL_TRUST_POLICY = {
     "Statement": [{"Sid": "Offboarded", "Effect": "Deny", "Principal": {"AWS": "*"},
                    "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}],
 }
+
+
+# Every bucket's policy may be changed only by the deployment role and break-glass
+# (phi_core.account_roles.guarded_bucket_deny): the operator's immediate deny is refused.
+BUCKET_POLICY_REFUSED = (
+    "only the deployment role and break-glass may change a bucket's policy: run this command "
+    "again as break-glass for the immediate deny, or make it permanent now (step 2: "
+    "offboarded = true, then deploy).")
 
 
 @dataclass(frozen=True)
@@ -171,13 +181,15 @@ def offboard(customer: CustomerConfig, outputs: StackOutputs, *, s3: Any, iam: A
     failures: list[str] = []
     keys: tuple[dict[str, str], ...] = ()
 
-    def step(what: str, action: Callable[[], None]) -> None:
+    def step(what: str, action: Callable[[], None], *, refused: str = "") -> None:
         try:
             action()
         except ClientError as err:
             error = err.response.get("Error", {})
-            failures.append(f"{what}: {err.operation_name}: {error.get('Code', 'Error')}: "
-                            + " ".join(str(error.get("Message", "")).split()))
+            code = error.get("Code", "Error")
+            failures.append(f"{what}: {err.operation_name}: {code}: "
+                            + " ".join(str(error.get("Message", "")).split())
+                            + (f" ({refused})" if refused and code == "AccessDenied" else ""))
 
     def deny() -> None:
         policy = read_bucket_policy(s3, outputs.bucket)
@@ -195,7 +207,9 @@ def offboard(customer: CustomerConfig, outputs: StackOutputs, *, s3: Any, iam: A
         keys, key_actions = _deactivate_keys(iam, naming.partner_user_name(customer.slug))
         actions.extend(key_actions)
 
-    step(f"deny in the policy of bucket {outputs.bucket}", deny)
+    step(f"deny in the policy of bucket {outputs.bucket}", deny, refused=BUCKET_POLICY_REFUSED
+         + (" Until then the partner's principals keep their access: nothing of theirs is in "
+            "our IAM." if customer.access is AccessMode.CROSS_ACCOUNT else ""))
     if customer.access is AccessMode.IAM_USER:
         step("deactivate the access keys", deactivate)
         step("cancel the rotation", lambda: actions.append(_cancel_rotation(

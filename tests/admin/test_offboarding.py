@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from admin import lifecycle_cli, offboarding
 from admin.stack_outputs import LifecycleError, parse_outputs
@@ -287,3 +288,29 @@ def test_existing_report_file_is_refused_before_anything_changes(
     assert report_path.read_text() == "keep me"
     assert offboarding.DENY_SID not in sids(acme.bucket)
     assert key_statuses("phi-exchange-acme-partner") == {"Active"}
+
+
+def test_a_bucket_policy_change_refused_by_the_guard_says_who_may(aws: None) -> None:
+    """Only the deployment role and break-glass may change a bucket's policy (issue 15): as
+    the operator the immediate deny is refused; the report says how to get it, the IAM steps
+    still run. (moto does not enforce bucket policies: AWS's refusal is raised from botocore's
+    own event hook on the real client.)"""
+    acme = deploy(registry()["acme"])
+
+    def refuse(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "explicit deny in a "
+                                     "resource-based policy"}}, "PutBucketPolicy")
+
+    def make(service: str) -> object:
+        client = boto3.client(service, region_name=REGION)
+        if service == "s3":
+            client.meta.events.register("before-call.s3.PutBucketPolicy", refuse)
+        return client
+
+    ran = run(CUSTOMERS, ["offboard", "acme", "--yes"], make=make)
+
+    assert ran.code == 1
+    assert "PutBucketPolicy: AccessDenied" in ran.out
+    assert "run this command again as break-glass" in ran.out
+    assert offboarding.DENY_SID not in sids(acme.bucket)
+    assert key_statuses("phi-exchange-acme-partner") == {"Inactive"}
