@@ -39,13 +39,13 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
+import functools
 import ipaddress
-import json
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -816,9 +816,15 @@ def role_call_operations(calls: Iterable[RoleCall], target: Target,
     return ops
 
 
-def sweep_operations(target: Target) -> list[Operation]:
+def sweep_operations(target: Target) -> tuple[Operation, ...]:
     """Every action IAM knows for ``target``'s resource type, one context each."""
-    return [_op(info.action, "every action", sweep=True) for info in actions_for(target.kind)]
+    return _sweep_operations(target.kind)
+
+
+@functools.cache
+def _sweep_operations(kind: Kind) -> tuple[Operation, ...]:
+    # Built once per kind (a frozen Operation is shared by every request that asks it).
+    return tuple(_op(info.action, "every action", sweep=True) for info in actions_for(kind))
 
 
 def networks(customer: CustomerConfig | None, target: Target, *, full: bool,
@@ -1021,10 +1027,20 @@ def _identity_could_allow(policies: tuple[str, ...], action: str, resource: str,
     key = (policies, action, resource)
     if key not in _IDENTITY_CACHE:
         _IDENTITY_CACHE[key] = any(
-            statement.get("Effect") == "Allow" and _action_matches(statement, action)
-            and _resource_matches(statement, resource)
-            for policy_id in policies for statement in _statements(documents[policy_id]))
+            _resource_matches(statement, resource)
+            for policy_id in policies for statement in _allows(policy_id, action, documents))
     return _IDENTITY_CACHE[key]
+
+
+def _allows(policy_id: str, action: str, documents: Mapping[str, Any]
+            ) -> tuple[Mapping[str, Any], ...]:
+    """The Allow statements of a policy whose Action (or NotAction) matches ``action``."""
+    key = (policy_id, action)
+    if key not in _ALLOWS_CACHE:
+        _ALLOWS_CACHE[key] = tuple(
+            statement for statement in _statements(documents[policy_id])
+            if statement.get("Effect") == "Allow" and _action_matches(statement, action))
+    return _ALLOWS_CACHE[key]
 
 
 def _resource_matches(statement: Mapping[str, Any], resource: str) -> bool:
@@ -1041,17 +1057,16 @@ def _resource_could_allow(policy_id: str, action: str, service: bool, arn: str |
     key = (policy_id, action, service, arn if service else None, account)
     if key not in _RESOURCE_CACHE:
         who = Principal("", Who.SERVICE if service else Who.STRANGER, arn, None, account, (), "")
-        _RESOURCE_CACHE[key] = any(
-            statement.get("Effect") == "Allow" and _action_matches(statement, action)
-            and _principal_could_match(statement, who)
-            for statement in _statements(documents[policy_id]))
+        _RESOURCE_CACHE[key] = any(_principal_could_match(statement, who)
+                                   for statement in _allows(policy_id, action, documents))
     return _RESOURCE_CACHE[key]
 
 
-# Keyed by policy ids; emptied by every run_matrix, so a policy changed between runs (the
+# Keyed by policy ids; emptied by every plan_requests, so a policy changed between runs (the
 # mutation tests) is read afresh.
 _IDENTITY_CACHE: dict[tuple[tuple[str, ...], str, str], bool] = {}
 _RESOURCE_CACHE: dict[tuple[str, str, bool, str | None, str | None], bool] = {}
+_ALLOWS_CACHE: dict[tuple[str, str], tuple[Mapping[str, Any], ...]] = {}
 
 
 # Not "ImplicitlyDenied": an explicit deny may match as well; it does not need to be found.
@@ -1125,8 +1140,14 @@ class MatrixResult:
                 f"{len(self.errors)} evaluator errors")
 
 
-def _request_key(request: evaluator.Request) -> str:
-    return json.dumps(request.as_json(), sort_keys=True)
+def _request_key(request: evaluator.Request) -> Hashable:
+    """Equal for two requests exactly when their JSON (``as_json``, keys sorted) is equal: the
+    same fields, and the context as sorted (key, value) pairs with lists as tuples (the
+    values are strings or lists of strings, which JSON encodes one to one)."""
+    context = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                           for k, v in request.context.items()))
+    return (request.principal, request.action, request.resource, request.resource_account,
+            context, tuple(request.identity_policies), request.resource_policy)
 
 
 def run_matrix(universe: Universe, *, workers: int | None = None,
@@ -1150,12 +1171,16 @@ def plan_requests(requests: Sequence[MatrixRequest], batch: evaluator.Batch, *,
     ``rename`` maps policy ids to the ids of replacement documents already in the batch."""
     _IDENTITY_CACHE.clear()
     _RESOURCE_CACHE.clear()
+    _ALLOWS_CACHE.clear()
     rename = rename or {}
-    slots: dict[str, int] = {}
+    slots: dict[Hashable, int] = {}
     plan: list[int | None] = []
     for r in requests:
-        identity = tuple(rename.get(i, i) for i in r.principal.policies)
-        resource = rename.get(r.target.policy, r.target.policy) if r.target.policy else None
+        identity = r.principal.policies
+        resource = r.target.policy or None
+        if rename:
+            identity = tuple(rename.get(i, i) for i in identity)
+            resource = rename.get(resource, resource) if resource else None
         if not could_be_allowed(r.principal, r.operation.action, r.target.arn, identity,
                                 resource, batch.policies):
             plan.append(None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from security.matrix_model import Kind
@@ -44,15 +44,18 @@ class CatalogUnavailable(Exception):
 class ActionInfo:
     action: str  # "s3:GetObject"
     condition_keys: tuple[re.Pattern[str], ...]  # what a request for it may carry
+    # allows_key's answers (a function of the key and the fields above, which never change);
+    # kept per instance: hashing the patterns at every lookup cost more than the match.
+    _allowed: dict[str, bool] = field(default_factory=dict, init=False, repr=False,
+                                      compare=False, hash=False)
 
     def allows_key(self, key: str) -> bool:
         """Whether ``key`` is a context key this action can carry (every ``aws:`` key can)."""
-        return _allows_key(self, key)
-
-
-@functools.cache
-def _allows_key(info: ActionInfo, key: str) -> bool:
-    return key.lower().startswith("aws:") or any(p.fullmatch(key) for p in info.condition_keys)
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            allowed = self._allowed[key] = (key.lower().startswith("aws:") or any(
+                p.fullmatch(key) for p in self.condition_keys))
+        return allowed
 
 
 def _load(kind: str, service: str) -> dict[str, dict]:

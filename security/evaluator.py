@@ -112,24 +112,26 @@ def evaluator_version() -> str:
     return str(json.loads(manifest.read_text())["version"])
 
 
-def evaluate(batch: Batch, *, workers: int | None = None, memoize: bool = True
-             ) -> list[Decision]:
-    """Evaluate every request of ``batch`` in one Node process (``workers`` threads, default
-    one per core); decisions come back in request order. ``memoize`` (default on) caches the
-    evaluator's per-action/resource lookups (see evaluate.mjs); off only to prove it changes
-    no decision."""
-    evaluator_version()  # fails early, with the install command, if the package is missing
-    if not batch.requests:
-        return []
-    payload = {
+def batch_json(batch: Batch, *, workers: int | None = None) -> str:
+    """The JSON that :func:`evaluate` sends to ``evaluate.mjs`` for ``batch`` (what
+    ``bench/evaluator_bench.py`` writes to a file, to profile or compare the evaluator)."""
+    return json.dumps({
         "policies": batch.policies,
         "requests": [request.as_json() for request in batch.requests],
         "workers": workers or os.cpu_count() or 1,
-    }
+    })
+
+
+def run_batch_json(payload: str, *, memoize: bool = True, script: Path = SCRIPT
+                   ) -> dict[str, Any]:
+    """Run ``evaluate.mjs`` (or another ``script`` beside it) on a batch's JSON; its parsed
+    answer (``results`` in request order). ``memoize`` False sets IAM_SIMULATE_NO_MEMO=1:
+    every lookup and match is computed afresh, as iam-simulate does on its own."""
+    evaluator_version()  # fails early, with the install command, if the package is missing
     try:
         completed = subprocess.run(  # noqa: S603 - fixed argv: our Node and our script
-            [node_binary(), str(SCRIPT)],
-            input=json.dumps(payload),
+            [node_binary(), str(script)],
+            input=payload,
             capture_output=True,
             text=True,
             timeout=EVALUATION_TIMEOUT_SECONDS,
@@ -143,22 +145,39 @@ def evaluate(batch: Batch, *, workers: int | None = None, memoize: bool = True
         raise EvaluatorFailed(f"evaluator exited {completed.returncode}: "
                               f"{completed.stderr.strip()[-2000:]}")
     try:
-        results = json.loads(completed.stdout)["results"]
-    except (ValueError, KeyError) as err:
+        answer = json.loads(completed.stdout)
+    except ValueError as err:
         raise EvaluatorFailed(f"unreadable evaluator output ({err})") from None
+    if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+        raise EvaluatorFailed("unreadable evaluator output (no results)")
+    return answer
+
+
+def decision_of(result: Mapping[str, Any]) -> Decision:
+    """One result of ``evaluate.mjs`` as a :class:`Decision`."""
+    return Decision(
+        decision=result["decision"],
+        allow=tuple(result.get("allow", ())),
+        deny=tuple(result.get("deny", ())),
+        ignored_context_keys=tuple(result.get("ignoredContextKeys", ())),
+        error=result.get("error"),
+        fallback=result.get("fallback"),
+    )
+
+
+def evaluate(batch: Batch, *, workers: int | None = None, memoize: bool = True
+             ) -> list[Decision]:
+    """Evaluate every request of ``batch`` in one Node process (``workers`` threads, default
+    one per core); decisions come back in request order. ``memoize`` (default on) caches the
+    evaluator's pure lookups and statement matches (see evaluate.mjs); off only to prove it
+    changes no decision."""
+    evaluator_version()  # fails early, with the install command, if the package is missing
+    if not batch.requests:
+        return []
+    results = run_batch_json(batch_json(batch, workers=workers), memoize=memoize)["results"]
     if len(results) != len(batch.requests):
         raise EvaluatorFailed(f"{len(results)} decisions for {len(batch.requests)} requests")
-    return [
-        Decision(
-            decision=result["decision"],
-            allow=tuple(result.get("allow", ())),
-            deny=tuple(result.get("deny", ())),
-            ignored_context_keys=tuple(result.get("ignoredContextKeys", ())),
-            error=result.get("error"),
-            fallback=result.get("fallback"),
-        )
-        for result in results
-    ]
+    return [decision_of(result) for result in results]
 
 
 def evaluate_one(request: Request, policies: Mapping[str, Any]) -> Decision:

@@ -241,18 +241,19 @@ MUTATIONS: tuple[Mutation, ...] = (
 )
 
 
-def run_mutations(universe: Universe, requests: Sequence[MatrixRequest],
-                  mutations: Sequence[Mutation]) -> dict[str, MatrixResult]:
-    """Evaluate, for each mutation, every request that reads a document it changed, against
-    the changed documents: all mutations in one evaluator batch (each changed document under
-    its own id), so the evaluator starts once."""
-    started = time.monotonic()
+Plans = list[tuple[Mutation, list[MatrixRequest], list[int | None]]]
+
+
+def plan_mutations(universe: Universe, requests: Sequence[MatrixRequest],
+                   mutations: Sequence[Mutation]) -> tuple[evaluator.Batch, Plans]:
+    """One evaluator batch for every mutation: each changed document under its own id, and
+    every request that reads one (each mutation's affected requests and their slots)."""
     by_policy: dict[str, list[MatrixRequest]] = defaultdict(list)
     for r in requests:
         for policy_id in {*r.principal.policies, r.target.policy or ""} - {""}:
             by_policy[policy_id].append(r)
     batch = evaluator.Batch(policies=dict(universe.documents))
-    plans = []
+    plans: Plans = []
     for mutation in mutations:
         documents = copy.deepcopy(universe.documents)
         changed = mutation.apply(universe, documents)
@@ -262,6 +263,16 @@ def run_mutations(universe: Universe, requests: Sequence[MatrixRequest],
         affected = list({id(r): r for policy_id in changed for r in by_policy[policy_id]}
                         .values())
         plans.append((mutation, affected, plan_requests(affected, batch, rename=rename)))
+    return batch, plans
+
+
+def run_mutations(universe: Universe, requests: Sequence[MatrixRequest],
+                  mutations: Sequence[Mutation]) -> dict[str, MatrixResult]:
+    """Evaluate, for each mutation, every request that reads a document it changed, against
+    the changed documents: all mutations in one evaluator batch (each changed document under
+    its own id), so the evaluator starts once."""
+    started = time.monotonic()
+    batch, plans = plan_mutations(universe, requests, mutations)
     prepared = time.monotonic()
     decisions = evaluator.evaluate(batch)
     seconds = time.monotonic() - prepared

@@ -1,24 +1,38 @@
 """Test-suite wiring shared by every directory.
 
-``make test`` runs two pytest-xdist workers with ``--dist loadgroup``. Session fixtures live
-per worker, so every test that reads one synthesized app is sent to the same worker: the app
-is synthesized (and the access matrix evaluated) once, not once per worker.
+``make test`` runs two pytest-xdist workers with ``--dist loadgroup``. Session and module
+fixtures live per worker, so every test that reads one expensive fixture (a synthesized app, a
+deployed emulator) is sent to the same worker: it is built once, not once per worker.
 """
 
 from __future__ import annotations
 
 import pytest
 
-# Session fixture -> the worker group of every test that uses it.
-SYNTHESIZED_APPS = {
+# Expensive session/module fixture -> the worker group of every test that uses it. A
+# parametrized fixture gets one group per parameter (each parameter is its own deploy).
+EXPENSIVE_FIXTURES = {
     "matrix_app": "security-app",  # tests/security/conftest.py: audit + registry + variants
     "stack_artifacts": "infra-app",  # tests/infra/conftest.py: audit + registry + extras
+    "deployed": "e2e-acme",  # tests/localaws/test_e2e.py: the demo, deployed on the emulator
+    "run": "e2e-mode",  # tests/localaws/test_e2e_modes.py: one deploy per access mode
+    "lifecycle": "admin-lifecycle",  # tests/admin/test_lifecycle_e2e.py
+    "acme_synth": "cdk-cli",  # tests/infra/test_cdk_cli.py: the CDK CLI's synth
+    "role_template": "rotation-role",  # tests/localaws/test_rotation_role.py
+    "sources": "packaging",  # tests/packaging: the built distributions
 }
 
 
+# tryfirst: xdist's own collection hook reads the xdist_group markers; a conftest hook runs
+# after it unless told otherwise, and its markers were then silently ignored (measured: the
+# access matrix was evaluated on both workers).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        for fixture, group in SYNTHESIZED_APPS.items():
+        for fixture, group in EXPENSIVE_FIXTURES.items():
             if fixture in getattr(item, "fixturenames", ()):
+                callspec = getattr(item, "callspec", None)
+                if callspec is not None and fixture in callspec.params:
+                    group = f"{group}-{callspec.params[fixture]}"
                 item.add_marker(pytest.mark.xdist_group(group))
                 break

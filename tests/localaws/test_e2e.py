@@ -147,7 +147,8 @@ def test_data_bucket_settings(deployed: tuple[Aws, Path, float]) -> None:
     assert s3.get_bucket_logging(Bucket=BUCKET)["LoggingEnabled"] == {
         "TargetBucket": LOG_BUCKET, "TargetPrefix": "data-bucket/"}
     lifecycle = {r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]}
-    assert lifecycle == {"ExpireNoncurrentVersions", "AbortIncompleteMultipartUploads"}
+    assert lifecycle == {"ExpireNoncurrentVersions", "AbortIncompleteMultipartUploads",
+                         "KeepInboundOriginals"}
 
 
 def test_data_bucket_policy(deployed: tuple[Aws, Path, float]) -> None:
@@ -231,7 +232,7 @@ def test_partner_user_group_and_policy(deployed: tuple[Aws, Path, float]) -> Non
     document = json.loads(document) if isinstance(document, str) else document
     assert {s["Sid"] for s in document["Statement"]} == {
         "WriteInbound", "ReadOutbound", "ListOwnPrefixes", "FindBucketRegion",
-        "ListTopLevelFolders", "UseKeyThroughS3"}
+        "ListTopLevelFolders", "UseKeyThroughS3", "DenySessionCredentials"}
 
 
 def test_partner_key_is_scoped_to_its_prefixes_with_checks_on(
@@ -334,7 +335,9 @@ def test_the_importer_loaded_each_upload_with_its_custody_row(
                               ChecksumMode="ENABLED")
         assert row["checksum"] == head["ChecksumCRC64NVME"] and row["size"] == head[
             "ContentLength"]
-        assert row["effective_uploader_arn"].endswith(":user/phi-exchange-acme-partner")
+        # The client's claim (object metadata or batch manifest), kept apart from AWS's record.
+        assert row["claimed_uploader_arn"].endswith(":user/phi-exchange-acme-partner")
+        assert row["claimed_uploader_source"] != "unknown"
         assert (row["requester"], row["source_ip"]) == (ACCOUNT, "127.0.0.1")
     # Nothing went to the dead-letter queue. (The ingestion queue may hold messages of
     # objects other tests here upload after the run.)

@@ -105,10 +105,12 @@ def test_a_user_gets_its_own_and_its_groups_policies():
     assert names == ["S/User/inline", "S/Policy"]
 
 
-def test_an_aws_managed_policy_cannot_be_evaluated_offline():
+def test_an_aws_managed_policy_not_written_out_cannot_be_evaluated_offline():
+    # AdministratorAccess is written out in AWS_MANAGED_POLICIES; any other managed policy
+    # is refused rather than evaluated as if it granted nothing.
     resolved = resolve_template(template(Role={"Type": "AWS::IAM::Role", "Properties": {
         "AssumeRolePolicyDocument": DOC,
-        "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}}), "S")
+        "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]}}), "S")
     with pytest.raises(UnknownPolicy):
         collect_policies(resolved)
 

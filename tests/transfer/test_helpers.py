@@ -487,8 +487,10 @@ def test_profile_from_outputs_by_access_mode(tmp_path: Path) -> None:
 
 
 def test_select_stack_outputs() -> None:
-    doc = {"PhiExchange-acme": {"BucketName": "x"}, "Other": {}}
-    assert select_stack_outputs(doc, None) == {"BucketName": "x"}
+    # The account's stacks (no CustomerSlug output) are not candidates for the default.
+    doc = {"PhiExchange-acme": {"BucketName": "x", "CustomerSlug": "acme"},
+           "PhiExchange-audit": {"TrailArn": "t"}, "Other": {}}
+    assert select_stack_outputs(doc, None) == {"BucketName": "x", "CustomerSlug": "acme"}
     with pytest.raises(TransferError):
         select_stack_outputs(doc, "PhiExchange-globex")
 
