@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 
-.PHONY: setup setup-demo demo demo-down synth synth-all test lint matrix scan lock clean
+.PHONY: setup setup-demo demo demo-down synth synth-all test lint matrix scan partner-tools lock clean
 
 # What the demo needs: the CDK app, the emulator, the client, the CDK CLI and Node 22.
 setup-demo: $(VENV)/.demo-installed node_modules/.installed
@@ -93,6 +93,13 @@ matrix: setup
 
 scan: setup
 	$(PYTHON) -m security.scanners
+
+# Re-record what the partner tools send (installs the pinned tools of
+# security/tools-requirements.txt into .venv-partner-tools, runs them against a local recording
+# server) into security/partner_tool_requests.json, which the tests evaluate; then refresh the
+# generated blocks of docs/partner-tools.md. Needed after a pin bump (a test says so).
+partner-tools: setup
+	$(PYTHON) -m security.partner_tools --record --write-doc
 
 # Re-pin every transitive version after changing a requirements file.
 lock: $(UV)
