@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import pytest
 
+from tests.demo_runs import acme_demo  # noqa: F401 - a session fixture, shared by two dirs
+
+# Tests that change what other tests of their group read: they run after the rest of it.
+RUN_LAST = ("tests/admin/test_lifecycle_e2e.py",)  # offboards the shared acme run
+
 # Expensive session/module fixture -> the worker group of every test that uses it. A
 # parametrized fixture gets one group per parameter (each parameter is its own deploy).
 EXPENSIVE_FIXTURES = {
     "matrix_app": "security-app",  # tests/security/conftest.py: audit + registry + variants
     "stack_artifacts": "infra-app",  # tests/infra/conftest.py: audit + registry + extras
-    "deployed": "e2e-acme",  # tests/localaws/test_e2e.py: the demo, deployed on the emulator
+    "acme_demo": "e2e-acme",  # tests/demo_runs.py: the acme demo, deployed on the emulator
     "run": "e2e-mode",  # tests/localaws/test_e2e_modes.py: one deploy per access mode
-    "lifecycle": "admin-lifecycle",  # tests/admin/test_lifecycle_e2e.py
     "acme_synth": "cdk-cli",  # tests/infra/test_cdk_cli.py: the CDK CLI's synth
     "role_template": "rotation-role",  # tests/localaws/test_rotation_role.py
     "sources": "packaging",  # tests/packaging: the built distributions
@@ -28,6 +32,7 @@ EXPENSIVE_FIXTURES = {
 # access matrix was evaluated on both workers).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.split("::")[0] in RUN_LAST)  # stable: order kept
     for item in items:
         for fixture, group in EXPENSIVE_FIXTURES.items():
             if fixture in getattr(item, "fixturenames", ()):

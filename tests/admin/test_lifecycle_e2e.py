@@ -4,17 +4,14 @@ where it matters: the kit never holds the partner's secret; after offboarding, o
 still reads what the partner sent while the partner's key is refused, and the bucket, key and
 versions are all still there.
 
-One emulator for the module: ``up`` (~20 s warm) also runs the partner round trip and a key
-rotation, so there are objects under ``inbound/`` and a rotated current key. ``down`` always.
+The acme run of the session (tests/demo_runs.py, shared with tests/localaws/test_e2e.py, whose
+tests run first): ``up`` also ran the partner round trip and a key rotation, so there are
+objects under ``inbound/`` and a rotated current key.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +23,11 @@ from admin import offboarding
 from localrun.context import Credentials, LocalRun
 from localrun.flow import SAMPLE_INBOUND
 from tests.admin.lifecycle_support import REPO, Ran, run
+from tests.demo_runs import DemoRun
 
 pytestmark = pytest.mark.e2e
 
-UP_TIMEOUT_SECONDS = 240
 CUSTOMERS = REPO / "customers"
-
-
-def localrun(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "localrun", *args], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout, check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
 
 
 @dataclass
@@ -57,35 +47,27 @@ class Lifecycle:
 
 
 @pytest.fixture(scope="module")
-def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
+def lifecycle(acme_demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
     root = tmp_path_factory.mktemp("lifecycle")
-    run_dir = root / "run"
-    up = localrun("up", "--customer", "acme", "--run-dir", str(run_dir),
-                  timeout=UP_TIMEOUT_SECONDS)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        local = LocalRun.load(run_dir)
-        assert local is not None
+    local = LocalRun.load(acme_demo.run_dir)
+    assert local is not None
 
-        def make(service: str) -> Any:  # the operator, permission checks off
-            return local.client(service)
+    def make(service: str) -> Any:  # the operator, permission checks off
+        return local.client(service)
 
-        bucket = local.outputs["BucketName"]
-        kit = root / "kit"
-        onboard = run(CUSTOMERS, ["onboard", "acme", "--output", str(kit)], make)
-        status_before = _status(make)
-        versions_before = _versions(local, bucket)
-        old_key = local.partner_credentials()
-        report = root / "acme-final-custody.json"
-        offboard = run(CUSTOMERS, ["offboard", "acme", "--yes", "--export-custody",
-                                   str(report)], make)
-        yield Lifecycle(run=local, kit=kit, secret=local.partner_secret(), onboard=onboard,
-                        status_before=status_before, versions_before=versions_before,
-                        old_key=old_key, offboard=offboard, report=report,
-                        status_after=_status(make))
-    finally:
-        down = localrun("down", "--run-dir", str(run_dir))
-        assert down.returncode == 0, down.stdout + down.stderr
+    bucket = local.outputs["BucketName"]
+    kit = root / "kit"
+    onboard = run(CUSTOMERS, ["onboard", "acme", "--output", str(kit)], make)
+    status_before = _status(make)
+    versions_before = _versions(local, bucket)
+    old_key = local.partner_credentials()
+    report = root / "acme-final-custody.json"
+    offboard = run(CUSTOMERS, ["offboard", "acme", "--yes", "--export-custody",
+                               str(report)], make)
+    return Lifecycle(run=local, kit=kit, secret=local.partner_secret(), onboard=onboard,
+                     status_before=status_before, versions_before=versions_before,
+                     old_key=old_key, offboard=offboard, report=report,
+                     status_after=_status(make))
 
 
 def _status(make: Any) -> dict[str, Any]:

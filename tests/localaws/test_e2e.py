@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +23,11 @@ from localaws.coverage import coverage
 from localaws.server import Emulator
 from localrun import postgres
 from localrun.context import LocalRun
+from tests.demo_runs import DemoRun, localrun
 from tests.localaws.conftest import Aws
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# The whole flow takes ~60 s warm on two cores; the timeout bounds it (no timing is asserted).
-UP_TIMEOUT_SECONDS = 300
 ACCOUNT, REGION = "123456789012", "us-east-1"
 BUCKET = f"phi-acme-{ACCOUNT}-{REGION}"
 LOG_BUCKET = f"phi-acme-logs-{ACCOUNT}-{REGION}"
@@ -43,36 +37,18 @@ LOG_BUCKET = f"phi-acme-logs-{ACCOUNT}-{REGION}"
 # matrix (security/), not here.
 EXPECTED_GAPS = {("AWS::Lambda::Function", ("DeadLetterConfig", "LoggingConfig")),
                  ("AWS::SecretsManager::ResourcePolicy", ())}
-EXPECTED_AUDIT_GAPS: set[tuple[str, tuple[str, ...]]] = set()
-
-
-def localrun(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "localrun", *args], cwd=REPO_ROOT, capture_output=True,
-        text=True, timeout=timeout, check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-    )
+# KMS's lockout safety check is not emulated, so there is nothing for the bypass to bypass.
+EXPECTED_AUDIT_GAPS = {("AWS::KMS::Key", ("BypassPolicyLockoutSafetyCheck",))}
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Aws, Path, float]]:
-    run_dir = tmp_path_factory.mktemp("localrun") / "run"
-    started = time.monotonic()
-    up = localrun("up", "--customer", "acme", "--run-dir", str(run_dir),
-                  timeout=UP_TIMEOUT_SECONDS)
-    elapsed = time.monotonic() - started
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        for step in ("audit stack", "customer stack", "partner round trip (iam-user",
-                     "importer", "key rotation"):
-            assert f"[ok] {step}" in up.stdout, up.stdout
-        emulator = Emulator.load(run_dir)
-        assert emulator is not None
-        yield Aws(emulator), run_dir, elapsed
-    finally:
-        down = localrun("down", "--run-dir", str(run_dir))
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert not run_dir.exists()
+def deployed(acme_demo: DemoRun) -> tuple[Aws, Path, float]:
+    for step in ("audit stack", "customer stack", "partner round trip (iam-user",
+                 "importer", "key rotation"):
+        assert f"[ok] {step}" in acme_demo.stdout, acme_demo.stdout
+    emulator = Emulator.load(acme_demo.run_dir)
+    assert emulator is not None
+    return Aws(emulator), acme_demo.run_dir, acme_demo.seconds
 
 
 def stack_outputs(aws: Aws) -> dict[str, str]:

@@ -17,8 +17,8 @@ import pytest
 
 from localaws.server import Emulator
 from localrun import postgres
+from tests.demo_runs import UP_TIMEOUT_SECONDS, localrun
 from tests.localaws.conftest import Aws
-from tests.localaws.test_e2e import UP_TIMEOUT_SECONDS, localrun
 
 pytestmark = pytest.mark.e2e
 
