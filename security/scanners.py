@@ -238,16 +238,21 @@ def run_parliament(templates: Mapping[str, Mapping[str, Any]]) -> tuple[list[Fin
 
 
 def scan(template_files: Mapping[str, Path], *, skips: Iterable[Skip] | None = None,
-         checkov: Path | None = None) -> ScanResult:
-    """Run the three scanners on the templates (stack name -> file) and apply the skips."""
+         checkov: Path | None = None, resource_scan: Iterable[str] | None = None) -> ScanResult:
+    """Run the three scanners on the templates (stack name -> file) and apply the skips.
+
+    ``resource_scan`` (default: every stack) names the stacks cfn-lint and checkov read;
+    parliament always reads every policy of every stack."""
     skips = list(load_skips() if skips is None else skips)
     result = ScanResult()
-    files = sorted(template_files.values())
+    structural = {name: path for name, path in template_files.items()
+                  if resource_scan is None or name in set(resource_scan)}
+    files = sorted(structural.values())
     raw: list[Finding] = []
 
     with tempfile.TemporaryDirectory(prefix="scan-") as scratch:
-        copies = scan_copies(template_files, Path(scratch))
-        originals = {str(copy): str(template_files[name]) for name, copy in copies.items()}
+        copies = scan_copies(structural, Path(scratch))
+        originals = {str(copy): str(structural[name]) for name, copy in copies.items()}
         scanned = sorted(copies.values())
         started = time.monotonic()
         raw += run_cfn_lint(scanned)

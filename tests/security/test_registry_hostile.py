@@ -39,7 +39,8 @@ from stacks.config import (
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILES = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SYNTH = settings(max_examples=2, deadline=None, phases=[Phase.generate],
+# One example per run (a synth and a matrix, ~20 s): each CI run draws a new one.
+SYNTH = settings(max_examples=1, deadline=None, phases=[Phase.generate],
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 FIELDS = ["slug", "display_name", "access", "directions", "partner_principals", "external_id",

@@ -5,6 +5,8 @@ left that matches nothing."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,19 @@ from security.synth import SynthesizedApp
 from stacks.config import CustomerConfig
 
 
+def resource_scanned(stack_names: Iterable[str]) -> list[str]:
+    """The stacks cfn-lint and checkov read: all but the matrix's one-direction variants, whose
+    resources are a subset of their mode's two-direction variant (the access matrix evaluates
+    their policies; parliament reads them too). Budget: checkov costs ~2 s per template."""
+    return [name for name in stack_names
+            if not re.fullmatch(r"PhiExchange-mx-(user|xacct|role)-(in|out)", name)]
+
+
 @pytest.fixture(scope="module")
 def scan_result(matrix_app: SynthesizedApp) -> scanners.ScanResult:
     # Creates .venv-checkov from security/requirements-checkov.txt if `make setup` did not.
-    return scanners.scan(matrix_app.template_files)
+    return scanners.scan(matrix_app.template_files,
+                         resource_scan=resource_scanned(matrix_app.template_files))
 
 
 def test_scanners_report_nothing_unaccepted(scan_result: scanners.ScanResult):
@@ -28,8 +39,9 @@ def test_scanners_report_nothing_unaccepted(scan_result: scanners.ScanResult):
 
 def test_every_template_and_policy_was_scanned(scan_result: scanners.ScanResult,
                                                matrix_app: SynthesizedApp):
-    assert scan_result.counts["cfn-lint"] == len(matrix_app.template_files)
-    assert scan_result.counts["checkov"] == len(matrix_app.template_files)
+    resource = resource_scanned(matrix_app.template_files)
+    assert len(resource) == len(matrix_app.template_files) - 6
+    assert scan_result.counts["cfn-lint"] == scan_result.counts["checkov"] == len(resource)
     assert scan_result.counts["parliament"] >= 3 * (len(matrix_app.template_files) - 1)
 
 
