@@ -152,7 +152,7 @@ class Connection:
 
     def engine(self, pool: ThreadPoolExecutor, run: Run) -> engine.Engine:
         return engine.Engine(
-            s3=self.clients.s3,
+            s3=self.crt,
             target=self.target,
             pool=pool,
             state_dir=self.state_dir,

@@ -1,0 +1,163 @@
+"""The data path of large files: multipart uploads sent part by part through the CRT (hashed as
+each part is read), and downloads in ranged GETs written into the file as the bytes arrive.
+Against real moto server processes, over HTTP through the fault proxy and over TLS."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from partner_transfer import Client, Options, load_profile
+from partner_transfer.errors import ExitCode
+
+from tests.transfer.conftest import (
+    ACCOUNT,
+    MIB,
+    REGION,
+    Proxy,
+    TlsServer,
+    Workspace,
+    cli,
+    put_outbound,
+)
+
+pytestmark = pytest.mark.e2e  # talks to moto server processes
+
+# Three ranges (or parts) of 5 MiB, the last one short: the profiles here use 5 MiB parts.
+SIZE = 12 * MIB + 17
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# -- over TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_ws(
+    tmp_path: Path, moto_tls: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Workspace, Any]]:
+    """A workspace on the TLS-only moto server, trusted through AWS_CA_BUNDLE (as partners
+    trust a corporate proxy's CA), and an operator-side client for it."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(moto_tls.ca_bundle))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_tls.endpoint,
+        region_name=REGION,
+        verify=str(moto_tls.ca_bundle),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    bucket = f"phi-t{uuid.uuid4().hex[:10]}-{ACCOUNT}-{REGION}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    yield Workspace(tmp_path, bucket, moto_tls.endpoint), s3
+
+
+def test_large_files_go_up_in_parts_and_down_in_ranges_over_tls(
+    tls_ws: tuple[Workspace, Any],
+) -> None:
+    ws, s3 = tls_ws
+    data = os.urandom(SIZE)
+    ws.file("big.bin", data)
+    up = cli("upload", "--profile", ws.profile(), ws.root / "big.bin")
+    assert up.code == 0, up.err
+    stored = s3.head_object(Bucket=ws.bucket, Key="inbound/big.bin", ChecksumMode="ENABLED")
+    assert stored["ContentLength"] == SIZE
+    assert stored["ETag"].endswith('-3"')  # three parts
+
+    put_outbound(s3, ws.bucket, "outbound/big.bin", data)
+    down = cli("download", "--profile", ws.profile(), "outbound/big.bin", ws.root / "got.bin")
+    assert down.code == 0, down.err
+    assert (ws.root / "got.bin").read_bytes() == data
+    assert [r["result"] for r in ws.records()] == ["ok", "ok"]
+
+
+# -- uploads --------------------------------------------------------------------------------------
+
+
+def test_a_part_changed_in_place_is_never_sent(ws: Workspace, s3: Any, proxy: Proxy) -> None:
+    path = ws.file("export.csv", os.urandom(SIZE))
+    stat = path.stat()
+
+    def rewrite_part_3(kind: str, query: dict[str, list[str]]) -> None:
+        if kind == "UploadPart" and query["partNumber"] == ["1"]:
+            with path.open("r+b") as fh:  # same size, and the old modification time put back
+                fh.seek(11 * MIB)
+                fh.write(os.urandom(4096))
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    proxy.faults.on_request = rewrite_part_3
+    result = cli("upload", "--profile", ws.profile(endpoint=proxy.endpoint, concurrency=1), path)
+    assert result.code == ExitCode.CHANGED, result.err
+    assert "part 3 differs from when the upload started" in result.err
+    sent = [r["path"] for r in proxy.faults.log("UploadPart")]
+    assert len(sent) == 2  # parts 1 and 2; part 3 failed as it was read, before a byte left
+    assert s3.list_multipart_uploads(Bucket=ws.bucket).get("Uploads", []) == []
+    assert list((ws.state / "uploads").glob("*.jsonl")) == []
+
+
+def test_completion_answered_200_with_an_error_is_retried_then_resumed(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    # S3 can report a failed CompleteMultipartUpload with status 200 and an <Error> body.
+    data = os.urandom(SIZE)
+    ws.file("big.bin", data)
+    profile = ws.profile(endpoint=proxy.endpoint, max_attempts=2)
+    proxy.faults.complete_error_200 = 1
+    retried = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert retried.code == 0, retried.err
+    assert len(proxy.faults.log("CompleteMultipartUpload")) == 2
+
+    proxy.faults.requests.clear()
+    proxy.faults.complete_error_200 = 2  # every attempt fails
+    first = cli("upload", "--profile", profile, "--to", "inbound/again/", ws.root / "big.bin")
+    assert first.code == ExitCode.NETWORK, first.err
+    assert len(list((ws.state / "uploads").glob("*.jsonl"))) == 1  # kept for the re-run
+    second = cli("upload", "--profile", profile, "--to", "inbound/again/", ws.root / "big.bin")
+    assert second.code == 0, second.err
+    assert "resumed: 3 part(s) already stored" in second.out
+    assert s3.get_object(Bucket=ws.bucket, Key="inbound/again/big.bin")["Body"].read() == data
+
+
+# -- no botocore client on the data path ----------------------------------------------------------
+
+
+class _NoBotocore:
+    """Stands in for the botocore clients: any use fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the data path used a botocore client ({name})")
+
+
+def test_large_uploads_and_downloads_need_no_botocore_client(ws: Workspace, s3: Any) -> None:
+    profile = load_profile(ws.profile())
+    Client(profile).preflight()  # remembered, as after any first command
+    data = os.urandom(SIZE)
+    ws.file("big.bin", data)
+    put_outbound(s3, ws.bucket, "outbound/big.bin", data)
+
+    client = Client(profile, Options(), clients=_NoBotocore())  # type: ignore[arg-type]
+    uploaded = client.upload([ws.root / "big.bin"])
+    downloaded = client.download("outbound/big.bin", ws.root / "got.bin")
+    assert [r.result for r in uploaded + downloaded] == ["ok", "ok"], uploaded + downloaded
+    assert s3.get_object(Bucket=ws.bucket, Key="inbound/big.bin")["Body"].read() == data
+    assert (ws.root / "got.bin").read_bytes() == data
+
+
+def test_one_attempt_in_the_profile_is_not_the_crt_default_of_six(
+    ws: Workspace, proxy: Proxy
+) -> None:
+    # awscrt reads "0 retries" as "its default" (5, with backoff up to 20 s): the client asks
+    # for the fewest it can, one.
+    ws.file("small.csv", os.urandom(100_000))
+    proxy.faults.drop_puts = True  # every PutObject's connection is cut mid-body
+    profile = ws.profile(endpoint=proxy.endpoint, max_attempts=1)
+    result = cli("upload", "--profile", profile, ws.root / "small.csv")
+    assert result.code == ExitCode.NETWORK, result.err
+    assert 1 <= len(proxy.faults.log("PutObject")) <= 2
