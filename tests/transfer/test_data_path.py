@@ -5,8 +5,10 @@ Against real moto server processes, over HTTP through the fault proxy and over T
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from partner_transfer import Client, Options, load_profile
-from partner_transfer.errors import ExitCode
+from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.keys import TEMP_SUFFIX
 
 from tests.transfer.conftest import (
     ACCOUNT,
@@ -76,6 +79,126 @@ def test_large_files_go_up_in_parts_and_down_in_ranges_over_tls(
     assert down.code == 0, down.err
     assert (ws.root / "got.bin").read_bytes() == data
     assert [r["result"] for r in ws.records()] == ["ok", "ok"]
+
+
+def test_ranged_gets_refuse_a_certificate_they_cannot_verify(
+    tls_ws: tuple[Workspace, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, s3 = tls_ws
+    put_outbound(s3, ws.bucket, "outbound/big.bin", os.urandom(SIZE))
+    client = Client(load_profile(ws.profile()))
+    crt = client._conn.crt  # built while the CA is trusted
+    monkeypatch.delenv("AWS_CA_BUNDLE")  # the ranged GETs now know only the system's CAs
+    from partner_transfer.ranged import RangedGets
+
+    gets = RangedGets(crt, max_attempts=1)
+    fd = os.open(ws.root / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with ThreadPoolExecutor(2) as pool, pytest.raises(TransferError) as caught:
+            gets.download(
+                "outbound/big.bin",
+                fd,
+                SIZE,
+                headers={},
+                part_size=5 * MIB,
+                pool=pool,
+                connections=2,
+                stop=threading.Event(),
+            )
+    finally:
+        os.close(fd)
+        gets.close()
+    assert caught.value.code is ExitCode.NETWORK
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    assert os.path.getsize(ws.root / "out.bin") == 0
+
+
+# -- servers' ways of answering a range -----------------------------------------------------------
+
+
+def test_a_range_answered_200_with_its_content_range_is_accepted(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    # rclone serve s3 answers ranged GETs with 200 and the right Content-Range.
+    data = os.urandom(SIZE)
+    put_outbound(s3, ws.bucket, "outbound/big.bin", data)
+    proxy.faults.get_status_200 = True
+    result = cli(
+        "download",
+        "--profile",
+        ws.profile(endpoint=proxy.endpoint),
+        "outbound/big.bin",
+        ws.root / "got.bin",
+    )
+    assert result.code == 0, result.err
+    assert (ws.root / "got.bin").read_bytes() == data
+
+
+def test_a_server_ignoring_the_range_fails_the_download_and_nothing_lands(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    put_outbound(s3, ws.bucket, "outbound/big.bin", os.urandom(SIZE))
+    proxy.faults.drop_range = True  # every GET answers the whole object
+    dest = ws.root / "in"
+    dest.mkdir()
+    result = cli(
+        "download", "--profile", ws.profile(endpoint=proxy.endpoint), "outbound/big.bin", dest
+    )
+    assert result.code == ExitCode.NETWORK, result.err
+    assert "another range" in result.err
+    assert _names(dest) == []
+
+
+def test_a_range_cut_mid_body_resumes_from_the_first_missing_byte(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    data = os.urandom(SIZE)
+    put_outbound(s3, ws.bucket, "outbound/big.bin", data)
+    cut_at = MIB + 5
+    done: list[str] = []
+
+    def cut(path: str, byte_range: str) -> int | None:
+        if byte_range == f"bytes={5 * MIB}-{10 * MIB - 1}" and not done:
+            done.append(byte_range)
+            return cut_at
+        return None
+
+    proxy.faults.cut_get = cut
+    result = cli(
+        "download",
+        "--profile",
+        ws.profile(endpoint=proxy.endpoint, max_attempts=2),
+        "outbound/big.bin",
+        ws.root / "got.bin",
+    )
+    assert result.code == 0, result.err
+    assert (ws.root / "got.bin").read_bytes() == data
+    ranges = [r["headers"].get("range") for r in proxy.faults.log("GET")]
+    assert f"bytes={5 * MIB + cut_at}-{10 * MIB - 1}" in ranges  # only the missing bytes
+
+
+def test_an_object_replaced_during_a_download_fails_it_and_nothing_lands(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    put_outbound(s3, ws.bucket, "outbound/big.bin", os.urandom(SIZE))
+    dest = ws.root / "in"
+    dest.mkdir()
+    (dest / "big.bin").write_bytes(b"previous good copy")
+    replaced: list[bool] = []
+
+    def replace(kind: str, _query: dict[str, list[str]]) -> None:
+        if kind == "GET" and not replaced:
+            replaced.append(True)
+            put_outbound(s3, ws.bucket, "outbound/big.bin", os.urandom(SIZE))
+
+    proxy.faults.on_request = replace
+    result = cli(
+        "download", "--profile", ws.profile(endpoint=proxy.endpoint), "outbound/big.bin", dest
+    )
+    assert result.code == ExitCode.NETWORK, result.err
+    assert "changed on the server" in result.err
+    assert (dest / "big.bin").read_bytes() == b"previous good copy"
+    assert not [n for n in _names(dest) if n.endswith(TEMP_SUFFIX)]
 
 
 # -- uploads --------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ COMPOSITE = "COMPOSITE"
 # checksum takes precedence; this covers S3-compatible servers that do not store checksums.
 METADATA_KEY = "partner-transfer-crc64nvme"
 READ_BLOCK = 8 * 1024 * 1024
+MAP_BLOCK = 64 * 1024 * 1024  # hashed at a time from a mapped file
 
 
 class Hasher(Protocol):
@@ -180,6 +181,25 @@ def mapped(fd: int) -> Iterator[memoryview | None]:
         return
     with mapping, memoryview(mapping) as view:
         yield view
+
+
+def digest_fd(fd: int, algorithms: Iterable[str]) -> dict[str, str]:
+    """Full-object checksums of the file behind ``fd`` with each of ``algorithms``, in one
+    pass over the page cache (mapped: no copy into Python)."""
+    hashers = {a: new_hasher(a) for a in dict.fromkeys(algorithms)}
+    with mapped(fd) as view:
+        if view is not None:
+            for offset in range(0, len(view), MAP_BLOCK):
+                with view[offset : offset + MAP_BLOCK] as block:
+                    for hasher in hashers.values():
+                        hasher.update(block)
+        else:
+            offset = 0
+            while data := os.pread(fd, READ_BLOCK, offset):
+                for hasher in hashers.values():
+                    hasher.update(data)
+                offset += len(data)
+    return {a: h.value() for a, h in hashers.items()}
 
 
 def digest_path(path: Path, algorithm: str) -> str:
