@@ -5,6 +5,8 @@ Against real moto server processes, over HTTP through the fault proxy and over T
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -284,3 +286,24 @@ def test_one_attempt_in_the_profile_is_not_the_crt_default_of_six(
     result = cli("upload", "--profile", profile, ws.root / "small.csv")
     assert result.code == ExitCode.NETWORK, result.err
     assert 1 <= len(proxy.faults.log("PutObject")) <= 2
+
+
+def test_transfers_import_no_botocore(ws: Workspace, s3: Any) -> None:
+    # botocore costs every command its import; the data path needs none of it (STS, cleanup
+    # and credential sources other than the environment or a credentials file do).
+    profile = ws.profile()
+    Client(load_profile(profile)).preflight()  # remembered, as after any first command
+    ws.file("big.bin", os.urandom(SIZE))
+    put_outbound(s3, ws.bucket, "outbound/big.bin", os.urandom(SIZE))
+    script = (
+        "import sys\n"
+        "from partner_transfer.cli import run\n"
+        f"up = run(['upload', '-q', '--profile', {str(profile)!r}, {str(ws.root / 'big.bin')!r}])\n"
+        f"down = run(['download', '-q', '--profile', {str(profile)!r}, 'outbound/big.bin', "
+        f"{str(ws.root / 'got.bin')!r}])\n"
+        "print(up, down, sorted({m.split('.')[0] for m in sys.modules} & {'botocore', 'boto3'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.split() == ["0", "0", "[]"], done.stdout + done.stderr

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from partner_transfer import checksums, journal, s3args
 from partner_transfer.checksums import ALGORITHM, Expected, FileDigest
-from partner_transfer.errors import ExitCode, TransferError, local_io_error
+from partner_transfer.errors import ExitCode, TransferError, is_client_error, local_io_error
 from partner_transfer.keys import TEMP_SUFFIX
 from partner_transfer.manifest import utc_now
 
@@ -68,8 +66,11 @@ class Uploaded:
     server_confirmed: bool = True
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+def _error_code(exc: BaseException) -> str:
+    """The S3 error code of a ``ClientError``; "" for anything else."""
+    if not is_client_error(exc):
+        return ""
+    return str(exc.response.get("Error", {}).get("Code", ""))  # type: ignore[attr-defined]
 
 
 def _run_all(engine: Engine, tasks: list[Callable[[], None]]) -> None:
@@ -98,7 +99,9 @@ def abort_quietly(engine: Engine, key: str, upload_id: str) -> bool:
     """Abort an upload; True if S3 no longer holds it (aborted now or already gone)."""
     try:
         engine.s3.abort_multipart_upload(key, upload_id, engine.target.bucket_owner)
-    except ClientError as exc:
+    except Exception as exc:
+        if not is_client_error(exc):
+            raise
         return _error_code(exc) in ("NoSuchUpload", "404")
     return True
 
@@ -148,7 +151,7 @@ def _open_journal(
         if old.identity == identity:
             try:
                 stored = _stored_parts(engine, key, old.upload_id)
-            except ClientError as exc:
+            except Exception as exc:
                 if _error_code(exc) not in ("NoSuchUpload", "404"):
                     raise
             else:
@@ -330,7 +333,9 @@ def _confirm_stored_checksum(
             answer = engine.s3.request(
                 "HeadObject", "HEAD", key, headers=s3args.read_object_headers(engine.target)
             ).result()
-        except ClientError:
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
             return False  # e.g. a write-only partner may not read inbound/: S3 verified it anyway
         head = head_fields(answer.headers)
         if (
