@@ -17,10 +17,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+
 from partner_transfer import Client, Options, load_profile
 from partner_transfer.errors import ExitCode, TransferError
 from partner_transfer.keys import TEMP_SUFFIX
-
 from tests.transfer.conftest import (
     ACCOUNT,
     MIB,

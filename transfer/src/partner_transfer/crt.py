@@ -281,7 +281,6 @@ class CrtS3:
             if _text(root, "IsTruncated") != "true" or not token:
                 return found
 
-
     # -- multipart uploads (resumable: the upload id and the parts live in our journal) --------
 
     def create_multipart_upload(self, key: str, headers: Mapping[str, str]) -> tuple[str, str]:

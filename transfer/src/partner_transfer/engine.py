@@ -359,6 +359,7 @@ def _confirm_stored_checksum(
 
 # -- downloads ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Downloaded:
     version_id: str | None

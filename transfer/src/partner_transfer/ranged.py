@@ -25,6 +25,7 @@ failures are the ``ClientError`` shapes botocore raises, and retries follow the 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import random
@@ -77,6 +78,7 @@ class RangedGets:
         self._crt = crt
         self._max_attempts = max(max_attempts, 1)
         self._idle: list[http.client.HTTPConnection] = []
+        self._live: set[socket.socket] = set()  # sockets of the responses being read
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
         if crt.tls:
@@ -134,6 +136,10 @@ class RangedGets:
             wait(futures)
         except BaseException:  # Ctrl-C while waiting: stop the workers at their next chunk
             failed.set()
+            # Unblock the reads and let every worker finish before the caller closes ``fd``
+            # (a worker writing after that could write into a file that reuses the number).
+            self._shut_live()
+            wait(futures)
             raise
         errors = [f.exception() for f in futures]
         real = [e for e in errors if e is not None and not isinstance(e, Stopped)]
@@ -142,6 +148,13 @@ class RangedGets:
         if any(errors):
             raise Stopped()
         return _combined(crcs, size)
+
+    def _shut_live(self) -> None:
+        with self._lock:
+            live = list(self._live)
+        for sock in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # -- one range ------------------------------------------------------------------------------
 
@@ -169,6 +182,8 @@ class RangedGets:
                 )
                 return progress.crc
             except _Retry as retry:
+                if failed.is_set() or stop.is_set():
+                    raise Stopped() from None
                 if attempt >= self._max_attempts:
                     raise retry.cause from None
                 # Full jitter, as the CRT's and botocore's retry strategies.
@@ -195,14 +210,19 @@ class RangedGets:
         request = {**headers, "Range": f"bytes={start}-{end}"}
         connection = self._connection()
         healthy = False
+        sock: socket.socket | None = None
         try:
             try:
                 connection.request("GET", crt.path(key), headers=crt.sign("GET", key, request))
+                sock = connection.sock
+                if sock is not None:
+                    with self._lock:
+                        self._live.add(sock)
                 response = connection.getresponse()
+                self._check(response, key, start, end - start + 1)
+                body = _Body(response, connection.sock)
             except (OSError, http.client.HTTPException) as exc:
                 raise _Retry(_network(exc, key)) from None
-            self._check(response, key, start, end - start + 1)
-            body = _Body(response, connection.sock)
             view = memoryview(buffer)
             while progress.written < length:
                 if failed.is_set() or stop.is_set():
@@ -226,6 +246,9 @@ class RangedGets:
             response.close()  # its body was read past it: done, the connection is reusable
             healthy = not response.will_close
         finally:
+            if sock is not None:
+                with self._lock:
+                    self._live.discard(sock)
             if healthy:
                 with self._lock:
                     self._idle.append(connection)
