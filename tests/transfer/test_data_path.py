@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -307,3 +308,119 @@ def test_transfers_import_no_botocore(ws: Workspace, s3: Any) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.stdout.split() == ["0", "0", "[]"], done.stdout + done.stderr
+
+
+# -- interrupted ---------------------------------------------------------------------------------
+
+
+class _StallingServer:
+    """Answers every ranged GET with its headers and the first bytes of the range, then holds
+    the connection open without sending more (a stalled download)."""
+
+    def __init__(self, size: int) -> None:
+        import socket
+
+        self.size = size
+        self.served = threading.Semaphore(0)  # released once for each body started
+        self.release = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(sock,), daemon=True).start()
+
+    def _answer(self, sock: Any) -> None:
+        import re
+
+        with sock:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            found = re.search(rb"(?i)range: bytes=(\d+)-(\d+)", head)
+            assert found is not None
+            start, end = int(found[1]), int(found[2])
+            sock.sendall(
+                f"HTTP/1.1 206 Partial Content\r\nContent-Length: {end - start + 1}\r\n"
+                f"Content-Range: bytes {start}-{end}/{self.size}\r\n\r\n".encode()
+                + b"x" * 10
+            )
+            self.served.release()
+            self.release.wait(30)
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+
+
+def test_an_interrupted_ranged_download_stops_its_workers_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C while the connections wait for bytes: the download must not return (and so its
+    # caller must not close the temporary file's descriptor) while a worker could still write.
+    from partner_transfer import ranged
+
+    server = _StallingServer(4 * MIB)
+
+    class Endpoint:  # what RangedGets uses of the CRT client
+        host = f"127.0.0.1:{server.port}"
+        tls = False
+
+        def path(self, key: str) -> str:
+            return f"/{key}"
+
+        def sign(self, method: str, key: str, headers: dict[str, str]) -> dict[str, str]:
+            return dict(headers)
+
+    real_wait = ranged.wait
+    interrupted: list[bool] = []
+
+    def wait(futures: Any, **kwargs: Any) -> Any:
+        if not interrupted:
+            interrupted.append(True)
+            for _ in range(4):  # every connection has its first bytes...
+                assert server.served.acquire(timeout=10)
+            time.sleep(0.3)  # ... and waits for the rest
+            raise KeyboardInterrupt
+        return real_wait(futures, **kwargs)
+
+    monkeypatch.setattr(ranged, "wait", wait)
+    submitted: list[Any] = []
+
+    class Pool(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            future = super().submit(fn, *args, **kwargs)
+            submitted.append(future)
+            return future
+
+    gets = ranged.RangedGets(Endpoint(), max_attempts=3)  # type: ignore[arg-type]
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    pool = Pool(4)
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            gets.download(
+                "k",
+                fd,
+                4 * MIB,
+                headers={},
+                part_size=MIB,
+                pool=pool,
+                connections=4,
+                stop=threading.Event(),
+            )
+        assert submitted and all(f.done() for f in submitted)
+        # The stalled reads were cut, not waited out (the read timeout is 60 s), and no range
+        # was tried again once the download was stopped.
+        assert time.monotonic() - started < ranged.READ_TIMEOUT / 4
+        assert not any(isinstance(f.exception(), TransferError) for f in submitted)
+    finally:
+        server.close()
+        pool.shutdown()
+        os.close(fd)
+        gets.close()
