@@ -8,7 +8,7 @@ returns for the checksums (each part's CRC64NVME, and the full-object CRC64NVME 
 the parts on completion), so partner-transfer's verification stays fully on.
 
 Not S3: no storage, no listing of what was sent (an empty listing), no authentication (any
-signature is accepted). Loopback only::
+signature is accepted). Loopback only; HTTPS with ``--cert``/``--key``::
 
     python bench/null_s3.py --port 9000
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ssl
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,10 +135,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--cert", help="PEM certificate: serve HTTPS only")
+    parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args()
     handler = type("Sink", (Handler,), {"uploads": Uploads()})
     server = ThreadingHTTPServer((args.host, args.port), handler)
     server.daemon_threads = True
+    if args.cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
     return 0
 

@@ -103,6 +103,51 @@ def moto_endpoint(dummy_aws_env: None) -> Iterator[str]:
         proc.kill()
 
 
+@dataclass(frozen=True)
+class TlsServer:
+    endpoint: str  # https://localhost:PORT
+    ca_bundle: Path  # the throwaway CA that signed the server's certificate
+
+
+@pytest.fixture(scope="session")
+def moto_tls(dummy_aws_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    """A moto server process that speaks only TLS, as the local emulator and S3 do, with a
+    certificate for ``localhost`` from a throwaway CA (:mod:`localaws.tls`)."""
+    import ssl
+
+    from localaws import tls
+
+    files = tls.generate(tmp_path_factory.mktemp("tls"))
+    port = free_port()
+    server = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [
+            str(server), "-H", "127.0.0.1", "-p", str(port),
+            "-c", str(files.server_cert), "-k", str(files.server_key),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"https://localhost:{port}"
+    context = ssl.create_default_context(cafile=str(files.ca_cert))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1, context=context).close()  # noqa: S310 - our server
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto_server (TLS) did not start") from None
+            time.sleep(0.1)
+    yield TlsServer(endpoint, files.ca_cert)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def admin_client(endpoint: str, service: str = "s3") -> Any:
     return boto3.client(
         service,
@@ -243,10 +288,16 @@ class Faults:
     corrupt_get: Callable[[str], bool] | None = None  # path -> flip one byte of the body
     corrupt_part: Callable[[int], bool] | None = None  # part number -> flip one byte uploaded
     drop_parts_after: int | None = None  # after N admitted UploadParts, cut the rest mid-body
+    drop_puts: bool = False  # cut every PutObject mid-body
     part_delay: float = 0.0  # seconds to hold each UploadPart before forwarding
     # Called with (kind, query) once a request's body has arrived, before it is forwarded:
     # lets a test act at a precise point of a transfer (e.g. grow the file being sent).
     on_request: Callable[[str, dict[str, list[str]]], None] | None = None
+    get_status_200: bool = False  # answer ranged GETs 200 + Content-Range, as rclone does
+    drop_range: bool = False  # forward GETs without their Range header (a server ignoring it)
+    # (path, Range header) -> send only this many body bytes, then cut the connection
+    cut_get: Callable[[str, str], int | None] | None = None
+    complete_error_200: int = 0  # answer this many CompleteMultipartUploads 200 + <Error>
     parts_admitted: int = 0  # UploadPart requests let through so far
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -286,10 +337,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         faults = self.faults
         headers = {k.lower(): v for k, v in self.headers.items()}
         with faults.lock:
-            faults.requests.append({"kind": kind, "path": parts.path, "headers": headers})
+            faults.requests.append(
+                {"kind": kind, "path": parts.path, "headers": headers, "query": query}
+            )
             drop = False
             if kind == "UploadPart" and faults.drop_parts_after is not None:
                 drop = faults.parts_admitted >= faults.drop_parts_after
+            if kind == "PutObject" and faults.drop_puts:
+                drop = True
             if kind == "UploadPart" and not drop:
                 faults.parts_admitted += 1
         if drop:
@@ -301,6 +356,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if faults.on_request is not None:
             faults.on_request(kind, query)
+        if kind == "CompleteMultipartUpload" and faults.complete_error_200:
+            with faults.lock:
+                faults.complete_error_200 -= 1
+            error = (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+                b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+            )
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
+            return
         if kind == "UploadPart":
             if faults.part_delay:
                 time.sleep(faults.part_delay)
@@ -308,7 +375,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if faults.corrupt_part and faults.corrupt_part(number) and body:
                 body = bytes([body[0] ^ 0xFF]) + body[1:]
         conn = http.client.HTTPConnection(*self.upstream, timeout=60)
-        forward = {k: v for k, v in self.headers.items() if k.lower() not in ("expect",)}
+        dropped = ("expect", "range") if faults.drop_range else ("expect",)
+        forward = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
         conn.request(self.command, self.path, body=body, headers=forward)
         resp = conn.getresponse()
         data = resp.read()
@@ -322,7 +390,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         ):
             middle = len(data) // 2
             data = data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
-        self.send_response(resp.status)
+        status = resp.status
+        if status == 206 and faults.get_status_200:
+            status = 200
+        cut = None
+        if self.command == "GET" and status in (200, 206) and faults.cut_get is not None:
+            cut = faults.cut_get(parts.path, headers.get("range", ""))
+        self.send_response(status)
         for k, v in resp.getheaders():
             if k.lower() in ("transfer-encoding", "connection", "content-length"):
                 continue
@@ -332,6 +406,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if cut is not None:
+            self.wfile.write(data[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if self.command != "HEAD":
             self.wfile.write(data)
 

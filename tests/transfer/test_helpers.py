@@ -251,6 +251,48 @@ def test_upload_part_and_get_args() -> None:
     assert ranged["Range"] == "bytes=0-9" and ranged["IfMatch"] == '"e"'
 
 
+def _botocore_wire(operation: str, args: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    """The headers and body botocore would send for ``operation`` with ``args``."""
+    import botocore.session
+    from botocore.serialize import create_serializer
+
+    model = botocore.session.get_session().get_service_model("s3").operation_model(operation)
+    request = create_serializer("rest-xml", include_validation=True).serialize_to_request(
+        args, model
+    )
+    return dict(request["headers"]), bytes(request["body"])
+
+
+def test_crt_multipart_requests_carry_what_botocore_would_send() -> None:
+    # The multipart path builds its requests for the CRT by hand: the same headers and body
+    # as botocore's serializer makes from the argument builders above.
+    parts = [(2, '"e2"', "c2"), (1, '"e1"', "c1")]
+    cases = [
+        (
+            "CreateMultipartUpload",
+            s3args.create_multipart_args(TARGET, "k", "crc="),
+            s3args.create_multipart_headers(TARGET, "crc="),
+            b"",
+        ),
+        (
+            "UploadPart",
+            {**s3args.upload_part_args(TARGET, "k", "up", 3, "c3"), "Body": b""},
+            s3args.upload_part_headers(TARGET, "c3"),
+            b"",
+        ),
+        (
+            "CompleteMultipartUpload",
+            s3args.complete_multipart_args(TARGET, "k", "up", parts, "full=", 42),
+            s3args.complete_multipart_headers(TARGET, "full=", 42),
+            s3args.complete_multipart_body(parts),
+        ),
+    ]
+    for operation, args, headers, body in cases:
+        wire_headers, wire_body = _botocore_wire(operation, args)
+        assert headers == wire_headers, operation
+        assert body == wire_body, operation
+
+
 def test_part_size_grows_only_past_ten_thousand_parts() -> None:
     assert part_size_for(10 * MIB, 8 * MIB) == 8 * MIB
     assert part_size_for(8 * MIB * 10_000, 8 * MIB) == 8 * MIB

@@ -217,10 +217,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.parametrize("size", [2 * MIB, 12 * MIB], ids=["single-get", "ranged-gets"])
 def test_disk_full_keeps_the_earlier_file_and_leaves_no_temporary_file(
-    ws: Workspace, s3: Any, small_disk: Path
+    ws: Workspace, s3: Any, small_disk: Path, size: int
 ) -> None:
-    put_outbound(s3, ws.bucket, "outbound/big.bin", os.urandom(2 * MIB))
+    put_outbound(s3, ws.bucket, "outbound/big.bin", os.urandom(size))
     earlier = small_disk / "big.bin"
     earlier.write_bytes(b"the earlier version")
     result = cli("download", "--profile", ws.profile(), "outbound/big.bin", earlier)

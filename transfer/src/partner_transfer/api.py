@@ -20,22 +20,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from partner_transfer import cleanup as cleanup_
-from partner_transfer import verify as verify_
 from partner_transfer.batch import Batches
 from partner_transfer.context import Connection
-from partner_transfer.download import DownloadItem, Downloads
 from partner_transfer.options import Options
 from partner_transfer.profile import Profile
 from partner_transfer.remote import Remote
 from partner_transfer.results import FileResult, batch_error
-from partner_transfer.upload import UploadItem, Uploads, part_size_for
 
 if TYPE_CHECKING:
     from partner_transfer.clients import Clients
+    from partner_transfer.download import DownloadItem, Downloads
     from partner_transfer.progress import Reporter
+    from partner_transfer.upload import UploadItem, Uploads
 
-__all__ = ["Client", "FileResult", "Options", "part_size_for"]
+__all__ = ["Client", "FileResult", "Options"]
+
+
+def __getattr__(name: str) -> Any:
+    # part_size_for lives with the uploads, which a command imports only when it uploads.
+    if name == "part_size_for":
+        from partner_transfer.upload import part_size_for
+
+        return part_size_for
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Client:
@@ -63,9 +70,26 @@ class Client:
             profile, self.options, clients=clients, reporter=reporter, on_result=on_outcome
         )
         self._remote = Remote(self._conn)
-        batches = Batches(self._conn)
-        self._uploads = Uploads(self._conn, batches, self._remote)
-        self._downloads = Downloads(self._conn, batches, self._remote)
+        self._batches = Batches(self._conn)
+        self._uploads_: Uploads | None = None
+        self._downloads_: Downloads | None = None
+
+    # Each command imports only the modules it uses (start-up is part of every command's time).
+    @property
+    def _uploads(self) -> Uploads:
+        if self._uploads_ is None:
+            from partner_transfer.upload import Uploads
+
+            self._uploads_ = Uploads(self._conn, self._batches, self._remote)
+        return self._uploads_
+
+    @property
+    def _downloads(self) -> Downloads:
+        if self._downloads_ is None:
+            from partner_transfer.download import Downloads
+
+            self._downloads_ = Downloads(self._conn, self._batches, self._remote)
+        return self._downloads_
 
     @property
     def clients(self) -> Clients:
@@ -125,7 +149,9 @@ class Client:
 
     def verify(self, paths: Sequence[Path], prefix: str | None = None) -> list[FileResult]:
         """Compare local files with the checksums S3 stored, without downloading."""
-        return verify_.verify(self._conn, self._remote, paths, prefix)
+        from partner_transfer import verify
+
+        return verify.verify(self._conn, self._remote, paths, prefix)
 
     def ls(self, prefix: str | None = None) -> list[dict[str, Any]]:
         """Objects under ``prefix`` (default: every allowed prefix): key, size, last modified."""
@@ -140,7 +166,9 @@ class Client:
 
     def cleanup(self, *, remote: bool = False, older_than_days: float = 0) -> list[str]:
         """Abandon interrupted uploads (see :func:`partner_transfer.cleanup.cleanup`)."""
-        return cleanup_.cleanup(self._conn, remote=remote, older_than_days=older_than_days)
+        from partner_transfer import cleanup
+
+        return cleanup.cleanup(self._conn, remote=remote, older_than_days=older_than_days)
 
     @staticmethod
     def raise_for(results: Sequence[FileResult]) -> None:

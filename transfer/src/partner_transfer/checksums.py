@@ -13,9 +13,11 @@ To verify objects written by other tools, :func:`new_hasher` also covers S3's ot
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ COMPOSITE = "COMPOSITE"
 # checksum takes precedence; this covers S3-compatible servers that do not store checksums.
 METADATA_KEY = "partner-transfer-crc64nvme"
 READ_BLOCK = 8 * 1024 * 1024
+MAP_BLOCK = 64 * 1024 * 1024  # hashed at a time from a mapped file
 
 
 class Hasher(Protocol):
@@ -85,6 +88,11 @@ def crc64nvme(data: bytes | bytearray | memoryview) -> int:
     return int(crt.crc64nvme(data))
 
 
+def crc64nvme_update(data: bytes | bytearray | memoryview, previous: int) -> int:
+    """CRC64NVME of ``A || data`` from ``previous``, the CRC of ``A``."""
+    return int(crt.crc64nvme(data, previous))
+
+
 def combine_crc64nvme(first: int, second: int, second_length: int) -> int:
     """CRC64NVME of ``A || B`` from the CRCs of ``A`` and ``B`` (``B`` has ``second_length``)."""
     return int(crt.combine_crc64nvme(first, second, second_length))
@@ -116,31 +124,82 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
 
 
 def digest_file(path: Path, part_size: int) -> FileDigest:
-    """Hash ``path`` in one pass: each part's CRC64NVME and the combined full-object CRC."""
+    """Hash ``path`` in one pass: each part's CRC64NVME and the combined full-object CRC.
+
+    The file is mapped, so the CRC reads the page cache in place (no copy into Python); a
+    file that cannot be mapped is read in blocks."""
     crcs: list[tuple[int, int]] = []
-    with path.open("rb", buffering=0) as fh:
-        size = 0
-        while True:
-            part_crc = 0
-            part_len = 0
-            while part_len < part_size:
-                block = fh.read(min(READ_BLOCK, part_size - part_len))
-                if not block:
-                    break
-                part_crc = crt.crc64nvme(block, part_crc)
-                part_len += len(block)
-            if part_len == 0:
-                break
-            crcs.append((part_crc, part_len))
-            size += part_len
-            if part_len < part_size:
-                break
+    with path.open("rb", buffering=0) as fh, mapped(fh.fileno()) as view:
+        if view is not None:
+            for offset in range(0, len(view), part_size):
+                with view[offset : offset + part_size] as part:
+                    crcs.append((crt.crc64nvme(part), len(part)))
+            size = sum(length for _, length in crcs)
+        else:
+            size = _digest_blocks(fh, part_size, crcs)
     return FileDigest(
         size=size,
         checksum=encode_int(combine_all(crcs)),
         part_size=part_size,
         part_checksums=tuple(encode_int(c) for c, _ in crcs),
     )
+
+
+def _digest_blocks(fh: Any, part_size: int, crcs: list[tuple[int, int]]) -> int:
+    size = 0
+    while True:
+        part_crc = 0
+        part_len = 0
+        while part_len < part_size:
+            block = fh.read(min(READ_BLOCK, part_size - part_len))
+            if not block:
+                break
+            part_crc = crt.crc64nvme(block, part_crc)
+            part_len += len(block)
+        if part_len == 0:
+            break
+        crcs.append((part_crc, part_len))
+        size += part_len
+        if part_len < part_size:
+            break
+    return size
+
+
+@contextlib.contextmanager
+def mapped(fd: int) -> Iterator[memoryview | None]:
+    """A read-only view of the whole file behind ``fd`` for the ``with`` block (``None``: an
+    empty file, or one that cannot be mapped). Hashing it reads the page cache in place."""
+    import mmap
+
+    try:
+        size = os.fstat(fd).st_size
+        mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else None
+    except (OSError, ValueError):
+        mapping = None
+    if mapping is None:
+        yield None
+        return
+    with mapping, memoryview(mapping) as view:
+        yield view
+
+
+def digest_fd(fd: int, algorithms: Iterable[str]) -> dict[str, str]:
+    """Full-object checksums of the file behind ``fd`` with each of ``algorithms``, in one
+    pass over the page cache (mapped: no copy into Python)."""
+    hashers = {a: new_hasher(a) for a in dict.fromkeys(algorithms)}
+    with mapped(fd) as view:
+        if view is not None:
+            for offset in range(0, len(view), MAP_BLOCK):
+                with view[offset : offset + MAP_BLOCK] as block:
+                    for hasher in hashers.values():
+                        hasher.update(block)
+        else:
+            offset = 0
+            while data := os.pread(fd, READ_BLOCK, offset):
+                for hasher in hashers.values():
+                    hasher.update(data)
+                offset += len(data)
+    return {a: h.value() for a, h in hashers.items()}
 
 
 def digest_path(path: Path, algorithm: str) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from partner_transfer.batch import Run
     from partner_transfer.clients import Clients
     from partner_transfer.crt import Credentials, CrtS3, KeyPair
+    from partner_transfer.ranged import RangedGets
 
 
 class Connection:
@@ -55,6 +56,7 @@ class Connection:
         self.preflight = Preflight(self)
         self._crt: CrtS3 | None = None
         self._crt_lock = threading.Lock()
+        self._ranged: RangedGets | None = None
         self.access_key_hint = ""
 
     def static_credentials(self) -> KeyPair | None:
@@ -120,6 +122,22 @@ class Connection:
             return self._crt
 
     @property
+    def ranged(self) -> RangedGets:
+        """Ranged GETs for large downloads, signed with the CRT client's credentials."""
+        crt = self.crt
+        with self._crt_lock:
+            if self._ranged is None:
+                from partner_transfer.ranged import RangedGets
+
+                self._ranged = RangedGets(crt, max_attempts=self.profile.tuning.max_attempts)
+            return self._ranged
+
+    def close_idle(self) -> None:
+        """Close the idle connections of ranged GETs (the CRT client keeps its own pool)."""
+        if self._ranged is not None:
+            self._ranged.close()
+
+    @property
     def clients(self) -> Clients:
         if self._clients is None:
             from partner_transfer.clients import make_clients
@@ -152,7 +170,7 @@ class Connection:
 
     def engine(self, pool: ThreadPoolExecutor, run: Run) -> engine.Engine:
         return engine.Engine(
-            s3=self.clients.s3,
+            s3=self.crt,
             target=self.target,
             pool=pool,
             state_dir=self.state_dir,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
 from awscrt import auth, http, io, s3
@@ -103,6 +103,8 @@ class CrtS3:
                 self.host = f"{self.bucket}.s3.{profile.region}.{suffix}"
                 self._path_prefix = ""
             tls = True
+        self.tls = tls
+        self.region = profile.region
 
         if isinstance(credentials, tuple):
             key, secret, token = credentials
@@ -115,6 +117,7 @@ class CrtS3:
                 return auth.AwsCredentials(key, secret, token)
 
             provider = auth.AwsCredentialsProvider.new_delegate(provide)
+        self._provider = provider
         loop = io.EventLoopGroup(1)
         bootstrap = io.ClientBootstrap(loop, io.DefaultHostResolver(loop))
         self._client = s3.S3Client(
@@ -126,12 +129,27 @@ class CrtS3:
             tls_mode=s3.S3RequestTlsMode.ENABLED if tls else s3.S3RequestTlsMode.DISABLED,
             tls_connection_options=_tls_options(self.host) if tls else None,
             max_active_connections_override=max(concurrency, 1),
-            retry_config=s3.S3RetryConfig(max_retries=max(max_attempts - 1, 0)),
+            # The CRT reads max_retries=0 as "its default" (5 retries, backoff up to 20 s) and
+            # cannot be told not to retry: one attempt in the profile becomes two here.
+            retry_config=s3.S3RetryConfig(max_retries=max(max_attempts - 1, 1)),
             connect_timeout_ms=10_000,
         )
 
     def path(self, key: str = "") -> str:
         return f"{self._path_prefix}/{quote(key, safe='/~')}"
+
+    def sign(self, method: str, key: str, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` plus Host and the SigV4 headers for a body-less request on ``key``,
+        signed as the CRT client signs (S3's rules, unsigned payload), for requests sent
+        outside the CRT (:mod:`partner_transfer.ranged`)."""
+        request = http.HttpRequest(
+            method, self.path(key), http.HttpHeaders([("Host", self.host), *headers.items()])
+        )
+        config = s3.create_default_s3_signing_config(
+            region=self.region, credential_provider=self._provider
+        )  # a new config per request: it carries the signing time
+        signed = auth.aws_sign_request(request, config).result()
+        return dict(signed.headers)
 
     def request(
         self,
@@ -142,24 +160,28 @@ class CrtS3:
         query: Sequence[tuple[str, str]] = (),
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        stream: BinaryIO | None = None,
+        length: int = 0,
         on_body: Callable[[bytes, int], None] | None = None,
     ) -> Future[Response]:
         """Send one request; the future holds the :class:`Response` or the failure.
 
-        ``on_body`` (default: collect the body into the response) receives each body chunk
-        with its offset; it runs on the CRT's thread.
+        The body is ``body``, or ``length`` bytes read from ``stream`` (its ``readinto`` is
+        called on the CRT's thread, once, before the request is sent: the CRT keeps the bytes
+        for its retries). ``on_body`` (default: collect the body into the response) receives
+        each response body chunk with its offset; it runs on the CRT's thread.
         """
         target = self.path(key) if key is not None else self._path_prefix + "/"
         if query:
             target += "?" + "&".join(f"{k}={quote(v, safe='')}" if v else k for k, v in query)
         all_headers = [("Host", self.host)]
         all_headers += list((headers or {}).items())
-        stream = None
         if body is not None:
             import io as pyio
 
-            all_headers.append(("Content-Length", str(len(body))))
-            stream = pyio.BytesIO(body)
+            stream, length = pyio.BytesIO(body), len(body)
+        if stream is not None:
+            all_headers.append(("Content-Length", str(length)))
         request = http.HttpRequest(method, target, http.HttpHeaders(all_headers), stream)
         exchange = _Exchange()
         result: Future[Response] = Future()
@@ -247,7 +269,7 @@ class CrtS3:
                 headers={"x-amz-expected-bucket-owner": owner},
             ).result()
             root = ET.fromstring(resp.body)  # noqa: S314 - S3's own XML, no entities
-            for item in root.iter(f"{_S3_NS}Contents"):
+            for item in _iter(root, "Contents"):
                 found.append(
                     {
                         "Key": unquote(_text(item, "Key")),
@@ -258,6 +280,102 @@ class CrtS3:
             token = _text(root, "NextContinuationToken")
             if _text(root, "IsTruncated") != "true" or not token:
                 return found
+
+    # -- multipart uploads (resumable: the upload id and the parts live in our journal) --------
+
+    def create_multipart_upload(self, key: str, headers: Mapping[str, str]) -> tuple[str, str]:
+        """CreateMultipartUpload: (upload id, the checksum algorithm the server acknowledged,
+        "" if none)."""
+        resp = self.request(
+            "CreateMultipartUpload", "POST", key, query=[("uploads", "")], headers=headers
+        ).result()
+        root = _result_xml(resp, "CreateMultipartUpload")
+        return _text(root, "UploadId"), resp.headers.get("x-amz-checksum-algorithm", "")
+
+    def upload_part(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        stream: BinaryIO,
+        length: int,
+        headers: Mapping[str, str],
+    ) -> Future[Response]:
+        """UploadPart of ``length`` bytes read from ``stream`` (see :meth:`request`)."""
+        return self.request(
+            "UploadPart",
+            "PUT",
+            key,
+            query=[("partNumber", str(number)), ("uploadId", upload_id)],
+            headers=headers,
+            stream=stream,
+            length=length,
+        )
+
+    def list_parts(self, key: str, upload_id: str, owner: str) -> dict[int, dict[str, Any]]:
+        """Every part S3 holds for the upload (ListParts, all pages): number -> PartNumber,
+        ETag, Size and Checksum* as botocore returns them."""
+        parts: dict[int, dict[str, Any]] = {}
+        marker = ""
+        while True:
+            query = [("uploadId", upload_id)]
+            if marker:
+                query.append(("part-number-marker", marker))
+            resp = self.request(
+                "ListParts",
+                "GET",
+                key,
+                query=query,
+                headers={"x-amz-expected-bucket-owner": owner},
+            ).result()
+            root = _result_xml(resp, "ListParts")
+            for item in _iter(root, "Part"):
+                part: dict[str, Any] = {
+                    "PartNumber": int(_text(item, "PartNumber")),
+                    "ETag": _text(item, "ETag"),
+                    "Size": int(_text(item, "Size") or 0),
+                }
+                for child in item:
+                    name = child.tag.removeprefix(_S3_NS)
+                    if name.startswith("Checksum"):
+                        part[name] = child.text or ""
+                parts[part["PartNumber"]] = part
+            marker = _text(root, "NextPartNumberMarker")
+            if _text(root, "IsTruncated") != "true" or not marker:
+                return parts
+
+    def complete_multipart_upload(
+        self, key: str, upload_id: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, Any]:
+        """CompleteMultipartUpload: ETag, VersionId and the stored Checksum*/ChecksumType, as
+        botocore returns them. S3 can answer 200 with an error in the body; that is a failure
+        here too."""
+        resp = self.request(
+            "CompleteMultipartUpload",
+            "POST",
+            key,
+            query=[("uploadId", upload_id)],
+            headers=headers,
+            body=body,
+        ).result()
+        root = _result_xml(resp, "CompleteMultipartUpload")
+        out: dict[str, Any] = {"ETag": _text(root, "ETag")}
+        for child in root:
+            name = child.tag.removeprefix(_S3_NS)
+            if name.startswith("Checksum") and child.text:
+                out[name] = child.text
+        if "x-amz-version-id" in resp.headers:
+            out["VersionId"] = resp.headers["x-amz-version-id"]
+        return out
+
+    def abort_multipart_upload(self, key: str, upload_id: str, owner: str) -> None:
+        self.request(
+            "AbortMultipartUpload",
+            "DELETE",
+            key,
+            query=[("uploadId", upload_id)],
+            headers={"x-amz-expected-bucket-owner": owner},
+        ).result()
 
 
 def _tls_options(host: str) -> io.TlsConnectionOptions | None:
@@ -294,6 +412,22 @@ def head_fields(headers: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _result_xml(resp: Response, operation: str) -> ET.Element:
+    """The XML body of a successful answer; an ``<Error>`` body (S3 sends some failures of
+    CompleteMultipartUpload with status 200) raises the ``ClientError`` botocore would."""
+    root = ET.fromstring(resp.body)  # noqa: S314 - S3's own XML, no entities
+    if root.tag.removeprefix(_S3_NS) == "Error":
+        raise client_error(
+            resp.status, _text(root, "Code"), _text(root, "Message"), resp.headers, operation
+        )
+    return root
+
+
+def _iter(node: ET.Element, name: str) -> list[ET.Element]:
+    """Descendants named ``name``, with or without S3's namespace."""
+    return [e for e in node.iter() if e.tag in (f"{_S3_NS}{name}", name)]
+
+
 def _text(node: ET.Element, name: str) -> str:
     found = node.find(f"{_S3_NS}{name}")
     if found is None:
@@ -305,33 +439,45 @@ def _timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def error_fields(body: bytes, default_code: str) -> tuple[str, str]:
+    """(Code, Message) of an S3 error body; ``default_code`` (e.g. the status) without one."""
+    if body:
+        try:
+            root = ET.fromstring(body)  # noqa: S314 - S3's own XML, no entities
+        except ET.ParseError:
+            return default_code, ""
+        return _text(root, "Code") or default_code, _text(root, "Message")
+    return default_code, ""
+
+
+def client_error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | Sequence[Any], operation: str
+) -> Exception:
+    """The ``ClientError`` botocore raises for an S3 error answer."""
+    from botocore.exceptions import ClientError
+
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return ClientError(
+        {
+            "Error": {"Code": code or str(status), "Message": message},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {k.lower(): v for k, v in pairs},
+            },
+        },
+        operation,
+    )
+
+
 def _failure(error: BaseException, operation: str, details: Mapping[str, Any]) -> Exception:
     """A CRT failure as the exception botocore would raise: ``ClientError`` for an S3 error
     response, a ``NETWORK`` error for a connection that failed."""
-    from botocore.exceptions import ClientError
-
     status = getattr(error, "status_code", None)
     headers = details.get("error_headers") or getattr(error, "headers", None) or []
     body = details.get("error_body") or getattr(error, "body", None) or b""
     if status:
-        code, message = str(status), ""
-        if body:
-            try:
-                root = ET.fromstring(body)  # noqa: S314 - S3's own XML, no entities
-                code = _text(root, "Code") or code
-                message = _text(root, "Message")
-            except ET.ParseError:
-                pass
-        return ClientError(
-            {
-                "Error": {"Code": code, "Message": message},
-                "ResponseMetadata": {
-                    "HTTPStatusCode": int(status),
-                    "HTTPHeaders": {k.lower(): v for k, v in headers},
-                },
-            },
-            operation,
-        )
+        code, message = error_fields(body, str(status))
+        return client_error(int(status), code, message, dict(headers), operation)
     name = getattr(error, "name", type(error).__name__)
     if name.startswith(_LOCAL_FAILURES):
         return TransferError(

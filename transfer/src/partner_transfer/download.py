@@ -79,31 +79,44 @@ def get_small(
 
 
 def get_large(
-    conn: Connection, key: str, final: Path, head: dict[str, Any], *, allow_unverified: bool
+    conn: Connection,
+    key: str,
+    final: Path,
+    head: dict[str, Any],
+    *,
+    allow_unverified: bool,
+    pool: ThreadPoolExecutor,
+    run: Run,
 ) -> engine.Downloaded:
-    """A large object through the CRT's ranged GETs, every range pinned to the HEAD's ETag,
-    into a private temporary file; then hashed from the page cache, checked against the full
-    object checksum, fsync'ed and renamed into place."""
+    """A large object in concurrent ranged GETs (:mod:`partner_transfer.ranged`), every range
+    pinned to the HEAD's ETag, each chunk hashed and written into a private temporary file as
+    it arrives; the object's CRC64NVME combined from the chunks' is checked against the
+    full-object checksum (other algorithms, from other tools' uploads, are hashed from the page
+    cache), then the file is fsync'ed and renamed into place."""
     size = int(head["ContentLength"])
     headers = dict(s3args.owner_header(conn.target))
     if head.get("ETag"):
         headers["If-Match"] = str(head["ETag"])
     expected = checksums.expected_checksums(head)
     with engine.temp_file(final) as (fd, tmp):
-        conn.crt.download_to_file(
+        crc = conn.ranged.download(
             key,
-            str(tmp),
+            fd,
+            size,
             headers=headers,
             part_size=conn.part_size,
+            pool=pool,
+            connections=conn.concurrency,
+            stop=run.stop,
             on_progress=conn.reporter.advance,
-        ).result()
-        if os.stat(tmp).st_size != size:
+        )
+        if os.fstat(fd).st_size != size:
             raise TransferError(ExitCode.NETWORK, f"short read for {key}; re-run the download")
-        actual = {a: checksums.digest_path(tmp, a) for a in engine.algorithms(expected)}
+        actual = {checksums.ALGORITHM: checksums.encode_int(crc)}
+        others = [a for a in engine.algorithms(expected) if a not in actual]
+        actual.update(checksums.digest_fd(fd, others) if others else {})
         algorithm, value, source = engine.check(key, expected, actual, allow_unverified)
         if conn.options.fsync:
-            # The CRT wrote through its own descriptor; the data is in the page cache either
-            # way, and fsync on ours flushes the file.
             os.fsync(fd)
         os.replace(tmp, final)
     return engine.Downloaded(head.get("VersionId"), size, value, algorithm, source)
@@ -208,14 +221,17 @@ class Downloads:
                 small.append((str(item.dest), item.key, self._small_work(item, skip_identical)))
             else:
                 large.append((str(item.dest), item.key, self._large_work(item, skip_identical)))
-        return self._batches.run(
-            "download",
-            small,
-            large,
-            refused=refused,
-            total_bytes=sum(i.size or 0 for i in items),
-            description=f"download {len(items)} file(s)",
-        )
+        try:
+            return self._batches.run(
+                "download",
+                small,
+                large,
+                refused=refused,
+                total_bytes=sum(i.size or 0 for i in items),
+                description=f"download {len(items)} file(s)",
+            )
+        finally:
+            conn.close_idle()
 
     def _not_found(self, key: str) -> TransferError:
         return TransferError(
@@ -294,7 +310,9 @@ class Downloads:
             else:
                 if run.stop.is_set():
                     raise engine.Stopped()
-                got = get_large(conn, item.key, item.dest, head, allow_unverified=allow)
+                got = get_large(
+                    conn, item.key, item.dest, head, allow_unverified=allow, pool=pool, run=run
+                )
             return self._downloaded(item, got)
 
         return work

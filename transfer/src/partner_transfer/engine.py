@@ -2,8 +2,11 @@
 downloads.
 
 Uploads above one part drive CreateMultipartUpload/UploadPart/ListParts/CompleteMultipartUpload
-through botocore, because resuming needs the upload id and the parts S3 already holds (boto3's
-transfer manager keeps neither, and the CRT's does not expose them). Downloads (see
+as single requests through the CRT (:class:`~partner_transfer.crt.CrtS3`), because resuming
+needs the upload id and the parts S3 already holds: boto3's transfer manager keeps neither, and
+the CRT's own multipart upload exposes no resume token in aws-crt-python (0.38), nor could one
+survive a killed process. Each part is read from the file straight into the CRT's send buffer
+and hashed as it is read (:class:`PartReader`). Downloads (see
 :mod:`partner_transfer.download`) write into a private temporary file from :func:`temp_file`
 and are renamed into place only when verified.
 """
@@ -18,15 +21,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any
 
 from partner_transfer import checksums, journal, s3args
 from partner_transfer.checksums import ALGORITHM, Expected, FileDigest
-from partner_transfer.errors import ExitCode, TransferError, local_io_error
+from partner_transfer.errors import ExitCode, TransferError, is_client_error, local_io_error
 from partner_transfer.keys import TEMP_SUFFIX
 from partner_transfer.manifest import utc_now
+
+if TYPE_CHECKING:
+    from partner_transfer.crt import CrtS3
 
 
 class Stopped(Exception):
@@ -35,13 +39,13 @@ class Stopped(Exception):
 
 @dataclass
 class Engine:
-    """Shared state for one run: the S3 client, the bucket side, the pool and a stop flag.
+    """Shared state for one run: the CRT S3 client, the bucket side, the pool and a stop flag.
 
     ``fsync`` (default True) flushes downloads to disk before the rename, so a crash never
     leaves a short file under the final name.
     """
 
-    s3: Any
+    s3: CrtS3
     target: s3args.Target
     pool: ThreadPoolExecutor
     state_dir: Path
@@ -62,8 +66,11 @@ class Uploaded:
     server_confirmed: bool = True
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+def _error_code(exc: BaseException) -> str:
+    """The S3 error code of a ``ClientError``; "" for anything else."""
+    if not is_client_error(exc):
+        return ""
+    return str(exc.response.get("Error", {}).get("Code", ""))  # type: ignore[attr-defined]
 
 
 def _run_all(engine: Engine, tasks: list[Callable[[], None]]) -> None:
@@ -85,21 +92,16 @@ def _run_all(engine: Engine, tasks: list[Callable[[], None]]) -> None:
 
 
 def _stored_parts(engine: Engine, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
-    parts: dict[int, dict[str, Any]] = {}
-    paginator = engine.s3.get_paginator("list_parts")
-    for page in paginator.paginate(**s3args.list_parts_args(engine.target, key, upload_id)):
-        for p in page.get("Parts", []):
-            parts[int(p["PartNumber"])] = p
-    return parts
+    return engine.s3.list_parts(key, upload_id, engine.target.bucket_owner)
 
 
 def abort_quietly(engine: Engine, key: str, upload_id: str) -> bool:
     """Abort an upload; True if S3 no longer holds it (aborted now or already gone)."""
     try:
-        engine.s3.abort_multipart_upload(
-            **s3args.abort_multipart_args(engine.target, key, upload_id)
-        )
-    except ClientError as exc:
+        engine.s3.abort_multipart_upload(key, upload_id, engine.target.bucket_owner)
+    except Exception as exc:
+        if not is_client_error(exc):
+            raise
         return _error_code(exc) in ("NoSuchUpload", "404")
     return True
 
@@ -149,7 +151,7 @@ def _open_journal(
         if old.identity == identity:
             try:
                 stored = _stored_parts(engine, key, old.upload_id)
-            except ClientError as exc:
+            except Exception as exc:
                 if _error_code(exc) not in ("NoSuchUpload", "404"):
                     raise
             else:
@@ -160,11 +162,11 @@ def _open_journal(
             # The file (or part size) changed since the interrupted run: its parts are useless.
             abort_quietly(engine, old.identity.key, old.upload_id)
         old.remove()
-    resp = engine.s3.create_multipart_upload(
-        **s3args.create_multipart_args(engine.target, key, digest.checksum)
+    upload_id, algorithm = engine.s3.create_multipart_upload(
+        key, s3args.create_multipart_headers(engine.target, digest.checksum)
     )
-    tracks = resp.get("ChecksumAlgorithm") == ALGORITHM
-    return journal.create(jpath, identity, resp["UploadId"], utc_now()), set(), tracks
+    tracks = algorithm == ALGORITHM
+    return journal.create(jpath, identity, upload_id, utc_now()), set(), tracks
 
 
 def changed(path: Path, detail: str) -> TransferError:
@@ -174,6 +176,59 @@ def changed(path: Path, detail: str) -> TransferError:
         f"{path} changed while it was being uploaded ({detail}): not uploaded, nothing was "
         "completed under its key; re-run when the file is complete",
     )
+
+
+class PartReader:
+    """The bytes of one part, read from the file straight into the CRT's send buffer (one copy,
+    the GIL released) and hashed as they pass, while they are hot in the CPU's caches.
+
+    The CRT reads a part once, before sending it (and keeps it for retries). When the last byte
+    is read, the part's CRC64NVME is compared with the one taken before the upload started and
+    sent in the request's header: a part that differs (or a file that shrank) fails the read,
+    so the CRT never sends it, and :attr:`changed` says why the request failed. This replaces
+    a second read of each part into Python and a second pass to hash it.
+    """
+
+    def __init__(self, fd: int, offset: int, length: int, expected: str) -> None:
+        self._fd = fd
+        self._offset = offset
+        self._length = length
+        self._expected = expected
+        self._pos = 0
+        self._crc = 0
+        self.changed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._length - self._pos)
+        got = 0
+        while got < want:
+            n = os.preadv(self._fd, [view[got:want]], self._offset + self._pos + got)
+            if n == 0:
+                break  # the file is shorter than when the upload started
+            got += n
+        self._crc = checksums.crc64nvme_update(view[:got], self._crc)
+        self._pos += got
+        if got < want or (
+            self._pos == self._length and checksums.encode_int(self._crc) != self._expected
+        ):
+            self.changed = True
+            raise OSError("the part differs from when the upload started")
+        return got
+
+    def read(self, size: int = -1) -> bytes:
+        buf = bytearray(self._length - self._pos if size < 0 else size)
+        return bytes(buf[: self.readinto(buf)])
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Only back to the start (a retry that reads again hashes again)."""
+        if offset != 0 or whence != 0:
+            raise OSError("a part can only be read again from its start")
+        self._pos, self._crc = 0, 0
+        return 0
 
 
 def upload_multipart(
@@ -186,11 +241,11 @@ def upload_multipart(
 ) -> Uploaded:
     """Upload ``path`` in parts, resuming a journaled upload of the same file if there is one.
 
-    Each part is re-read and re-hashed as it is sent; a part whose CRC differs from the digest
-    taken before the upload means the file is changing. ``unchanged`` raises if the file's size
-    or modification time differ from when the upload started; it runs before the upload is
-    completed. A changed file stops the upload: it is aborted (S3 keeps nothing) and its
-    journal removed.
+    Each part is hashed as it is read for sending (:class:`PartReader`); a part whose CRC
+    differs from the digest taken before the upload means the file is changing. ``unchanged``
+    raises if the file's size or modification time differ from when the upload started; it
+    runs before the upload is completed. A changed file stops the upload: it is aborted (S3
+    keeps nothing) and its journal removed.
     """
     jr, keep, tracks_checksum = _open_journal(engine, key, path, digest, mtime_ns)
     try:
@@ -214,34 +269,47 @@ def _send_parts(
 ) -> Uploaded:
     ranges = checksums.part_ranges(digest.size, digest.part_size)
     engine.advance(sum(ranges[n - 1][1] for n in keep))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
 
-    def send(number: int) -> Callable[[], None]:
-        offset, length = ranges[number - 1]
-        expected = digest.part_checksums[number - 1]
+        def send(number: int) -> Callable[[], None]:
+            offset, length = ranges[number - 1]
+            expected = digest.part_checksums[number - 1]
 
-        def task() -> None:
-            engine.check_stop()
-            with path.open("rb", buffering=0) as fh:
-                data = os.pread(fh.fileno(), length, offset)
-            if len(data) != length or checksums.encode_int(checksums.crc64nvme(data)) != expected:
-                raise changed(path, f"part {number} differs from when the upload started")
-            resp = engine.s3.upload_part(
-                Body=data,
-                **s3args.upload_part_args(engine.target, key, jr.upload_id, number, expected),
-            )
-            jr.record(journal.PartRecord(number, resp["ETag"], expected))
-            engine.advance(length)
+            def task() -> None:
+                engine.check_stop()
+                reader = PartReader(fd, offset, length, expected)
+                try:
+                    resp = engine.s3.upload_part(
+                        key,
+                        jr.upload_id,
+                        number,
+                        reader,  # type: ignore[arg-type]  # readinto is all the CRT uses
+                        length,
+                        s3args.upload_part_headers(engine.target, expected),
+                    ).result()
+                except Exception:
+                    if reader.changed:
+                        raise changed(
+                            path, f"part {number} differs from when the upload started"
+                        ) from None
+                    raise
+                jr.record(journal.PartRecord(number, resp.headers["etag"], expected))
+                engine.advance(length)
 
-        return task
+            return task
 
-    _run_all(engine, [send(n) for n in range(1, len(ranges) + 1) if n not in keep])
+        _run_all(engine, [send(n) for n in range(1, len(ranges) + 1) if n not in keep])
+    finally:
+        os.close(fd)
     engine.check_stop()
     unchanged()
     parts = [(n, p.etag, p.checksum) for n, p in jr.parts.items()]
     resp = engine.s3.complete_multipart_upload(
-        **s3args.complete_multipart_args(
-            engine.target, key, jr.upload_id, parts, digest.checksum, digest.size
-        )
+        key,
+        jr.upload_id,
+        s3args.complete_multipart_headers(engine.target, digest.checksum, digest.size),
+        s3args.complete_multipart_body(parts),
     )
     jr.remove()
     confirmed = _confirm_stored_checksum(engine, key, resp, digest.checksum, tracks_checksum)
@@ -259,10 +327,17 @@ def _confirm_stored_checksum(
     """
     stored = resp.get(f"Checksum{ALGORITHM}")
     if stored is None and tracks_checksum:
+        from partner_transfer.crt import head_fields
+
         try:
-            head = engine.s3.head_object(**s3args.head_object_args(engine.target, key))
-        except ClientError:
+            answer = engine.s3.request(
+                "HeadObject", "HEAD", key, headers=s3args.read_object_headers(engine.target)
+            ).result()
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
             return False  # e.g. a write-only partner may not read inbound/: S3 verified it anyway
+        head = head_fields(answer.headers)
         if (
             head.get("VersionId")
             and resp.get("VersionId")
@@ -283,6 +358,7 @@ def _confirm_stored_checksum(
 
 
 # -- downloads ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Downloaded:

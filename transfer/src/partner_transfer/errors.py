@@ -10,19 +10,12 @@ from __future__ import annotations
 import enum
 import errno
 import re
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    FlexibleChecksumError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    ReadTimeoutError,
-)
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 
 @enum.unique
@@ -177,6 +170,13 @@ def local_io_error(error: OSError, path: object = None) -> TransferError:
     )
 
 
+def is_client_error(error: BaseException) -> bool:
+    """True for botocore's ``ClientError`` (the CRT data path raises it too), without importing
+    botocore when nothing has loaded it: then no such error can exist."""
+    module = sys.modules.get("botocore.exceptions")
+    return module is not None and isinstance(error, module.ClientError)
+
+
 def classify(error: BaseException, ctx: ErrorContext) -> TransferError:
     """Map an exception from boto3/botocore to a :class:`TransferError` with a one-line message.
 
@@ -184,6 +184,19 @@ def classify(error: BaseException, ctx: ErrorContext) -> TransferError:
     """
     if isinstance(error, TransferError):
         return error
+    # Imported here, on failures only: the data path runs without botocore.
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        FlexibleChecksumError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ProfileNotFound,
+        ReadTimeoutError,
+    )
+
     source = f" ({ctx.credential_source})" if ctx.credential_source else ""
     if isinstance(error, ClientError):
         err = error.response.get("Error", {})

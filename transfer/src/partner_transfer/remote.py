@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from partner_transfer import checksums, crt, s3args
+from partner_transfer.errors import is_client_error
 from partner_transfer.manifest import read_manifest
 
 if TYPE_CHECKING:
@@ -40,16 +41,17 @@ class Remote:
         object's existence and size come from the listing, and its checksum from this host's
         custody manifest: S3 verified that checksum when the upload completed.
         """
-        from botocore.exceptions import ClientError
-
         conn = self._conn
         try:
             resp = conn.crt.request(
                 "HeadObject", "HEAD", key, headers=s3args.read_object_headers(conn.target)
             ).result()
             head = crt.head_fields(resp.headers)
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
+            response = exc.response  # type: ignore[attr-defined]
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404:
                 return None
             if status == 403 and key.startswith(conn.profile.upload_prefixes or ("\0",)):

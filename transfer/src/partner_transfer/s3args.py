@@ -158,3 +158,52 @@ def put_object_headers(target: Target, checksum: str) -> dict[str, str]:
 def read_object_headers(target: Target) -> dict[str, str]:
     """HeadObject/GetObject headers asking for the stored checksum."""
     return {**owner_header(target), "x-amz-checksum-mode": "ENABLED"}
+
+
+def create_multipart_headers(target: Target, checksum: str) -> dict[str, str]:
+    """CreateMultipartUpload headers: the same guarantees as :func:`create_multipart_args`."""
+    return {
+        **owner_header(target),
+        "x-amz-server-side-encryption": "aws:kms",
+        "x-amz-server-side-encryption-aws-kms-key-id": target.kms_key_arn,
+        "x-amz-checksum-algorithm": ALGORITHM,
+        "x-amz-checksum-type": FULL_OBJECT,
+        f"x-amz-meta-{METADATA_KEY}": checksum,
+    }
+
+
+def upload_part_headers(target: Target, checksum: str) -> dict[str, str]:
+    """UploadPart headers: the same as :func:`upload_part_args` (the part's CRC64NVME, which
+    S3 verifies; no SSE-KMS headers, S3 rejects them on parts)."""
+    return {
+        **owner_header(target),
+        "x-amz-sdk-checksum-algorithm": ALGORITHM,
+        f"x-amz-checksum-{ALGORITHM.lower()}": checksum,
+    }
+
+
+def complete_multipart_headers(target: Target, checksum: str, size: int) -> dict[str, str]:
+    """CompleteMultipartUpload headers: the full-object CRC64NVME and size S3 checks against
+    the parts (as :func:`complete_multipart_args`)."""
+    return {
+        **owner_header(target),
+        f"x-amz-checksum-{ALGORITHM.lower()}": checksum,
+        "x-amz-checksum-type": FULL_OBJECT,
+        "x-amz-mp-object-size": str(size),
+    }
+
+
+def complete_multipart_body(parts: Iterable[tuple[int, str, str]]) -> bytes:
+    """CompleteMultipartUpload's XML body; ``parts`` are (number, ETag, CRC64NVME) in any
+    order (S3 wants them ascending)."""
+    from xml.sax.saxutils import escape
+
+    items = "".join(
+        f"<Part><PartNumber>{number}</PartNumber><ETag>{escape(etag)}</ETag>"
+        f"<Checksum{ALGORITHM}>{escape(crc)}</Checksum{ALGORITHM}></Part>"
+        for number, etag, crc in sorted(parts)
+    )
+    return (
+        '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"{items}</CompleteMultipartUpload>"
+    ).encode()
