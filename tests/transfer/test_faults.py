@@ -182,9 +182,12 @@ def test_cleanup_aborts_abandoned_uploads(ws: Workspace, s3: Any, proxy: Proxy) 
 def test_ctrl_c_mid_upload_exits_130_and_keeps_the_journal(
     ws: Workspace, s3: Any, proxy: Proxy
 ) -> None:
-    ws.file("big.bin", os.urandom(30 * MIB))
+    # Five parts of 16 MiB, one connection, each part held 0.5 s: after the first part is in
+    # the journal, ~2 s of upload remain for the signal to land in, even on a loaded machine
+    # (with two parts, the second one sometimes completed before the signal was handled).
+    ws.file("big.bin", os.urandom(80 * MIB))
     profile = ws.profile(endpoint=proxy.endpoint, concurrency=1)
-    proxy.faults.part_delay = 0.3
+    proxy.faults.part_delay = 0.5
     exe = Path(sys.executable).with_name("partner-transfer")
     proc = subprocess.Popen(
         [str(exe), "upload", "--profile", str(profile), str(ws.root / "big.bin")],
