@@ -37,6 +37,19 @@ Gaps in moto 5.2.5 (``moto/iam/access_control.py``, ``FakeBucket.get_permission`
    counted.
 9. No AWS service ever acts in the emulator, so a role whose trust policy admits only a
    service (our rotation function's role, ``lambda.amazonaws.com``) cannot be used as itself.
+10. No ``aws:PrincipalTag``: a trust policy that admits only principals carrying a tag (our
+    account roles: ``aws:PrincipalTag/phi-exchange:importer = true``) sees no tag on anyone;
+    moto's trust check ignores the condition and lets an untagged user in. AssumeRole's
+    session tags (``Tags``) are dropped, and ``sts:TagSession`` is never asked.
+11. S3 actions named as moto's routing guesses them, not as AWS authorizes them: a HEAD
+    with ``versionId`` is ``GetObject``; the always-on bucket-policy check calls a version's
+    DELETE ``DeleteObject`` (AWS: ``DeleteObjectVersion``); PutBucketEncryption and
+    PutObjectLockConfiguration are ``CreateBucket``; GetObjectAttributes is ``GetObject``.
+12. CloudFormation and SSM calls are checked against resource ``*``: a role scoped to
+    ``stack/PhiExchange-*/*`` or ``parameter/cdk-bootstrap/*`` is refused everything; and the
+    role a CloudFormation call hands over (``RoleARN``) is never checked (no ``iam:PassRole``,
+    no trust of ``cloudformation.amazonaws.com``).
+13. A refusal says only ``AccessDenied``: nothing tells which policy or statement refused.
 
 How they are filled: every request's WSGI environ is kept for the request's duration
 (:class:`ContextMiddleware`, one request per thread in the emulator), and the TLS version
@@ -53,20 +66,28 @@ signing key is looked up in every account's IAM and STS (:func:`caller_for_key`)
 ``aws:PrincipalArn`` / ``aws:PrincipalAccount``  the IAM user, the *role* of a role session,
                                             else the account root
 ``aws:username``                            the IAM user's name
+``aws:PrincipalTag/<key>``                  an IAM user's tags; a role session's role tags,
+                                            overridden by its session tags
 ``s3:x-amz-server-side-encryption``,        the request headers of the same names, when
 ``s3:x-amz-server-side-encryption-aws-kms-key-id``, present
 ``s3:x-amz-server-side-encryption-customer-algorithm``, ``s3:x-amz-acl``
 ``s3:prefix``, ``s3:delimiter``, ``s3:max-keys``  the list request's query parameters
 ``sts:ExternalId``, ``sts:RoleSessionName``  the AssumeRole parameters
+``aws:RequestTag/<key>``, ``aws:TagKeys``   AssumeRole's session tags
+``iam:PassedToService``                     ``cloudformation.amazonaws.com``, for the role a
+                                            CloudFormation call hands over
 ==========================================  ===============================================
+
+S3 requests are authorized under the action AWS names (:func:`s3_action`), for both checks.
 
 and :mod:`localaws.policy` evaluates, as AWS documents it
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html):
 
 - the bucket policy, always, as moto does (with the caller, found in any account);
 - with permission checks on, for S3 and for the calls listed in :data:`RESOLVED_ACTIONS`
-  (Secrets Manager by ``SecretId``, SNS by ``TopicArn``, SQS by ``QueueUrl``, IAM access-key
-  calls by ``UserName``/``AccessKeyId``): the caller's identity policies against the real
+  (Secrets Manager by ``SecretId``, SNS by ``TopicArn``, SQS by ``QueueUrl``, CloudFormation
+  by ``StackName`` (``*`` without one), SSM by ``Name``/``Names``, IAM access-key calls by
+  ``UserName``/``AccessKeyId``): the caller's identity policies against the real
   resource ARN, together with the resource's policy (bucket, secret, topic, queue). Any Deny
   refuses. In the resource's own account, an Allow in either suffices (a resource-policy
   Allow alone only when it names the caller itself, not merely its account); from another
@@ -74,7 +95,19 @@ and :mod:`localaws.policy` evaluates, as AWS documents it
 - ``sts:AssumeRole``: the caller's identity policies and the role's trust policy, found in
   the role's account, with ``sts:ExternalId``; the trust policy must allow, and so must the
   identity policy unless the role is in the caller's account and the trust policy names the
-  caller itself. ``DurationSeconds`` beyond the role's maximum is refused.
+  caller itself. ``DurationSeconds`` beyond the role's maximum is refused. With session
+  tags, ``sts:TagSession`` must be allowed the same way; the session keeps its tags;
+- CloudFormation calls that hand over a role (``RoleARN`` of CreateChangeSet, CreateStack,
+  UpdateStack): ``iam:PassRole`` of it in the caller's identity policies, with
+  ``iam:PassedToService``, and the role's trust policy must admit
+  ``cloudformation.amazonaws.com`` (else ``ValidationError``, as AWS says). What
+  CloudFormation then does *as* that role is not checked: moto creates the resources
+  in-process.
+
+Every decision made with checks on, and every bucket-policy refusal, is recorded: ``GET
+/localaws/authorizations[?since=N]`` lists caller, ``aws:PrincipalArn``, action, resource,
+allowed or not and, for a refusal, the reason in AWS's words (which policy, which statement
+Sids, or which trust condition the caller did not meet).
 
 Other calls keep moto's own check. For KMS ``DescribeKey`` the key policy's Deny statements
 are evaluated with the caller (and no ``kms:ViaService``: a direct call is not made through a
@@ -92,19 +125,25 @@ handler as the deployed function's role.
 Still not enforced (see docs/local-run.md): KMS key policies and grants on every use of a key
 by a service (moto's S3, Secrets Manager, SNS and SQS never call KMS), ACLs, Block Public
 Access, object ownership, SCPs, session policies, permission boundaries, VPC endpoint keys,
-and resource ARNs of calls outside :data:`RESOLVED_ACTIONS`.
+transitive session tags (role chaining keeps only the role's own tags), MFA
+(``aws:MultiFactorAuthPresent`` is never present: break-glass cannot be assumed here), the
+root user's right to a bucket policy it is denied, DeleteObjects' per-version actions, and
+resource ARNs of calls outside :data:`RESOLVED_ACTIONS`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
+from moto.cloudformation.models import cloudformation_backends
 from moto.core.exceptions import _RESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam import access_control
@@ -119,9 +158,19 @@ from moto.secretsmanager.models import secretsmanager_backends
 from moto.sns.models import sns_backends
 from moto.sqs.models import sqs_backends
 from moto.sts.models import sts_backends
+from moto.sts.responses import TokenResponse
 from moto.utilities.utils import PARTITION_NAMES, get_partition
 
-from localaws.policy import Decision, Request, evaluate, evaluate_all, explicitly_allows
+from localaws.policy import (
+    Decision,
+    Request,
+    applying,
+    evaluate,
+    evaluate_all,
+    explicitly_allows,
+    names_request,
+    unmet_conditions,
+)
 
 TLS_VERSION_ENVIRON_KEY = "localaws.tls_version"
 
@@ -190,12 +239,15 @@ def access_key_id(environ: Mapping[str, Any]) -> str | None:
 @dataclass(frozen=True)
 class Caller:
     """The principal behind an access key: ``arn`` as STS reports it, its ``account``, the
-    ``role_arn`` of a role session and the ``user_name`` of an IAM user (else None)."""
+    ``role_arn`` of a role session and the ``user_name`` of an IAM user (else None), and its
+    ``tags`` (``aws:PrincipalTag``): an IAM user's tags; for a role session, the role's tags
+    overridden by the session's tags (default none)."""
 
     arn: str
     account: str
     role_arn: str | None = None
     user_name: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def principal_arn(self) -> str:
@@ -217,7 +269,9 @@ def caller_for_key(key_id: str | None, *, default_account: str = DEFAULT_ACCOUNT
                 continue
             for user in list(account[part].users.values()):
                 if any(k.access_key_id == key_id for k in user.access_keys):
-                    return Caller(arn=user.arn, account=account_id, user_name=user.name)
+                    tags = account[part].list_user_tags(user.name)
+                    return Caller(arn=user.arn, account=account_id, user_name=user.name,
+                                  tags=_tag_pairs(tags))
     for account_id, sts_account in list(sts_backends.items()):
         for part in PARTITION_NAMES:
             if part not in sts_account:
@@ -225,8 +279,28 @@ def caller_for_key(key_id: str | None, *, default_account: str = DEFAULT_ACCOUNT
             for session in list(sts_account[part].assumed_roles):
                 if session.access_key_id == key_id:
                     return Caller(arn=session.arn, account=account_id,
-                                  role_arn=session.role_arn)
+                                  role_arn=session.role_arn, tags=_session_tags(session))
     return Caller(arn=f"arn:{partition}:iam::{default_account}:root", account=default_account)
+
+
+def _tag_pairs(tags: Iterable[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:
+    return tuple((str(t["Key"]), str(t["Value"])) for t in tags or ())
+
+
+# The attribute localaws keeps a session's tags in (moto's AssumedRole ignores AssumeRole's
+# Tags parameter).
+SESSION_TAGS_ATTRIBUTE = "localaws_session_tags"
+
+
+def _session_tags(session: Any) -> tuple[tuple[str, str], ...]:
+    """A role session's principal tags: the role's tags, then the session's tags, which win
+    over a role tag of the same key (tag keys compare case-insensitively)."""
+    role = find_role(str(session.role_arn))
+    merged: dict[str, tuple[str, str]] = {}
+    for key, value in (*_tag_pairs(getattr(role, "tags", None) if role is not None else None),
+                       *getattr(session, SESSION_TAGS_ATTRIBUTE, ())):
+        merged[key.lower()] = (key, value)
+    return tuple(merged.values())
 
 
 def request_caller(environ: Mapping[str, Any] | None, partition: str) -> Caller | None:
@@ -248,6 +322,8 @@ def request_context(
         context["aws:PrincipalAccount"] = [caller.account]
         if caller.user_name is not None:
             context["aws:username"] = [caller.user_name]
+        for tag_key, tag_value in caller.tags:
+            context[f"aws:PrincipalTag/{tag_key}"] = [tag_value]
     if environ is None:
         # Called outside a server request (in-process moto): no transport facts to report.
         return context
@@ -291,7 +367,145 @@ def allowed(identity: Decision, resource_policy: Decision, *, same_account: bool
     return identity is Decision.ALLOW and resource_policy is Decision.ALLOW
 
 
+# --- the record of decisions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """One permission decision the emulator made: who (``caller`` as STS reports it,
+    ``principal`` as ``aws:PrincipalArn``), what (``action`` on ``resource``), and, when
+    refused, why (``reason``, in AWS's words where AWS has them)."""
+
+    time: str
+    caller: str
+    principal: str
+    action: str
+    resource: str
+    allowed: bool
+    reason: str = ""
+
+
+_records: list[Authorization] = []
+_records_lock = threading.Lock()
+
+
+def record(caller: Caller | None, action: str, resource: str, *, allowed: bool,
+           reason: str = "") -> None:
+    """Add a decision to the record (``GET /localaws/authorizations``)."""
+    entry = Authorization(
+        time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        caller=caller.arn if caller else "anonymous",
+        principal=caller.principal_arn if caller else "anonymous",
+        action=action, resource=resource, allowed=allowed, reason=reason)
+    with _records_lock:
+        _records.append(entry)
+
+
+def authorizations(since: int = 0) -> tuple[int, list[Authorization]]:
+    """The decisions recorded from index ``since`` on, and the index of the next one."""
+    with _records_lock:
+        return len(_records), list(_records[max(since, 0):])
+
+
+def authorizations_endpoint(environ: Mapping[str, Any],
+                            start_response: Callable[..., Any]) -> list[bytes]:
+    """``GET /localaws/authorizations[?since=N]``: ``{"next": M, "records": [...]}``."""
+    try:
+        since = int((parse_qs(str(environ.get("QUERY_STRING", ""))).get("since") or ["0"])[0])
+    except ValueError:
+        start_response("400 Bad Request", [("Content-Type", "application/json")])
+        return [json.dumps({"error": "since must be an integer"}).encode()]
+    following, entries = authorizations(since)
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"next": following,
+                        "records": [asdict(e) for e in entries]}).encode()]
+
+
+def _sids(statements: Iterable[Mapping[str, Any]]) -> str:
+    return ", ".join(str(s.get("Sid") or "(no Sid)") for s in statements)
+
+
+def _refusal(identity: Decision, resource_policy: Decision,
+             identities: Iterable[Mapping[str, Any]], policy: Mapping[str, Any] | None,
+             request: Request, *, same_account: bool) -> str:
+    """Why a request was refused, in the words of AWS's AccessDenied messages."""
+    if resource_policy is Decision.DENY and policy is not None:
+        return ("with an explicit deny in a resource-based policy "
+                f"({_sids(applying(policy, request, 'Deny'))})")
+    if identity is Decision.DENY:
+        denying = [s for d in identities for s in applying(d, request, "Deny")]
+        return f"with an explicit deny in an identity-based policy ({_sids(denying)})"
+    if identity is not Decision.ALLOW and (same_account or resource_policy is Decision.ALLOW):
+        return f"because no identity-based policy allows the {request.action} action"
+    return f"because no resource-based policy allows the {request.action} action"
+
+
+def _trust_refusal(trust: Mapping[str, Any], request: Request, decision: Decision) -> str:
+    """Why a role's trust policy refused: an explicit deny, the conditions of the statements
+    that name the caller, or no statement naming it."""
+    if decision is Decision.DENY:
+        return (f"with an explicit deny in the role's trust policy "
+                f"({_sids(applying(trust, request, 'Deny'))})")
+    unmet = [condition for statement in _as_statements(trust)
+             if statement.get("Effect") == "Allow" and names_request(statement, request)
+             for condition in unmet_conditions(statement, request)]
+    if unmet:
+        return ("because the role's trust policy admits the caller only with "
+                + "; ".join(unmet))
+    return "because the role's trust policy does not name the caller"
+
+
+def _as_statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    statements = document.get("Statement") or []
+    return list(statements) if isinstance(statements, list) else [statements]
+
+
 # --- S3 ---------------------------------------------------------------------------------------
+
+# Bucket subresources whose action moto names wrongly (it falls back to CreateBucket,
+# DeleteBucket or ListBucket): parameter -> method -> the action AWS authorizes.
+_BUCKET_SUBRESOURCE_ACTIONS: dict[str, dict[str, str]] = {
+    "encryption": {"PUT": "s3:PutEncryptionConfiguration",
+                   "DELETE": "s3:PutEncryptionConfiguration",
+                   "GET": "s3:GetEncryptionConfiguration"},
+    "object-lock": {"PUT": "s3:PutBucketObjectLockConfiguration",
+                    "GET": "s3:GetBucketObjectLockConfiguration"},
+    "ownershipControls": {"PUT": "s3:PutBucketOwnershipControls",
+                          "DELETE": "s3:PutBucketOwnershipControls",
+                          "GET": "s3:GetBucketOwnershipControls"},
+}
+# Object subresources that make a GET or HEAD something other than GetObject[Version].
+_OBJECT_SUBRESOURCES = frozenset({"acl", "tagging", "uploadId", "retention", "legal-hold",
+                                  "attributes", "torrent", "restore", "select"})
+
+
+def s3_action(action: str, environ: Mapping[str, Any] | None, resource: str) -> str:
+    """The action AWS authorizes for this S3 request, where moto names another: HEAD as
+    ``GetObject``; a version's GET/HEAD as ``GetObjectVersion``, its DELETE as
+    ``DeleteObjectVersion`` (moto's bucket-policy check says ``DeleteObject``);
+    GetObjectAttributes; aborting a multipart upload; the encryption, Object Lock and
+    ownership configuration of a bucket."""
+    action = _OBJECT_ACTIONS.get(action, action)
+    if environ is None:
+        return action
+    method = str(environ.get("REQUEST_METHOD", "")).upper()
+    query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+    if "/" not in resource.split(":::", 1)[-1]:
+        for parameter, actions in _BUCKET_SUBRESOURCE_ACTIONS.items():
+            if parameter in query and method in actions:
+                return actions[method]
+        return action
+    versioned = "versionId" in query
+    if method == "GET" and "attributes" in query:
+        return "s3:GetObjectVersionAttributes" if versioned else "s3:GetObjectAttributes"
+    if method == "DELETE":
+        if "uploadId" in query:
+            return "s3:AbortMultipartUpload"
+        if not query.keys() & _OBJECT_SUBRESOURCES:
+            return "s3:DeleteObjectVersion" if versioned else "s3:DeleteObject"
+    if method in ("GET", "HEAD") and not query.keys() & _OBJECT_SUBRESOURCES:
+        return "s3:GetObjectVersion" if versioned else "s3:GetObject"
+    return action
 
 
 def _bucket_name(resource: str) -> str:
@@ -309,16 +523,21 @@ def _find_bucket(bucket_name: str) -> FakeBucket | None:
 
 
 def _bucket_get_permission(self: FakeBucket, action: str, resource: str) -> Any:
-    """Replaces ``FakeBucket.get_permission``: the bucket policy with request context."""
+    """Replaces ``FakeBucket.get_permission``: the bucket policy with request context. moto
+    asks it on every object request, whether permission checks are on or off; a refusal is
+    recorded."""
     if self.policy is None:
         return access_control.PermissionResult.NEUTRAL
     environ = _current_environ.get()
     caller = request_caller(environ, self.partition)
-    decision = evaluate(
-        json.loads(self.policy),
-        _caller_request(_OBJECT_ACTIONS.get(action, action), resource, caller,
-                        request_context(environ, caller)),
-    )
+    policy = json.loads(self.policy)
+    request = _caller_request(s3_action(action, environ, resource), resource, caller,
+                              request_context(environ, caller))
+    decision = evaluate(policy, request)
+    if decision is Decision.DENY:
+        record(caller, request.action, resource, allowed=False,
+               reason=f"with an explicit deny in a resource-based policy "
+               f"({_sids(applying(policy, request, 'Deny'))})")
     return {
         Decision.DENY: access_control.PermissionResult.DENIED,
         Decision.ALLOW: access_control.PermissionResult.PERMITTED,
@@ -338,7 +557,7 @@ def _key_id(access_key: Any) -> str:
 
 class ContextualS3IAMRequest(access_control.S3IAMRequest):
     """moto's S3 request check, with identity and bucket policies evaluated in context, for
-    callers of any account."""
+    callers of any account, under the action AWS authorizes (:func:`s3_action`)."""
 
     def check_action_permitted(self, resource: str) -> None:
         partition = get_partition(self._region)
@@ -346,20 +565,24 @@ class ContextualS3IAMRequest(access_control.S3IAMRequest):
         caller = caller_for_key(_key_id(self._access_key), default_account=self.account_id,
                                 partition=partition)
         assert caller is not None
-        request = _caller_request(self._action, resource, caller,
-                                  request_context(environ, caller))
-        identity = evaluate_all(
-            _identity_documents(self._access_key.collect_policies()), request
-        )
+        request = _caller_request(s3_action(self._action, environ, resource), resource,
+                                  caller, request_context(environ, caller))
+        identities = _identity_documents(self._access_key.collect_policies())
+        identity = evaluate_all(identities, request)
         bucket = _find_bucket(_bucket_name(resource))
         policy = json.loads(bucket.policy) if bucket is not None and bucket.policy else None
         resource_based = evaluate(policy, request) if policy else Decision.NOT_APPLICABLE
         # ListAllMyBuckets and the like name no bucket: the caller's own account answers.
         owner = bucket.account_id if bucket is not None else caller.account
-        if not allowed(identity, resource_based, same_account=owner == caller.account,
+        same_account = owner == caller.account
+        if not allowed(identity, resource_based, same_account=same_account,
                        resource_grants_caller=policy is not None
                        and explicitly_allows(policy, request)):
+            record(caller, request.action, resource, allowed=False,
+                   reason=_refusal(identity, resource_based, identities, policy, request,
+                                   same_account=same_account))
             self._raise_access_denied()
+        record(caller, request.action, resource, allowed=True)
 
 
 # --- other services -----------------------------------------------------------------------
@@ -381,7 +604,7 @@ def _policy_document(text: Any) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _secret_target(params: Mapping[str, str], account: str, region: str) -> Target | None:
+def _secret_target(params: Mapping[str, str], account: str, region: str) -> list[Target] | None:
     secret_id = params.get("SecretId")
     if not secret_id:
         return None
@@ -391,10 +614,10 @@ def _secret_target(params: Mapping[str, str], account: str, region: str) -> Targ
     secret = secretsmanager_backends[account][region].secrets.get(secret_id)
     if secret is None:
         return None
-    return Target(secret.arn, account, _policy_document(getattr(secret, "policy", None)))
+    return [Target(secret.arn, account, _policy_document(getattr(secret, "policy", None)))]
 
 
-def _topic_target(params: Mapping[str, str], account: str, region: str) -> Target | None:
+def _topic_target(params: Mapping[str, str], account: str, region: str) -> list[Target] | None:
     arn = params.get("TopicArn")
     if not arn or not arn.startswith("arn:"):
         return None
@@ -402,10 +625,10 @@ def _topic_target(params: Mapping[str, str], account: str, region: str) -> Targe
     topic = sns_backends[owner][topic_region].topics.get(arn)
     if topic is None:
         return None
-    return Target(arn, owner, _policy_document(topic.policy))
+    return [Target(arn, owner, _policy_document(topic.policy))]
 
 
-def _queue_target(params: Mapping[str, str], account: str, region: str) -> Target | None:
+def _queue_target(params: Mapping[str, str], account: str, region: str) -> list[Target] | None:
     url = params.get("QueueUrl")
     if not url:
         return None
@@ -415,11 +638,50 @@ def _queue_target(params: Mapping[str, str], account: str, region: str) -> Targe
     queue = sqs_backends[owner][region].queues.get(parts[-1])
     if queue is None:
         return None
-    return Target(queue.queue_arn, owner, _policy_document(queue.policy))
+    return [Target(queue.queue_arn, owner, _policy_document(queue.policy))]
+
+
+def _stack_target(params: Mapping[str, str], account: str, region: str) -> list[Target] | None:
+    """A CloudFormation call's stack, as IAM names it: the stack's ARN (its id) when it exists;
+    ``stack/<name>/*`` for one about to be created (its id is not known yet); ``*`` for calls
+    that name no stack (ListStacks, DescribeStacks of all stacks, a template summary of a
+    template URL)."""
+    name = params.get("StackName")
+    backend = cloudformation_backends[account][region]
+    change_set = params.get("ChangeSetName", "")
+    if not name and change_set.startswith("arn:"):
+        found = backend.change_sets.get(change_set)
+        name = getattr(found, "stack_id", None) if found is not None else None
+    if not name:
+        return [Target("*", account)]
+    if name.startswith("arn:"):
+        return [Target(name, name.split(":")[4])]
+    for stack in list(backend.stacks.values()):
+        if stack.name == name and stack.status != "DELETE_COMPLETE":
+            return [Target(stack.stack_id, account)]
+    return [Target(f"arn:{get_partition(region)}:cloudformation:{region}:{account}:stack/"
+                   f"{name}/*", account)]
+
+
+def _parameter_target(params: Mapping[str, str], account: str,
+                      region: str) -> list[Target] | None:
+    """SSM parameters by name (GetParameter, PutParameter...) or names (GetParameters)."""
+    if params.get("Name"):
+        names = [params["Name"]]
+    elif params.get("Names"):
+        try:
+            names = [str(n) for n in json.loads(params["Names"])]
+        except (TypeError, ValueError):
+            return None
+    else:
+        return None
+    prefix = f"arn:{get_partition(region)}:ssm:{region}:{account}:parameter/"
+    return [Target(n if n.startswith("arn:") else prefix + n.lstrip("/"), account)
+            for n in names]
 
 
 def _user_target(params: Mapping[str, str], account: str, region: str,
-                 caller: Caller) -> Target | None:
+                 caller: Caller) -> list[Target] | None:
     backend = iam_backends[account][get_partition(region)]
     name = params.get("UserName")
     if name is None and params.get("AccessKeyId"):
@@ -429,7 +691,7 @@ def _user_target(params: Mapping[str, str], account: str, region: str,
         name = caller.user_name  # IAM's default: the calling user itself
     if name is None or name not in backend.users:
         return None
-    return Target(backend.users[name].arn, account)
+    return [Target(backend.users[name].arn, account)]
 
 
 _USER_KEY_ACTIONS = frozenset({
@@ -437,13 +699,22 @@ _USER_KEY_ACTIONS = frozenset({
     "iam:GetAccessKeyLastUsed",
 })
 
-# service prefix -> how to find the resource a call acts on. These are the calls of our own
-# code paths (rotation handler, importer, local run); every other call keeps moto's check.
-RESOLVED_ACTIONS: dict[str, Callable[[Mapping[str, str], str, str], Target | None]] = {
+# service prefix -> how to find the resources a call acts on. These are the calls of our own
+# code paths (CDK CLI, rotation handler, importer, local run); every other call keeps moto's
+# check.
+RESOLVED_ACTIONS: dict[str, Callable[[Mapping[str, str], str, str], list[Target] | None]] = {
     "secretsmanager": _secret_target,
     "sns": _topic_target,
     "sqs": _queue_target,
+    "cloudformation": _stack_target,
+    "ssm": _parameter_target,
 }
+# CloudFormation calls that hand CloudFormation a role (RoleARN): the caller needs
+# iam:PassRole on it, and CloudFormation must be able to assume it.
+_PASSES_ROLE_TO_CLOUDFORMATION = frozenset({
+    "cloudformation:CreateChangeSet", "cloudformation:CreateStack",
+    "cloudformation:UpdateStack"})
+CLOUDFORMATION = "cloudformation.amazonaws.com"
 
 
 def _parameters(data: Any, body: Any) -> dict[str, str]:
@@ -467,9 +738,31 @@ def _parameters(data: Any, body: Any) -> dict[str, str]:
     return flat
 
 
+def session_tag_parameters(params: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The session tags of an AssumeRole call (``Tags.member.N.Key``/``.Value``)."""
+    tags = []
+    index = 1
+    while f"Tags.member.{index}.Key" in params:
+        tags.append((params[f"Tags.member.{index}.Key"],
+                     params.get(f"Tags.member.{index}.Value", "")))
+        index += 1
+    return tuple(tags)
+
+
+class LocalAccessDenied(_RESTError):
+    """AccessDenied with AWS's message: who, what, on which resource, and why."""
+
+    code = 403
+
+    def __init__(self, caller: Caller, action: str, resource: str, reason: str) -> None:
+        super().__init__("AccessDenied", f"User: {caller.arn} is not authorized to perform: "
+                         f"{action} on resource: {resource} {reason}")
+
+
 class ContextualIAMRequest(access_control.IAMRequest):
     """moto's check for non-S3 calls, with the real resource, its policy, request context and
-    other accounts where :data:`RESOLVED_ACTIONS` or ``sts:AssumeRole`` apply."""
+    other accounts where :data:`RESOLVED_ACTIONS` or ``sts:AssumeRole`` apply; the role a
+    CloudFormation call passes (``iam:PassRole``). Every decision is recorded."""
 
     def check_action_permitted(self, resource: str) -> None:
         if self._action == "sts:GetCallerIdentity":
@@ -483,47 +776,104 @@ class ContextualIAMRequest(access_control.IAMRequest):
             self._check_assume_role(caller, params)
             return
         service = self._action.split(":", 1)[0]
-        target: Target | None = None
+        targets: list[Target] | None = None
         if self._action in _USER_KEY_ACTIONS:
-            target = _user_target(params, self.account_id, self._region, caller)
+            targets = _user_target(params, self.account_id, self._region, caller)
         elif service in RESOLVED_ACTIONS:
-            target = RESOLVED_ACTIONS[service](params, self.account_id, self._region)
-        if target is None:
-            super().check_action_permitted(resource)
+            targets = RESOLVED_ACTIONS[service](params, self.account_id, self._region)
+        if not targets:
+            try:
+                super().check_action_permitted(resource)
+            except Exception:
+                record(caller, self._action, resource, allowed=False,
+                       reason="refused by moto's own check (identity policies against "
+                       "resource *)")
+                raise
+            record(caller, self._action, resource, allowed=True)
             return
         environ = _current_environ.get()
-        request = _caller_request(self._action, target.arn, caller,
-                                  request_context(environ, caller))
-        identity = evaluate_all(
-            _identity_documents(self._access_key.collect_policies()), request)
-        resource_based = (evaluate(target.policy, request) if target.policy
-                          else Decision.NOT_APPLICABLE)
-        if not allowed(identity, resource_based, same_account=target.account == caller.account,
-                       resource_grants_caller=bool(target.policy)
-                       and explicitly_allows(target.policy or {}, request)):
-            self._raise_access_denied()
+        identities = _identity_documents(self._access_key.collect_policies())
+        context = request_context(environ, caller)
+        for target in targets:
+            request = _caller_request(self._action, target.arn, caller, context)
+            identity = evaluate_all(identities, request)
+            resource_based = (evaluate(target.policy, request) if target.policy
+                              else Decision.NOT_APPLICABLE)
+            same_account = target.account == caller.account
+            if not allowed(identity, resource_based, same_account=same_account,
+                           resource_grants_caller=bool(target.policy)
+                           and explicitly_allows(target.policy or {}, request)):
+                self._deny(caller, self._action, target.arn,
+                           _refusal(identity, resource_based, identities, target.policy,
+                                    request, same_account=same_account))
+            record(caller, self._action, target.arn, allowed=True)
+        if self._action in _PASSES_ROLE_TO_CLOUDFORMATION and params.get("RoleARN"):
+            self._check_pass_role(caller, params["RoleARN"], identities, context)
+
+    def _deny(self, caller: Caller, action: str, resource: str, reason: str) -> NoReturn:
+        record(caller, action, resource, allowed=False, reason=reason)
+        raise LocalAccessDenied(caller, action, resource, reason)
+
+    def _check_pass_role(self, caller: Caller, role_arn: str,
+                         identities: list[dict[str, Any]],
+                         context: Mapping[str, list[str]]) -> None:
+        """``iam:PassRole`` of the stack's role to CloudFormation (identity policies, with
+        ``iam:PassedToService``), and that role's trust policy admitting CloudFormation, as
+        CreateStack and CreateChangeSet check before anything is created."""
+        request = _caller_request("iam:PassRole", role_arn, caller,
+                                  {**context, "iam:PassedToService": [CLOUDFORMATION]})
+        identity = evaluate_all(identities, request)
+        if identity is not Decision.ALLOW:
+            self._deny(caller, "iam:PassRole", role_arn,
+                       _refusal(identity, Decision.NOT_APPLICABLE, identities, None, request,
+                                same_account=True))
+        record(caller, "iam:PassRole", role_arn, allowed=True)
+        role = find_role(role_arn)
+        trust = _policy_document(role.assume_role_policy_document) if role is not None else None
+        assume = Request(action="sts:AssumeRole", resource=role_arn, service=CLOUDFORMATION,
+                         context={"aws:SecureTransport": ["true"]})
+        if trust is None or evaluate(trust, assume) is not Decision.ALLOW:
+            record(None, "sts:AssumeRole", role_arn, allowed=False,
+                   reason=f"{CLOUDFORMATION} may not assume the role: "
+                   + ("it does not exist" if trust is None else "its trust policy "
+                      "does not admit the service"))
+            raise _RESTError("ValidationError",
+                             f"Role {role_arn} is invalid or cannot be assumed")
 
     def _check_assume_role(self, caller: Caller, params: Mapping[str, str]) -> None:
         role_arn = params.get("RoleArn", "")
         role = find_role(role_arn)
         if role is None:
-            self._raise_access_denied()
+            self._deny(caller, "sts:AssumeRole", role_arn or "*",
+                       f"role {role_arn or '(none)'} does not exist")
             return
         context = request_context(_current_environ.get(), caller)
         for name, key in (("ExternalId", "sts:ExternalId"),
                           ("RoleSessionName", "sts:RoleSessionName")):
             if params.get(name):
                 context[key] = [params[name]]
-        request = _caller_request("sts:AssumeRole", role.arn, caller, context)
-        identity = evaluate_all(
-            _identity_documents(self._access_key.collect_policies()), request)
+        tags = session_tag_parameters(params)
+        for key, value in tags:
+            context[f"aws:RequestTag/{key}"] = [value]
+        if tags:
+            context["aws:TagKeys"] = [key for key, _ in tags]
         trust = _policy_document(role.assume_role_policy_document) or {}
-        trusted = evaluate(trust, request)
+        identities = _identity_documents(self._access_key.collect_policies())
         same_account = role.account_id == caller.account
-        if trusted is not Decision.ALLOW or not allowed(
-                identity, trusted, same_account=same_account,
-                resource_grants_caller=explicitly_allows(trust, request)):
-            self._raise_access_denied()
+        # Session tags need sts:TagSession too, from the trust policy and (as for AssumeRole)
+        # the caller's identity policies.
+        for action in ("sts:AssumeRole", *(("sts:TagSession",) if tags else ())):
+            request = _caller_request(action, role.arn, caller, context)
+            identity = evaluate_all(identities, request)
+            trusted = evaluate(trust, request)
+            if trusted is not Decision.ALLOW:
+                self._deny(caller, action, role.arn, _trust_refusal(trust, request, trusted))
+            if not allowed(identity, trusted, same_account=same_account,
+                           resource_grants_caller=explicitly_allows(trust, request)):
+                self._deny(caller, action, role.arn,
+                           _refusal(identity, Decision.ALLOW, identities, None, request,
+                                    same_account=same_account))
+        record(caller, "sts:AssumeRole", role.arn, allowed=True)
         duration = int(params.get("DurationSeconds") or 3600)
         maximum = int(role.max_session_duration or 3600)
         if duration > maximum:
@@ -628,6 +978,20 @@ def _kms_validate_policy(key: Key, action: str) -> None:
         raise KmsAccessDenied(message=f"Action {action} is denied by the key policy")
 
 
+_moto_assume_role = TokenResponse.assume_role
+
+
+def _assume_role_keeping_tags(self: TokenResponse) -> Any:
+    """Replaces ``TokenResponse.assume_role``: the session keeps the call's session tags
+    (moto ignores them), which become its ``aws:PrincipalTag`` keys."""
+    result = _moto_assume_role(self)
+    tags = session_tag_parameters(_parameters(self.querystring, None))
+    session = result.result.get("Credentials") if isinstance(result.result, dict) else None
+    if tags and session is not None:
+        setattr(session, SESSION_TAGS_ATTRIBUTE, tags)
+    return result
+
+
 _installed = False
 
 
@@ -643,6 +1007,7 @@ def install() -> None:
     access_control.IAMRequest = ContextualIAMRequest  # type: ignore[misc]
     # IAMRequestBase.__init__ calls this module-level function by name.
     access_control.create_access_key = _create_access_key
+    TokenResponse.assume_role = _assume_role_keeping_tags  # type: ignore[method-assign]
     # moto.kms.responses imported validate_policy by name; replace that reference.
     kms_responses.validate_policy = _kms_validate_policy  # type: ignore[attr-defined]
     _installed = True

@@ -310,3 +310,36 @@ def evaluate_all(documents: Iterable[Mapping[str, Any]], request: Request) -> De
     if Decision.DENY in decisions:
         return Decision.DENY
     return Decision.ALLOW if Decision.ALLOW in decisions else Decision.NOT_APPLICABLE
+
+
+def names_request(statement: Mapping[str, Any], request: Request) -> bool:
+    """Whether ``statement``'s principal, action and resource match ``request`` (its
+    conditions aside)."""
+    return (_principal_matches(statement.get("Principal"), request)
+            and _element_matches(statement, "Action", request.action, ignore_case=True)
+            and _element_matches(statement, "Resource", request.resource, ignore_case=False))
+
+
+def applying(document: Mapping[str, Any], request: Request,
+             effect: str) -> list[Mapping[str, Any]]:
+    """The statements of ``document`` with ``effect`` (``Allow``/``Deny``) that apply to
+    ``request``: what a refusal or a grant comes from."""
+    return [s for s in _as_list(document.get("Statement"))
+            if s.get("Effect") == effect and statement_applies(s, request)]
+
+
+def unmet_conditions(statement: Mapping[str, Any], request: Request) -> list[str]:
+    """The conditions of ``statement`` that ``request`` does not meet, each as
+    ``Operator key = value(s)`` (an operator this module does not implement counts as unmet)."""
+    unmet = []
+    for operator, keys in (statement.get("Condition") or {}).items():
+        for key, expected in keys.items():
+            values = [_text(v) for v in _as_list(expected)]
+            try:
+                met = is_supported(operator) and _key_matches(
+                    operator, request.value(key), values)
+            except _Unsupported:
+                met = False
+            if not met:
+                unmet.append(f"{operator} {key} = {' | '.join(values)}")
+    return unmet

@@ -51,9 +51,10 @@ from localaws import install, tls
 HOST = "localhost"
 BIND_ADDRESS = "127.0.0.1"
 STATE_FILE = "emulator.json"
-# The emulator's own endpoints: an AWS service assuming a role (localaws.permissions), and
-# the record of EventBridge deliveries (localaws.events).
+# The emulator's own endpoints: an AWS service assuming a role and the record of permission
+# decisions (localaws.permissions), and the record of EventBridge deliveries (localaws.events).
 SERVICE_SESSION_PATH = "/localaws/service-role-session"
+AUTHORIZATIONS_PATH = "/localaws/authorizations"
 DELIVERIES_PATH = "/localaws/event-deliveries"
 LOG_FILE = "emulator.log"
 # Dummy operator credentials. Not "testing": the AWS CRT client rejects that key id. moto
@@ -138,6 +139,7 @@ def make_app() -> Any:
     return _Endpoints(
         permissions.ContextMiddleware(DomainDispatcherApplication(create_backend_app)),
         {SERVICE_SESSION_PATH: permissions.service_session_endpoint,
+         AUTHORIZATIONS_PATH: permissions.authorizations_endpoint,
          DELIVERIES_PATH: events.deliveries_endpoint},
     )
 
@@ -147,6 +149,13 @@ def event_deliveries(emulator: Emulator) -> list[dict[str, str]]:
     (localaws.events)."""
     answer: list[dict[str, str]] = json.loads(_request(emulator, DELIVERIES_PATH))
     return answer
+
+
+def authorizations(emulator: Emulator, since: int = 0) -> tuple[int, list[dict[str, Any]]]:
+    """The permission decisions the emulator recorded from index ``since`` on (allowed and
+    refused, with the reason; localaws.permissions), and the index to ask from next time."""
+    answer = json.loads(_request(emulator, f"{AUTHORIZATIONS_PATH}?since={int(since)}"))
+    return int(answer["next"]), list(answer["records"])
 
 
 def _ssl_context(files: tls.TlsFiles) -> ssl.SSLContext:
@@ -299,11 +308,13 @@ def _is_our_process(pid: int) -> bool:
 
 
 def start(
-    run_dir: Path, *, port: int = 0, tls_enabled: bool = True, timeout: float = 30,
+    run_dir: Path, *, port: int = 0, tls_enabled: bool = True, timeout: float = 120,
     source_addresses: tuple[str, ...] = (),
 ) -> Emulator:
     """Start the emulator process with state in ``run_dir``; return once it answers.
-    ``source_addresses`` (default none): one more listener each, see the module docstring."""
+    ``source_addresses`` (default none): one more listener each, see the module docstring.
+    ``timeout`` (default 120 s): importing moto's backends takes ~10 s of CPU, which on a
+    busy two-core machine (load 15) was 50 s of wall time."""
     for address in source_addresses:
         ipaddress.ip_address(address)  # ValueError before anything starts
     run_dir.mkdir(parents=True, exist_ok=True)

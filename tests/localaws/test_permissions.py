@@ -362,3 +362,232 @@ def test_a_service_gets_a_session_only_when_the_trust_policy_admits_it(
     with pytest.raises(server.EmulatorError, match=r"does not allow states\.amazonaws\.com"):
         server.service_role_session(aws.emulator, service="states.amazonaws.com",
                                     role_arn=role, session_name="function")
+
+
+# --- principal tags ----------------------------------------------------------------------------
+
+ASSUME_ANY = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
+
+
+def tagged_trust(tag: str, *, tag_session: bool = False) -> dict[str, Any]:
+    """Our account's principals carrying ``tag = true``, as phi_core.account_roles writes it."""
+    statements: list[dict[str, Any]] = [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {f"aws:PrincipalTag/{tag}": "true"}}}]
+    if tag_session:
+        statements.append({"Effect": "Allow",
+                           "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                           "Action": "sts:TagSession"})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def tag_user(aws: Aws, name: str, key: str, value: str) -> None:
+    aws.client("iam").tag_user(UserName=name, Tags=[{"Key": key, "Value": value}])
+
+
+def test_a_user_s_tags_are_its_principal_tags_in_a_trust_policy(aws: Aws, unique) -> None:
+    role = aws.role(unique("cdk-deploy"), tagged_trust("phi-exchange:cdk-deploy"))
+    tagged, untagged, other_value = unique("deployer"), unique("untagged"), unique("yes")
+    keys = {name: aws.user_with_key(name, ASSUME_ANY)
+            for name in (tagged, untagged, other_value)}
+    tag_user(aws, tagged, "phi-exchange:cdk-deploy", "true")
+    tag_user(aws, other_value, "phi-exchange:cdk-deploy", "yes")
+    with aws.permission_checks():
+        # moto alone had no aws:PrincipalTag: the untagged user was let in.
+        assert refused(lambda: aws.client("sts", keys[untagged]).assume_role(
+            RoleArn=role, RoleSessionName="aws-cdk-untagged"))
+        assert refused(lambda: aws.client("sts", keys[other_value]).assume_role(
+            RoleArn=role, RoleSessionName="aws-cdk-yes"))
+        session = aws.client("sts", keys[tagged]).assume_role(
+            RoleArn=role, RoleSessionName="aws-cdk-deployer")
+    assert session["AssumedRoleUser"]["Arn"].endswith("/aws-cdk-deployer")
+
+
+def test_the_refusal_is_recorded_with_the_condition_the_caller_did_not_meet(
+    aws: Aws, unique
+) -> None:
+    role = aws.role(unique("importer"), tagged_trust("phi-exchange:importer"))
+    name = unique("runner")
+    key = aws.user_with_key(name, ASSUME_ANY)
+    since, _ = server.authorizations(aws.emulator)
+    with aws.permission_checks():
+        assert refused(lambda: aws.client("sts", key).assume_role(
+            RoleArn=role, RoleSessionName="importer"))
+    _, records = server.authorizations(aws.emulator, since)
+    (denial,) = [r for r in records if not r["allowed"]]
+    assert (denial["caller"], denial["action"], denial["resource"]) == (
+        f"arn:aws:iam::{ACCOUNT}:user/{name}", "sts:AssumeRole", role)
+    assert denial["reason"] == ("because the role's trust policy admits the caller only with "
+                                "StringEquals aws:PrincipalTag/phi-exchange:importer = true")
+
+
+def test_a_role_session_carries_its_role_s_tags(aws: Aws, unique) -> None:
+    runner = unique("runner")
+    middle = aws.role(unique("middle"), {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{runner}"},
+        "Action": "sts:AssumeRole"}]}, ASSUME_ANY)
+    target = aws.role(unique("operator"), tagged_trust("phi-exchange:operator"))
+    key = aws.user_with_key(runner, ASSUME_ANY)
+
+    def middle_session() -> Any:
+        answer = aws.client("sts", key).assume_role(RoleArn=middle, RoleSessionName="middle")
+        credentials = answer["Credentials"]
+        return (credentials["AccessKeyId"], credentials["SecretAccessKey"],
+                credentials["SessionToken"])
+
+    with aws.permission_checks():
+        untagged = middle_session()
+        assert refused(lambda: aws.client("sts", untagged).assume_role(
+            RoleArn=target, RoleSessionName="op"))
+    aws.client("iam").tag_role(RoleName=middle.rsplit("/", 1)[-1],
+                               Tags=[{"Key": "phi-exchange:operator", "Value": "true"}])
+    with aws.permission_checks():
+        aws.client("sts", middle_session()).assume_role(RoleArn=target, RoleSessionName="op")
+
+
+def test_session_tags_need_tag_session_and_override_the_role_s_tags(aws: Aws, unique) -> None:
+    runner = unique("runner")
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{runner}"},
+        "Action": "sts:AssumeRole"}]}
+    plain = aws.role(unique("plain"), trust, ASSUME_ANY)
+    taggable = aws.role(unique("taggable"), {**trust, "Statement": [
+        *trust["Statement"], {**trust["Statement"][0], "Action": "sts:TagSession"}]},
+        ASSUME_ANY)
+    aws.client("iam").tag_role(RoleName=taggable.rsplit("/", 1)[-1],
+                               Tags=[{"Key": "phi-exchange:operator", "Value": "true"}])
+    target = aws.role(unique("operator"), tagged_trust("phi-exchange:operator"))
+    key = aws.user_with_key(runner, {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}]})
+    off = [{"Key": "phi-exchange:operator", "Value": "false"}]
+    sts = aws.client("sts", key)
+    with aws.permission_checks():
+        # The trust policy of `plain` does not allow sts:TagSession: no tagged session.
+        assert refused(lambda: sts.assume_role(RoleArn=plain, RoleSessionName="session",
+                                               Tags=off))
+        answer = sts.assume_role(RoleArn=taggable, RoleSessionName="session",
+                                 Tags=off)["Credentials"]
+        session = (answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"])
+        # The session tag "false" replaces the role's tag "true".
+        assert refused(lambda: aws.client("sts", session).assume_role(
+            RoleArn=target, RoleSessionName="op"))
+
+
+# --- CloudFormation, SSM and the role CloudFormation is given ----------------------------------
+
+
+def test_cloudformation_and_ssm_calls_are_checked_against_their_arns(
+    aws: Aws, unique
+) -> None:
+    ours, other = unique("PhiExchange-test"), unique("Other")
+    for name in (ours, other):
+        aws.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(
+            {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}))
+    parameter = f"/cdk-bootstrap/{unique('q')}/version"
+    aws.client("ssm").put_parameter(Name=parameter, Value="30", Type="String")
+    aws.client("ssm").put_parameter(Name=f"/other/{unique('p')}", Value="x", Type="String")
+    key = aws.user_with_key(unique("deployer"), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "cloudformation:DescribeStacks",
+         "Resource": f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/PhiExchange-*/*"},
+        {"Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+         "Resource": f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/cdk-bootstrap/*"}]})
+    cloudformation, ssm = aws.client("cloudformation", key), aws.client("ssm", key)
+    with aws.permission_checks():
+        # moto alone compared these ARNs with "*" and refused every call.
+        cloudformation.describe_stacks(StackName=ours)
+        assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"] == "30"
+        assert ssm.get_parameters(Names=[parameter])["Parameters"]
+        assert refused(lambda: cloudformation.describe_stacks(StackName=other))
+        assert refused(lambda: cloudformation.describe_stacks())  # every stack: resource *
+        assert refused(lambda: ssm.get_parameter(Name="/other/x"))
+        assert refused(lambda: ssm.get_parameters(Names=[parameter, "/other/x"]))
+
+
+def test_handing_cloudformation_a_role_needs_pass_role_and_the_role_s_trust(
+    aws: Aws, unique
+) -> None:
+    cloudformation_trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "cloudformation.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    deployment = aws.role(unique("deployment"), cloudformation_trust)
+    lambda_only = aws.role(unique("not-for-cfn"), {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})
+    change_sets = {"Effect": "Allow", "Action": "cloudformation:CreateChangeSet",
+                   "Resource": "*"}
+    pass_role = {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*",
+                 "Condition": {"StringEquals": {
+                     "iam:PassedToService": "cloudformation.amazonaws.com"}}}
+    without = aws.user_with_key(unique("no-pass"), {"Version": "2012-10-17",
+                                                    "Statement": [change_sets]})
+    with_pass = aws.user_with_key(unique("pass"), {"Version": "2012-10-17",
+                                                   "Statement": [change_sets, pass_role]})
+    body = json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}})
+
+    def create(credentials: Any, role: str) -> Any:
+        return aws.client("cloudformation", credentials).create_change_set(
+            StackName=unique("PhiExchange-pass"), ChangeSetName="cdk-deploy-change-set",
+            ChangeSetType="CREATE", TemplateBody=body, RoleARN=role)
+
+    with aws.permission_checks():
+        assert refused(lambda: create(without, deployment))
+        create(with_pass, deployment)
+        with pytest.raises(ClientError) as invalid:
+            create(with_pass, lambda_only)
+    assert invalid.value.response["Error"]["Code"] == "ValidationError"
+
+
+# --- S3 actions as AWS names them ---------------------------------------------------------------
+
+
+def test_a_version_s_deletion_is_authorized_as_delete_object_version(aws: Aws, unique) -> None:
+    bucket = bucket_with_policy(aws, unique("versions"), {
+        "Sid": "OnlyDeploymentChangesTheBucket", "Effect": "Deny", "Principal": {"AWS": "*"},
+        "Action": ["s3:DeleteObjectVersion", "s3:PutBucketPolicy",
+                   "s3:PutEncryptionConfiguration"],
+        "Condition": {"ArnNotLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/x"}}})
+    s3 = aws.client("s3")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = s3.put_object(Bucket=bucket, Key="inbound/a.csv", Body=b"a")["VersionId"]
+    # Checks off (moto's bucket-policy check alone named this s3:DeleteObject).
+    assert refused(lambda: s3.delete_object(Bucket=bucket, Key="inbound/a.csv",
+                                            VersionId=version))
+    s3.delete_object(Bucket=bucket, Key="inbound/a.csv")  # a delete marker: s3:DeleteObject
+    admin = aws.user_with_key(unique("admin"), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    admin_s3 = aws.client("s3", admin)
+    since, _ = server.authorizations(aws.emulator)
+    with aws.permission_checks():
+        assert refused(lambda: admin_s3.delete_object(Bucket=bucket, Key="inbound/a.csv",
+                                                      VersionId=version))
+        assert refused(lambda: admin_s3.put_bucket_policy(Bucket=bucket, Policy="{}"))
+        # moto named this s3:CreateBucket.
+        assert refused(lambda: admin_s3.put_bucket_encryption(
+            Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}))
+        assert admin_s3.get_object(Bucket=bucket, Key="inbound/a.csv",
+                                   VersionId=version)["Body"].read() == b"a"
+    _, records = server.authorizations(aws.emulator, since)
+    refusals = [(r["action"], r["reason"]) for r in records if not r["allowed"]]
+    explicit = ("with an explicit deny in a resource-based policy "
+                "(OnlyDeploymentChangesTheBucket)")
+    assert refusals == [("s3:DeleteObjectVersion", explicit), ("s3:PutBucketPolicy", explicit),
+                        ("s3:PutEncryptionConfiguration", explicit)]
+    assert ("s3:GetObjectVersion", True) in [(r["action"], r["allowed"]) for r in records]
+
+
+def test_reading_a_version_is_authorized_as_get_object_version(aws: Aws, unique) -> None:
+    bucket = unique("readversion")
+    aws.client("s3").create_bucket(Bucket=bucket)
+    aws.client("s3").put_bucket_versioning(Bucket=bucket,
+                                           VersioningConfiguration={"Status": "Enabled"})
+    version = aws.client("s3").put_object(Bucket=bucket, Key="k", Body=b"k")["VersionId"]
+    key = aws.user_with_key(unique("latest-only"), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    s3 = aws.client("s3", key)
+    with aws.permission_checks():
+        s3.head_object(Bucket=bucket, Key="k")
+        assert refused(lambda: s3.head_object(Bucket=bucket, Key="k", VersionId=version))
+        assert refused(lambda: s3.get_object(Bucket=bucket, Key="k", VersionId=version))
