@@ -16,6 +16,10 @@ Gaps found in our templates (the customer stack and the CDK bootstrap stack), an
 ``RotationSchedule``               date are recorded on the secret. The function is *not*
                                    invoked (moto's Lambda needs Docker), also not when
                                    ``RotateImmediatelyOnUpdate`` is true.
+``AWS::SecretsManager::``          no model. Filled: the policy is put on the secret (and
+``ResourcePolicy``                 enforced with permission checks on, see
+                                   localaws.permissions); ``BlockPublicPolicy`` refuses an
+                                   Allow for everyone.
 ``AWS::S3::BucketPolicy``          no model. Filled: the policy is put on the bucket (and
                                    evaluated with request context, see localaws.permissions).
 ``AWS::S3::Bucket``                moto applies encryption (without BucketKeyEnabled) and tags
@@ -352,6 +356,53 @@ class RotationScheduleModel(_New, CloudFormationModel):
                 "invoked (moto's Lambda needs Docker); call the handler directly", resource_name,
             )
         return cls(secret.arn)
+
+
+class SecretResourcePolicyModel(_New, CloudFormationModel):
+    """``AWS::SecretsManager::ResourcePolicy``: put on the secret, where the emulator's
+    permission checks read it (localaws.permissions). ``BlockPublicPolicy`` (default true in
+    CloudFormation) refuses a policy that allows everyone, as Secrets Manager does."""
+
+    TYPE = "AWS::SecretsManager::ResourcePolicy"
+    physical_id_attribute = "secret_arn"
+    ATTRIBUTES: ClassVar[Mapping[str, str]] = {"Id": "secret_arn"}
+
+    def __init__(self, secret_arn: str) -> None:
+        self.secret_arn = secret_arn
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> SecretResourcePolicyModel:
+        properties = _properties(cloudformation_json)
+        document = properties["ResourcePolicy"]
+        document = json.loads(document) if isinstance(document, str) else document
+        if _flag(properties.get("BlockPublicPolicy"), default=True) and _allows_everyone(
+                document):
+            raise ValueError("BlockPublicPolicy: the resource policy allows broad access to "
+                             "the secret (an Allow for Principal *)")
+        arn, _ = secretsmanager_backends[account_id][region_name].put_resource_policy(
+            properties["SecretId"], json.dumps(document))
+        return cls(arn)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        secretsmanager_backends[account_id][region_name].delete_resource_policy(self.secret_arn)
+
+
+def _allows_everyone(document: Mapping[str, Any]) -> bool:
+    statements = document.get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        principal = statement.get("Principal")
+        if statement.get("Effect") == "Allow" and (
+                principal == "*" or (isinstance(principal, Mapping)
+                                     and "*" in _listed(principal.get("AWS")))):
+            return True
+    return False
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 class BucketPolicyModel(_New, CloudFormationModel):
@@ -865,10 +916,9 @@ class TopicModel(_Extends, CloudFormationModel):
 
 
 MODELS: tuple[type[CloudFormationModel], ...] = (
-    SecretModel, RotationScheduleModel, BucketPolicyModel, GroupModel, TopicPolicyModel,
-    QueuePolicyModel, SubscriptionModel, AlarmModel, TrailModel, KmsKeyModel, BucketModel,
-    UserModel,
-    RoleModel, LogGroupModel, FunctionModel, TopicModel,
+    SecretModel, RotationScheduleModel, SecretResourcePolicyModel, BucketPolicyModel,
+    GroupModel, TopicPolicyModel, QueuePolicyModel, SubscriptionModel, AlarmModel, TrailModel,
+    KmsKeyModel, BucketModel, UserModel, RoleModel, LogGroupModel, FunctionModel, TopicModel,
 )
 
 

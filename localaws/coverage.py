@@ -22,6 +22,9 @@ APPLIED: dict[str, frozenset[str]] = {
     "AWS::SecretsManager::RotationSchedule": frozenset(
         {"SecretId", "RotationLambdaARN", "RotationRules", "RotateImmediatelyOnUpdate"}
     ),
+    "AWS::SecretsManager::ResourcePolicy": frozenset(
+        {"SecretId", "ResourcePolicy", "BlockPublicPolicy"}
+    ),
     "AWS::S3::BucketPolicy": frozenset({"Bucket", "PolicyDocument"}),
     "AWS::S3::Bucket": frozenset({
         "BucketName", "BucketEncryption", "Tags", "VersioningConfiguration",

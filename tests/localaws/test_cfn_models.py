@@ -126,6 +126,65 @@ def test_rotation_schedule_is_recorded_on_the_secret(aws: Aws, unique) -> None:
     assert list(described["VersionIdsToStages"].values()) == [["AWSCURRENT"]]
 
 
+def secret_policy_stack(name: str, reader_arn: str, *, block_public: bool | None = None,
+                        allow_everyone: bool = False) -> dict[str, Any]:
+    """A secret whose resource policy denies its value to everyone but ``reader_arn``, shaped
+    like CDK's ``OnlyNamedPrincipalsReadTheKey``."""
+    statements: list[dict[str, Any]] = [{
+        "Sid": "OnlyNamedPrincipalsReadTheKey", "Effect": "Deny", "Principal": {"AWS": "*"},
+        "Action": ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+        "Resource": "*", "Condition": {"ArnNotLike": {"aws:PrincipalArn": [reader_arn]}}}]
+    if allow_everyone:
+        statements.append({"Effect": "Allow", "Principal": {"AWS": "*"},
+                           "Action": "secretsmanager:DescribeSecret", "Resource": "*"})
+    properties: dict[str, Any] = {
+        "SecretId": {"Ref": "Secret"},
+        "ResourcePolicy": {"Version": "2012-10-17", "Statement": statements}}
+    if block_public is not None:
+        properties["BlockPublicPolicy"] = block_public
+    return {"Resources": {
+        "Secret": {"Type": "AWS::SecretsManager::Secret",
+                   "Properties": {"Name": name, "SecretString": "{}"}},
+        "Policy": {"Type": "AWS::SecretsManager::ResourcePolicy", "Properties": properties}}}
+
+
+def test_secret_resource_policy_is_put_on_the_secret_and_enforced(aws: Aws, unique) -> None:
+    reader, admin = unique("hand-over"), unique("secrets-admin")
+    everything = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}]}
+    reader_key = aws.user_with_key(reader, everything)
+    admin_key = aws.user_with_key(admin, everything)
+    name = unique("phi-exchange/acme/partner-access-key")
+    stack = aws.deploy(secret_policy_stack(name, f"arn:aws:iam::{ACCOUNT}:user/{reader}"))
+    assert_complete(stack)
+    policy = json.loads(aws.client("secretsmanager").get_resource_policy(
+        SecretId=name)["ResourcePolicy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["OnlyNamedPrincipalsReadTheKey"]
+    with aws.permission_checks():
+        # moto alone skipped the resource: secretsmanager:* read every secret's value.
+        assert aws.client("secretsmanager", reader_key).get_secret_value(
+            SecretId=name)["SecretString"] == "{}"
+        admin_client = aws.client("secretsmanager", admin_key)
+        admin_client.describe_secret(SecretId=name)  # not a value: not guarded
+        with pytest.raises(ClientError):
+            admin_client.get_secret_value(SecretId=name)
+
+
+@pytest.mark.parametrize("block_public", [None, True])
+def test_a_secret_policy_that_allows_everyone_is_blocked(
+    aws: Aws, unique, block_public: bool | None
+) -> None:
+    stack = aws.deploy(secret_policy_stack(unique("public"), f"arn:aws:iam::{ACCOUNT}:root",
+                                           block_public=block_public, allow_everyone=True))
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+
+
+def test_block_public_policy_off_lets_an_allow_for_everyone_through(aws: Aws, unique) -> None:
+    stack = aws.deploy(secret_policy_stack(unique("public"), f"arn:aws:iam::{ACCOUNT}:root",
+                                           block_public=False, allow_everyone=True))
+    assert_complete(stack)
+
+
 # --- S3 ---------------------------------------------------------------------------------------
 
 
@@ -674,9 +733,9 @@ def test_coverage_names_skipped_resources_and_unapplied_properties() -> None:
 
 @pytest.mark.parametrize("resource_type", [
     "AWS::SecretsManager::Secret", "AWS::SecretsManager::RotationSchedule",
-    "AWS::S3::BucketPolicy", "AWS::IAM::Group", "AWS::SNS::TopicPolicy",
-    "AWS::SNS::Subscription", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm",
-    "AWS::CloudTrail::Trail",
+    "AWS::SecretsManager::ResourcePolicy", "AWS::S3::BucketPolicy", "AWS::IAM::Group",
+    "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription", "AWS::SQS::QueuePolicy",
+    "AWS::CloudWatch::Alarm", "AWS::CloudTrail::Trail",
 ])
 def test_every_type_moto_skips_is_covered(resource_type: str) -> None:
     assert coverage({"Resources": {"R": {"Type": resource_type}}}) == []
