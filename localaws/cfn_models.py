@@ -83,6 +83,11 @@ Gaps found in our templates (the customer stack and the CDK bootstrap stack), an
 
 Stack-level gaps, filled below :data:`MODELS`:
 
+- ``AWS::NoValue`` (a ``Ref``, or an ``Fn::If`` branch) inside a list stays in the list as
+  ``null``; CloudFormation removes the element. The CDK bootstrap's roles got trust policies
+  with ``null`` statements, which crashed every AssumeRole of them with checks on (HTTP 500).
+  Filled: removed;
+
 - a resource model that raises makes CreateStack/ExecuteChangeSet answer HTTP 500 after the
   stack was registered (the CDK CLI retries and reports "AlreadyExists"; the cause is only in
   the emulator's log). Filled: the stack fails as in AWS, ``ROLLBACK_COMPLETE`` with a
@@ -1108,6 +1113,20 @@ def _execute_change_set_request(self: CloudFormationResponse) -> EmptyResult:
 # --- registration -------------------------------------------------------------------------
 
 
+_moto_clean_json = cfn_parsing.clean_json
+
+
+def _clean_json(resource_json: Any, resources_map: Any) -> Any:
+    """Replaces moto's ``clean_json``: an element of a list that resolves to ``AWS::NoValue``
+    (``Ref`` or an ``Fn::If`` branch) is removed, as CloudFormation does; moto kept it as
+    ``null`` (the CDK bootstrap roles' trust policies got ``null`` statements)."""
+    if isinstance(resource_json, list):
+        cleaned = [_clean_json(value, resources_map) for value in resource_json]
+        return [value for source, value in zip(resource_json, cleaned, strict=True)
+                if not (value is None and isinstance(source, dict))]
+    return _moto_clean_json(resource_json, resources_map)
+
+
 def register() -> None:
     """Make moto's CloudFormation use the models above (idempotent).
 
@@ -1123,8 +1142,10 @@ def register() -> None:
               if model_map.get(m.cloudformation_type()) is not m]
     if losers:
         raise RuntimeError(f"localaws: moto models replaced ours for {losers}")
-    # ResourceMap.__getitem__ calls this module-level function by name.
+    # ResourceMap.__getitem__ calls this module-level function by name; clean_json calls
+    # itself by its module-level name too.
     cfn_parsing.parse_and_create_resource = _parse_and_create_resource
+    cfn_parsing.clean_json = _clean_json
     Stack.create_resources = _create_resources  # type: ignore[method-assign]
     LogGroup.get_cfn_attribute = _log_group_cfn_attribute  # type: ignore[method-assign]
     Stack.stack_resources = property(_stack_resources)  # type: ignore[method-assign,assignment]

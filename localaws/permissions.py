@@ -144,7 +144,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 from moto.cloudformation.models import cloudformation_backends
-from moto.core.exceptions import _RESTError
+from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam import access_control
 from moto.iam.exceptions import NotFoundException
@@ -749,14 +749,31 @@ def session_tag_parameters(params: Mapping[str, str]) -> tuple[tuple[str, str], 
     return tuple(tags)
 
 
+def _denial_message(caller: Caller, action: str, resource: str, reason: str) -> str:
+    return (f"User: {caller.arn} is not authorized to perform: {action} on resource: "
+            f"{resource} {reason}")
+
+
 class LocalAccessDenied(_RESTError):
-    """AccessDenied with AWS's message: who, what, on which resource, and why."""
+    """AccessDenied with AWS's message (who, what, on which resource, why), for the query
+    protocols (STS, IAM, CloudFormation, SNS)."""
 
     code = 403
 
     def __init__(self, caller: Caller, action: str, resource: str, reason: str) -> None:
-        super().__init__("AccessDenied", f"User: {caller.arn} is not authorized to perform: "
-                         f"{action} on resource: {resource} {reason}")
+        super().__init__("AccessDenied", _denial_message(caller, action, resource, reason))
+
+
+class LocalAccessDeniedJson(JsonRESTError):
+    """The same for the JSON protocols (SSM, Secrets Manager, SQS, KMS):
+    ``AccessDeniedException`` in a JSON body, which their clients parse (moto's XML answer
+    made the CDK CLI fail with "Unexpected token '<'")."""
+
+    code = 400
+
+    def __init__(self, caller: Caller, action: str, resource: str, reason: str) -> None:
+        super().__init__("AccessDeniedException",
+                         _denial_message(caller, action, resource, reason))
 
 
 class ContextualIAMRequest(access_control.IAMRequest):
@@ -812,6 +829,9 @@ class ContextualIAMRequest(access_control.IAMRequest):
 
     def _deny(self, caller: Caller, action: str, resource: str, reason: str) -> NoReturn:
         record(caller, action, resource, allowed=False, reason=reason)
+        headers = {str(k).lower(): v for k, v in (self._headers or {}).items()}
+        if "x-amz-target" in headers:
+            raise LocalAccessDeniedJson(caller, action, resource, reason)
         raise LocalAccessDenied(caller, action, resource, reason)
 
     def _check_pass_role(self, caller: Caller, role_arn: str,

@@ -369,6 +369,26 @@ def test_role_gets_its_managed_policies_including_aws_managed_ones(aws: Aws, uni
         [policy, "ReadOnlyAccess"])
 
 
+def test_no_value_in_a_list_removes_the_element(aws: Aws, unique) -> None:
+    # The CDK bootstrap's roles: a statement under Fn::If that resolves to AWS::NoValue.
+    lambda_trust = LAMBDA_ROLE["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    stack = aws.deploy({
+        "Conditions": {"Never": {"Fn::Equals": ["a", "b"]}},
+        "Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": unique("novalue"),
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [
+                lambda_trust,
+                {"Fn::If": ["Never", lambda_trust, {"Ref": "AWS::NoValue"}]},
+                {"Ref": "AWS::NoValue"}]}}}},
+        "Outputs": {"Role": {"Value": {"Ref": "Role"}}}})
+    assert_complete(stack)
+    role = aws.client("iam").get_role(RoleName=outputs(stack)["Role"])["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    if isinstance(trust, str):
+        trust = json.loads(trust)
+    assert trust["Statement"] == [lambda_trust]
+
+
 # --- SNS, SQS, Logs, Lambda, CloudWatch -----------------------------------------------------
 
 

@@ -591,3 +591,15 @@ def test_reading_a_version_is_authorized_as_get_object_version(aws: Aws, unique)
         s3.head_object(Bucket=bucket, Key="k")
         assert refused(lambda: s3.head_object(Bucket=bucket, Key="k", VersionId=version))
         assert refused(lambda: s3.get_object(Bucket=bucket, Key="k", VersionId=version))
+
+
+def test_json_protocol_services_get_an_access_denied_exception(aws: Aws, unique) -> None:
+    # moto answered in XML, which the CDK CLI's SSM client could not parse.
+    parameter = f"/other/{unique('json')}"
+    aws.client("ssm").put_parameter(Name=parameter, Value="x", Type="String")
+    key = aws.user_with_key(unique("nothing"), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sns:ListTopics", "Resource": "*"}]})
+    with aws.permission_checks(), pytest.raises(ClientError) as denied:
+        aws.client("ssm", key).get_parameter(Name=parameter)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "ssm:GetParameter" in denied.value.response["Error"]["Message"]
