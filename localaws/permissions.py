@@ -76,6 +76,9 @@ signing key is looked up in every account's IAM and STS (:func:`caller_for_key`)
 ``aws:RequestTag/<key>``, ``aws:TagKeys``   AssumeRole's session tags
 ``iam:PassedToService``                     ``cloudformation.amazonaws.com``, for the role a
                                             CloudFormation call hands over
+``aws:ResourceAccount``                     the account owning the bucket (or the secret,
+                                            topic, queue, stack, parameter) acted on; the CDK
+                                            bootstrap's publishing roles are scoped by it
 ==========================================  ===============================================
 
 S3 requests are authorized under the action AWS names (:func:`s3_action`), for both checks.
@@ -85,9 +88,9 @@ and :mod:`localaws.policy` evaluates, as AWS documents it
 
 - the bucket policy, always, as moto does (with the caller, found in any account);
 - with permission checks on, for S3 and for the calls listed in :data:`RESOLVED_ACTIONS`
-  (Secrets Manager by ``SecretId``, SNS by ``TopicArn``, SQS by ``QueueUrl``, CloudFormation
-  by ``StackName`` (``*`` without one), SSM by ``Name``/``Names``, IAM access-key calls by
-  ``UserName``/``AccessKeyId``): the caller's identity policies against the real
+  (Secrets Manager by ``SecretId``, SNS by ``TopicArn``, SQS by ``QueueUrl`` or, for
+  GetQueueUrl, ``QueueName``, CloudFormation by ``StackName`` (``*`` without one), SSM by
+  ``Name``/``Names``, IAM access-key calls by ``UserName``/``AccessKeyId``): the caller's identity policies against the real
   resource ARN, together with the resource's policy (bucket, secret, topic, queue). Any Deny
   refuses. In the resource's own account, an Allow in either suffices (a resource-policy
   Allow alone only when it names the caller itself, not merely its account); from another
@@ -532,7 +535,8 @@ def _bucket_get_permission(self: FakeBucket, action: str, resource: str) -> Any:
     caller = request_caller(environ, self.partition)
     policy = json.loads(self.policy)
     request = _caller_request(s3_action(action, environ, resource), resource, caller,
-                              request_context(environ, caller))
+                              {**request_context(environ, caller),
+                               "aws:ResourceAccount": [self.account_id]})
     decision = evaluate(policy, request)
     if decision is Decision.DENY:
         record(caller, request.action, resource, allowed=False,
@@ -565,15 +569,16 @@ class ContextualS3IAMRequest(access_control.S3IAMRequest):
         caller = caller_for_key(_key_id(self._access_key), default_account=self.account_id,
                                 partition=partition)
         assert caller is not None
-        request = _caller_request(s3_action(self._action, environ, resource), resource,
-                                  caller, request_context(environ, caller))
-        identities = _identity_documents(self._access_key.collect_policies())
-        identity = evaluate_all(identities, request)
         bucket = _find_bucket(_bucket_name(resource))
-        policy = json.loads(bucket.policy) if bucket is not None and bucket.policy else None
-        resource_based = evaluate(policy, request) if policy else Decision.NOT_APPLICABLE
         # ListAllMyBuckets and the like name no bucket: the caller's own account answers.
         owner = bucket.account_id if bucket is not None else caller.account
+        request = _caller_request(s3_action(self._action, environ, resource), resource,
+                                  caller, {**request_context(environ, caller),
+                                           "aws:ResourceAccount": [owner]})
+        identities = _identity_documents(self._access_key.collect_policies())
+        identity = evaluate_all(identities, request)
+        policy = json.loads(bucket.policy) if bucket is not None and bucket.policy else None
+        resource_based = evaluate(policy, request) if policy else Decision.NOT_APPLICABLE
         same_account = owner == caller.account
         if not allowed(identity, resource_based, same_account=same_account,
                        resource_grants_caller=policy is not None
@@ -630,12 +635,18 @@ def _topic_target(params: Mapping[str, str], account: str, region: str) -> list[
 
 def _queue_target(params: Mapping[str, str], account: str, region: str) -> list[Target] | None:
     url = params.get("QueueUrl")
-    if not url:
+    if url:
+        # https://<host>/<account>/<name>: the queue's account is in its URL.
+        parts = url.rstrip("/").split("/")
+        owner = parts[-2] if len(parts) >= 2 and re.fullmatch(r"\d{12}", parts[-2]) \
+            else account
+        name = parts[-1]
+    elif params.get("QueueName"):
+        # GetQueueUrl names the queue (and, for another account's, its owner).
+        owner, name = params.get("QueueOwnerAWSAccountId") or account, params["QueueName"]
+    else:
         return None
-    # https://<host>/<account>/<name>: the queue's account is in its URL.
-    parts = url.rstrip("/").split("/")
-    owner = parts[-2] if len(parts) >= 2 and re.fullmatch(r"\d{12}", parts[-2]) else account
-    queue = sqs_backends[owner][region].queues.get(parts[-1])
+    queue = sqs_backends[owner][region].queues.get(name)
     if queue is None:
         return None
     return [Target(queue.queue_arn, owner, _policy_document(queue.policy))]
@@ -812,7 +823,8 @@ class ContextualIAMRequest(access_control.IAMRequest):
         identities = _identity_documents(self._access_key.collect_policies())
         context = request_context(environ, caller)
         for target in targets:
-            request = _caller_request(self._action, target.arn, caller, context)
+            request = _caller_request(self._action, target.arn, caller,
+                                      {**context, "aws:ResourceAccount": [target.account]})
             identity = evaluate_all(identities, request)
             resource_based = (evaluate(target.policy, request) if target.policy
                               else Decision.NOT_APPLICABLE)

@@ -344,6 +344,40 @@ def test_identity_policies_scoped_to_one_secret_topic_and_user(aws: Aws, unique)
         assert refused(lambda: keys.list_access_keys(UserName=stranger))
 
 
+def test_get_queue_url_is_checked_against_the_named_queue(aws: Aws, unique) -> None:
+    sqs = aws.client("sqs")
+    mine, other = unique("ingestion"), unique("other")
+    for name in (mine, other):
+        sqs.create_queue(QueueName=name)
+    caller = aws.user_with_key(unique("consumer"), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sqs:GetQueueUrl",
+         "Resource": f"arn:aws:sqs:us-east-1:{ACCOUNT}:{mine}"}]})
+    consumer = aws.client("sqs", caller)
+    with aws.permission_checks():
+        # moto alone compared the queue's ARN with "*" (GetQueueUrl names no QueueUrl).
+        assert consumer.get_queue_url(QueueName=mine)["QueueUrl"].endswith(f"/{mine}")
+        assert refused(lambda: consumer.get_queue_url(QueueName=other))
+
+
+def test_resource_account_is_the_bucket_owner_s(aws: Aws, unique) -> None:
+    # The CDK bootstrap's file-publishing role: s3:* on its bucket, if aws:ResourceAccount is
+    # our account.
+    bucket = unique("assets")
+    aws.client("s3").create_bucket(Bucket=bucket)
+
+    def scoped(account: str) -> Any:
+        return aws.client("s3", aws.user_with_key(unique("publisher"), {
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{bucket}",
+                "Condition": {"StringEquals": {"aws:ResourceAccount": [account]}}}]}))
+
+    ours, elsewhere = scoped(ACCOUNT), scoped("111122223333")
+    with aws.permission_checks():
+        ours.list_objects_v2(Bucket=bucket)
+        assert refused(lambda: elsewhere.list_objects_v2(Bucket=bucket))
+
+
 def test_a_service_gets_a_session_only_when_the_trust_policy_admits_it(
     aws: Aws, unique
 ) -> None:
