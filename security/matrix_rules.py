@@ -430,11 +430,14 @@ IMPORTER_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:GetObject
 IMPORTER_QUEUE = frozenset({"sqs:ReceiveMessage", "sqs:DeleteMessage",
                             "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
                             "sqs:GetQueueUrl"})
+# The importer dead-letters a message it cannot load itself (with the reason).
+IMPORTER_DEAD_LETTERS = frozenset({"sqs:GetQueueUrl", "sqs:SendMessage"})
 
 
 def _importer(r: MatrixRequest) -> bool:
-    """Every customer's inbound files (decrypted through S3) and the ingestion queue
-    (decrypted through SQS); nothing else."""
+    """Every customer's inbound files (decrypted through S3), the ingestion queue (decrypted
+    through SQS) and sending to its dead-letter queue (encrypted through SQS); nothing
+    else."""
     if r.principal.who is not Who.IMPORTER:
         return False
     action, part = r.operation.action, r.target.part
@@ -445,7 +448,10 @@ def _importer(r: MatrixRequest) -> bool:
         return action == "kms:Decrypt" and r.operation.via == "s3"
     if part is Part.INGESTION_QUEUE:
         return action in IMPORTER_QUEUE
-    return part is Part.AUDIT_KEY and action == "kms:Decrypt" and r.operation.via == "sqs"
+    if part is Part.INGESTION_DLQ:
+        return action in IMPORTER_DEAD_LETTERS
+    return (part is Part.AUDIT_KEY and action in ("kms:Decrypt", "kms:GenerateDataKey")
+            and r.operation.via == "sqs")
 
 
 OPERATOR_OUTBOUND = frozenset({"s3:PutObject", "s3:AbortMultipartUpload",
@@ -613,7 +619,8 @@ RULES: tuple[Rule, ...] = (
          _deployment, frozenset({Who.DEPLOYMENT})),
     Rule("importer-reads-inbound",
          "The importer may read every customer's inbound/ files and decrypt them through S3, "
-         "and consume the ingestion queue, decrypting its messages through SQS; nothing else.",
+         "consume the ingestion queue, decrypting its messages through SQS, and send a message "
+         "it cannot load to the dead-letter queue; nothing else.",
          _importer, frozenset({Who.IMPORTER})),
     Rule("operator-writes-outbound",
          "The operator may write and read back outbound/ files (encrypting through S3), see "

@@ -5,8 +5,8 @@ The account's roles, each least-privilege, each with its purpose in one line:
 - **deployment** (``phi-exchange-deployment``): CloudFormation's role for the audit and customer
   stacks; the only one besides break-glass that may change a bucket's policy, encryption,
   versioning or lifecycle, or delete an object version.
-- **importer** (``phi-exchange-importer``): reads ``inbound/`` of every customer bucket and
-  consumes the ingestion queue; nothing else.
+- **importer** (``phi-exchange-importer``): reads ``inbound/`` of every customer bucket,
+  consumes the ingestion queue and dead-letters what it cannot load; nothing else.
 - **operator** (``phi-exchange-operator``): writes ``outbound/``, runs the status, onboarding,
   rotation and hand-over commands; reads no inbound plaintext.
 - **rotation function** (``phi-exchange-<slug>-key-rotation``, per customer): see
@@ -143,9 +143,13 @@ def secret_value_deny(roles: Roles, *, slug: str) -> Statement:
 def importer_statements(*, partition: str, region: str, account: str,
                         url_suffix: str) -> list[Statement]:
     """Read every customer's inbound files (and decrypt them through S3), consume the
-    ingestion queue (decrypting its messages through SQS)."""
+    ingestion queue (decrypting its messages through SQS) and move a message it cannot load to
+    the dead-letter queue (the importer does that itself, with the reason; encrypting it
+    through SQS)."""
     buckets = f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}*"
     queue = f"arn:{partition}:sqs:{region}:{account}:{naming.INGESTION_QUEUE_NAME}"
+    dead_letters = (f"arn:{partition}:sqs:{region}:{account}:"
+                    f"{naming.INGESTION_DEAD_LETTER_QUEUE_NAME}")
     keys = f"arn:{partition}:kms:{region}:{account}:key/*"
     return [
         {"Sid": "ReadInboundFiles", "Effect": "Allow",
@@ -161,8 +165,10 @@ def importer_statements(*, partition: str, region: str, account: str,
          "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                     "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
          "Resource": queue},
-        {"Sid": "DecryptQueueMessagesThroughSqs", "Effect": "Allow", "Action": "kms:Decrypt",
-         "Resource": keys,
+        {"Sid": "DeadLetterUnloadableMessages", "Effect": "Allow",
+         "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"], "Resource": dead_letters},
+        {"Sid": "UseQueueMessagesThroughSqs", "Effect": "Allow",
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": keys,
          "Condition": {"StringEquals": {"kms:ViaService": f"sqs.{region}.{url_suffix}"}}},
     ]
 
