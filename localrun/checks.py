@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from localaws.policy import Decision, Request, evaluate
 from localrun.context import LocalRun
-from phi_core import naming
+from phi_core import account_roles, naming
 
 # The secret's contract (docs/rotation.md); readers ignore other fields.
 PARTNER_SECRET_FIELDS = frozenset({
@@ -67,6 +67,41 @@ def _check_stack(run: LocalRun, name: str, written: dict[str, str]) -> str:
     count = len(cloudformation.list_stack_resources(
         StackName=stack["StackName"])["StackResourceSummaries"])
     return f"stack {stack['StackName']}: CREATE_COMPLETE, {count} resources, {len(outputs)} outputs"
+
+
+def check_access_stack(run: LocalRun) -> str:
+    """PhiExchange-access: complete, each role with the tag condition in its trust (MFA too for
+    break-glass; CloudFormation for the deployment role) and one-hour sessions."""
+    stack = run.client("cloudformation").describe_stacks(
+        StackName=naming.ACCESS_STACK_NAME)["Stacks"][0]
+    _expect(stack["StackStatus"] == "CREATE_COMPLETE",
+            f"stack {naming.ACCESS_STACK_NAME} status is {stack['StackStatus']}")
+    iam = run.client("iam")
+    shown = []
+    for name in (naming.DEPLOYMENT_ROLE_NAME, naming.CDK_DEPLOY_ROLE_NAME,
+                 naming.IMPORTER_ROLE_NAME, naming.OPERATOR_ROLE_NAME,
+                 naming.BREAK_GLASS_ROLE_NAME):
+        role = iam.get_role(RoleName=name)["Role"]
+        trust = role["AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        (statement,) = trust["Statement"]
+        condition = statement.get("Condition", {})
+        if name == naming.DEPLOYMENT_ROLE_NAME:
+            _expect(statement["Principal"] == {"Service": "cloudformation.amazonaws.com"},
+                    f"{name} trusts {statement['Principal']}")
+            shown.append(f"{name} (CloudFormation)")
+            continue
+        tag = account_roles.assume_tag(name)
+        _expect(condition.get("StringEquals", {}).get(tag) == "true",
+                f"{name}'s trust does not ask for {tag} = true: {condition}")
+        mfa = condition.get("Bool", {}).get("aws:MultiFactorAuthPresent") == "true"
+        _expect(mfa == (name == naming.BREAK_GLASS_ROLE_NAME),
+                f"{name}'s trust MFA condition is {mfa}")
+        _expect(role["MaxSessionDuration"] == 3600, f"{name}: sessions of "
+                f"{role['MaxSessionDuration']} s")
+        shown.append(f"{name} ({tag.removeprefix('aws:PrincipalTag/')}{' + MFA' if mfa else ''})")
+    return (f"stack {naming.ACCESS_STACK_NAME}: CREATE_COMPLETE; roles {', '.join(shown)}, "
+            "one-hour sessions")
 
 
 def check_stack(run: LocalRun) -> str:
@@ -237,11 +272,18 @@ def check_bucket_policy_enforced(run: LocalRun) -> str:
     _expect(not _refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x")),
             "an upload without encryption headers (default encryption) was refused")
     versions = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
-    for version in versions:
-        s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+    # Only the deployment role and break-glass delete versions, not even an administrator:
+    # the probe's versions stay, under a delete marker.
+    def delete_version(version_id: str) -> Callable[[], Any]:
+        return lambda: s3.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
+
+    _expect(all(_refused(delete_version(v["VersionId"])) for v in versions),
+            "an administrator deleted an object version")
+    s3.delete_object(Bucket=bucket, Key=key)
     return ("bucket policy enforced over TLS: uploads naming the customer key, or no "
             "encryption (bucket default), are accepted; uploads naming SSE-S3, another KMS key, "
-            "aws:kms without the key, or SSE-C are refused")
+            "aws:kms without the key, or SSE-C are refused; the account's administrator may "
+            "not delete the probe's versions (OnlyDeploymentChangesTheBucket)")
 
 
 def check_partner_grants(run: LocalRun) -> str:

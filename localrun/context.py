@@ -89,6 +89,9 @@ class LocalRun:
     database: str = ""
     # The background ``cdk synth`` (localrun.flow.Synth) started before the emulator, if any.
     synth: Any = field(default=None, repr=False, compare=False)
+    # The partner as the round trip set it up (localrun.partner.Partner; in memory only: it
+    # holds the partner's credentials), for the steps after it.
+    partner: Any = field(default=None, repr=False, compare=False)
 
     # --- environment and clients ---------------------------------------------------------
 

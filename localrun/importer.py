@@ -10,7 +10,8 @@ record of those deliveries, so a message that never arrived is reported with the
 
 Then the reference importer runs as a separate process, as an operator would run it:
 ``python -m importer --queue-url ... --dsn ... --once --create-schema``, against the emulator
-(as an operator user allowed everything: the stacks define no importer role) and a PostgreSQL:
+(as a session of the access stack's importer role, assumed by a user carrying its principal
+tag, with permission checks on) and a PostgreSQL:
 the embedded server of the pinned ``pgserver`` wheel (``localrun.postgres``), started for the
 run (recorded in ``postgres.json`` of the run directory) and stopped and removed by ``down``,
 or the server of ``--dsn`` (``LOCALRUN_DSN``), where the run uses a fresh schema of its own.
@@ -33,7 +34,7 @@ from psycopg.rows import dict_row
 
 from localaws import server
 from localaws.server import REGION
-from localrun import postgres
+from localrun import identities, postgres
 from localrun.context import REPO_ROOT, LocalRun, StepResult
 from partner_transfer.manifest import BATCH_FOLDER
 
@@ -80,10 +81,11 @@ def _own_schema(dsn: str, run: LocalRun) -> str:
     return f"{dsn} options=-csearch_path={schema}"
 
 
-def _importer(run: LocalRun, dsn: str) -> list[str]:
-    """``python -m importer --once`` until the queue is empty; returns its summary lines."""
-    admin = run.admin_credentials()
-    env = dict(run.env, **admin.environment())
+def _importer(run: LocalRun, dsn: str) -> tuple[list[str], str]:
+    """``python -m importer --once`` until the queue is empty, as a session of the importer
+    role; returns its summary lines and who it ran as."""
+    importer = identities.session(run, identities.IMPORTER)
+    env = dict(run.env, **importer.credentials.environment())
     queue_url = run.audit_outputs["IngestionQueueUrl"]
     (run.run_dir / "importer").mkdir(exist_ok=True)
     lines: list[str] = []
@@ -108,7 +110,7 @@ def _importer(run: LocalRun, dsn: str) -> list[str]:
             "Attributes"]
         if int(depth["ApproximateNumberOfMessages"]) + int(
                 depth["ApproximateNumberOfMessagesNotVisible"]) == 0:
-            return lines
+            return lines, importer.label
     raise ImportFailed(f"the ingestion queue still holds messages after {MAX_RECEIVES} "
                        f"receives: {lines}; see {run.run_dir / 'importer.log'}")
 
@@ -153,8 +155,8 @@ def import_inbound(run: LocalRun) -> StepResult:
         else:
             dsn = _own_schema(dsn, run)
             proved.append(f"database: {run.database}")
-        summaries = _importer(run, dsn)
-        proved.append("python -m importer --once (separate process, as an operator user, "
+        summaries, importer = _importer(run, dsn)
+        proved.append(f"python -m importer --once (separate process, as {importer}, "
                       f"permission checks on): {'; '.join(summaries)}")
         proved.extend(_read_back(run, dsn, uploads))
     except psycopg.Error as error:

@@ -40,6 +40,7 @@ from botocore.exceptions import ClientError
 
 from admin.partner_policy import partner_side_policy
 from admin.stack_outputs import parse_outputs
+from localrun import identities
 from localrun.context import Credentials, LocalRun, StepResult
 from phi_core import identifiers
 
@@ -338,16 +339,16 @@ def round_trip(run: LocalRun) -> StepResult:
     partner_dir = run.run_dir / "partner"
     partner_dir.mkdir(parents=True, exist_ok=True)
 
-    if outbound:
-        run.client("s3").put_object(Bucket=bucket, Key=f"{outbound}remittance.csv",
-                                    Body=SAMPLE_OUTBOUND, ServerSideEncryption="aws:kms",
-                                    SSEKMSKeyId=key_arn, ChecksumAlgorithm="CRC64NVME")
+    wrote_outbound = _operator_writes_outbound(run) if outbound else None
     small, large = partner_dir / "claims.csv", partner_dir / "claims-large.csv"
     small.write_bytes(SAMPLE_INBOUND)
     large.write_bytes(large_sample())
 
     partner = setup_partner(run)
+    run.partner = partner
     proved = list(partner.notes)
+    if wrote_outbound:
+        proved.insert(0, wrote_outbound)
     proved.insert(0, f"as {partner.label}, emulator permission checks on; connection "
                   f"profile from the stack outputs by partner-transfer profile init: "
                   f"{partner.profile}")
@@ -402,6 +403,91 @@ def round_trip(run: LocalRun) -> StepResult:
                           if prefix)
     return StepResult(f"partner round trip ({mode}, {directions})", "ok",
                       time.monotonic() - started, proved)
+
+
+def _operator_writes_outbound(run: LocalRun) -> str:
+    """Our operator puts the file the partner will download, as a session of the operator
+    role (permission checks on)."""
+    outputs = run.outputs
+    key = f"{outputs['OutboundPrefix']}remittance.csv"
+    operator = identities.session(run, identities.OPERATOR)
+    with run.permission_checks():
+        run.client("s3", operator.credentials).put_object(
+            Bucket=outputs["BucketName"], Key=key, Body=SAMPLE_OUTBOUND,
+            ServerSideEncryption="aws:kms", SSEKMSKeyId=outputs["KmsKeyArn"],
+            ChecksumAlgorithm="CRC64NVME")
+    return f"our operator wrote {key} as {operator.label}, permission checks on"
+
+
+# --- inbound originals ----------------------------------------------------------------------
+
+OVERWRITE = b"member_id,claim_id,amount\n1001,C-1,0.00\n"
+
+
+def keep_originals(run: LocalRun) -> StepResult:
+    """After the importer: the partner overwrites ``inbound/claims.csv`` (allowed: S3 keeps a
+    new version), and the original stays: our operator lists both versions, our importer reads
+    the original by its version id, each as a session of its role; the partner may neither
+    delete a version nor list or read versions, and not even our operator deletes one."""
+    outputs = run.outputs
+    inbound = outputs.get("InboundPrefix")
+    if not inbound:
+        return StepResult("inbound originals", "not-applicable", 0.0, detail=(
+            "the customer has no inbound direction: the partner uploads nothing"))
+    partner: Partner | None = run.partner
+    if partner is None:
+        raise PartnerStepFailed("the partner round trip did not set up the partner")
+    started = time.monotonic()
+    bucket, key = outputs["BucketName"], f"{inbound}claims.csv"
+    operator = identities.session(run, identities.OPERATOR)
+    importer = identities.session(run, identities.IMPORTER)
+    partner_s3 = run.client("s3", partner.credentials, source_address=partner.source_address)
+    operator_s3 = run.client("s3", operator.credentials)
+    importer_s3 = run.client("s3", importer.credentials)
+    with run.permission_checks():
+        newest = partner_s3.put_object(
+            Bucket=bucket, Key=key, Body=OVERWRITE, ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=outputs["KmsKeyArn"], ChecksumAlgorithm="CRC64NVME")["VersionId"]
+        versions = [v for v in operator_s3.list_object_versions(
+            Bucket=bucket, Prefix=key).get("Versions", []) if v["Key"] == key]
+        older = [v["VersionId"] for v in versions if v["VersionId"] != newest]
+        if not older:
+            raise PartnerStepFailed(f"no version of {key} but the partner's overwrite")
+        original = older[-1]  # newest first: the last is the first upload
+        body = importer_s3.get_object(Bucket=bucket, Key=key, VersionId=original)["Body"].read()
+        if body != SAMPLE_INBOUND:
+            raise PartnerStepFailed(f"version {original} of {key} is not the original upload")
+        probes: list[tuple[str, Callable[[], object]]] = [
+            ("delete the original version", lambda: partner_s3.delete_object(
+                Bucket=bucket, Key=key, VersionId=original)),
+            (f"list versions of {inbound}", lambda: partner_s3.list_object_versions(
+                Bucket=bucket, Prefix=inbound)),
+            ("read the original version", lambda: partner_s3.get_object(
+                Bucket=bucket, Key=key, VersionId=original)),
+        ]
+        let_through = [what for what, call in probes if not _denied(call)]
+        operator_deleted = not _denied(lambda: operator_s3.delete_object(
+            Bucket=bucket, Key=key, VersionId=original))
+    if let_through:
+        raise PartnerStepFailed(f"the partner could {', '.join(let_through)} of {key}")
+    if operator_deleted:
+        raise PartnerStepFailed(f"our operator deleted version {original} of {key}")
+    rules = {r["ID"]: r for r in run.client("s3").get_bucket_lifecycle_configuration(
+        Bucket=bucket)["Rules"]}
+    keep = rules.get("KeepInboundOriginals", {})
+    days = keep.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
+    proved = [
+        f"as {partner.label}, permission checks on: the partner overwrote {key} (allowed: "
+        f"a new version {newest})",
+        f"as {operator.label}: ListObjectVersions shows {len(versions)} versions of {key}",
+        f"as {importer.label}: GetObject of the original version {original} returns the "
+        "partner's first upload, byte for byte",
+        f"the partner cannot {', '.join(what for what, _ in probes)} (403 each); nor can our "
+        "operator delete it (the bucket policy's OnlyDeploymentChangesTheBucket)",
+        f"lifecycle rule KeepInboundOriginals (noncurrent {inbound} versions kept "
+        f"{days} days) is stored, not enforced: nothing expires here",
+    ]
+    return StepResult("inbound originals", "ok", time.monotonic() - started, proved)
 
 
 def _refusals(run: LocalRun, partner: Partner) -> str:

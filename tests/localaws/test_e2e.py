@@ -19,10 +19,12 @@ import pytest
 from botocore.exceptions import ClientError
 from psycopg.rows import dict_row
 
+from localaws import server
 from localaws.coverage import coverage
 from localaws.server import Emulator
 from localrun import postgres
 from localrun.context import LocalRun
+from localrun.partner import SAMPLE_INBOUND
 from tests.demo_runs import DemoRun, localrun
 from tests.localaws.conftest import Aws
 
@@ -33,18 +35,16 @@ BUCKET = f"phi-acme-{ACCOUNT}-{REGION}"
 LOG_BUCKET = f"phi-acme-logs-{ACCOUNT}-{REGION}"
 # What the emulator knowingly does not apply from the acme template (docs/local-run.md). A new
 # resource type or property in the template makes this test fail until someone checks it.
-# docs/local-run.md, "Not modelled". The secret's resource policy is proven by the access
-# matrix (security/), not here.
-EXPECTED_GAPS = {("AWS::Lambda::Function", ("DeadLetterConfig", "LoggingConfig")),
-                 ("AWS::SecretsManager::ResourcePolicy", ())}
+# docs/local-run.md, "Not modelled".
+EXPECTED_GAPS = {("AWS::Lambda::Function", ("DeadLetterConfig", "LoggingConfig"))}
 # KMS's lockout safety check is not emulated, so there is nothing for the bypass to bypass.
 EXPECTED_AUDIT_GAPS = {("AWS::KMS::Key", ("BypassPolicyLockoutSafetyCheck",))}
 
 
 @pytest.fixture(scope="module")
 def deployed(acme_demo: DemoRun) -> tuple[Aws, Path, float]:
-    for step in ("audit stack", "customer stack", "partner round trip (iam-user",
-                 "importer", "key rotation"):
+    for step in ("access stack", "audit stack", "customer stack", "partner round trip (iam-user",
+                 "importer", "inbound originals", "key rotation"):
         assert f"[ok] {step}" in acme_demo.stdout, acme_demo.stdout
     emulator = Emulator.load(acme_demo.run_dir)
     assert emulator is not None
@@ -324,3 +324,92 @@ def test_the_importer_loaded_each_upload_with_its_custody_row(
     depth = aws.client("sqs").get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert depth["ApproximateNumberOfMessages"] == "0"
+
+
+# --- the account's roles at work (read back from the emulator, not from localrun's output) ---
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/"
+
+
+def decisions(aws: Aws) -> list[dict[str, Any]]:
+    """Every permission decision the emulator recorded (localaws.permissions)."""
+    return server.authorizations(aws.emulator)[1]
+
+
+def test_the_access_stack_is_deployed_and_its_roles_need_their_tag(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    aws = deployed[0]
+    stack = aws.client("cloudformation").describe_stacks(
+        StackName="PhiExchange-access")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    for role in ("importer", "operator", "cdk-deploy"):
+        trust = aws.client("iam").get_role(RoleName=f"phi-exchange-{role}")["Role"][
+            "AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        (statement,) = trust["Statement"]
+        assert statement["Condition"] == {"StringEquals": {
+            f"aws:PrincipalTag/phi-exchange:{role}": "true"}}
+
+
+def test_the_stacks_were_deployed_through_the_account_roles(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    records = [r for r in decisions(deployed[0]) if r["allowed"]]
+    assert any(r["action"] == "sts:AssumeRole" and r["caller"].endswith(":user/localrun-deployer")
+               and r["resource"] == ROLE + "phi-exchange-cdk-deploy" for r in records)
+    passed = {(r["principal"], r["resource"]) for r in records if r["action"] == "iam:PassRole"}
+    assert passed == {(ROLE + "phi-exchange-cdk-deploy", ROLE + "phi-exchange-deployment")}
+    changes = {r["resource"].split("/")[1] for r in records
+               if r["action"] == "cloudformation:CreateChangeSet"
+               and r["principal"] == ROLE + "phi-exchange-cdk-deploy"}
+    assert {"PhiExchange-audit", "PhiExchange-acme"} <= changes
+
+
+def test_the_importer_read_and_the_operator_wrote_as_their_roles(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    records = decisions(deployed[0])
+
+    def by_role(role: str, action: str, key: str) -> list[dict[str, Any]]:
+        return [r for r in records if r["allowed"] and r["action"] == action
+                and r["principal"] == ROLE + role and r["resource"].endswith(f"{BUCKET}/{key}")]
+
+    assert by_role("phi-exchange-importer", "s3:GetObject", "inbound/claims.csv")
+    assert by_role("phi-exchange-importer", "s3:GetObject", "inbound/claims-large.csv")
+    assert by_role("phi-exchange-operator", "s3:PutObject", "outbound/remittance.csv")
+    # Their sessions came from the tagged users; the untagged one was refused both roles.
+    assumed = {(r["caller"].rsplit("/", 1)[-1], r["resource"], r["allowed"])
+               for r in records if r["action"] == "sts:AssumeRole"}
+    assert ("localrun-importer", ROLE + "phi-exchange-importer", True) in assumed
+    assert ("localrun-operator", ROLE + "phi-exchange-operator", True) in assumed
+    for role in ("phi-exchange-importer", "phi-exchange-operator"):
+        assert ("localrun-untagged", ROLE + role, False) in assumed
+        assert ("localrun-untagged", ROLE + role, True) not in assumed
+
+
+def test_the_inbound_original_survives_the_partner_s_overwrite(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    aws, run_dir, _ = deployed
+    s3 = aws.client("s3")
+    versions = [v for v in s3.list_object_versions(
+        Bucket=BUCKET, Prefix="inbound/claims.csv")["Versions"] if v["Key"] == "inbound/claims.csv"]
+    assert len(versions) == 2
+    original = next(v for v in versions if not v["IsLatest"])
+    read = s3.get_object(Bucket=BUCKET, Key="inbound/claims.csv", VersionId=original["VersionId"])
+    assert read["Body"].read() == SAMPLE_INBOUND
+    # ... the very version the partner's client uploaded (its custody manifest).
+    manifest = run_dir / "partner" / "state" / "partner-transfer" / "acme" / "manifest.jsonl"
+    uploaded = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert original["VersionId"] in {r["version_id"] for r in uploaded
+                                     if r["key"] == "inbound/claims.csv"}
+    assert s3.get_object(Bucket=BUCKET, Key="inbound/claims.csv")["Body"].read() != SAMPLE_INBOUND
+    # The partner's overwrite was allowed; its attempt to delete the original was refused.
+    partner = f"arn:aws:iam::{ACCOUNT}:user/phi-exchange-acme-partner"
+    object_arn = f"arn:aws:s3:::{BUCKET}/inbound/claims.csv"
+    outcomes = {(r["action"], r["allowed"]) for r in decisions(aws)
+                if r["principal"] == partner and r["resource"] == object_arn}
+    assert ("s3:PutObject", True) in outcomes
+    assert ("s3:DeleteObjectVersion", False) in outcomes
+    assert ("s3:DeleteObjectVersion", True) not in outcomes

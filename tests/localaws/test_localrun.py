@@ -94,10 +94,12 @@ def test_a_dsn_never_shows_its_password() -> None:
 
 
 @pytest.mark.parametrize(("statuses", "expected", "absent"), [
-    ({"importer": "ok", "key rotation": "ok"},
+    ({"importer": "ok", "inbound originals": "ok", "key rotation": "ok"},
      ["the emulator stood in for S3's EventBridge notification", "Lambda never ran it",
-      "no notice reached anyone"], ["did not run"]),
-    ({"importer": "not-applicable", "key rotation": "not-applicable"},
+      "no notice reached anyone", "CloudFormation's own calls as phi-exchange-deployment",
+      "KeepInboundOriginals too: nothing expires"], ["did not run"]),
+    ({"importer": "not-applicable", "inbound originals": "not-applicable",
+      "key rotation": "not-applicable"},
      ["the importer did not run: this customer has no inbound direction",
       "no key was rotated and no notice was sent (no access key of ours"], ["Lambda never"]),
 ])
@@ -105,8 +107,8 @@ def test_the_summary_says_what_was_not_exercised(
     tmp_path: Path, statuses: dict[str, str], expected: list[str], absent: list[str]
 ) -> None:
     run = fake_run(tmp_path)
-    run.results = [StepResult(name, "ok", 1.0) for name in ("audit stack", "customer stack",
-                                                            "partner round trip")]
+    run.results = [StepResult(name, "ok", 1.0) for name in (
+        "access stack", "audit stack", "customer stack", "partner round trip")]
     run.results += [StepResult(name, status, 1.0) for name, status in statuses.items()]
     text = "\n".join(flow.not_exercised(run))
     assert "the audit trail never ran" in text
