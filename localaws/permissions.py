@@ -90,11 +90,11 @@ and :mod:`localaws.policy` evaluates, as AWS documents it
 - with permission checks on, for S3 and for the calls listed in :data:`RESOLVED_ACTIONS`
   (Secrets Manager by ``SecretId``, SNS by ``TopicArn``, SQS by ``QueueUrl`` or, for
   GetQueueUrl, ``QueueName``, CloudFormation by ``StackName`` (``*`` without one), SSM by
-  ``Name``/``Names``, IAM access-key calls by ``UserName``/``AccessKeyId``): the caller's identity policies against the real
-  resource ARN, together with the resource's policy (bucket, secret, topic, queue). Any Deny
-  refuses. In the resource's own account, an Allow in either suffices (a resource-policy
-  Allow alone only when it names the caller itself, not merely its account); from another
-  account, both must allow;
+  ``Name``/``Names``, IAM access-key calls by ``UserName``/``AccessKeyId``): the caller's
+  identity policies against the real resource ARN, together with the resource's policy
+  (bucket, secret, topic, queue). Any Deny refuses. In the resource's own account, an Allow
+  in either suffices (a resource-policy Allow alone only when it names the caller itself, not
+  merely its account); from another account, both must allow;
 - ``sts:AssumeRole``: the caller's identity policies and the role's trust policy, found in
   the role's account, with ``sts:ExternalId``; the trust policy must allow, and so must the
   identity policy unless the role is in the caller's account and the trust policy names the
