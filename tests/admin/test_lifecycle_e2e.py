@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from admin import offboarding
 from localrun.context import Credentials, LocalRun
-from localrun.flow import SAMPLE_INBOUND
+from localrun.partner import OVERWRITE
 from tests.admin.lifecycle_support import REPO, Ran, run
 from tests.demo_runs import DemoRun
 
@@ -135,7 +135,7 @@ def test_partners_old_key_is_refused_and_our_operator_still_reads_inbound(
         _refused(lambda: partner_s3.list_objects_v2(Bucket=bucket, Prefix="inbound/"))
         ours = local.client("s3", admin)
         body = ours.get_object(Bucket=bucket, Key="inbound/claims.csv")["Body"].read()
-    assert body == SAMPLE_INBOUND
+    assert body == OVERWRITE  # the partner's second version (the run's last upload of it)
 
 
 def test_deny_in_the_bucket_holds_even_if_the_old_key_were_reactivated(

@@ -371,13 +371,15 @@ def test_the_importer_read_and_the_operator_wrote_as_their_roles(
 ) -> None:
     records = decisions(deployed[0])
 
-    def by_role(role: str, action: str, key: str) -> list[dict[str, Any]]:
-        return [r for r in records if r["allowed"] and r["action"] == action
+    def by_role(role: str, actions: set[str], key: str) -> list[dict[str, Any]]:
+        return [r for r in records if r["allowed"] and r["action"] in actions
                 and r["principal"] == ROLE + role and r["resource"].endswith(f"{BUCKET}/{key}")]
 
-    assert by_role("phi-exchange-importer", "s3:GetObject", "inbound/claims.csv")
-    assert by_role("phi-exchange-importer", "s3:GetObject", "inbound/claims-large.csv")
-    assert by_role("phi-exchange-operator", "s3:PutObject", "outbound/remittance.csv")
+    # The importer reads the version its message names.
+    reads = {"s3:GetObject", "s3:GetObjectVersion"}
+    assert by_role("phi-exchange-importer", reads, "inbound/claims.csv")
+    assert by_role("phi-exchange-importer", reads, "inbound/claims-large.csv")
+    assert by_role("phi-exchange-operator", {"s3:PutObject"}, "outbound/remittance.csv")
     # Their sessions came from the tagged users; the untagged one was refused both roles.
     assumed = {(r["caller"].rsplit("/", 1)[-1], r["resource"], r["allowed"])
                for r in records if r["action"] == "sts:AssumeRole"}

@@ -17,6 +17,7 @@ import pytest
 
 from localaws.server import Emulator
 from localrun import postgres
+from localrun.partner import SAMPLE_INBOUND
 from tests.demo_runs import UP_TIMEOUT_SECONDS, localrun
 from tests.localaws.conftest import Aws
 
@@ -49,10 +50,10 @@ def test_each_mode_runs_every_step_it_has(run: tuple[str, Aws, Path, str]) -> No
     customer, _, _, stdout = run
     mode, directions = {"globex": ("cross-account", "inbound"),
                         "initech": ("assume-role", "outbound")}[customer]
-    importer = "[ok] importer" if customer == "globex" else "[not-applicable] importer"
-    for step in ("[ok] audit stack", "[ok] customer stack",
-                 f"[ok] partner round trip ({mode}, {directions})", importer,
-                 "[not-applicable] key rotation"):
+    inbound = "[ok]" if customer == "globex" else "[not-applicable]"
+    for step in ("[ok] access stack", "[ok] audit stack", "[ok] customer stack",
+                 f"[ok] partner round trip ({mode}, {directions})", f"{inbound} importer",
+                 f"{inbound} inbound originals", "[not-applicable] key rotation"):
         assert step in stdout, stdout
     assert "Traceback" not in stdout
 
@@ -110,3 +111,19 @@ def test_refusals_are_reported_for_the_mode(run: tuple[str, Aws, Path, str]) -> 
         assert "refused without the external id, with a wrong one, and to an unregistered " \
                "principal" in stdout
         assert "cannot upload to inbound/" in stdout
+
+
+def test_globex_s_overwrite_keeps_the_original(run: tuple[str, Aws, Path, str]) -> None:
+    customer, aws, run_dir, _ = run
+    if customer != "globex":
+        pytest.skip("initech has no inbound direction")
+    bucket = json.loads((run_dir / "outputs.json").read_text())["PhiExchange-globex"][
+        "BucketName"]
+    versions = [v for v in aws.client("s3").list_object_versions(
+        Bucket=bucket, Prefix="inbound/claims.csv")["Versions"]
+        if v["Key"] == "inbound/claims.csv"]
+    original = next(v for v in versions if not v["IsLatest"])
+    assert len(versions) == 2
+    assert aws.client("s3").get_object(Bucket=bucket, Key="inbound/claims.csv",
+                                       VersionId=original["VersionId"])["Body"].read() \
+        == SAMPLE_INBOUND
