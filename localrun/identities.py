@@ -95,12 +95,15 @@ class Session:
 
 
 def session(run: LocalRun, user: str) -> Session:
-    """``user``'s session of its role. Call with checks off (a key is issued); the
-    AssumeRole itself runs with checks on."""
-    key = user_key(run, user)
-    with run.permission_checks():
-        credentials = assume(run, key, ROLES[user], user)
-    return Session(user, ROLES[user], credentials)
+    """``user``'s session of its role, made once per run (sessions last an hour). Call with
+    checks off (a key is issued); the AssumeRole itself runs with checks on."""
+    if user not in run.sessions:
+        key = user_key(run, user)
+        with run.permission_checks():
+            credentials = assume(run, key, ROLES[user], user)
+        run.sessions[user] = Session(user, ROLES[user], credentials)
+    made: Session = run.sessions[user]
+    return made
 
 
 def untagged_refused(run: LocalRun, role_names: tuple[str, ...]) -> str:
