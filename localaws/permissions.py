@@ -50,6 +50,10 @@ Gaps in moto 5.2.5 (``moto/iam/access_control.py``, ``FakeBucket.get_permission`
     role a CloudFormation call hands over (``RoleARN``) is never checked (no ``iam:PassRole``,
     no trust of ``cloudformation.amazonaws.com``).
 13. A refusal says only ``AccessDenied``: nothing tells which policy or statement refused.
+14. No ``aws:ResourceAccount``: the CDK bootstrap's file-publishing role, whose policy allows
+    its staging bucket only where ``aws:ResourceAccount`` is our account, may not list or write
+    it; and SQS's GetQueueUrl (by ``QueueName``) is checked against resource ``*``, so a role
+    scoped to its queue cannot look it up.
 
 How they are filled: every request's WSGI environ is kept for the request's duration
 (:class:`ContextMiddleware`, one request per thread in the emulator), and the TLS version
