@@ -1,8 +1,10 @@
 """``python -m localrun up | down | status | env``.
 
-    up      start the emulator, deploy the audit stack and the customer's stack with the real
-            CDK CLI, check them, run the partner round trip (as the partner, in its access
-            mode) and a key rotation (iam-user), print a summary. The emulator keeps running
+    up      start the emulator, deploy the access, audit and customer stacks with the real
+            CDK CLI (the last two through the account's deployment roles), check them, run
+            the partner round trip (as the partner, in its access mode), the importer (as
+            the importer role), the inbound-originals check and a key rotation (iam-user),
+            print a summary. The emulator keeps running
             afterwards (also after a failure, for inspection) until ``down``.
     down    stop the emulator and remove the run directory.
     status  say whether an emulator is running and what the last run did.

@@ -1,5 +1,5 @@
-"""The local run's steps: audit stack, customer stack, partner round trip, key rotation,
-summary.
+"""The local run's steps: access stack, audit stack, customer stack, partner round trip,
+importer, inbound originals, key rotation, summary.
 
 ``python -m localrun up`` runs them in order against a fresh emulator. Each step takes the
 :class:`~localrun.context.LocalRun` and returns a :class:`~localrun.context.StepResult`. A step
@@ -112,8 +112,8 @@ def synth_environment() -> dict[str, str]:
 class Synth:
     """``cdk synth -c customer=<slug>`` of the whole app into the run's own cloud assembly,
     started in the background: it needs no emulator, so it runs while the emulator starts and
-    ``cdk bootstrap`` runs (both mostly wait). One synth serves both deploys (what a pipeline
-    does): the compliance gate runs once, both stacks come from the same assembly, and our own
+    ``cdk bootstrap`` runs (both mostly wait). One synth serves every deploy (what a pipeline
+    does): the compliance gate runs once, the stacks come from the same assembly, and our own
     ``--output`` never races a concurrent ``cdk synth`` writing ./cdk.out."""
 
     def __init__(self, run_dir: Path, customer: str) -> None:
