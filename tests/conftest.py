@@ -14,15 +14,17 @@ from tests.demo_runs import acme_demo  # noqa: F401 - a session fixture, shared 
 # Tests that change what other tests of their group read: they run after the rest of it.
 RUN_LAST = ("tests/admin/test_lifecycle_e2e.py",)  # offboards the shared acme run
 
-# Expensive session/module fixture -> the worker group of every test that uses it. A
+# Expensive session/module fixture -> the worker group of every test that uses it, the most
+# expensive first (measured: the matrix group ~200 s of a worker, a local run ~60 s). A
 # parametrized fixture gets one group per parameter (each parameter is its own deploy).
 EXPENSIVE_FIXTURES = {
     "matrix_app": "security-app",  # tests/security/conftest.py: audit + registry + variants
-    "stack_artifacts": "infra-app",  # tests/infra/conftest.py: audit + registry + extras
     "acme_demo": "e2e-acme",  # tests/demo_runs.py: the acme demo, deployed on the emulator
     "run": "e2e-mode",  # tests/localaws/test_e2e_modes.py: one deploy per access mode
-    "acme_synth": "cdk-cli",  # tests/infra/test_cdk_cli.py: the CDK CLI's synth
+    # Before acme_synth: one test reads both, and must join the group that synthesizes the app.
+    "stack_artifacts": "infra-app",  # tests/infra/conftest.py: audit + registry + extras
     "role_template": "rotation-role",  # tests/localaws/test_rotation_role.py
+    "acme_synth": "cdk-cli",  # tests/infra/test_cdk_cli.py: the CDK CLI's synth
     "sources": "packaging",  # tests/packaging: the built distributions
 }
 
@@ -32,7 +34,14 @@ EXPENSIVE_FIXTURES = {
 # access matrix was evaluated on both workers).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.nodeid.split("::")[0] in RUN_LAST)  # stable: order kept
+    # The expensive groups first (xdist hands out work in this order: a long group started
+    # last leaves the other worker idle at the end); RUN_LAST after the rest. Stable: the
+    # order within each group is kept.
+    ranks = {fixture: rank for rank, fixture in enumerate(EXPENSIVE_FIXTURES)}
+    items.sort(key=lambda item: (
+        min((ranks[f] for f in getattr(item, "fixturenames", ()) if f in ranks),
+            default=len(ranks)),
+        item.nodeid.split("::")[0] in RUN_LAST))
     for item in items:
         for fixture, group in EXPENSIVE_FIXTURES.items():
             if fixture in getattr(item, "fixturenames", ()):
