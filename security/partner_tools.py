@@ -100,6 +100,8 @@ SECURITY_DIR = Path(__file__).resolve().parent
 TOOLS_REQUIREMENTS = SECURITY_DIR / "tools-requirements.txt"
 TOOLS_VENV = REPO / ".venv-partner-tools"
 DOC = REPO / "docs" / "partner-tools.md"
+# docs/security.md holds a copy of the table (which tool works in which mode), generated too.
+SECURITY_DOC = REPO / "docs" / "security.md"
 RECORDINGS = SECURITY_DIR / "partner_tool_requests.json"
 
 # The recording server's only bucket; requests are mapped onto each mode's real bucket.
@@ -1964,9 +1966,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     if args.write_doc:
         write_doc(blocks)
-    elif args.check_doc and any(doc_block(b) != text for b, text in blocks.items()):
-        print(f"error: {DOC.relative_to(REPO)} holds other generated blocks than these "
-              "(--write-doc rewrites them)", file=sys.stderr)
+        write_doc({"table": blocks["table"]}, SECURITY_DOC)
+    elif args.check_doc and (any(doc_block(b) != text for b, text in blocks.items())
+                             or doc_block("table", SECURITY_DOC) != blocks["table"]):
+        print(f"error: {DOC.relative_to(REPO)} or {SECURITY_DOC.relative_to(REPO)} holds other "
+              "generated blocks than these (--write-doc rewrites them)", file=sys.stderr)
         return 1
     return 1 if problems else 0
 

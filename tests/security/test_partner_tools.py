@@ -233,6 +233,7 @@ def test_a_refused_request_counts_only_with_a_replay_that_tolerated_it(report: p
 
 def test_the_docs_blocks_are_the_generated_ones(report: pt.Report, recordings: pt.Recordings):
     assert pt.doc_block("table") == report.table()
+    assert pt.doc_block("table", pt.SECURITY_DOC) == report.table()
     assert pt.doc_block("what each tool sends") == pt.sends_table(recordings)
     for tool in pt.TOOL_CLASSES:
         assert tool.name in DOCUMENTED
