@@ -16,10 +16,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from localaws.policy import Decision, Request, evaluate
-from localrun.context import LocalRun
+from localrun.context import LocalRun, denied
 from phi_core import account_roles, naming
 
 # The secret's contract (docs/rotation.md); readers ignore other fields.
@@ -231,14 +229,6 @@ def check_partner_secret(run: LocalRun) -> str:
             f"user's current key and connection fields, rotation every {days} days")
 
 
-def _refused(call: Callable[[], Any]) -> bool:
-    try:
-        call()
-    except ClientError as error:
-        return error.response["Error"]["Code"] in ("AccessDenied", "403")
-    return False
-
-
 def check_bucket_policy_enforced(run: LocalRun) -> str:
     """Uploads as the operator, over TLS, against the bucket policy evaluated with request
     context: naming the customer key passes, and so does an upload without encryption headers
@@ -254,22 +244,22 @@ def check_bucket_policy_enforced(run: LocalRun) -> str:
     _expect(head.get("ServerSideEncryption") == "aws:kms" and head.get("SSEKMSKeyId") == key_arn,
             f"an upload naming the customer key was stored as {head.get('ServerSideEncryption')}"
             f" / {head.get('SSEKMSKeyId')}")
-    _expect(_refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
-                                           ServerSideEncryption="AES256")),
+    _expect(denied(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
+                                         ServerSideEncryption="AES256")),
             "an SSE-S3 upload was accepted")
     other_key = run.client("kms").create_key(Description="localrun probe")["KeyMetadata"]["Arn"]
-    _expect(_refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
-                                           ServerSideEncryption="aws:kms",
-                                           SSEKMSKeyId=other_key)),
+    _expect(denied(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
+                                         ServerSideEncryption="aws:kms",
+                                         SSEKMSKeyId=other_key)),
             "an upload naming another KMS key was accepted")
-    _expect(_refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
-                                           SSECustomerAlgorithm="AES256",
-                                           SSECustomerKey="k" * 32)),
+    _expect(denied(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
+                                         SSECustomerAlgorithm="AES256",
+                                         SSECustomerKey="k" * 32)),
             "an upload with a customer-provided key (SSE-C) was accepted")
-    _expect(_refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
-                                           ServerSideEncryption="aws:kms")),
+    _expect(denied(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x",
+                                         ServerSideEncryption="aws:kms")),
             "an upload naming aws:kms without the customer key was accepted")
-    _expect(not _refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x")),
+    _expect(not denied(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x")),
             "an upload without encryption headers (default encryption) was refused")
     versions = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
     # Only the deployment role and break-glass delete versions, not even an administrator:
@@ -277,7 +267,7 @@ def check_bucket_policy_enforced(run: LocalRun) -> str:
     def delete_version(version_id: str) -> Callable[[], Any]:
         return lambda: s3.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
 
-    _expect(all(_refused(delete_version(v["VersionId"])) for v in versions),
+    _expect(all(denied(delete_version(v["VersionId"])) for v in versions),
             "an administrator deleted an object version")
     s3.delete_object(Bucket=bucket, Key=key)
     return ("bucket policy enforced over TLS: uploads naming the customer key, or no "
@@ -399,7 +389,7 @@ def check_custody_bucket(run: LocalRun) -> str:
     )["VersionId"]
     head = s3.head_object(Bucket=bucket, Key=key, VersionId=version)
     _expect(head.get("ObjectLockMode") == "COMPLIANCE", f"{bucket}: new version not locked")
-    _expect(_refused(lambda: s3.delete_object(Bucket=bucket, Key=key, VersionId=version)),
+    _expect(denied(lambda: s3.delete_object(Bucket=bucket, Key=key, VersionId=version)),
             f"{bucket}: a locked version could be deleted")
     days = retention.get("Days") or f"{retention.get('Years')} years"
     return (f"custody bucket {bucket}: Object Lock COMPLIANCE {days} days, versioned, SSE-KMS "

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from localaws import server
 from localaws.server import REGION, Emulator
@@ -40,6 +41,26 @@ ADMIN_USER_NAME = "localrun-admin"
 # "not-applicable": the step does not exist for this customer (rotation of a partner that has no
 # access key of ours); the summary says why.
 Status = Literal["ok", "failed", "not-implemented", "not-applicable"]
+
+
+def denied(call: Callable[[], object]) -> bool:
+    """Whether ``call`` was refused by a policy: ``AccessDenied`` (query and REST protocols),
+    ``AccessDeniedException`` (JSON protocols), or S3's bare ``403`` for a bucket policy."""
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException", "403")
+    return False
+
+
+def refused_403(call: Callable[[], object]) -> bool:
+    """Whether ``call`` was answered HTTP 403 for any reason: a policy, or credentials IAM no
+    longer accepts (a deactivated key is refused as invalid, not as denied)."""
+    try:
+        call()
+    except ClientError as error:
+        return error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    return False
 
 
 @dataclass

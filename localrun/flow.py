@@ -29,7 +29,7 @@ from localaws import server
 from localaws.coverage import coverage
 from localaws.server import ACCOUNT_ID, REGION, EmulatorError
 from localrun import checks, identities, importer, partner
-from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult
+from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult, refused_403
 from localrun.partner import SAMPLE_INBOUND, SAMPLE_OUTBOUND
 from phi_core import naming
 
@@ -305,7 +305,7 @@ def rotate(run: LocalRun) -> StepResult:
     def works(creds: Credentials) -> bool:
         # A listing of its own prefix: no new object (the importer has already run).
         s3 = run.client("s3", creds, source_address=source)
-        return not _denied(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix))
+        return not refused_403(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix))
 
     probe = f"list {prefix}"
     with run.permission_checks():
@@ -330,14 +330,6 @@ def rotate(run: LocalRun) -> StepResult:
     proved.append(f"after the grace period (clock +{grace_days + 1} days) the sweep, as the "
                   f"same role, deactivated {_masked(old)}: it is refused, the new key works")
     return StepResult("key rotation", "ok", time.monotonic() - started, proved)
-
-
-def _denied(call: Callable[[], object]) -> bool:
-    try:
-        call()
-    except ClientError as error:
-        return error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    return False
 
 
 def _masked(creds: Credentials) -> str:

@@ -16,13 +16,10 @@ policy with ``aws:PrincipalTag`` (localaws.permissions).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError
-
 from localaws.server import ACCOUNT_ID
-from localrun.context import Credentials, LocalRun
+from localrun.context import Credentials, LocalRun, denied
 from phi_core import account_roles, naming
 
 # Who the run acts as, and the role each one assumes.
@@ -111,7 +108,7 @@ def untagged_refused(run: LocalRun, role_names: tuple[str, ...]) -> str:
     key = user_key(run, UNTAGGED)
     sts = run.client("sts", key)
     with run.permission_checks():
-        let_in = [name for name in role_names if not _denied(
+        let_in = [name for name in role_names if not denied(
             lambda name=name: sts.assume_role(  # type: ignore[misc]
                 RoleArn=role_arn(name), RoleSessionName=UNTAGGED))]
     if let_in:
@@ -122,9 +119,3 @@ def untagged_refused(run: LocalRun, role_names: tuple[str, ...]) -> str:
             "met (AccessDenied)")
 
 
-def _denied(call: Callable[[], object]) -> bool:
-    try:
-        call()
-    except ClientError as error:
-        return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
-    return False

@@ -36,12 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
 from admin.partner_policy import partner_side_policy
 from admin.stack_outputs import parse_outputs
 from localrun import identities
-from localrun.context import Credentials, LocalRun, StepResult
+from localrun.context import Credentials, LocalRun, StepResult, refused_403
 from phi_core import identifiers
 
 SAMPLE_INBOUND = b"member_id,claim_id,amount\n1001,C-1,125.00\n1002,C-2,80.50\n"
@@ -100,14 +98,6 @@ class Partner:
     # grant does not name (cross-account and assume-role): (ARN, its credentials).
     unregistered: tuple[str, Credentials] | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _denied(call: Callable[[], object]) -> bool:
-    try:
-        call()
-    except ClientError as error:
-        return error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    return False
 
 
 def _private_file(path: Path, text: str) -> None:
@@ -316,10 +306,10 @@ def _prove_trust(run: LocalRun, own: Credentials, other: Credentials, role_arn: 
         ("without the external id", {}),
         ("with a wrong external id", {"ExternalId": external_id + "-x"})]
     for what, kwargs in attempts:
-        if not _denied(lambda kwargs=kwargs: sts.assume_role(  # type: ignore[misc]
+        if not refused_403(lambda kwargs=kwargs: sts.assume_role(  # type: ignore[misc]
                 RoleArn=role_arn, RoleSessionName=SESSION_NAME, **kwargs)):
             raise PartnerStepFailed(f"the partner could assume {role_arn} {what}")
-    if not _denied(lambda: run.client("sts", other, source_address=source).assume_role(
+    if not refused_403(lambda: run.client("sts", other, source_address=source).assume_role(
             RoleArn=role_arn, RoleSessionName=SESSION_NAME, ExternalId=external_id)):
         raise PartnerStepFailed(f"an unregistered principal could assume {role_arn}")
     notes.append(f"AssumeRole of {role_arn} refused without the external id, with a wrong "
@@ -465,8 +455,8 @@ def keep_originals(run: LocalRun) -> StepResult:
             ("read the original version", lambda: partner_s3.get_object(
                 Bucket=bucket, Key=key, VersionId=original)),
         ]
-        let_through = [what for what, call in probes if not _denied(call)]
-        operator_deleted = not _denied(lambda: operator_s3.delete_object(
+        let_through = [what for what, call in probes if not refused_403(call)]
+        operator_deleted = not refused_403(lambda: operator_s3.delete_object(
             Bucket=bucket, Key=key, VersionId=original))
     if let_through:
         raise PartnerStepFailed(f"the partner could {', '.join(let_through)} of {key}")
@@ -514,7 +504,7 @@ def _refusals(run: LocalRun, partner: Partner) -> str:
     probes.append(("list another prefix",
                    lambda: s3.list_objects_v2(Bucket=bucket, Prefix="other/")))
     probes.append(("write outside its prefixes", put("other/x.csv")))
-    allowed = [what for what, call in probes if not _denied(call)]
+    allowed = [what for what, call in probes if not refused_403(call)]
     if allowed:
         raise PartnerStepFailed(f"the partner could {', '.join(allowed)}")
     line = f"the partner cannot {', '.join(what for what, _ in probes)} (403 each)"
@@ -525,7 +515,7 @@ def _refusals(run: LocalRun, partner: Partner) -> str:
             (lambda: other_s3.put_object(Bucket=bucket, Key=f"{inbound}x.csv", Body=b"x",
                                          **encryption)) if inbound else
             (lambda: other_s3.get_object(Bucket=bucket, Key=f"{outbound}remittance.csv")))
-        if not _denied(attempt):
+        if not refused_403(attempt):
             raise PartnerStepFailed(f"{other_arn}, which our bucket policy does not name, was "
                                     "let in")
         line += (f"; {other_arn} (same account, same identity policy, not named in our bucket "
