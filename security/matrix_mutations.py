@@ -166,6 +166,22 @@ def _drop_trust_condition(name: str, operator: str) -> Callable[[Universe, Docum
     return apply
 
 
+def _drop_from_account_role(who: Who, sid: str) -> Callable[[Universe, Documents], set[str]]:
+    """Take statement ``sid`` out of the identity policies of an account role (``who``)."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        (role,) = {p.arn: p for p in universe.principals if p.who is who}.values()
+        changed = set()
+        for policy_id in role.policies:
+            kept = [s for s in _statements(documents[policy_id]) if s.get("Sid") != sid]
+            if len(kept) != len(_statements(documents[policy_id])):
+                documents[policy_id]["Statement"] = kept
+                changed.add(policy_id)
+        if not changed:
+            raise MutationTargetMissing(f"{who}: no statement {sid}")
+        return changed
+    return apply
+
+
 Catches = Literal["leak", "broken workflow", "both"]
 
 
@@ -235,6 +251,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("importer-trust-untagged", "any principal allowed sts:AssumeRole (PowerUserAccess) "
              "may become the importer", "leak",
              _drop_trust_condition(naming.IMPORTER_ROLE_NAME, "StringEquals")),
+    Mutation("importer-dead-letter-grant-missing", "the importer may not move a message it "
+             "cannot load to the dead-letter queue", "broken workflow",
+             _drop_from_account_role(Who.IMPORTER, "DeadLetterUnloadableMessages")),
     Mutation("tamper-alarm-grant-missing", "the security topic refuses the tamper rules",
              "broken workflow",
              _drop(AUDIT, Part.SECURITY_TOPIC, None, "AllowTamperRulesToPublish")),
