@@ -21,10 +21,11 @@ EXPENSIVE_FIXTURES = {
     "matrix_app": "security-app",  # tests/security/conftest.py: audit + registry + variants
     "acme_demo": "e2e-acme",  # tests/demo_runs.py: the acme demo, deployed on the emulator
     "run": "e2e-mode",  # tests/localaws/test_e2e_modes.py: one deploy per access mode
-    # Before acme_synth: one test reads both, and must join the group that synthesizes the app.
     "stack_artifacts": "infra-app",  # tests/infra/conftest.py: audit + registry + extras
+    # The same group: one test compares the CLI's template with the app's, and a module
+    # fixture in two groups is built twice (measured: the CLI's synth ran on both workers).
+    "acme_synth": "infra-app",  # tests/infra/test_cdk_cli.py: the CDK CLI's synth
     "role_template": "rotation-role",  # tests/localaws/test_rotation_role.py
-    "acme_synth": "cdk-cli",  # tests/infra/test_cdk_cli.py: the CDK CLI's synth
     "sources": "packaging",  # tests/packaging: the built distributions
 }
 

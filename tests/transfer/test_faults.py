@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -182,32 +183,37 @@ def test_cleanup_aborts_abandoned_uploads(ws: Workspace, s3: Any, proxy: Proxy) 
 def test_ctrl_c_mid_upload_exits_130_and_keeps_the_journal(
     ws: Workspace, s3: Any, proxy: Proxy
 ) -> None:
-    # Five parts of 16 MiB, one connection, each part held 0.5 s: after the first part is in
-    # the journal, ~2 s of upload remain for the signal to land in, even on a loaded machine
-    # (with two parts, the second one sometimes completed before the signal was handled).
+    # Five parts of 16 MiB over one connection: part 2 reaches the proxy only after part 1 is
+    # stored and in the journal. The signal is sent from the proxy while it holds part 2, so
+    # the upload is certainly in flight, however loaded the machine (a test that polled the
+    # journal and then signalled sometimes found the upload already finished).
     ws.file("big.bin", os.urandom(80 * MIB))
     profile = ws.profile(endpoint=proxy.endpoint, concurrency=1)
-    proxy.faults.part_delay = 0.5
     exe = Path(sys.executable).with_name("partner-transfer")
+    running: list[subprocess.Popen[str]] = []
+    signalled = threading.Event()
+
+    def interrupt_at_part_2(kind: str, query: dict[str, list[str]]) -> None:
+        if kind == "UploadPart" and query.get("partNumber") == ["2"] and running:
+            running[0].send_signal(signal.SIGINT)
+            signalled.set()
+            time.sleep(1.0)  # part 2 is held while the client handles the signal
+
+    proxy.faults.on_request = interrupt_at_part_2
     proc = subprocess.Popen(
         [str(exe), "upload", "--profile", str(profile), str(ws.root / "big.bin")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        files = list((ws.state / "uploads").glob("*.jsonl"))
-        if files and len(files[0].read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    running.append(proc)
+    _, err = proc.communicate(timeout=60)
+    assert signalled.is_set(), f"the upload never sent part 2: {err}"
     assert proc.returncode == 130
     assert "Traceback" not in err
     assert "re-run the same command to resume" in err
     assert len(list((ws.state / "uploads").glob("*.jsonl"))) == 1
-    proxy.faults.part_delay = 0
+    proxy.faults.on_request = None
     result = cli("upload", "--profile", profile, ws.root / "big.bin")
     assert result.code == 0, result.err
     assert "resumed" in result.out
