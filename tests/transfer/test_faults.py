@@ -187,6 +187,9 @@ def test_ctrl_c_mid_upload_exits_130_and_keeps_the_journal(
     # stored and in the journal. The signal is sent from the proxy while it holds part 2, so
     # the upload is certainly in flight, however loaded the machine (a test that polled the
     # journal and then signalled sometimes found the upload already finished).
+    # The client gets Ctrl-C's default handling even when this suite was started in the
+    # background by a shell without job control: such a shell starts it with SIGINT ignored,
+    # every child inherits that, and Python then keeps ignoring it (the upload exited 0).
     ws.file("big.bin", os.urandom(80 * MIB))
     profile = ws.profile(endpoint=proxy.endpoint, concurrency=1)
     exe = Path(sys.executable).with_name("partner-transfer")
@@ -200,8 +203,11 @@ def test_ctrl_c_mid_upload_exits_130_and_keeps_the_journal(
             time.sleep(1.0)  # part 2 is held while the client handles the signal
 
     proxy.faults.on_request = interrupt_at_part_2
+    with_default_sigint = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+                           " os.execv(sys.argv[1], sys.argv[1:])")
     proc = subprocess.Popen(
-        [str(exe), "upload", "--profile", str(profile), str(ws.root / "big.bin")],
+        [sys.executable, "-c", with_default_sigint,
+         str(exe), "upload", "--profile", str(profile), str(ws.root / "big.bin")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
