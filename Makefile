@@ -17,9 +17,9 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 # Python caches compiled modules (.pyc) unless told not to; some machines and CI images set
 # PYTHONDONTWRITEBYTECODE=1, and uv (unlike pip) installs no .pyc. Then every process compiles
-# every module it imports, every time: measured on a fresh clone, the test suite took 9 min 14 s
-# instead of 7 min 14 s (the CDK's Python modules alone are tens of MB of source). Caching them
-# on first import costs nothing after it.
+# every module it imports, every time (measured: the CDK app's, the emulator's and moto's imports
+# 12.5 s instead of 3.6 s; a fresh clone's tests ~16 min of CPU instead of ~13 min 20 s).
+# Caching them on first import costs nothing after it.
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup setup-demo demo demo-down synth synth-all test lint matrix scan partner-tools lock clean
