@@ -7,9 +7,19 @@ deployed emulator) is sent to the same worker: it is built once, not once per wo
 
 from __future__ import annotations
 
+import functools
+
+import botocore.loaders
+import botocore.session
 import pytest
 
 from tests.demo_runs import acme_demo  # noqa: F401 - a session fixture, shared by two dirs
+
+# Every new botocore session builds its own loader, which parses the service models (JSON) again:
+# the suite creates thousands of sessions in-process (the client's, the operator CLI's and the
+# rotation handler's, run once per test), and py-spy measured ~100 s of the workers' CPU in that
+# parsing. One loader per search path for the whole run: a cache of files that never change.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[attr-defined]
 
 # Tests that change what other tests of their group read: they run after the rest of it.
 RUN_LAST = ("tests/admin/test_lifecycle_e2e.py",)  # offboards the shared acme run
