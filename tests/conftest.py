@@ -17,8 +17,8 @@ from tests.demo_runs import acme_demo  # noqa: F401 - a session fixture, shared 
 
 # Every new botocore session builds its own loader, which parses the service models (JSON) again:
 # the suite creates thousands of sessions in-process (the client's, the operator CLI's and the
-# rotation handler's, run once per test), and py-spy measured ~100 s of the workers' CPU in that
-# parsing. One loader per search path for the whole run: a cache of files that never change.
+# rotation handler's, run once per test), and py-spy found a quarter of the workers' samples in
+# that parsing. One loader per search path for the whole run: a cache of files that never change.
 botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[attr-defined]
 
 # Tests that change what other tests of their group read: they run after the rest of it.
