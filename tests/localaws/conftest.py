@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.loaders
-import botocore.session
 import pytest
 
 from localaws import server
@@ -28,20 +26,13 @@ Credentials = tuple[str, str] | tuple[str, str, str]  # key id, secret[, session
 PARTNER_ADDRESS = "203.0.113.7"
 
 
-# One loader for every session: each new botocore session would parse the service models
-# again (~0.1 s per client on a busy 2-core machine).
-_LOADER = botocore.loaders.create_loader()
-
-
 def session(credentials: Credentials, region: str = REGION) -> boto3.session.Session:
-    """A boto3 session with these credentials, sharing the test run's service models."""
+    """A boto3 session with these credentials (its service models come from the run's one
+    loader: tests/conftest.py)."""
     key_id, secret, *token = credentials
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _LOADER)
     return boto3.session.Session(
         aws_access_key_id=key_id, aws_secret_access_key=secret,
         aws_session_token=token[0] if token else None, region_name=region,
-        botocore_session=core,
     )
 
 
