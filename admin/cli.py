@@ -5,7 +5,13 @@
     phi-exchange-admin keys [--json]                   every partner key and its state
     phi-exchange-admin custody SLUG KEY [--version-id V] [--local-file F] [--manifest M ...]
                                [--dsn DSN] [--bucket B] [--verify-bytes] [--json]
-                                                       an object's chain of custody
+                               [--since T] [--until T] [--trail NAME] [--no-trail]
+                               [--source custody-bucket|athena] [--athena-table DB.TABLE ...]
+                                                       an object's chain of custody, with
+                                                       AWS's records (CloudTrail, access log)
+    phi-exchange-admin custody SLUG --prefix P --since T [--until T] [--json]
+                                                       every event under a prefix in a time
+                                                       range: a table, or JSON lines
     phi-exchange-admin cost SLUG --stored-gb N --uploaded-gb N --files-uploaded N [...]
                                                        a customer's itemized monthly cost
     phi-exchange-admin onboard SLUG [--output DIR] [--outputs-file F] [--access-key-id ID]
@@ -20,8 +26,10 @@
 Global options (before or after the command): ``--registry DIR`` (default
 ``$PHI_EXCHANGE_REGISTRY``, else the ``customers/`` of the project this was installed from),
 ``--region``, ``--profile``, ``--endpoint-url`` (default: boto3's usual resolution, real AWS).
-Exit status: 0 done, 1 refused or failed (one line on stderr saying why; for ``custody``, also
-when a record disagrees with the stored checksum), 2 usage error.
+Exit status: 0 done, 1 refused or failed (one line on stderr saying why), 2 usage error; for
+``custody`` also 3 when a record disagrees with the stored checksum or size or with AWS's
+record of the principal, and 4 when the trail's evidence is not intact (a log file altered or
+missing, the digest chain broken, a signature invalid; 4 wins over 3).
 """
 
 from __future__ import annotations
@@ -147,14 +155,21 @@ def cmd_keys(args: argparse.Namespace, make: MakeClient) -> int:
     return 0
 
 
+EXIT_DISAGREES = 3
+EXIT_EVIDENCE_BROKEN = 4
+
+
 def cmd_custody(args: argparse.Namespace, make: MakeClient) -> int:
     # Imported here: custody needs the transfer client's checksum helpers, which the key
     # commands do not.
-    from admin import custody
+    from admin import custody, custody_trail, trail_evidence
 
     registered_customer(args.registry, args.slug, error=AdminError)
+    if args.prefix is not None:
+        return _custody_window(args, make)
     if args.key is None and args.local_file is None:
-        raise AdminError("give the object KEY, or --local-file with the client's --manifest")
+        raise AdminError("give the object KEY, or --local-file with the client's --manifest, "
+                         "or --prefix P --since T for a time range")
     s3 = make("s3")
     bucket = args.bucket or _data_bucket(args.slug, s3, make)
     try:
@@ -169,14 +184,77 @@ def cmd_custody(args: argparse.Namespace, make: MakeClient) -> int:
         raise AdminError(str(err)) from None
     if not report.versions:
         raise AdminError(f"s3://{bucket}/{key} has no versions and no record names it")
+    if not args.no_trail:
+        try:
+            custody_trail.add_aws_records(report, _event_source(args, make, s3), s3,
+                                          trail_name=args.trail, since=args.since,
+                                          until=args.until)
+        except trail_evidence.EvidenceError as err:
+            raise AdminError(str(err)) from None
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(custody.format_report(report))
-    if not report.consistent:
-        print(f"{PROG}: a record of s3://{bucket}/{key} disagrees with the stored checksum",
+    if report.evidence_intact is False:
+        print(f"{PROG}: the audit trail's evidence for s3://{bucket}/{key} is not intact",
               file=sys.stderr)
-        return 1
+        return EXIT_EVIDENCE_BROKEN
+    if not report.consistent:
+        print(f"{PROG}: a record of s3://{bucket}/{key} disagrees with the stored checksum, "
+              "size or AWS's records", file=sys.stderr)
+        return EXIT_DISAGREES
+    return 0
+
+
+def _event_source(args: argparse.Namespace, make: MakeClient, s3: Any) -> Any:
+    """Where CloudTrail events are read from: the trail's custody bucket (default), or
+    Athena."""
+    from admin import trail_events, trail_evidence
+
+    region = s3.meta.region_name
+    cloudtrail = make("cloudtrail")
+    trail = trail_evidence.describe_trail(cloudtrail, args.trail)
+    if args.source == "athena":
+        if not args.athena_table:
+            raise AdminError("--source athena needs --athena-table DATABASE.TABLE (the table "
+                             "of docs/custody.md)")
+        return trail_events.AthenaTrailSource(
+            make("athena"), s3, cloudtrail, trail, region, table=args.athena_table,
+            workgroup=args.athena_workgroup, output=args.athena_output)
+    return trail_events.S3TrailSource(s3, cloudtrail, trail, region)
+
+
+def _custody_window(args: argparse.Namespace, make: MakeClient) -> int:
+    """``custody SLUG --prefix P --since T [--until T]``: every event in the window."""
+    from admin import custody_trail, trail_evidence
+
+    if args.key is not None or args.local_file is not None:
+        raise AdminError("--prefix lists a time range: give no KEY and no --local-file")
+    if args.no_trail:
+        raise AdminError("--prefix reads AWS's records: it cannot be combined with --no-trail")
+    if args.since is None:
+        raise AdminError("--prefix needs --since (and optionally --until, default now)")
+    until = args.until or datetime.now(UTC)
+    if until < args.since:
+        raise AdminError("--until is before --since")
+    s3 = make("s3")
+    bucket = args.bucket or _data_bucket(args.slug, s3, make)
+    try:
+        report = custody_trail.window_report(
+            _event_source(args, make, s3), s3, bucket=bucket, prefix=args.prefix,
+            start=args.since, end=until, trail_name=args.trail)
+    except trail_evidence.EvidenceError as err:
+        raise AdminError(str(err)) from None
+    if args.json:
+        for line in custody_trail.json_lines(report):
+            print(line)
+    else:
+        print(custody_trail.format_table(report))
+    evidence = report.section.evidence
+    if evidence is not None and not evidence.intact:
+        print(f"{PROG}: the audit trail's evidence for this window is not intact",
+              file=sys.stderr)
+        return EXIT_EVIDENCE_BROKEN
     return 0
 
 
@@ -303,6 +381,15 @@ def _add_global_options(parser: argparse.ArgumentParser, *, on_command: bool) ->
                         help="endpoint URL for every service, e.g. a local emulator")
 
 
+def _time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-12-01T09:30:00Z)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def botocore_error_line(err: BotoCoreError) -> str:
     """What to do about a failure before any request reached AWS, in one line."""
     if isinstance(err, NoRegionError):
@@ -355,7 +442,29 @@ def build_parser() -> argparse.ArgumentParser:
                          "in the caller's account and region)")
     custody.add_argument("--verify-bytes", action="store_true",
                          help="also read each version and recompute its checksum")
-    custody.add_argument("--json", action="store_true", help="machine-readable output")
+    custody.add_argument("--json", action="store_true", help="machine-readable output (JSON "
+                         "lines with --prefix)")
+    custody.add_argument("--prefix", metavar="P", help="every event on keys under P in the "
+                         "time range --since/--until (a table, or JSON lines with --json); "
+                         "'' for the whole bucket")
+    custody.add_argument("--since", type=_time, metavar="T", help="start of the window, ISO "
+                         "8601 (default: an hour before the object's first version)")
+    custody.add_argument("--until", type=_time, metavar="T", help="end of the window "
+                         "(default: two hours after its last version, or now)")
+    custody.add_argument("--trail", default=naming.TRAIL_NAME,
+                         help=f"the audit trail (default {naming.TRAIL_NAME})")
+    custody.add_argument("--no-trail", action="store_true",
+                         help="do not read AWS's records (CloudTrail, access logs)")
+    custody.add_argument("--source", choices=("custody-bucket", "athena"),
+                         default="custody-bucket", help="where CloudTrail events are read "
+                         "(default: the trail's custody bucket; athena for large estates, "
+                         "docs/custody.md)")
+    custody.add_argument("--athena-table", metavar="DB.TABLE",
+                         help="the CloudTrail table (with --source athena)")
+    custody.add_argument("--athena-workgroup", default="primary",
+                         help="Athena workgroup (default primary)")
+    custody.add_argument("--athena-output", metavar="S3URI",
+                         help="query result location (default: the workgroup's)")
     custody.set_defaults(run=cmd_custody)
 
     cost = commands.add_parser(

@@ -57,6 +57,7 @@ class Claim:
     time: str | None = None
     detail: str = ""
     matches: bool | None = None
+    size: int | None = None
 
 
 @dataclass
@@ -82,12 +83,18 @@ class VersionCustody:
     # it): the requesting account or service, and its source address.
     requester: str | None = None
     source_ip: str | None = None
+    # AWS's record of the request that wrote it (CloudTrail, admin.custody_trail), and what
+    # disagrees with AWS's records or the stored object (size, principal).
+    aws_write: dict[str, Any] | None = None
+    aws_note: str | None = None
+    disagreements: list[str] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
-        """No record disagrees with the stored checksum (a local file is no record: it may
-        simply be another version)."""
-        return all(c.matches is not False for c in self.claims if c.source != LOCAL_FILE)
+        """No record disagrees with the stored checksum or size, nor with AWS's record of
+        the principal (a local file is no record: it may simply be another version)."""
+        return not self.disagreements and all(
+            c.matches is not False for c in self.claims if c.source != LOCAL_FILE)
 
     @property
     def same_as_local_file(self) -> bool | None:
@@ -111,13 +118,26 @@ class CustodyReport:
     local_checksum: str | None = None
     importer_consulted: bool = False
     notes: list[str] = field(default_factory=list)
+    # AWS's records (admin.custody_trail.TrailSection), when read.
+    trail: Any = None
 
     @property
     def consistent(self) -> bool:
         return all(v.consistent for v in self.versions)
 
+    @property
+    def evidence_intact(self) -> bool | None:
+        """The trail's evidence checked out (None: not read)."""
+        return None if self.trail is None else bool(self.trail.intact)
+
     def to_json(self) -> dict[str, Any]:
-        document = asdict(self)
+        trail, self.trail = self.trail, None
+        try:
+            document = asdict(self)
+        finally:
+            self.trail = trail
+        document["trail"] = trail.to_json() if trail is not None else None
+        document["evidence_intact"] = self.evidence_intact
         document["consistent"] = self.consistent
         for version, data in zip(self.versions, document["versions"], strict=True):
             data["consistent"] = version.consistent
@@ -179,6 +199,7 @@ def custody_report(
                 source="client manifest", where=str(path),
                 checksum=record.get("checksum"), algorithm=record.get("checksum_algorithm"),
                 uploader=record.get("caller_arn"), time=record.get("time"),
+                size=_size(record.get("size")),
                 detail=f"{record.get('direction')} {record.get('result')}, batch "
                        f"{record.get('batch_id')}, from {record.get('local_path')}"))
     since = min((_parse_time(v.last_modified) for v in listed if v.last_modified),
@@ -298,6 +319,7 @@ def _batch_manifest_claims(
                         source="batch manifest", where=item["Key"],
                         checksum=entry.get("checksum"), algorithm=entry.get("checksum_algorithm"),
                         uploader=document.get("caller_arn"), time=document.get("created_at"),
+                        size=_size(entry.get("size")),
                         detail=f"batch {document.get('batch_id')}")
 
 
@@ -345,7 +367,7 @@ def _judge(v: VersionCustody) -> None:
     if reference is None:
         first = next((c for c in v.claims if c.checksum and c.source != LOCAL_FILE), None)
         if first is None:
-            return
+            return  # nothing to compare; sizes neither (S3 no longer has the version)
         reference, algorithm = first.checksum, first.algorithm
     judged = []
     for c in v.claims:
@@ -354,6 +376,10 @@ def _judge(v: VersionCustody) -> None:
         else:
             judged.append(Claim(**{**asdict(c), "matches": c.checksum == reference}))
     v.claims = judged
+    for c in v.claims:
+        if c.size is not None and v.size is not None and v.present and c.size != v.size:
+            v.disagreements.append(f"SIZE: the {c.source} ({c.where}) says {c.size} bytes; "
+                                   f"S3 stores {v.size}")
 
 
 def find_key_for_local_file(path: Path, manifests: Sequence[Path], bucket: str) -> str:
@@ -386,11 +412,18 @@ def format_report(report: CustodyReport) -> str:
         lines.append(f"local file {report.local_file}: CRC64NVME {report.local_checksum}")
     for v in report.versions:
         lines += ["", *_format_version(v, report.importer_consulted)]
+    if report.trail is not None:
+        lines += ["", *report.trail.format_lines(f"s3://{report.bucket}/{report.key}")]
     if report.notes:
         lines += ["", "notes:", *(f"  {n}" for n in report.notes)]
     lines += ["", "consistent: every record agrees with the stored checksum"
+              + (", size and AWS's records" if report.trail is not None else "")
               if report.consistent else "INCONSISTENT: a record disagrees with the stored "
-              "checksum (marked MISMATCH above)"]
+              "checksum, size or AWS's records (marked MISMATCH or DISAGREES above)"]
+    if report.evidence_intact is not None:
+        lines.append("evidence: the trail's log files and digests are intact"
+                     if report.evidence_intact else "EVIDENCE BROKEN: the trail's log files or "
+                     "digests are not intact (see trail evidence above)")
     return "\n".join(lines)
 
 
@@ -399,7 +432,10 @@ def _format_version(v: VersionCustody, importer_consulted: bool) -> list[str]:
     if not v.present:
         state = "not in the bucket (expired or deleted)"
     if v.delete_marker:
-        return [f"version {v.version_id} ({state}): delete marker, {v.last_modified}"]
+        lines = [f"version {v.version_id} ({state}): delete marker, {v.last_modified}"]
+        if v.aws_write:
+            lines.append(f"  deleted by  {_aws_write_line(v.aws_write)}")
+        return lines
     lines = [f"version {v.version_id} ({state})"]
     if v.present:
         lines.append(f"  stored      {v.last_modified}, {v.size} bytes, ETag {v.etag}")
@@ -416,6 +452,16 @@ def _format_version(v: VersionCustody, importer_consulted: bool) -> list[str]:
         lines.append("  requester   " + ("not recorded" if v.imported else
                                          "not in these records (the importer has it; "
                                          "CloudTrail has the full principal)"))
+    if v.aws_write:
+        w = v.aws_write
+        lines.append(f"  written by  {_aws_write_line(w)}")
+        lines.append(f"              {w['tls_version'] or 'no TLS'} {w['cipher'] or ''}, "
+                     + (f"{w['bytes']} bytes sent, " if w["bytes"] is not None else "")
+                     + f"{w['encryption'] or 'no encryption header'}"
+                     + (f" {w['kms_key_id']}" if w["kms_key_id"] else "")
+                     + f", agent {str(w['user_agent']).split(' ', 1)[0]}")
+    elif v.aws_note:
+        lines.append(f"  written by  {v.aws_note}")
     lines.append(f"  claimed by  {', '.join(v.claimed_uploaders) or 'nobody'} "
                  "(the uploader's own records: a claim)")
     if v.imported:
@@ -436,10 +482,23 @@ def _format_version(v: VersionCustody, importer_consulted: bool) -> list[str]:
         extra = ", ".join(x for x in (c.time, c.uploader, c.detail) if x)
         lines.append(f"    {c.source}: {said}: {verdict}")
         lines.append(f"      {c.where}" + (f" ({extra})" if extra else ""))
+    lines.extend(f"  DISAGREES   {d}" for d in v.disagreements)
     return lines
 
 
+def _aws_write_line(w: dict[str, Any]) -> str:
+    return (f"{w['principal']} ({w['principal_type']}) from {w['source_ip']} (AWS's record: "
+            f"CloudTrail {w['event']} {w['time']}, request {w['request_id']})")
+
+
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _size(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _lookup(metadata: dict[str, Any], name: str) -> str | None:

@@ -14,6 +14,8 @@ CDK template faithfully. Each gap and its fix lives in one module:
   bucket, key and logs role) before CloudFormation creates them;
 - :mod:`localaws.events` - S3's EventBridge notifications delivered to queue targets as AWS
   does: the owner's account, S3's event, the input transformer, the queue and key policies;
+- :mod:`localaws.cloudtrail` - the S3 data events of the requests served, delivered as the
+  deployed trail's log files with signed digest files, and S3-format server access logs;
 - :mod:`localaws.tls` - a throwaway CA and ``localhost`` certificate, because our buckets refuse
   plain HTTP;
 - :mod:`localaws.server` - moto's server on localhost over TLS with all of the above.
@@ -57,7 +59,7 @@ def install() -> None:
     """Apply every extension to moto in this process (idempotent). Call before serving."""
     from moto import settings
 
-    from localaws import cfn_models, events, permissions, secrets
+    from localaws import cfn_models, cloudtrail, events, permissions, secrets
 
     # AWS-managed policies exist in every real account, and the CDK bootstrap roles attach
     # some (ReadOnlyAccess); moto loads them only when asked. Backends created before this call
@@ -67,3 +69,4 @@ def install() -> None:
     permissions.install()
     secrets.install()
     events.install()
+    cloudtrail.install()

@@ -134,13 +134,15 @@ def make_app() -> Any:
     # Imported late: moto's server module pulls in Flask and every backend index.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from localaws import events, permissions
+    from localaws import cloudtrail, events, permissions
 
     return _Endpoints(
-        permissions.ContextMiddleware(DomainDispatcherApplication(create_backend_app)),
+        cloudtrail.DataEventMiddleware(
+            permissions.ContextMiddleware(DomainDispatcherApplication(create_backend_app))),
         {SERVICE_SESSION_PATH: permissions.service_session_endpoint,
          AUTHORIZATIONS_PATH: permissions.authorizations_endpoint,
-         DELIVERIES_PATH: events.deliveries_endpoint},
+         DELIVERIES_PATH: events.deliveries_endpoint,
+         cloudtrail.FLUSH_PATH: cloudtrail.flush_endpoint},
     )
 
 
