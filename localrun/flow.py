@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from localaws import server
 from localaws.coverage import coverage
 from localaws.server import ACCOUNT_ID, REGION, EmulatorError
-from localrun import checks, identities, importer, partner
+from localrun import checks, custody, identities, importer, partner
 from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult, refused_403
 from localrun.partner import SAMPLE_INBOUND, SAMPLE_OUTBOUND
 from phi_core import naming
@@ -344,6 +344,7 @@ STEPS: tuple[tuple[str, Callable[[LocalRun], StepResult]], ...] = (
     ("importer", importer.import_inbound),
     ("inbound originals", partner.keep_originals),
     ("key rotation", rotate),
+    ("custody from the trail", custody.custody_from_the_trail),
 )
 
 
@@ -370,7 +371,8 @@ def run_steps(run: LocalRun, *, on_result: Callable[[StepResult], None]) -> bool
             result = StepResult(name, "not-implemented", time.monotonic() - started,
                                 detail=str(missing))
         except (StepFailed, checks.CheckFailed, partner.PartnerStepFailed,
-                importer.ImportFailed, identities.IdentityFailed) as failure:
+                importer.ImportFailed, identities.IdentityFailed,
+                custody.CustodyFailed) as failure:
             result = StepResult(name, "failed", time.monotonic() - started, detail=str(failure))
         except (ClientError, BotoCoreError, EmulatorError, OSError, ValueError, KeyError,
                 RuntimeError, AssertionError, subprocess.SubprocessError) as error:
@@ -402,9 +404,13 @@ def not_exercised(run: LocalRun) -> list[str]:
                      "in-process, so the deployment role's policy decided nothing (the access "
                      "matrix in make test covers it)")
     lines.append("break-glass was not assumed (it needs MFA, which no local user has)")
-    lines.append("the audit trail never ran: there is no CloudTrail service here, so no log "
-                 "file, digest file or CloudWatch Logs event was written (the trail was only "
-                 "created, after the emulator's delivery checks)")
+    if status.get("custody from the trail") == "ok":
+        lines.append("CloudTrail itself did not run: the emulator wrote the trail's S3 data "
+                     "events, log files and signed digests (localaws.cloudtrail, delivered when "
+                     "the custody step asked, not every five minutes and hourly), signed with "
+                     "its own key; no management event and no CloudWatch Logs event was written")
+    else:
+        lines.append("the audit trail's evidence was not read (the custody step did not run)")
     if status.get("importer") == "ok":
         lines.append("the handoff message was not sent by AWS: the emulator stood in for S3's "
                      "EventBridge notification and EventBridge's delivery (localaws.events), "

@@ -44,11 +44,27 @@ EXPECTED_AUDIT_GAPS = {("AWS::KMS::Key", ("BypassPolicyLockoutSafetyCheck",))}
 @pytest.fixture(scope="module")
 def deployed(acme_demo: DemoRun) -> tuple[Aws, Path, float]:
     for step in ("access stack", "audit stack", "customer stack", "partner round trip (iam-user",
-                 "importer", "inbound originals", "key rotation"):
+                 "importer", "inbound originals", "key rotation", "custody from the trail"):
         assert f"[ok] {step}" in acme_demo.stdout, acme_demo.stdout
     emulator = Emulator.load(acme_demo.run_dir)
     assert emulator is not None
     return Aws(emulator), acme_demo.run_dir, acme_demo.seconds
+
+
+def test_the_demo_ends_with_the_upload_s_custody_from_aws_s_own_records(
+    acme_demo: DemoRun,
+) -> None:
+    out = acme_demo.stdout
+    answer = out[out.index("[ok] custody from the trail"):out.index("Not exercised by this run")]
+    assert "phi-exchange-admin custody acme inbound/claims.csv --verify-bytes" in answer
+    # AWS's principal and source address of the partner's upload, beside its own claim.
+    assert (f"written by  arn:aws:iam::{ACCOUNT}:user/phi-exchange-acme-partner (IAMUser) from "
+            "127.0.0.1") in answer
+    assert "client manifest: CRC64NVME" in answer and "stored bytes: CRC64NVME" in answer
+    assert "imported    " in answer and "custody row" in answer
+    assert "evidence: the trail's log files and digests are intact" in answer
+    # The importer's read of the upload is AWS's record too.
+    assert "GetObject" in answer and "assumed-role/phi-exchange-importer/" in answer
 
 
 def stack_outputs(aws: Aws) -> dict[str, str]:

@@ -1,0 +1,90 @@
+"""The last step, custody: the partner's file as AWS recorded it, from the deployed trail.
+
+All through the run the emulator's trail (``localaws.cloudtrail``, standing in for CloudTrail
+with the audit stack's trail, its event selectors, bucket, key and policies) recorded every S3
+data event on the customer bucket. This step asks it to deliver now (CloudTrail delivers log
+files about every five minutes and a digest every hour), then runs the operator's command as an
+operator would, in a separate process:
+
+    phi-exchange-admin custody <slug> <key> --verify-bytes --manifest <partner's manifest>
+                                            [--dsn <importer's database>]
+
+for the partner's upload (``inbound/claims.csv``), or for the file it downloaded when the
+customer only receives (``outbound/remittance.csv``). The command's whole answer goes into the
+summary: each version with AWS's principal and source address beside the partner's claim, the
+stored and recomputed checksums, the import, every event on the key, and the trail's evidence
+checked (each log file's SHA-256 against its digest, the digest chain, the signatures against
+the key ``ListPublicKeys`` publishes). The step fails unless the command exits 0 and names the
+address the partner's requests came from and the evidence as intact.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from localaws import cloudtrail
+from localaws.server import REGION
+from localrun.context import REPO_ROOT, LocalRun, StepResult
+from localrun.importer import redact
+from phi_core import naming
+
+CUSTODY_TIMEOUT_SECONDS = 180
+INTACT = "evidence: the trail's log files and digests are intact"
+
+
+class CustodyFailed(RuntimeError):
+    pass
+
+
+def custody_command(run: LocalRun) -> list[str]:
+    """The operator's command for the partner's file in this run."""
+    outputs = run.outputs
+    inbound, outbound = outputs.get("InboundPrefix"), outputs.get("OutboundPrefix")
+    key = f"{inbound}claims.csv" if inbound else f"{outbound}remittance.csv"
+    manifest = (run.run_dir / "partner" / "state" / "partner-transfer" / run.customer /
+                "manifest.jsonl")
+    command = [sys.executable, "-m", "admin.cli", "custody", run.customer, key,
+               "--verify-bytes", "--manifest", str(manifest)]
+    if inbound and run.dsn:
+        command += ["--dsn", run.dsn]
+    return [*command, "--endpoint-url", run.emulator.url, "--region", REGION]
+
+
+def custody_from_the_trail(run: LocalRun) -> StepResult:
+    started = time.monotonic()
+    delivered = [d for d in cloudtrail.flush(run.emulator) if d["trail"] == naming.TRAIL_NAME]
+    refused = [d for d in delivered if d["outcome"] != "delivered"]
+    if refused:
+        raise CustodyFailed(f"the trail could not deliver to the custody bucket: "
+                            f"{refused[0]['reason']}")
+    log_files = sum(1 for d in delivered if d["kind"] == "log file")
+    command = custody_command(run)
+    # As the operator's shell would run it (the run's operator credentials, permission checks
+    # off: the operator role's reach over the evidence is the access matrix's to prove).
+    completed = subprocess.run(  # noqa: S603 - our own CLI, from this venv
+        command, cwd=REPO_ROOT, env=run.env, capture_output=True, text=True,
+        timeout=CUSTODY_TIMEOUT_SECONDS, check=False)
+    answer = completed.stdout.rstrip()
+    (run.run_dir / "custody.txt").write_text(answer + "\n")
+    shown = redact(" ".join(["phi-exchange-admin", *command[3:-4]]))
+    if completed.returncode != 0:
+        raise CustodyFailed(f"{shown} exited {completed.returncode}: "
+                            f"{' '.join(completed.stderr.split())[-600:]}")
+    partner = run.partner
+    address = getattr(partner, "source_address", None) or "127.0.0.1"
+    if f" from {address} " not in answer:
+        raise CustodyFailed(f"{shown}: AWS's record of the partner's request from {address} "
+                            f"is not in the answer; see {run.run_dir / 'custody.txt'}")
+    if INTACT not in answer:
+        raise CustodyFailed(f"{shown}: the trail's evidence is not reported intact; see "
+                            f"{run.run_dir / 'custody.txt'}")
+    proved = [
+        f"the emulator's trail delivered {log_files} log file(s) and a signed digest to the "
+        f"custody bucket {run.audit_outputs.get('CustodyBucketName')} (SSE-KMS with the audit "
+        "key, digests SSE-S3, under the bucket policy's CloudTrail grants)",
+        f"{shown} answered (exit 0; also in {run.run_dir / 'custody.txt'}):\n"
+        + "\n".join(f"      {line}" for line in answer.splitlines()),
+    ]
+    return StepResult("custody from the trail", "ok", time.monotonic() - started, proved)
