@@ -405,7 +405,7 @@ def not_exercised(run: LocalRun) -> list[str]:
                      "matrix in make test covers it)")
     lines.append("break-glass was not assumed (it needs MFA, which no local user has)")
     if status.get("custody from the trail") == "ok":
-        lines.append("CloudTrail itself did not run: the emulator wrote the trail's S3 data "
+        lines.append("no CloudTrail service ran: the emulator wrote the trail's S3 data "
                      "events, log files and signed digests (localaws.cloudtrail, delivered when "
                      "the custody step asked, not every five minutes and hourly), signed with "
                      "its own key; no management event and no CloudWatch Logs event was written")

@@ -99,7 +99,7 @@ def test_a_dsn_never_shows_its_password() -> None:
      ["the emulator stood in for S3's EventBridge notification", "Lambda never ran it",
       "no notice reached anyone", "CloudFormation's own calls as phi-exchange-deployment",
       "KeepInboundOriginals too: nothing expires",
-      "CloudTrail itself did not run: the emulator wrote the trail's S3 data events"],
+      "no CloudTrail service ran: the emulator wrote the trail's S3 data events"],
      ["did not run", "evidence was not read"]),
     ({"importer": "not-applicable", "inbound originals": "not-applicable",
       "key rotation": "not-applicable"},
