@@ -45,6 +45,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from phi_core import trail_files
+
 # CloudTrail delivers a log file "about every 5 minutes" after the call (not guaranteed);
 # allow this much between an event and the log file that holds it.
 DELIVERY_LAG = timedelta(minutes=15)
@@ -184,34 +186,13 @@ def _days(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
-def log_time(key: str) -> datetime | None:
-    """The delivery time in a log file's name (``..._YYYYMMDDTHHMMZ_<unique>.json.gz``)."""
-    parts = key.rsplit("/", 1)[-1].split("_")
-    for part in reversed(parts):
-        try:
-            return datetime.strptime(part, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    return None
-
-
-def digest_time(key: str) -> datetime | None:
-    """The end time in a digest file's name (``..._YYYYMMDDTHHMMSSZ.json.gz``)."""
-    stem = key.rsplit("/", 1)[-1].removesuffix(".json.gz").removesuffix("_backfill")
-    try:
-        return datetime.strptime(stem.rsplit("_", 1)[-1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 class TrailStore:
     """The custody bucket of ``trail``, for the log files of ``region``."""
 
     def __init__(self, s3: Any, trail: TrailInfo, region: str) -> None:
         self.s3, self.trail, self.region = s3, trail, region
-        base = f"{trail.prefix}AWSLogs/{trail.account}"
-        self.logs_base = f"{base}/CloudTrail/{region}/"
-        self.digests_base = f"{base}/CloudTrail-Digest/{region}/"
+        self.logs_base = trail_files.log_files_base(trail.prefix, trail.account, region)
+        self.digests_base = trail_files.digests_base(trail.prefix, trail.account, region)
         self.listings = 0
         self.reads = 0
 
@@ -248,9 +229,8 @@ class TrailStore:
         out: dict[str, Stored] = {}
         account = self.trail.account
         for hour in _hours(start, end):
-            out.update(self._list(
-                f"{self.logs_base}{hour:%Y/%m/%d}/{account}_CloudTrail_{self.region}_"
-                f"{hour:%Y%m%dT%H}"))
+            out.update(self._list(trail_files.log_files_of_hour(
+                self.trail.prefix, account, self.region, hour)))
         return out
 
     def log_files_by_day(self, start: datetime, end: datetime) -> dict[str, Stored]:
@@ -266,7 +246,7 @@ class TrailStore:
         marker = f"_CloudTrail-Digest_{self.region}_{self.trail.name}_"
         for day in _days(start, end):
             for key, stored in self._list(f"{self.digests_base}{day:%Y/%m/%d}/").items():
-                when = digest_time(key)
+                when = trail_files.digest_time(key)
                 if marker in key and when is not None and _utc(start) <= when <= _utc(end):
                     out[key] = stored
         return out
@@ -327,14 +307,6 @@ def public_keys(cloudtrail: Any, start: datetime, end: datetime) -> dict[str, rs
         raise EvidenceError(f"cloudtrail:ListPublicKeys: {_client_error(err)}") from None
 
 
-def signing_string(digest: Mapping[str, Any], raw: bytes) -> bytes:
-    """What CloudTrail signs for a digest (``raw``: its uncompressed bytes)."""
-    previous = digest.get("previousDigestSignature")
-    return (f"{digest['digestEndTime']}\n{digest['digestS3Bucket']}/{digest['digestS3Object']}"
-            f"\n{hashlib.sha256(raw).hexdigest()}\n"
-            f"{previous if previous is not None else 'null'}").encode()
-
-
 def signature_valid(key: rsa.RSAPublicKey, signature_hex: str, data: bytes) -> bool:
     try:
         key.verify(bytes.fromhex(signature_hex), data, padding.PKCS1v15(), hashes.SHA256())
@@ -359,7 +331,7 @@ class _Digest:
 
     @property
     def end(self) -> datetime:
-        return digest_time(self.key) or self.stored.last_modified
+        return trail_files.digest_time(self.key) or self.stored.last_modified
 
 
 def _short(key: str) -> str:
@@ -385,13 +357,13 @@ def verify(
             "digest, so nothing proves these log files are the ones it delivered"))
         return evidence
     first_hour, last_hour = listed_hours
-    times = [t for t in (log_time(k) for k in log_files) if t is not None]
+    times = [t for t in (trail_files.log_time(k) for k in log_files) if t is not None]
     earliest = min([*times, _utc(start)])
     latest = max([*times, _utc(end) + DELIVERY_LAG])
     listed = store.digest_files(earliest - timedelta(hours=1), latest + DIGEST_LAG)
     evidence.findings.extend(_version_findings(listed.values(), "digest file"))
-    ordered = sorted(listed.values(), key=lambda s: digest_time(s.key) or start)
-    digests = {s.key: _Digest(s, raw, _document(raw), metadata.get("signature"))
+    ordered = sorted(listed.values(), key=lambda s: trail_files.digest_time(s.key) or start)
+    digests = {s.key: _Digest(s, raw, _document(raw), metadata.get(trail_files.SIGNATURE_METADATA))
                for s, (raw, metadata) in zip(ordered, store.read_many(ordered).values(),
                                              strict=True)}
     # The digest just before the first listed one anchors the chain outside the window.
@@ -432,7 +404,7 @@ def _document(raw: bytes) -> dict[str, Any]:
 
 def _read_digest(store: TrailStore, stored: Stored) -> tuple[bytes, dict[str, Any], str | None]:
     raw, metadata = store.read(stored)
-    return raw, _document(raw), metadata.get("signature")
+    return raw, _document(raw), metadata.get(trail_files.SIGNATURE_METADATA)
 
 
 def _anchor(store: TrailStore, digests: Mapping[str, _Digest],
@@ -494,7 +466,8 @@ def _check_signatures(store: TrailStore, cloudtrail: Any, digests: Sequence[_Dig
             evidence.findings.append(Finding("BAD SIGNATURE", name,
                                              "no x-amz-meta-signature on the object"))
             continue
-        if not signature_valid(key, digest.signature, signing_string(document, digest.raw)):
+        signed = trail_files.digest_signing_string(document, digest.raw)
+        if not signature_valid(key, digest.signature, signed):
             evidence.findings.append(Finding(
                 "BAD SIGNATURE", name, f"the signature does not verify with public key "
                 f"{fingerprint}: the digest or its signature was changed"))
@@ -541,7 +514,7 @@ def _check_chain(chain: Sequence[_Digest], anchor: _Digest | None,
         pointed.add(str(previous))
         older = by_key.get(str(previous))
         if older is None:
-            missing_end = digest_time(str(previous)) or newer.end
+            missing_end = trail_files.digest_time(str(previous)) or newer.end
             before = [d for d in chain if d.end < missing_end]
             if before:
                 pointed.add(before[-1].key)  # orphaned by this gap, not off the chain
@@ -589,7 +562,7 @@ def _check_log_files(store: TrailStore, chain: Sequence[_Digest],
                     "ALTERED", key, f"SHA-256 {sha[:16]}… differs from {expected[:16]}… in "
                     f"digest {_short(digest_key)}"))
             continue
-        when = log_time(key)
+        when = trail_files.log_time(key)
         gap = next((g for g in gaps if when is not None and (g.after is None or when > g.after
                                                               - timedelta(minutes=1))
                     and when <= g.until), None)
@@ -608,7 +581,7 @@ def _check_log_files(store: TrailStore, chain: Sequence[_Digest],
     first_hour = _utc(listed_hours[0]).replace(minute=0, second=0, microsecond=0)
     last_hour = _utc(listed_hours[1])
     for key in sorted(listed):
-        when = log_time(key)
+        when = trail_files.log_time(key)
         if key in log_files or when is None or not (first_hour <= when <= last_hour):
             continue
         if not key.startswith(store.logs_base):

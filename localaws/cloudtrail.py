@@ -85,6 +85,8 @@ from urllib.parse import parse_qs, unquote
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from phi_core import trail_files
+
 log = logging.getLogger("localaws.cloudtrail")
 
 FLUSH_PATH = "/localaws/cloudtrail/flush"
@@ -92,46 +94,19 @@ DELIVERY_SECONDS = 300
 DIGEST_SECONDS = 3600
 EVENT_VERSION = "1.11"
 CLOUDTRAIL = "cloudtrail.amazonaws.com"
-SIGNATURE_ALGORITHM = "SHA256withRSA"
 _TLS_VERSION_ENVIRON_KEY = "localaws.tls_version"  # set by localaws.permissions' handler
 _UNIQUE = string.ascii_letters + string.digits
 
 
-# --- formats: names, files, signatures (also used by bench/ to generate a month) --------------
+# --- formats (the names, and what a digest signs, are phi_core.trail_files') ----------------
 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def log_file_key(prefix: str, account: str, region: str, delivered: datetime,
-                 unique: str | None = None) -> str:
-    """Where CloudTrail puts a log file delivered at ``delivered`` (``prefix`` is the trail's
-    S3 key prefix, empty or ending in ``/``)."""
-    moment = delivered.astimezone(UTC)
-    unique = unique or "".join(secrets.choice(_UNIQUE) for _ in range(16))
-    return (f"{prefix}AWSLogs/{account}/CloudTrail/{region}/{moment:%Y/%m/%d}/"
-            f"{account}_CloudTrail_{region}_{moment:%Y%m%dT%H%MZ}_{unique}.json.gz")
-
-
-def digest_key(prefix: str, account: str, region: str, trail_name: str, home_region: str,
-               end: datetime) -> str:
-    """Where CloudTrail puts the digest file of ``region`` ending at ``end``."""
-    moment = end.astimezone(UTC)
-    return (f"{prefix}AWSLogs/{account}/CloudTrail-Digest/{region}/{moment:%Y/%m/%d}/"
-            f"{account}_CloudTrail-Digest_{region}_{trail_name}_{home_region}_"
-            f"{moment:%Y%m%dT%H%M%SZ}.json.gz")
-
-
 def json_bytes(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
-
-
-def string_to_sign(end_time: str, bucket: str, key: str, digest_sha256_hex: str,
-                   previous_signature: str | None) -> bytes:
-    """CloudTrail's digest signing string (``null`` for a starting digest)."""
-    return (f"{end_time}\n{bucket}/{key}\n{digest_sha256_hex}\n"
-            f"{previous_signature if previous_signature is not None else 'null'}").encode()
 
 
 @dataclass
@@ -248,7 +223,8 @@ class TrailWriter:
                          delivered: datetime, unique: str | None = None) -> str:
         """Write ``records`` as one log file; returns its key."""
         trail = self.trail
-        key = log_file_key(trail.prefix, trail.account, region, delivered, unique)
+        unique = unique or "".join(secrets.choice(_UNIQUE) for _ in range(16))
+        key = trail_files.log_file_key(trail.prefix, trail.account, region, delivered, unique)
         raw = json_bytes({"Records": records})
         self.sink.put(trail, key, gzip.compress(raw, mtime=0), metadata={},
                       encryption="aws:kms" if trail.kms_key_arn else "AES256",
@@ -273,8 +249,8 @@ class TrailWriter:
         end = end.astimezone(UTC).replace(microsecond=0)
         if chain.last_end is not None and end <= chain.last_end:
             end = chain.last_end + timedelta(seconds=1)  # one digest per second at most
-        key = digest_key(trail.prefix, trail.account, region, trail.name, trail.home_region,
-                         end)
+        key = trail_files.digest_key(trail.prefix, trail.account, region, trail.name,
+                                     trail.home_region, end)
         signing = self.keys.key(region)
         newest = max((e.newest for e in chain.pending if e.newest), default=None)
         oldest = min((e.oldest for e in chain.pending if e.oldest), default=None)
@@ -286,7 +262,7 @@ class TrailWriter:
             "digestS3Bucket": trail.bucket,
             "digestS3Object": key,
             "digestPublicKeyFingerprint": signing.fingerprint,
-            "digestSignatureAlgorithm": SIGNATURE_ALGORITHM,
+            "digestSignatureAlgorithm": trail_files.SIGNATURE_ALGORITHM,
             "newestEventTime": newest,
             "oldestEventTime": oldest,
             "previousDigestS3Bucket": previous[0] if previous else None,
@@ -300,12 +276,11 @@ class TrailWriter:
         }
         raw = json_bytes(document)
         sha = hashlib.sha256(raw).hexdigest()
-        signature = signing.sign(string_to_sign(
-            _iso(end), trail.bucket, key, sha,
-            previous[3] if previous else None))
+        signature = signing.sign(trail_files.digest_signing_string(document, raw))
         self.sink.put(trail, key, gzip.compress(raw, mtime=0),
-                      metadata={"signature": signature,
-                                "signature-algorithm": SIGNATURE_ALGORITHM},
+                      metadata={trail_files.SIGNATURE_METADATA: signature,
+                                trail_files.SIGNATURE_ALGORITHM_METADATA:
+                                    trail_files.SIGNATURE_ALGORITHM},
                       encryption="AES256", kms_key_id=None)
         chain.previous = (trail.bucket, key, sha, signature)
         chain.pending = []

@@ -18,6 +18,7 @@ import pytest
 from admin import trail_evidence
 from admin.trail_events import parse_access_log_line
 from localaws import cloudtrail
+from phi_core import trail_files
 from tests.localaws.conftest import PARTNER_ADDRESS, Aws
 
 ACCOUNT = "123456789012"
@@ -192,7 +193,7 @@ def test_digests_are_signed_by_a_published_key_and_chained(setup: Setup) -> None
         assert isinstance(public, trail_evidence.rsa.RSAPublicKey)
         assert trail_evidence.signature_valid(
             public, answer["Metadata"]["signature"],
-            trail_evidence.signing_string(document, raw))
+            trail_files.digest_signing_string(document, raw))
     one, two = json.loads(raws[0]), json.loads(raws[1])
     assert one["previousDigestSignature"] is None  # a starting digest
     assert two["previousDigestS3Object"] == one["digestS3Object"]
