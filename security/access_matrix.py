@@ -295,6 +295,7 @@ def _customer_targets(customer: CustomerConfig, universe: Universe) -> list[Targ
              label=f"{slug} access log", object_key=LOG_OBJECT_KEY),
         logs(kind=Kind.BUCKET, arn=f"arn:aws:s3:::{log_bucket}", label=f"{slug} access-log bucket"),
         target(kind=Kind.KEY, part=Part.CUSTOMER_KEY, arn=key_arn, label=f"{slug} key",
+               bucket_arn=f"arn:aws:s3:::{bucket}",
                policy=_named(universe, policies.key_policies[key_arn])),
     ]
     if customer.offboarded:
@@ -381,6 +382,7 @@ def _audit_targets(universe: Universe) -> list[Target]:
         logs(kind=Kind.BUCKET, arn=f"arn:aws:s3:::{access_logs}",
              label="audit custody access-log bucket"),
         target(kind=Kind.KEY, part=Part.AUDIT_KEY, arn=key_arn, label="audit key",
+               bucket_arn=f"arn:aws:s3:::{custody}",
                policy=_named(universe, policies.key_policies[key_arn])),
         target(kind=Kind.QUEUE, part=Part.INGESTION_QUEUE, arn=queue, label="ingestion queue",
                policy=_named(universe, policies.queue_policies.get(queue))),
@@ -724,9 +726,9 @@ def curated_operations(target: Target, *, full: bool, other_key: str) -> list[Op
             _op("s3:GetBucketLocation"), _op("s3:PutBucketPolicy"),
             _op("s3:PutBucketVersioning"), _op("s3:PutLifecycleConfiguration")]
     if target.kind is Kind.KEY:
-        s3_context = {"kms:EncryptionContext:aws:s3:arn": (
-            _data_bucket_arn(target) if target.part is Part.CUSTOMER_KEY else "")}
-        s3_context = {k: v for k, v in s3_context.items() if v}
+        # With S3 Bucket Keys the key's encryption context is the bucket's ARN.
+        s3_context = ({"kms:EncryptionContext:aws:s3:arn": target.bucket_arn}
+                      if target.bucket_arn else {})
         through_s3 = {"kms:ViaService": via("s3"), "aws:ViaAWSService": "true",
                       "aws:CalledVia": ["s3.amazonaws.com"], **s3_context}
         return [
@@ -762,13 +764,6 @@ def curated_operations(target: Target, *, full: bool, other_key: str) -> list[Op
             _op("sts:AssumeRole", "without external id"),
         ]
     return []
-
-
-def _data_bucket_arn(target: Target) -> str:
-    """With S3 Bucket Keys the key's encryption context is the bucket's ARN."""
-    if target.customer is None:
-        return ""
-    return f"arn:aws:s3:::{naming.data_bucket_name(target.customer.slug, ACCOUNT, REGION)}"
 
 
 def contract_operations(principal: Principal, target: Target) -> list[Operation]:

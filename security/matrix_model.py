@@ -162,7 +162,9 @@ class Target:
     label: str
     policy: str | None  # resource policy id in the batch
     key_arn: str  # the key that encrypts it (its own ARN for a key)
-    bucket_arn: str = ""  # S3 parts: the bucket
+    # S3 parts: the bucket; a key: the bucket it encrypts through S3 (its S3 encryption
+    # context: the data bucket for a customer key, the custody bucket for the audit key)
+    bucket_arn: str = ""
     object_key: str | None = None
     name: str = ""  # account roles: the role's name
 

@@ -182,6 +182,33 @@ def _drop_from_account_role(who: Who, sid: str) -> Callable[[Universe, Documents
     return apply
 
 
+def _change_in_account_role(who: Who, sid: str, change: Callable[[dict[str, Any]], None]
+                            ) -> Callable[[Universe, Documents], set[str]]:
+    """Apply ``change`` to statement ``sid`` of the identity policies of an account role."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        (role,) = {p.arn: p for p in universe.principals if p.who is who}.values()
+        changed = set()
+        for policy_id in role.policies:
+            for statement in _statements(documents[policy_id]):
+                if statement.get("Sid") == sid:
+                    change(statement)
+                    changed.add(policy_id)
+        if not changed:
+            raise MutationTargetMissing(f"{who}: no statement {sid}")
+        return changed
+    return apply
+
+
+def _every_bucket(statement: dict[str, Any]) -> None:
+    statement["Resource"] = ["arn:aws:s3:::*", "arn:aws:s3:::*/*"]
+
+
+def _not_only_through_s3(statement: dict[str, Any]) -> None:
+    del statement["Condition"]["StringEquals"]["kms:ViaService"]
+    if not statement["Condition"]["StringEquals"]:
+        del statement["Condition"]["StringEquals"]
+
+
 Catches = Literal["leak", "broken workflow", "both"]
 
 
@@ -257,6 +284,13 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("tamper-alarm-grant-missing", "the security topic refuses the tamper rules",
              "broken workflow",
              _drop(AUDIT, Part.SECURITY_TOPIC, None, "AllowTamperRulesToPublish")),
+    Mutation("operator-evidence-read-widened", "the operator's read of the trail's evidence "
+             "names every bucket, not the audit stack's", "leak",
+             _change_in_account_role(Who.OPERATOR, "ReadTheTrailsEvidence", _every_bucket)),
+    Mutation("operator-trail-decrypt-outside-s3", "the operator may decrypt with the audit key "
+             "directly, not only through S3 for the custody bucket", "leak",
+             _change_in_account_role(Who.OPERATOR, "DecryptTheTrailsLogsThroughS3",
+                                     _not_only_through_s3)),
 )
 
 

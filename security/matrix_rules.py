@@ -460,6 +460,12 @@ OPERATOR_OUTBOUND = frozenset({"s3:PutObject", "s3:AbortMultipartUpload",
 OPERATOR_SEES_OBJECTS = frozenset({"s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"})
 OPERATOR_SEES_BUCKETS = frozenset({"s3:ListBucket", "s3:ListBucketVersions",
                                    "s3:GetBucketLocation", "s3:GetBucketPolicy"})
+# Custody: the data bucket's access logs are found with GetBucketLogging and read.
+OPERATOR_FINDS_ACCESS_LOGS = frozenset({"s3:GetBucketLogging"})
+OPERATOR_READS_ACCESS_LOGS = frozenset({"s3:GetObject"})
+# Custody: the trail's log and digest files, every version, in the audit stack's buckets.
+OPERATOR_LISTS_EVIDENCE = frozenset({"s3:ListBucket", "s3:ListBucketVersions"})
+OPERATOR_READS_EVIDENCE = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
 OPERATOR_KEYS = frozenset({"iam:ListAccessKeys", "iam:GetAccessKeyLastUsed",
                            "iam:UpdateAccessKey"})
 OPERATOR_SECRETS = frozenset({"secretsmanager:DescribeSecret",
@@ -471,7 +477,9 @@ OPERATOR_SECRETS = frozenset({"secretsmanager:DescribeSecret",
 def _operator(r: MatrixRequest) -> bool:
     """Writes (and reads back) outbound files; sees listings and object attributes of every
     customer bucket, never an inbound file's bytes; manages partner keys and their
-    rotation and hands the key over."""
+    rotation and hands the key over; for custody, reads the customers' access logs and the
+    trail's evidence (the audit stack's buckets, every version), decrypting the trail's logs
+    with the audit key only through S3 for the custody bucket."""
     if r.principal.who is not Who.OPERATOR:
         return False
     action, part, kind = r.operation.action, r.target.part, r.target.kind
@@ -479,9 +487,17 @@ def _operator(r: MatrixRequest) -> bool:
         if not _s3_transport_ok(r):
             return False
         if kind is Kind.BUCKET:
-            return action in OPERATOR_SEES_BUCKETS
+            return action in OPERATOR_SEES_BUCKETS or action in OPERATOR_FINDS_ACCESS_LOGS
         outbound = part is Part.DATA and (r.target.object_key or "").startswith("outbound/")
-        return action in OPERATOR_SEES_OBJECTS or (outbound and action in OPERATOR_OUTBOUND)
+        access_log = part is Part.ACCESS_LOGS and action in OPERATOR_READS_ACCESS_LOGS
+        return (action in OPERATOR_SEES_OBJECTS or access_log
+                or (outbound and action in OPERATOR_OUTBOUND))
+    if kind in S3_KINDS and part in (Part.CUSTODY, Part.CUSTODY_ACCESS_LOGS):
+        return _s3_transport_ok(r) and action in (
+            OPERATOR_LISTS_EVIDENCE if kind is Kind.BUCKET else OPERATOR_READS_EVIDENCE)
+    if part is Part.AUDIT_KEY:
+        return (action == "kms:Decrypt" and r.operation.via == "s3"
+                and r.operation.get("kms:EncryptionContext:aws:s3:arn") == r.target.bucket_arn)
     if part is Part.CUSTOMER_KEY:
         return (r.operation.via == "s3" and action in ("kms:GenerateDataKey", "kms:Decrypt")) or (
             r.operation.via == "secretsmanager" and action == "kms:Decrypt")
@@ -626,7 +642,11 @@ RULES: tuple[Rule, ...] = (
          "The operator may write and read back outbound/ files (encrypting through S3), see "
          "listings and object attributes of every customer bucket but never an inbound "
          "file's bytes, manage partner access keys and their rotation, and read the partner "
-         "secret to hand the key over (decrypting through Secrets Manager).",
+         "secret to hand the key over (decrypting through Secrets Manager). It also reads the "
+         "trail's evidence, for custody: where each customer bucket logs (GetBucketLogging), "
+         "the customers' access logs, and every version of the objects in the custody bucket "
+         "and its access-log bucket, over TLS >= 1.2, decrypting with the audit key only "
+         "through S3 for the custody bucket.",
          _operator, frozenset({Who.OPERATOR})),
     Rule("tagged-principals-assume-account-roles",
          "A principal of our account allowed sts:AssumeRole may assume the importer, operator, "

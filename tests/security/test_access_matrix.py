@@ -301,6 +301,28 @@ def test_only_named_roles_obtain_plaintext(matrix: MatrixResult):
     assert not any(principals[who].who in broad for who, _ in decrypt_allowed)
 
 
+def test_only_the_operator_and_break_glass_read_the_trails_logs(matrix: MatrixResult):
+    """A log file in the custody bucket is SSE-KMS with the audit key: reading it means
+    GetObject there and S3 decrypting with the audit key for the custody bucket. Only the
+    operator (custody) and break-glass get both; the administrator, a PowerUserAccess insider
+    and an S3 read-only insider get GetObject but never the decryption. Nobody decrypts
+    with the audit key for the custody bucket outside S3."""
+    get_allowed = {o.request.principal.who
+                   for o in _allowed(matrix, kind=Kind.OBJECT, part=Part.CUSTODY,
+                                     action="s3:GetObject")}
+    through_s3 = [o for o in _allowed(matrix, part=Part.AUDIT_KEY, via="s3",
+                                      action="kms:Decrypt")
+                  if o.request.operation.get("kms:EncryptionContext:aws:s3:arn")]
+    assert {o.request.principal.who for o in through_s3} == {Who.OPERATOR, Who.BREAK_GLASS}
+    assert get_allowed >= {Who.OPERATOR, Who.BREAK_GLASS, Who.ADMIN, Who.POWER_USER,
+                           Who.INSIDER}
+    direct = [o for o in _allowed(matrix, part=Part.AUDIT_KEY, via=None,
+                                  action="kms:Decrypt")
+              if o.request.principal.who is not Who.BREAK_GLASS
+              and o.request.operation.get("kms:EncryptionContext:aws:s3:arn")]
+    assert not direct, listing(direct)
+
+
 def test_only_named_roles_read_the_partner_secret(matrix: MatrixResult):
     readers = {o.request.principal.who
                for o in _allowed(matrix, part=Part.PARTNER_SECRET,

@@ -8,7 +8,8 @@ The account's roles, each least-privilege, each with its purpose in one line:
 - **importer** (``phi-exchange-importer``): reads ``inbound/`` of every customer bucket,
   consumes the ingestion queue and dead-letters what it cannot load; nothing else.
 - **operator** (``phi-exchange-operator``): writes ``outbound/``, runs the status, onboarding,
-  rotation and hand-over commands; reads no inbound plaintext.
+  rotation, hand-over and custody commands (the last reads the audit trail's evidence and the
+  customers' access logs); reads no inbound plaintext.
 - **rotation function** (``phi-exchange-<slug>-key-rotation``, per customer): see
   :mod:`phi_core.rotation_policy`.
 - **break-glass** (``phi-exchange-break-glass``): everything, only with MFA, every use alarmed.
@@ -177,8 +178,21 @@ def operator_statements(*, partition: str, region: str, account: str,
                         url_suffix: str) -> list[Statement]:
     """Write outbound files; read what the status, onboarding and custody commands show
     (stacks, listings, object attributes and checksums, key ages); start a rotation, hand the
-    key over, revoke a partner's keys or role trust. Never an inbound object's bytes."""
+    key over, revoke a partner's keys or role trust. For custody, read the audit trail's
+    evidence: find the trail and the public keys that signed its digest files, list and read
+    the versions of the log and digest files in the audit stack's buckets (decrypting the log
+    files, which the audit key encrypts, through S3 for those buckets only), and read the
+    customers' S3 server access logs. Never an inbound object's bytes: an explicit deny, so
+    that no pattern above (IAM's ``*`` matches ``/`` too) reaches a partner-chosen key under
+    ``inbound/`` such as ``inbound/x/outbound/y`` or ``inbound/x-logs-<account>-<region>/y``.
+
+    Not granted: Athena (``custody --source athena``); a deployment that queries the trail
+    with Athena grants its workgroup, its results bucket and the Glue table separately."""
     buckets = f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}*"
+    # The custody bucket and its access-log bucket: generated names, the audit stack's prefix.
+    audit_buckets = f"arn:{partition}:s3:::{naming.AUDIT_BUCKET_NAME_PREFIX}*"
+    # Every customer's access-log bucket (SSE-S3: no key to decrypt with).
+    access_logs = f"arn:{partition}:s3:::{naming.log_bucket_name('*', account, region)}"
     keys = f"arn:{partition}:kms:{region}:{account}:key/*"
     users = f"arn:{partition}:iam::{account}:user/{naming.PROJECT}-*-partner"
     partner_roles = f"arn:{partition}:iam::{account}:role/{naming.PROJECT}-*-partner"
@@ -215,6 +229,29 @@ def operator_statements(*, partition: str, region: str, account: str,
          "Action": "kms:Decrypt", "Resource": keys,
          "Condition": {"StringEquals": {
              "kms:ViaService": f"secretsmanager.{region}.{url_suffix}"}}},
+        # Custody: the trail's evidence. DescribeTrails (the trail's bucket and key) and
+        # ListPublicKeys (the keys that signed the digest files) take no resource in IAM.
+        {"Sid": "FindTheTrailAndItsSigningKeys", "Effect": "Allow",
+         "Action": ["cloudtrail:DescribeTrails", "cloudtrail:ListPublicKeys"],
+         "Resource": "*"},
+        {"Sid": "ReadTheTrailsEvidence", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject",
+                    "s3:GetObjectVersion"],
+         "Resource": [audit_buckets, f"{audit_buckets}/*"]},
+        # Log files are SSE-KMS with the audit key (digest files SSE-S3). The S3 encryption
+        # context is the bucket's ARN (S3 Bucket Key), or an object's ARN without one.
+        {"Sid": "DecryptTheTrailsLogsThroughS3", "Effect": "Allow", "Action": "kms:Decrypt",
+         "Resource": keys,
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.{url_suffix}"},
+                       "StringLike": {"kms:EncryptionContext:aws:s3:arn": audit_buckets}}},
+        # Custody: S3's own record of a data bucket's requests (GetBucketLogging finds it).
+        {"Sid": "FindAccessLogs", "Effect": "Allow", "Action": "s3:GetBucketLogging",
+         "Resource": buckets},
+        {"Sid": "ReadAccessLogs", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": f"{access_logs}/*"},
+        {"Sid": "NeverReadInboundBytes", "Effect": "Deny",
+         "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+         "Resource": f"{buckets}/{naming.INBOUND_PREFIX}*"},
     ]
 
 

@@ -26,6 +26,10 @@ BUCKET_NAME_PREFIX = "phi-"
 
 STACK_NAME_PREFIX = "PhiExchange-"
 AUDIT_STACK_NAME = f"{STACK_NAME_PREFIX}audit"
+# The audit stack's buckets (custody, its access logs) are not named by us: CloudFormation
+# generates ``<stack name, lowercased>-<logical id>-<suffix>``, so every one starts with this.
+# Nothing else of ours does: customer stacks name every bucket (``phi-...``).
+AUDIT_BUCKET_NAME_PREFIX = f"{AUDIT_STACK_NAME.lower()}-"
 TRAIL_NAME = f"{PROJECT}-audit"
 INGESTION_QUEUE_NAME = f"{PROJECT}-ingestion"
 INGESTION_DEAD_LETTER_QUEUE_NAME = f"{PROJECT}-ingestion-dlq"
