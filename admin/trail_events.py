@@ -293,7 +293,7 @@ TBLPROPERTIES (
 """
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_ATHENA_COLUMNS = (
+ATHENA_COLUMNS = (
     ('"$path"', "log_file"), ("eventtime", "eventtime"), ("eventname", "eventname"),
     ("eventid", "eventid"), ("requestid", "requestid"), ("awsregion", "awsregion"),
     ("sourceipaddress", "sourceipaddress"), ("useragent", "useragent"),
@@ -328,7 +328,7 @@ def athena_query(table: str, query: EventQuery) -> tuple[str, list[str]]:
     while day <= last:
         days.append(day.strftime("%Y/%m/%d"))
         day += timedelta(days=1)
-    columns = ",\n       ".join(f"{expr} AS {alias}" for expr, alias in _ATHENA_COLUMNS)
+    columns = ",\n       ".join(f"{expr} AS {alias}" for expr, alias in ATHENA_COLUMNS)
     where = [
         '"timestamp" BETWEEN ? AND ?',
         "eventsource = 's3.amazonaws.com'",

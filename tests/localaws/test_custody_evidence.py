@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from admin.cli import main
+from admin.trail_events import ATHENA_COLUMNS, EventQuery, athena_query
 from localaws import cloudtrail, server
 from localaws.server import REGION
 from tests.localaws.conftest import PARTNER_ADDRESS, Aws
@@ -233,3 +234,86 @@ def test_a_prefix_and_a_time_range_list_every_event(
     assert {e["version_id"] for e in puts} == set(exchange.versions)
     assert {e["principal"] for e in puts} == {exchange.partner_arn}
     assert lines[-1]["type"] == "evidence" and lines[-1]["intact"] is True
+
+
+# --- the Athena source ------------------------------------------------------------------------
+
+
+def athena_results(exchange: Exchange) -> dict[str, Any]:
+    """What Athena would answer for the trail's table: every record of every log file, with
+    the file it came from (``"$path"``), in the columns the command selects. moto's Athena
+    runs no SQL: the emulator's result queue (``/moto-api/static/athena/query-results``)
+    answers the command's query with these rows."""
+    s3 = exchange.aws.client("s3")
+    names = [alias for _, alias in ATHENA_COLUMNS]
+    rows = [{"Data": [{"VarCharValue": name} for name in names]}]  # Athena's header row
+    for key in exchange.trail_files("CloudTrail"):
+        records = json.loads(gzip.decompress(
+            s3.get_object(Bucket=exchange.custody, Key=key)["Body"].read()))["Records"]
+        for record in records:
+            identity = record["userIdentity"]
+            issuer = (identity.get("sessionContext") or {}).get("sessionIssuer") or {}
+            values = {
+                "log_file": f"s3://{exchange.custody}/{key}", "eventtime": record["eventTime"],
+                "eventname": record["eventName"], "eventid": record["eventID"],
+                "requestid": record["requestID"], "awsregion": record["awsRegion"],
+                "sourceipaddress": record["sourceIPAddress"], "useragent": record["userAgent"],
+                "errorcode": record.get("errorCode"), "identity_type": identity["type"],
+                "identity_arn": identity.get("arn"), "identity_account": identity["accountId"],
+                "identity_principal_id": identity["principalId"],
+                "session_issuer": issuer.get("arn"),
+                "tls_version": record["tlsDetails"]["tlsVersion"],
+                "cipher": record["tlsDetails"]["cipherSuite"],
+                "requestparameters": json.dumps(record["requestParameters"]),
+                "responseelements": json.dumps(record["responseElements"]),
+                "additionaleventdata": json.dumps(record["additionalEventData"]),
+            }
+            rows.append({"Data": [{} if values[n] is None else {"VarCharValue": values[n]}
+                                  for n in names]})
+    return {"account_id": ACCOUNT, "region": REGION, "results": [{
+        "rows": rows, "column_info": [{"Name": n, "Type": "varchar"} for n in names]}]}
+
+
+def queue_athena_answer(exchange: Exchange, results: dict[str, Any]) -> None:
+    server._request(exchange.aws.emulator, "/moto-api/static/athena/query-results",
+                    data=json.dumps(results).encode(),
+                    headers={"Content-Type": "application/json"})
+
+
+def test_the_athena_source_gives_the_same_answer_and_checks_the_files_it_names(
+        exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
+    queue_athena_answer(exchange, athena_results(exchange))
+
+    code, out, err = exchange.custody_command(
+        capsys, "--source", "athena", "--athena-table", "audit.cloudtrail_logs")
+
+    assert code == 0, err
+    assert out.count(f"written by  {exchange.partner_arn} (IAMUser) from {PARTNER_ADDRESS}") == 2
+    assert "Athena table audit.cloudtrail_logs" in out
+    assert "evidence: the trail's log files and digests are intact" in out
+
+
+def test_an_athena_row_from_a_log_file_no_longer_in_the_bucket_is_reported(
+        exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
+    results = athena_results(exchange)  # Athena's answer, as it was before the erasure
+    exchange.erase(exchange.trail_files("CloudTrail")[0])
+    queue_athena_answer(exchange, results)
+
+    code, out, _ = exchange.custody_command(
+        capsys, "--source", "athena", "--athena-table", "audit.cloudtrail_logs")
+
+    assert code == EXIT_EVIDENCE_BROKEN
+    assert "MISSING" in out
+
+
+def test_the_athena_query_takes_the_key_as_a_parameter_and_refuses_other_table_names() -> None:
+    query = EventQuery(bucket="phi-acme-123456789012-us-east-1", key="inbound/o'brien.csv",
+                       prefix=None, start=datetime(2026, 12, 1, 9, tzinfo=UTC),
+                       end=datetime(2026, 12, 2, 9, tzinfo=UTC))
+
+    sql, parameters = athena_query("audit.cloudtrail_logs", query)
+
+    assert "o'brien" not in sql and "'inbound/o''brien.csv'" in parameters
+    assert parameters[:2] == ["'2026/12/01'", "'2026/12/02'"]  # only the window's days
+    with pytest.raises(ValueError, match="not a table name"):
+        athena_query("audit.logs; DROP TABLE x", query)
