@@ -448,7 +448,7 @@ def _format_version(v: VersionCustody, importer_consulted: bool) -> list[str]:
     if v.requester:
         aws = f"{v.requester}" + (f" from {v.source_ip}" if v.source_ip else "")
         lines.append(f"  requester   {aws} (AWS's record: the S3 event)")
-    else:
+    elif not v.aws_write:
         lines.append("  requester   " + ("not recorded" if v.imported else
                                          "not in these records (the importer has it; "
                                          "CloudTrail has the full principal)"))
