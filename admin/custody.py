@@ -195,13 +195,17 @@ def custody_report(
                     f"{path}: a failed {record.get('direction')} at {record.get('time')}: "
                     f"{record.get('error')}")
                 continue
+            # A download's caller read the version: it is no claim about who wrote it.
+            upload = record.get("direction") == "upload"
             version(record.get("version_id")).claims.append(Claim(
                 source="client manifest", where=str(path),
                 checksum=record.get("checksum"), algorithm=record.get("checksum_algorithm"),
-                uploader=record.get("caller_arn"), time=record.get("time"),
-                size=_size(record.get("size")),
+                uploader=record.get("caller_arn") if upload else None,
+                time=record.get("time"), size=_size(record.get("size")),
                 detail=f"{record.get('direction')} {record.get('result')}, batch "
-                       f"{record.get('batch_id')}, from {record.get('local_path')}"))
+                       f"{record.get('batch_id')}, "
+                       + (f"from {record.get('local_path')}" if upload else
+                          f"by {record.get('caller_arn')} to {record.get('local_path')}")))
     since = min((_parse_time(v.last_modified) for v in listed if v.last_modified),
                 default=None)
     for claim_version, claim in _batch_manifest_claims(s3, bucket, key, since, report.notes):

@@ -20,6 +20,7 @@ address the partner's requests came from and the evidence as intact.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -74,7 +75,7 @@ def custody_from_the_trail(run: LocalRun) -> StepResult:
                             f"{' '.join(completed.stderr.split())[-600:]}")
     partner = run.partner
     address = getattr(partner, "source_address", None) or "127.0.0.1"
-    if f" from {address} " not in answer:
+    if not re.search(rf" from {re.escape(address)}\b", answer):
         raise CustodyFailed(f"{shown}: AWS's record of the partner's request from {address} "
                             f"is not in the answer; see {run.run_dir / 'custody.txt'}")
     if INTACT not in answer:

@@ -53,9 +53,26 @@ def test_each_mode_runs_every_step_it_has(run: tuple[str, Aws, Path, str]) -> No
     inbound = "[ok]" if customer == "globex" else "[not-applicable]"
     for step in ("[ok] access stack", "[ok] audit stack", "[ok] customer stack",
                  f"[ok] partner round trip ({mode}, {directions})", f"{inbound} importer",
-                 f"{inbound} inbound originals", "[not-applicable] key rotation"):
+                 f"{inbound} inbound originals", "[not-applicable] key rotation",
+                 "[ok] custody from the trail"):
         assert step in stdout, stdout
     assert "Traceback" not in stdout
+
+
+def test_the_custody_answer_shows_the_partner_as_cloudtrail_recorded_it(
+        run: tuple[str, Aws, Path, str]) -> None:
+    customer, _, _, stdout = run
+    answer = stdout[stdout.index("[ok] custody from the trail"):]
+    assert "evidence: the trail's log files and digests are intact" in answer
+    if customer == "globex":
+        # The bucket owner's trail names a caller of another account by its account only.
+        assert "written by  account 111122223333 (principal id " in answer
+        assert "(AWSAccount) from 203.0.113." in answer
+    else:
+        # initech only receives: the operator wrote the file, the partner's session read it.
+        assert "written by  arn:aws:sts::123456789012:assumed-role/phi-exchange-operator/" in answer
+        assert any("GetObject" in line and "assumed-role/phi-exchange-initech-partner/" in line
+                   for line in answer.splitlines())
 
 
 def test_the_partner_signed_as_its_own_principal(run: tuple[str, Aws, Path, str]) -> None:
