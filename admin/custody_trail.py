@@ -194,11 +194,21 @@ def add_aws_records(report: CustodyReport, source: EventSource, s3: Any, *,
                     until: datetime | None = None) -> TrailSection:
     """Read AWS's records of the report's object and attach them (module docstring)."""
     start, end = object_window(report, since, until)
-    query = EventQuery(bucket=report.bucket, start=start, end=end, key=report.key)
+    section = _section(source, s3, EventQuery(bucket=report.bucket, start=start, end=end,
+                                              key=report.key), trail_name)
+    for version in report.versions:
+        _compare(version, section.events)
+    report.trail = section
+    return section
+
+
+def _section(source: EventSource, s3: Any, query: EventQuery, trail_name: str) -> TrailSection:
+    """The events of ``query`` from ``source`` with their evidence, and the bucket's access
+    log records of the same window."""
     result = source.events(query)
-    logs = access_log_location(s3, report.bucket)
-    section = TrailSection(source=source.name, trail=trail_name, start=_iso(start),
-                           end=_iso(end), events=result.events, evidence=result.evidence,
+    logs = access_log_location(s3, query.bucket)
+    section = TrailSection(source=source.name, trail=trail_name, start=_iso(query.start),
+                           end=_iso(query.end), events=result.events, evidence=result.evidence,
                            access_logs=logs, log_files_read=result.log_files_read,
                            seconds=result.seconds, notes=list(result.notes))
     if logs.bucket is not None:
@@ -207,9 +217,6 @@ def add_aws_records(report: CustodyReport, source: EventSource, s3: Any, *,
                 s3, logs.bucket, logs.prefix, query)
         except EvidenceError as err:
             section.access_logs = AccessLogs(None, problem=str(err))
-    for version in report.versions:
-        _compare(version, section.events)
-    report.trail = section
     return section
 
 
@@ -284,19 +291,7 @@ class WindowReport:
 def window_report(source: EventSource, s3: Any, *, bucket: str, prefix: str | None,
                   start: datetime, end: datetime, trail_name: str) -> WindowReport:
     query = EventQuery(bucket=bucket, start=start, end=end, prefix=prefix or None)
-    result = source.events(query)
-    logs = access_log_location(s3, bucket)
-    section = TrailSection(source=source.name, trail=trail_name, start=_iso(start),
-                           end=_iso(end), events=result.events, evidence=result.evidence,
-                           access_logs=logs, log_files_read=result.log_files_read,
-                           seconds=result.seconds, notes=list(result.notes))
-    if logs.bucket is not None:
-        try:
-            section.access_log, section.access_log_objects = read_access_logs(
-                s3, logs.bucket, logs.prefix, query)
-        except EvidenceError as err:
-            section.access_logs = AccessLogs(None, problem=str(err))
-    return WindowReport(bucket, prefix, section)
+    return WindowReport(bucket, prefix, _section(source, s3, query, trail_name))
 
 
 _COLUMNS = ("time", "event", "key", "version", "principal", "source ip", "bytes", "request")

@@ -821,49 +821,38 @@ def _find_bucket(name: str) -> Any:
 
 def _identity(key_id: str | None, default_account: str, partition: str) -> Identity | None:
     """The caller of ``key_id`` as CloudTrail names it."""
+    from moto.iam.exceptions import NotFoundException
     from moto.iam.models import iam_backends
-    from moto.sts.models import sts_backends
-    from moto.utilities.utils import PARTITION_NAMES
+
+    from localaws.permissions import key_owner
 
     if key_id is None:
         return None
-    for account_id, account in list(iam_backends.items()):
-        for part in PARTITION_NAMES:
-            if part not in account:
-                continue
-            for user in list(account[part].users.values()):
-                if any(k.access_key_id == key_id for k in user.access_keys):
-                    return Identity(account_id, {
-                        "type": "IAMUser", "principalId": user.id, "arn": user.arn,
-                        "accountId": account_id, "accessKeyId": key_id,
-                        "userName": user.name})
-    for account_id, sts_account in list(sts_backends.items()):
-        for part in PARTITION_NAMES:
-            if part not in sts_account:
-                continue
-            for session in list(sts_account[part].assumed_roles):
-                if session.access_key_id != key_id:
-                    continue
-                role_name = session.role_arn.rsplit("/", 1)[-1]
-                role_id = ""
-                try:
-                    role_id = iam_backends[session.account_id][part].get_role_by_arn(
-                        session.role_arn).id
-                except Exception:  # the role was deleted meanwhile
-                    role_id = ""
-                return Identity(account_id, {
-                    "type": "AssumedRole",
-                    "principalId": f"{role_id}:{session.session_name}",
-                    "arn": session.arn, "accountId": account_id, "accessKeyId": key_id,
-                    "sessionContext": {
-                        "sessionIssuer": {"type": "Role", "principalId": role_id,
-                                          "arn": session.role_arn, "accountId": account_id,
-                                          "userName": role_name},
-                        "attributes": {"mfaAuthenticated": "false"}}})
-    return Identity(default_account, {
-        "type": "Root", "principalId": default_account,
-        "arn": f"arn:{partition}:iam::{default_account}:root",
-        "accountId": default_account, "accessKeyId": key_id})
+    found = key_owner(key_id)
+    if found is None:
+        return Identity(default_account, {
+            "type": "Root", "principalId": default_account,
+            "arn": f"arn:{partition}:iam::{default_account}:root",
+            "accountId": default_account, "accessKeyId": key_id})
+    account_id, part, owner = found
+    if not hasattr(owner, "role_arn"):
+        return Identity(account_id, {
+            "type": "IAMUser", "principalId": owner.id, "arn": owner.arn,
+            "accountId": account_id, "accessKeyId": key_id, "userName": owner.name})
+    role_name = owner.role_arn.rsplit("/", 1)[-1]
+    try:
+        role_id = iam_backends[owner.account_id][part].get_role_by_arn(owner.role_arn).id
+    except NotFoundException:  # the role was deleted meanwhile
+        role_id = ""
+    return Identity(account_id, {
+        "type": "AssumedRole",
+        "principalId": f"{role_id}:{owner.session_name}",
+        "arn": owner.arn, "accountId": account_id, "accessKeyId": key_id,
+        "sessionContext": {
+            "sessionIssuer": {"type": "Role", "principalId": role_id,
+                              "arn": owner.role_arn, "accountId": account_id,
+                              "userName": role_name},
+            "attributes": {"mfaAuthenticated": "false"}}})
 
 
 def _error(body: bytes) -> tuple[str | None, str | None]:

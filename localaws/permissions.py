@@ -262,13 +262,9 @@ class Caller:
         return self.role_arn or self.arn
 
 
-def caller_for_key(key_id: str | None, *, default_account: str = DEFAULT_ACCOUNT_ID,
-                   partition: str = "aws") -> Caller | None:
-    """The owner of ``key_id`` in any account: an IAM user, a role session, or (for keys IAM
-    does not know, like the emulator's dummy operator key) the root of ``default_account``, the
-    account moto serves such keys. None when the request is not signed."""
-    if key_id is None:
-        return None
+def key_owner(key_id: str) -> tuple[str, str, Any] | None:
+    """Who holds ``key_id`` in any account: ``(account, partition, owner)``, the owner being
+    moto's IAM user or STS role session (it has ``role_arn``); None for a key neither knows."""
     # list(): other threads may create accounts meanwhile (moto issue #5881).
     for account_id, account in list(iam_backends.items()):
         for part in PARTITION_NAMES:
@@ -276,18 +272,35 @@ def caller_for_key(key_id: str | None, *, default_account: str = DEFAULT_ACCOUNT
                 continue
             for user in list(account[part].users.values()):
                 if any(k.access_key_id == key_id for k in user.access_keys):
-                    tags = account[part].list_user_tags(user.name)
-                    return Caller(arn=user.arn, account=account_id, user_name=user.name,
-                                  tags=_tag_pairs(tags))
+                    return account_id, part, user
     for account_id, sts_account in list(sts_backends.items()):
         for part in PARTITION_NAMES:
             if part not in sts_account:
                 continue
             for session in list(sts_account[part].assumed_roles):
                 if session.access_key_id == key_id:
-                    return Caller(arn=session.arn, account=account_id,
-                                  role_arn=session.role_arn, tags=_session_tags(session))
-    return Caller(arn=f"arn:{partition}:iam::{default_account}:root", account=default_account)
+                    return account_id, part, session
+    return None
+
+
+def caller_for_key(key_id: str | None, *, default_account: str = DEFAULT_ACCOUNT_ID,
+                   partition: str = "aws") -> Caller | None:
+    """The owner of ``key_id`` in any account: an IAM user, a role session, or (for keys IAM
+    does not know, like the emulator's dummy operator key) the root of ``default_account``, the
+    account moto serves such keys. None when the request is not signed."""
+    if key_id is None:
+        return None
+    found = key_owner(key_id)
+    if found is None:
+        return Caller(arn=f"arn:{partition}:iam::{default_account}:root",
+                      account=default_account)
+    account_id, part, owner = found
+    if hasattr(owner, "role_arn"):
+        return Caller(arn=owner.arn, account=account_id, role_arn=owner.role_arn,
+                      tags=_session_tags(owner))
+    tags = iam_backends[account_id][part].list_user_tags(owner.name)
+    return Caller(arn=owner.arn, account=account_id, user_name=owner.name,
+                  tags=_tag_pairs(tags))
 
 
 def _tag_pairs(tags: Iterable[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:
