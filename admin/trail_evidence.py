@@ -34,7 +34,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,8 +52,10 @@ from phi_core import trail_files
 DELIVERY_LAG = timedelta(minutes=15)
 # Digests are hourly; allow this much past the last log file for the digest that lists it.
 DIGEST_LAG = timedelta(hours=2)
-# Parallel reads of log files (S3 latency dominates a small file's read).
+# Parallel reads of log files (S3 latency dominates a small file's read), and how many read
+# files may wait to be parsed (the memory bound of a long window).
 READERS = 8
+READ_AHEAD = 64
 
 
 class EvidenceError(Exception):
@@ -273,10 +275,18 @@ class TrailStore:
 
     def read_many(self, stored: Iterable[Stored]) -> dict[str, tuple[bytes, dict[str, str]]]:
         """:meth:`read` of each, in parallel; in the order given."""
+        return {key: answer for key, answer in self.read_each(stored)}
+
+    def read_each(self, stored: Iterable[Stored]
+                  ) -> Iterator[tuple[str, tuple[bytes, dict[str, str]]]]:
+        """:meth:`read` of each, :data:`READERS` at a time, in the order given, yielded as
+        they come: at most :data:`READ_AHEAD` files are held at once, whatever the window."""
         items = list(stored)
         with ThreadPoolExecutor(max_workers=READERS) as pool:
-            results = list(pool.map(self.read, items))
-        return {s.key: r for s, r in zip(items, results, strict=True)}
+            for first in range(0, len(items), READ_AHEAD):
+                batch = items[first:first + READ_AHEAD]
+                yield from zip((s.key for s in batch), pool.map(self.read, batch),
+                               strict=True)
 
 
 # --- public keys and signatures ---------------------------------------------------------------
@@ -340,17 +350,17 @@ def _short(key: str) -> str:
 
 def verify(
     store: TrailStore, cloudtrail: Any, *, start: datetime, end: datetime,
-    log_files: Mapping[str, Stored], log_bodies: Mapping[str, bytes],
+    log_files: Mapping[str, Stored], log_hashes: Mapping[str, str],
     listed_hours: tuple[datetime, datetime],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Evidence:
-    """Check the evidence for the log files ``log_bodies`` (uncompressed, by key) of the
-    window [start, end] (see the module docstring). ``log_files``: every log file listed for
-    the hours ``listed_hours`` (first, last), so that a digest entry of those hours that is not
-    among them is a missing file."""
+    """Check the evidence for the log files read, ``log_hashes`` (key -> hex SHA-256 of the
+    uncompressed file, :func:`log_file_hash`), of the window [start, end] (see the module
+    docstring). ``log_files``: every log file listed for the hours ``listed_hours`` (first,
+    last), so that a digest entry of those hours that is not among them is a missing file."""
     trail = store.trail
     evidence = Evidence(trail=trail.name, bucket=trail.bucket, region=store.region,
-                        start=_iso(start), end=_iso(end), log_files=len(log_bodies))
+                        start=_iso(start), end=_iso(end), log_files=len(log_hashes))
     if not trail.log_validation:
         evidence.findings.append(Finding(
             "UNVERIFIABLE", trail.name, "log-file validation is off: CloudTrail writes no "
@@ -385,9 +395,14 @@ def verify(
             "NO DIGEST", f"{store.digests_base}", f"no digest file of trail {trail.name} "
             f"ends between {_iso(earliest)} and {_iso(latest + DIGEST_LAG)}",
             broken=bool(log_files)))
-    _check_log_files(store, chain, log_files, log_bodies, (first_hour, last_hour), gaps,
+    _check_log_files(store, chain, log_files, log_hashes, (first_hour, last_hour), gaps,
                      evidence)
     return evidence
+
+
+def log_file_hash(raw: bytes) -> str:
+    """What a digest records of a log file: the hex SHA-256 of its uncompressed bytes."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _iso(moment: datetime) -> str:
@@ -543,7 +558,7 @@ def _check_chain(chain: Sequence[_Digest], anchor: _Digest | None,
 
 
 def _check_log_files(store: TrailStore, chain: Sequence[_Digest],
-                     log_files: Mapping[str, Stored], log_bodies: Mapping[str, bytes],
+                     log_files: Mapping[str, Stored], log_hashes: Mapping[str, str],
                      listed_hours: tuple[datetime, datetime], gaps: Sequence[_Gap],
                      evidence: Evidence) -> None:
     listed: dict[str, tuple[str, str]] = {}
@@ -553,8 +568,7 @@ def _check_log_files(store: TrailStore, chain: Sequence[_Digest],
                 listed[str(entry.get("s3Object"))] = (str(entry.get("hashValue")), digest.key)
     evidence.findings.extend(_version_findings(log_files.values(), "log file"))
     newest_end = chain[-1].end if chain else None
-    for key, raw in sorted(log_bodies.items()):
-        sha = hashlib.sha256(raw).hexdigest()
+    for key, sha in sorted(log_hashes.items()):
         if key in listed:
             expected, digest_key = listed[key]
             if sha != expected:
