@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 
 from admin import trail_evidence
 from admin.trail_evidence import DELIVERY_LAG, Evidence, EvidenceError, TrailInfo, TrailStore
+from phi_core import trail_files
 
 # The object-level events custody cares about (others are kept, and shown, too).
 WRITES = ("PutObject", "CompleteMultipartUpload", "CopyObject", "UploadPart",
@@ -261,7 +262,13 @@ class S3TrailSource:
         # and the matching events are kept, so memory follows the answer, not the window.
         hashes: dict[str, str] = {}
         found: list[TrailEvent] = []
-        for key, (raw, _) in store.read_each(sorted(files.values(), key=lambda s: s.key)):
+        # A long window is listed by whole days (the listing also finds what is missing),
+        # but only the files delivered in its hours are read.
+        first_hour = query.start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        to_read = [s for s in sorted(files.values(), key=lambda s: s.key)
+                   if (when := trail_files.log_time(s.key)) is None
+                   or first_hour <= when <= last]
+        for key, (raw, _) in store.read_each(to_read):
             hashes[key] = trail_evidence.log_file_hash(raw)
             for record in _records(raw):
                 if query.may_match(record):
