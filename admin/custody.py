@@ -86,6 +86,9 @@ class VersionCustody:
     # AWS's record of the request that wrote it (CloudTrail, admin.custody_trail), and what
     # disagrees with AWS's records or the stored object (size, principal).
     aws_write: dict[str, Any] | None = None
+    # Why S3's own description of the version could not be read (HeadObject refused: the
+    # operator role never reads an inbound version, and HeadObject is s3:GetObject in IAM).
+    unread: str | None = None
     aws_note: str | None = None
     disagreements: list[str] = field(default_factory=list)
 
@@ -250,9 +253,24 @@ def _list_versions(s3: Any, bucket: str, key: str) -> list[VersionCustody]:
     return found
 
 
+def _refused(err: ClientError) -> bool:
+    error = err.response.get("Error", {})
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 403 or error.get("Code") in ("AccessDenied", "403")
+
+
 def _describe_stored(
         s3: Any, bucket: str, key: str, v: VersionCustody, verify_bytes: bool) -> None:
-    head = s3.head_object(Bucket=bucket, Key=key, VersionId=v.version_id, ChecksumMode="ENABLED")
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, VersionId=v.version_id,
+                              ChecksumMode="ENABLED")
+    except ClientError as err:
+        if not _refused(err):
+            raise
+        v.unread = ("HeadObject refused to this caller (it is s3:GetObject in IAM, which the "
+                    "operator role has for no inbound/ version): S3's stored checksum, key and "
+                    "metadata are not shown; the importer's row (--dsn) records S3's checksum")
+        return
     v.server_side_encryption = head.get("ServerSideEncryption")
     v.kms_key_id = head.get("SSEKMSKeyId")
     v.checksum_type = head.get("ChecksumType")
@@ -269,7 +287,13 @@ def _describe_stored(
             checksum=recorded, algorithm=ALGORITHM if recorded else None, uploader=uploader))
     if verify_bytes and v.stored_algorithm:
         hasher = checksums.new_hasher(v.stored_algorithm)
-        body = s3.get_object(Bucket=bucket, Key=key, VersionId=v.version_id)["Body"]
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key, VersionId=v.version_id)["Body"]
+        except ClientError as err:
+            if not _refused(err):
+                raise
+            v.unread = "GetObject refused to this caller: --verify-bytes did not recompute"
+            return
         try:
             for chunk in body.iter_chunks(1024 * 1024):
                 hasher.update(chunk)
@@ -441,8 +465,13 @@ def _format_version(v: VersionCustody, importer_consulted: bool) -> list[str]:
             lines.append(f"  deleted by  {_aws_write_line(v.aws_write)}")
         return lines
     lines = [f"version {v.version_id} ({state})"]
-    if v.present:
+    if v.present and v.unread and v.stored_algorithm is None:
         lines.append(f"  stored      {v.last_modified}, {v.size} bytes, ETag {v.etag}")
+        lines.append(f"  not read    {v.unread}")
+    elif v.present:
+        lines.append(f"  stored      {v.last_modified}, {v.size} bytes, ETag {v.etag}")
+        if v.unread:
+            lines.append(f"  not read    {v.unread}")
         lines.append(f"  encryption  {v.server_side_encryption or 'none reported'}"
                      + (f", KMS key {v.kms_key_id}" if v.kms_key_id else ""))
         stored = (f"{v.stored_algorithm} {v.stored_checksum} (stored by S3, "

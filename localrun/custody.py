@@ -20,13 +20,16 @@ address the partner's requests came from and the evidence as intact.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 from localaws import cloudtrail
 from localaws.server import REGION
+from localrun import identities
 from localrun.context import REPO_ROOT, LocalRun, StepResult
 from localrun.importer import redact
 from phi_core import naming
@@ -81,7 +84,9 @@ def custody_from_the_trail(run: LocalRun) -> StepResult:
     if INTACT not in answer:
         raise CustodyFailed(f"{shown}: the trail's evidence is not reported intact; see "
                             f"{run.run_dir / 'custody.txt'}")
+    prefix = run.outputs.get("InboundPrefix") or run.outputs.get("OutboundPrefix") or ""
     proved = [
+        _operator_reads_the_evidence(run, prefix),
         f"the emulator's trail delivered {log_files} log file(s) and a signed digest to the "
         f"custody bucket {run.audit_outputs.get('CustodyBucketName')} (SSE-KMS with the audit "
         "key, digests SSE-S3, under the bucket policy's CloudTrail grants)",
@@ -89,3 +94,31 @@ def custody_from_the_trail(run: LocalRun) -> StepResult:
         + "\n".join(f"      {line}" for line in answer.splitlines()),
     ]
     return StepResult("custody from the trail", "ok", time.monotonic() - started, proved)
+
+
+def _operator_reads_the_evidence(run: LocalRun, prefix: str) -> str:
+    """The operator role's own grants read the trail's evidence: ``custody --prefix`` (AWS's
+    records only, no object of the customer's) as a session of the role, checks on."""
+    operator = identities.session(run, identities.OPERATOR)
+    since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    command = [sys.executable, "-m", "admin.cli", "custody", run.customer, "--prefix", prefix,
+               "--since", since, "--json", "--endpoint-url", run.emulator.url,
+               "--region", REGION]
+    shown = " ".join(["phi-exchange-admin", *command[3:-4]])
+    with run.permission_checks():
+        completed = subprocess.run(  # noqa: S603 - our own CLI, from this venv
+            command, cwd=REPO_ROOT, env=dict(run.env, **operator.credentials.environment()),
+            capture_output=True, text=True, timeout=CUSTODY_TIMEOUT_SECONDS, check=False)
+    if completed.returncode != 0:
+        raise CustodyFailed(f"as {operator.label}: {shown} exited {completed.returncode}: "
+                            f"{' '.join(completed.stderr.split())[-600:]}")
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+    events = [line for line in lines if line.get("type") == "event"]
+    if not lines or lines[-1].get("type") != "evidence" or not lines[-1].get("intact"):
+        raise CustodyFailed(f"as {operator.label}: {shown}: the evidence is not reported "
+                            "intact")
+    return (f"as {operator.label}, permission checks on: {shown} read {len(events)} "
+            "event(s) and checked the trail's evidence (intact) with the role's own grants "
+            "(DescribeTrails, ListPublicKeys, every version in the custody bucket, the "
+            "customer's access logs; S3 never calls KMS here, so its audit-key grant is the "
+            "access matrix's to prove)")

@@ -317,3 +317,32 @@ def test_the_athena_query_takes_the_key_as_a_parameter_and_refuses_other_table_n
     assert parameters[:2] == ["'2026/12/01'", "'2026/12/02'"]  # only the window's days
     with pytest.raises(ValueError, match="not a table name"):
         athena_query("audit.logs; DROP TABLE x", query)
+
+
+def test_a_caller_refused_the_inbound_version_still_gets_aws_s_records(
+        exchange: Exchange, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, unique: Callable[[str], str]) -> None:
+    """The operator role's shape: the listing and the trail's evidence, never an inbound
+    version (HeadObject is s3:GetObject in IAM). The answer says what it could not read."""
+    data, custody = f"arn:aws:s3:::{exchange.data}", f"arn:aws:s3:::{exchange.custody}"
+    key_id, secret = exchange.aws.user_with_key(unique("operator"), {
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions",
+                                           "s3:GetBucketLogging"], "Resource": data},
+            {"Effect": "Allow", "Action": ["cloudtrail:DescribeTrails",
+                                           "cloudtrail:ListPublicKeys"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions",
+                                           "s3:GetObject", "s3:GetObjectVersion"],
+             "Resource": [custody, f"{custody}/*"]},
+            {"Effect": "Deny", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+             "Resource": f"{data}/inbound/*"}]})
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+
+    with exchange.aws.permission_checks():
+        code, out, err = exchange.custody_command(capsys, "--verify-bytes")
+
+    assert code == 0, err
+    assert out.count("not read    HeadObject refused to this caller") == 2
+    assert out.count(f"written by  {exchange.partner_arn} (IAMUser) from {PARTNER_ADDRESS}") == 2
+    assert "evidence: the trail's log files and digests are intact" in out

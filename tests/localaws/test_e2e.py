@@ -63,6 +63,10 @@ def test_the_demo_ends_with_the_upload_s_custody_from_aws_s_own_records(
     assert "client manifest: CRC64NVME" in answer and "stored bytes: CRC64NVME" in answer
     assert "imported    " in answer and "custody row" in answer
     assert "evidence: the trail's log files and digests are intact" in answer
+    # The operator role's own grants read the evidence, with the emulator's checks on.
+    assert ("as a session of phi-exchange-operator, assumed by localrun-operator "
+            "(phi-exchange:operator = true), permission checks on: phi-exchange-admin custody "
+            "acme --prefix inbound/") in answer
     # The importer's read of the upload is AWS's record too.
     assert "GetObject" in answer and "assumed-role/phi-exchange-importer/" in answer
 
