@@ -36,8 +36,9 @@ front of moto: it sees the real request and the real response):
   CloudTrail guide documents digests), signed SHA256withRSA over ``digestEndTime \\n
   bucket/key \\n hex(sha256(uncompressed digest)) \\n previous signature or "null"``, the hex
   signature in ``x-amz-meta-signature`` and ``x-amz-meta-signature-algorithm``. Formats:
-  cloudtrail-log-file-validation-digest-file-structure and ...-custom-validation (research
-  file, section 14).
+  the CloudTrail user guide's "CloudTrail digest file structure" and "Custom implementations
+  of CloudTrail log file integrity validation"; names and the signing string are
+  :mod:`phi_core.trail_files`, which the custody command reads with.
 - **public keys.** One RSA-2048 key per region, made when first needed, published through
   ``cloudtrail:ListPublicKeys`` (moto has no such call; it is added to moto's CloudTrail
   handler): the DER (PKCS #1) public key, its validity, and its fingerprint, the MD5 of the DER
