@@ -26,9 +26,11 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
@@ -585,17 +587,24 @@ def read_access_logs(s3: Any, log_bucket: str, log_prefix: str, query: EventQuer
                                            Prefix=f"{log_prefix}{hour:%Y-%m-%d-%H}"):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
             hour += timedelta(hours=1)
-        for key in keys:
-            body = s3.get_object(Bucket=log_bucket, Key=key)["Body"].read()
+        def read(key: str) -> bytes:
+            body: bytes = s3.get_object(Bucket=log_bucket, Key=key)["Body"].read()
+            return body
+
+        # S3 writes many small log objects an hour for a busy bucket: read them in parallel.
+        with ThreadPoolExecutor(max_workers=trail_evidence.READERS) as pool:
+            bodies = list(zip(keys, pool.map(read, keys), strict=True))
+        for key, body in bodies:
             objects += 1
             for line in body.decode(errors="replace").splitlines():
                 record = parse_access_log_line(line, key)
                 if record is None or record.get("bucket") != query.bucket:
                     continue
-                name = record.get("key")
-                if query.key is not None and name != query.key.replace(" ", "%20"):
+                # The log's key field is URL-encoded.
+                name = unquote(record.get("key") or "")
+                if query.key is not None and name != query.key:
                     continue
-                if query.prefix and not (name or "").startswith(query.prefix):
+                if query.prefix and not name.startswith(query.prefix):
                     continue
                 moment = access_log_time(record)
                 if moment is None or not (query.start <= moment <= query.end):
