@@ -346,3 +346,29 @@ def test_a_caller_refused_the_inbound_version_still_gets_aws_s_records(
     assert out.count("not read    HeadObject refused to this caller") == 2
     assert out.count(f"written by  {exchange.partner_arn} (IAMUser) from {PARTNER_ADDRESS}") == 2
     assert "evidence: the trail's log files and digests are intact" in out
+
+
+def test_access_log_records_are_matched_for_a_key_that_needs_url_encoding(
+        exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
+    s3 = exchange.aws.client("s3")
+    logs = f"{exchange.data}-logs"
+    s3.create_bucket(Bucket=logs)
+    s3.put_bucket_policy(Bucket=logs, Policy=json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+        "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{logs}/*"}]}))
+    s3.put_bucket_logging(Bucket=exchange.data, BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": logs, "TargetPrefix": "data-bucket/"}})
+    key = "inbound/claims 2026+final.csv"
+    s3.put_object(Bucket=exchange.data, Key=key, Body=b"id\n1\n")
+    cloudtrail.flush(exchange.aws.emulator)
+
+    code = main(["custody", "acme", key, "--bucket", exchange.data, "--trail", exchange.trail,
+                 "--json", "--endpoint-url", exchange.aws.emulator.url, "--region", REGION])
+    report = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    trail = report["trail"]
+    # The PUT, and the command's own HeadObject (the emulator logs at once, S3 within hours).
+    assert "REST.PUT.OBJECT" in [r["operation"] for r in trail["access_log"]["records"]]
+    (put,) = [e for e in trail["events"] if e["name"] == "PutObject"]
+    assert put["key"] == key and put["in_access_log"] is True
