@@ -12,6 +12,8 @@
     phi-exchange-admin custody SLUG --prefix P --since T [--until T] [--json]
                                                        every event under a prefix in a time
                                                        range: a table, or JSON lines
+    phi-exchange-admin custody SLUG --athena-table-ddl --athena-table DB.TABLE [--since T]
+                                                       the Athena table of the trail's logs
     phi-exchange-admin cost SLUG --stored-gb N --uploaded-gb N --files-uploaded N [...]
                                                        a customer's itemized monthly cost
     phi-exchange-admin onboard SLUG [--output DIR] [--outputs-file F] [--access-key-id ID]
@@ -165,6 +167,8 @@ def cmd_custody(args: argparse.Namespace, make: MakeClient) -> int:
     from admin import custody, custody_trail, trail_evidence
 
     registered_customer(args.registry, args.slug, error=AdminError)
+    if args.athena_table_ddl:
+        return _athena_table_ddl(args, make)
     if args.prefix is not None:
         return _custody_window(args, make)
     if args.key is None and args.local_file is None:
@@ -222,6 +226,26 @@ def _event_source(args: argparse.Namespace, make: MakeClient, s3: Any) -> Any:
             make("athena"), s3, cloudtrail, trail, region, table=args.athena_table,
             workgroup=args.athena_workgroup, output=args.athena_output)
     return trail_events.S3TrailSource(s3, cloudtrail, trail, region)
+
+
+def _athena_table_ddl(args: argparse.Namespace, make: MakeClient) -> int:
+    """``custody SLUG --athena-table-ddl --athena-table DB.TABLE``: the CREATE TABLE statement
+    for the trail's log files in the client's region (run it once in Athena)."""
+    from admin import trail_events, trail_evidence
+
+    if not args.athena_table:
+        raise AdminError("--athena-table-ddl needs --athena-table DATABASE.TABLE")
+    if not trail_events.IDENTIFIER.match(args.athena_table):
+        raise AdminError(f"--athena-table: {args.athena_table!r} is not DATABASE.TABLE")
+    try:
+        trail = trail_evidence.describe_trail(make("cloudtrail"), args.trail)
+    except trail_evidence.EvidenceError as err:
+        raise AdminError(str(err)) from None
+    first_day = (args.since or datetime(2020, 1, 1, tzinfo=UTC)).strftime("%Y/%m/%d")
+    print(trail_events.ATHENA_TABLE_DDL.format(
+        table=args.athena_table, bucket=trail.bucket, prefix=trail.prefix,
+        account=trail.account, region=make("s3").meta.region_name, first_day=first_day))
+    return 0
 
 
 def _custody_window(args: argparse.Namespace, make: MakeClient) -> int:
@@ -465,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Athena workgroup (default primary)")
     custody.add_argument("--athena-output", metavar="S3URI",
                          help="query result location (default: the workgroup's)")
+    custody.add_argument("--athena-table-ddl", action="store_true",
+                         help="print the CREATE TABLE statement of --athena-table for the "
+                         "trail's log files (partitioned by day from --since, default "
+                         "2020-01-01), and exit")
     custody.set_defaults(run=cmd_custody)
 
     cost = commands.add_parser(

@@ -324,7 +324,7 @@ TBLPROPERTIES (
     'storage.location.template'='s3://{bucket}/{prefix}AWSLogs/{account}/CloudTrail/{region}/${{timestamp}}')
 """
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 ATHENA_COLUMNS = (
     ('"$path"', "log_file"), ("eventtime", "eventtime"), ("eventname", "eventname"),
     ("eventid", "eventid"), ("requestid", "requestid"), ("awsregion", "awsregion"),
@@ -352,7 +352,7 @@ def athena_query(table: str, query: EventQuery) -> tuple[str, list[str]]:
     """The SQL for ``query`` against the CloudTrail table ``table`` (``db.table``), and its
     execution parameters (string literals, in order). Only the days of the window are
     scanned (partition projection on ``timestamp``)."""
-    if not _IDENTIFIER.match(table):
+    if not IDENTIFIER.match(table):
         raise ValueError(f"not a table name: {table!r}")
     days = []
     day = query.start.astimezone(UTC).date()

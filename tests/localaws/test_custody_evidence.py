@@ -372,3 +372,27 @@ def test_access_log_records_are_matched_for_a_key_that_needs_url_encoding(
     assert "REST.PUT.OBJECT" in [r["operation"] for r in trail["access_log"]["records"]]
     (put,) = [e for e in trail["events"] if e["name"] == "PutObject"]
     assert put["key"] == key and put["in_access_log"] is True
+
+
+def test_the_athena_table_is_printed_for_the_deployed_trail(
+        exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["custody", "acme", "--athena-table-ddl", "--athena-table", "audit.trail_logs",
+                 "--since", "2026-11-01", "--trail", exchange.trail,
+                 "--endpoint-url", exchange.aws.emulator.url, "--region", REGION])
+    out, _ = capsys.readouterr()
+
+    assert code == 0
+    assert out.startswith("CREATE EXTERNAL TABLE IF NOT EXISTS audit.trail_logs (")
+    location = f"s3://{exchange.custody}/AWSLogs/{ACCOUNT}/CloudTrail/{REGION}"
+    assert f"LOCATION '{location}'" in out and "'2026/11/01,NOW'" in out
+    assert f"'{location}/${{timestamp}}'" in out
+
+
+def test_an_athena_table_name_that_is_not_one_is_refused(
+        exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["custody", "acme", "--athena-table-ddl", "--athena-table", "x; DROP",
+                 "--trail", exchange.trail, "--endpoint-url", exchange.aws.emulator.url,
+                 "--region", REGION])
+    _, err = capsys.readouterr()
+
+    assert code == 1 and "is not DATABASE.TABLE" in err and err.count("\n") == 1
