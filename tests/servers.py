@@ -88,9 +88,15 @@ def emulator_client(service: str, endpoint: str, config: Config | None = None) -
 def running_moto() -> Iterator[str]:
     """A moto server on 127.0.0.1; yields its endpoint URL, stops it afterwards."""
     port = free_port()
-    server = Path(sys.executable).with_name("moto_server")
+    # moto_server, with TCP_NODELAY: its handler writes each header unbuffered, and with
+    # Nagle's algorithm on every response waited ~40 ms for the client's delayed ACK
+    # (localaws.permissions.TlsAwareRequestHandler says the same for the emulator).
+    launcher = ("from moto.moto_server.werkzeug_app import MotoRequestHandler\n"
+                "MotoRequestHandler.disable_nagle_algorithm = True\n"
+                "from moto.server import main\n"
+                f"main(['-H', '127.0.0.1', '-p', '{port}'])\n")
     proc = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", launcher],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
