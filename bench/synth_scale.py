@@ -20,8 +20,8 @@ summary gives min / median / max. Each run also prints its CPU seconds (user + s
 python and node, from /proc), the machine's load average before and after it, and how many
 cores' worth of CPU *other* processes used while it ran and the hypervisor stole (/proc/stat):
 a wall time far above the CPU time, or other work above ~0.2 cores, means the figure measured
-the machine, not the app (the load average alone cannot tell: the synth's own python and node
-threads put it above 2 on two cores). The subprocesses get the caller's environment,
+the machine, not the app (the load average alone cannot tell: it lags by minutes and counts
+the synth itself, about 1.5 on two cores). The subprocesses get the caller's environment,
 PYTHONDONTWRITEBYTECODE and PYTHONOPTIMIZE included; the first line says which were set.
 """
 
