@@ -14,6 +14,15 @@ peak memory (resident set of python + the jsii node process, sampled every 20 ms
 
 It also reports the largest template, resource count and policy sizes against AWS's limits.
 Prints figures; asserts nothing (timings belong in docs/benchmarks.md, never in tests).
+
+Every run is repeated ``--repeat`` times (one customer and all customers alike) and the
+summary gives min / median / max. Each run also prints its CPU seconds (user + system of
+python and node, from /proc), the machine's load average before and after it, and how many
+cores' worth of CPU *other* processes used while it ran and the hypervisor stole (/proc/stat):
+a wall time far above the CPU time, or other work above ~0.2 cores, means the figure measured
+the machine, not the app (the load average alone cannot tell: it lags by minutes and counts
+the synth itself, about 1.5 on two cores). The subprocesses get the caller's environment,
+PYTHONDONTWRITEBYTECODE and PYTHONOPTIMIZE included; the first line says which were set.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,8 +80,12 @@ def write_registry(directory: Path, count: int) -> list[str]:
     return slugs
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants, from /proc."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_rss_kib(pid: int, cpu_ticks: dict[int, int] | None = None) -> int:
+    """Resident memory of ``pid`` and all its descendants, from /proc. With ``cpu_ticks``,
+    also records each process's user + system CPU ticks so far (the last sample is kept)."""
     total = 0
     pending = [pid]
     while pending:
@@ -81,6 +95,11 @@ def tree_rss_kib(pid: int) -> int:
             total += next(
                 int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
             )
+            if cpu_ticks is not None:
+                # Fields after the parenthesized command name: utime and stime are the 12th
+                # and 13th (stat fields 14 and 15).
+                fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+                cpu_ticks[current] = int(fields[11]) + int(fields[12])
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
             pending.extend(int(c) for c in children)
         except (FileNotFoundError, StopIteration, ProcessLookupError):
@@ -88,8 +107,48 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def run_synth(registry: Path, customer: str, outdir: Path) -> tuple[float, int]:
-    """Run app.py as the CLI would; return (seconds, peak MiB of the process tree)."""
+def machine_ticks() -> tuple[int, int]:
+    """CPU ticks the whole machine (all cores) has spent busy, and stolen by the hypervisor
+    (a virtual machine's cores running someone else's work), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return user + nice + system + irq + softirq, steal  # guest time is counted in user
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+@dataclass
+class Run:
+    """One synth: wall and CPU seconds, peak MiB, load average before and after, and the CPU
+    other processes used meanwhile (in cores: 1.0 = one core busy the whole run)."""
+
+    seconds: float
+    mib: int
+    cpu_seconds: float
+    load_before: float
+    load_after: float
+    other_cores: float
+    steal_cores: float
+
+    def line(self, label: str) -> str:
+        return (
+            f"  {label:<14} {self.seconds:7.1f} s wall {self.cpu_seconds:7.1f} s CPU "
+            f"{self.mib:6} MiB  load {self.load_before:4.2f} -> {self.load_after:4.2f}  "
+            f"other work {self.other_cores:4.2f} cores, stolen {self.steal_cores:4.2f}"
+        )
+
+
+def spread(values: list[float]) -> str:
+    """min / median / max, or the single value."""
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
+
+
+def run_synth(registry: Path, customer: str, outdir: Path) -> Run:
+    """Run app.py as the CLI would; time it, with the machine's state around it."""
     context = json.loads((REPO / "cdk.json").read_text())["context"]
     context.update(customer=customer, registry=str(registry))
     env = dict(
@@ -99,6 +158,9 @@ def run_synth(registry: Path, customer: str, outdir: Path) -> tuple[float, int]:
         PATH=f"{REPO / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}",
         JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="1",
     )
+    load_before = load_average()
+    busy_before, steal_before = machine_ticks()
+    cpu_ticks: dict[int, int] = {}
     start = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "app.py"],
@@ -109,13 +171,25 @@ def run_synth(registry: Path, customer: str, outdir: Path) -> tuple[float, int]:
     )
     peak = 0
     while process.poll() is None:
-        peak = max(peak, tree_rss_kib(process.pid))
+        peak = max(peak, tree_rss_kib(process.pid, cpu_ticks))
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
+    busy_after, steal_after = machine_ticks()
+    busy = (busy_after - busy_before) / CLOCK_TICKS
     if process.returncode != 0:
         errors = process.stderr.read().decode() if process.stderr else ""
         raise SystemExit(f"synth failed: {errors[-2000:]}")
-    return elapsed, peak // 1024
+    cpu = sum(cpu_ticks.values()) / CLOCK_TICKS  # to the last 20 ms sample
+    return Run(
+        seconds=elapsed,
+        mib=peak // 1024,
+        cpu_seconds=cpu,
+        load_before=load_before,
+        load_after=load_average(),
+        # This script's own sampling (a few % of a core) counts as other work.
+        other_cores=max(0.0, busy - cpu) / elapsed,
+        steal_cores=(steal_after - steal_before) / CLOCK_TICKS / elapsed,
+    )
 
 
 def template_figures(outdir: Path) -> dict[str, int]:
@@ -187,36 +261,52 @@ def phases(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100, 500])
-    parser.add_argument("--repeat", type=int, default=3, help="one-customer runs per N (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per N and kind (min / median / max)"
+    )
     parser.add_argument("--phases", type=int, metavar="N", help="time the phases for N")
     args = parser.parse_args()
     if args.phases:
         phases(args.phases)
         return
+    flags = ("PYTHONDONTWRITEBYTECODE", "PYTHONOPTIMIZE", "NODE_OPTIONS")
     print(
-        f"{'N':>5} {'one: s':>8} {'one: MiB':>9} {'all: s':>8} {'all: MiB':>9} "
-        f"{'s/cust':>7} {'tmpl KB':>8} {'res':>4} {'bucket':>7} {'key':>6} {'managed':>8} "
-        f"{'trust':>6}"
+        f"{os.cpu_count()} cores; "
+        + ", ".join(f"{flag}={os.environ.get(flag, '(unset)')}" for flag in flags),
+        flush=True,
     )
+    rows = []
     for count in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             registry = Path(tmp) / "customers"
             slugs = write_registry(registry, count)
-            one = [
-                run_synth(registry, slugs[-1], Path(tmp) / f"one{i}") for i in range(args.repeat)
-            ]
-            one_s = statistics.median(t for t, _ in one)
-            one_mib = max(m for _, m in one)
-            all_s, all_mib = run_synth(registry, "all", Path(tmp) / "all")
-            figures = template_figures(Path(tmp) / "all")
-            print(
-                f"{count:>5} {one_s:>8.1f} {one_mib:>9} {all_s:>8.1f} {all_mib:>9} "
-                f"{all_s / count:>7.2f} {figures['template_bytes'] / 1024:>8.0f} "
-                f"{figures['resources']:>4} {figures['bucket_policy']:>7} "
-                f"{figures['key_policy']:>6} {figures['managed_policy']:>8} "
-                f"{figures['trust_policy']:>6}",
-                flush=True,
-            )
+            one: list[Run] = []
+            every: list[Run] = []
+            for i in range(args.repeat):
+                one.append(run_synth(registry, slugs[-1], Path(tmp) / f"one{i}"))
+                print(one[-1].line(f"N={count} one #{i + 1}"), flush=True)
+            for i in range(args.repeat):
+                every.append(run_synth(registry, "all", Path(tmp) / f"all{i}"))
+                print(every[-1].line(f"N={count} all #{i + 1}"), flush=True)
+            figures = template_figures(Path(tmp) / "all0")
+        all_median = statistics.median(r.seconds for r in every)
+        rows.append(
+            f"{count:>5} {spread([r.seconds for r in one]):>20} "
+            f"{max(r.mib for r in one):>9} {spread([r.seconds for r in every]):>20} "
+            f"{statistics.median(r.cpu_seconds for r in every):>10.1f} "
+            f"{max(r.mib for r in every):>9} {all_median / count:>7.2f} "
+            f"{figures['template_bytes'] / 1024:>8.0f} "
+            f"{figures['resources']:>4} {figures['bucket_policy']:>7} "
+            f"{figures['key_policy']:>6} {figures['managed_policy']:>8} "
+            f"{figures['trust_policy']:>6}"
+        )
+    print(
+        f"\n{'N':>5} {'one: s (min/med/max)':>20} {'one: MiB':>9} "
+        f"{'all: s (min/med/max)':>20} {'all: CPU s':>10} {'all: MiB':>9} "
+        f"{'s/cust':>7} {'tmpl KB':>8} {'res':>4} {'bucket':>7} {'key':>6} {'managed':>8} "
+        f"{'trust':>6}"
+    )
+    print("\n".join(rows))
     print(
         f"limits: template body {TEMPLATE_BODY_LIMIT // 1000} KB (via S3), "
         f"{RESOURCE_LIMIT} resources; bucket policy 20,480; key policy 32,768; "
