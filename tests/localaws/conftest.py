@@ -136,3 +136,16 @@ def aws_plain_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aws]:
 def unique() -> Callable[[str], str]:
     """Globally unique, S3-safe names (buckets are global within an emulator)."""
     return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def log_access(s3: Any, bucket: str) -> str:
+    """Server access logging of ``bucket`` into a new bucket (returned), under
+    ``data-bucket/``, with the delivery grant S3 needs."""
+    logs = f"{bucket}-logs"
+    s3.create_bucket(Bucket=logs)
+    s3.put_bucket_policy(Bucket=logs, Policy=json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+        "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{logs}/*"}]}))
+    s3.put_bucket_logging(Bucket=bucket, BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": logs, "TargetPrefix": "data-bucket/"}})
+    return logs

@@ -19,7 +19,7 @@ from admin import trail_evidence
 from admin.trail_events import parse_access_log_line
 from localaws import cloudtrail
 from phi_core import trail_files
-from tests.localaws.conftest import PARTNER_ADDRESS, Aws
+from tests.localaws.conftest import PARTNER_ADDRESS, Aws, log_access
 
 ACCOUNT = "123456789012"
 OTHER_ACCOUNT = "111122223333"
@@ -237,13 +237,7 @@ def test_a_bucket_that_refuses_cloudtrail_gets_nothing_and_the_refusal_is_record
 
 def test_access_logs_are_written_in_s3_s_format(setup: Setup) -> None:
     s3 = setup.aws.client("s3")
-    logs = f"{setup.prefix}-logs"
-    s3.create_bucket(Bucket=logs)
-    s3.put_bucket_policy(Bucket=logs, Policy=json.dumps({"Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
-        "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{logs}/*"}]}))
-    s3.put_bucket_logging(Bucket=setup.data, BucketLoggingStatus={"LoggingEnabled": {
-        "TargetBucket": logs, "TargetPrefix": "data-bucket/"}})
+    logs = log_access(s3, setup.data)
     put = s3.put_object(Bucket=setup.data, Key="inbound/logged file.csv", Body=b"12345")
 
     keys = [o["Key"] for o in

@@ -22,7 +22,7 @@ from admin.cli import main
 from admin.trail_events import ATHENA_COLUMNS, EventQuery, athena_query
 from localaws import cloudtrail, server
 from localaws.server import REGION
-from tests.localaws.conftest import PARTNER_ADDRESS, Aws
+from tests.localaws.conftest import PARTNER_ADDRESS, Aws, log_access
 
 ACCOUNT = server.ACCOUNT_ID
 KEY = "inbound/claims.csv"
@@ -351,13 +351,7 @@ def test_a_caller_refused_the_inbound_version_still_gets_aws_s_records(
 def test_access_log_records_are_matched_for_a_key_that_needs_url_encoding(
         exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
     s3 = exchange.aws.client("s3")
-    logs = f"{exchange.data}-logs"
-    s3.create_bucket(Bucket=logs)
-    s3.put_bucket_policy(Bucket=logs, Policy=json.dumps({"Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
-        "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{logs}/*"}]}))
-    s3.put_bucket_logging(Bucket=exchange.data, BucketLoggingStatus={"LoggingEnabled": {
-        "TargetBucket": logs, "TargetPrefix": "data-bucket/"}})
+    log_access(s3, exchange.data)
     key = "inbound/claims 2026+final.csv"
     s3.put_object(Bucket=exchange.data, Key=key, Body=b"id\n1\n")
     cloudtrail.flush(exchange.aws.emulator)
