@@ -16,6 +16,11 @@ stored and recomputed checksums, the import, every event on the key, and the tra
 checked (each log file's SHA-256 against its digest, the digest chain, the signatures against
 the key ``ListPublicKeys`` publishes). The step fails unless the command exits 0 and names the
 address the partner's requests came from and the evidence as intact.
+
+First, the trail's part (``custody <slug> --prefix <prefix>``) runs as a session of the
+operator role with the emulator's permission checks on: the role's own grants must read the
+evidence (the whole answer above, the inbound version's stored checksum and bytes included, is
+break-glass's, which no local user can assume: it needs MFA).
 """
 
 from __future__ import annotations
@@ -65,8 +70,9 @@ def custody_from_the_trail(run: LocalRun) -> StepResult:
                             f"{refused[0]['reason']}")
     log_files = sum(1 for d in delivered if d["kind"] == "log file")
     command = custody_command(run)
-    # As the operator's shell would run it (the run's operator credentials, permission checks
-    # off: the operator role's reach over the evidence is the access matrix's to prove).
+    # With the run's administrator credentials, permission checks off: the whole answer, the
+    # inbound version's stored checksum and bytes included, is break-glass's reach (no local
+    # user has MFA). The operator role's own run, checks on, is _operator_reads_the_evidence.
     completed = subprocess.run(  # noqa: S603 - our own CLI, from this venv
         command, cwd=REPO_ROOT, env=run.env, capture_output=True, text=True,
         timeout=CUSTODY_TIMEOUT_SECONDS, check=False)
