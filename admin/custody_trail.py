@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -82,20 +83,19 @@ class TrailSection:
     log_files_read: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    # The access log's request ids (and how many records they were drawn from).
-    _logged: tuple[int, set[str]] | None = field(default=None, init=False, repr=False,
-                                                 compare=False)
 
     @property
     def intact(self) -> bool:
         return self.evidence is None or self.evidence.intact
 
+    @cached_property
+    def _logged_requests(self) -> frozenset[str]:
+        # Read once the access log is attached (_section), then asked once per event.
+        return frozenset(str(r.get("request_id")) for r in self.access_log)
+
     def in_access_log(self, event: TrailEvent) -> bool:
         """The access log has a record of the event's request (same request id)."""
-        if self._logged is None or self._logged[0] != len(self.access_log):
-            self._logged = (len(self.access_log),
-                            {str(r.get("request_id")) for r in self.access_log})
-        return event.request_id in self._logged[1]
+        return event.request_id in self._logged_requests
 
     def to_json(self) -> dict[str, Any]:
         return {

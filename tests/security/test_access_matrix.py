@@ -149,8 +149,7 @@ def test_every_action_the_evaluator_knows_is_asked_of_every_resource(matrix: Mat
 _BY_SLICE: dict[int, dict[tuple[Who, str, str, Kind], list[MatrixOutcome]]] = {}
 
 
-def _slice(matrix: MatrixResult, who: Who, owner: str, action: str,
-           kind: Kind) -> list[MatrixOutcome]:
+def _index(matrix: MatrixResult) -> dict[tuple[Who, str, str, Kind], list[MatrixOutcome]]:
     if id(matrix) not in _BY_SLICE:
         index: dict[tuple[Who, str, str, Kind], list[MatrixOutcome]] = {}
         for o in matrix.outcomes:
@@ -158,13 +157,17 @@ def _slice(matrix: MatrixResult, who: Who, owner: str, action: str,
                    o.request.operation.action, o.request.target.kind)
             index.setdefault(key, []).append(o)
         _BY_SLICE[id(matrix)] = index
-    return _BY_SLICE[id(matrix)].get((who, owner, action, kind), [])
+    return _BY_SLICE[id(matrix)]
+
+
+def _slice(matrix: MatrixResult, who: Who, owner: str, action: str,
+           kind: Kind) -> list[MatrixOutcome]:
+    return _index(matrix).get((who, owner, action, kind), [])
 
 
 def _service_outcomes(matrix: MatrixResult) -> list[MatrixOutcome]:
     """Every request an AWS service makes (on behalf of some resource), from the index."""
-    _slice(matrix, Who.SERVICE, "", "", Kind.KEY)  # builds the index
-    return [o for key, outcomes in _BY_SLICE[id(matrix)].items() if key[0] is Who.SERVICE
+    return [o for key, outcomes in _index(matrix).items() if key[0] is Who.SERVICE
             for o in outcomes]
 
 
