@@ -9,8 +9,10 @@ Options: ``--dead-letter-queue-url`` (default: the queue's redrive-policy target
 ``--retry-delay`` (seconds before a transiently failed message returns, default 60),
 ``--work-dir`` (where objects are fetched, default the system's temporary directory),
 ``--create-schema`` (apply importer/schema.sql first; default off: the importer's role should
-not own the schema). Exit status: 0 after ``--once`` or an interrupt, 1 if the queue or the
-database cannot be reached at start, 2 usage error.
+not own the schema), ``--signing-key`` (the KMS key that signs receipts, default its alias
+``alias/phi-exchange/receipts``: the only name the importer's role may sign by). Receipts and
+notices of files stopped at the malware gate are always on. Exit status: 0 after ``--once`` or
+an interrupt, 1 if the queue or the database cannot be reached at start, 2 usage error.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from admin.aws import AwsOptions, make_client
 from importer import store
 from importer.consumer import Importer, Outcome, dead_letter_queue_of
+from importer.gate import Notifier, ReceiptIssuer
+from phi_core import naming
 
 PROG = "python -m importer"
 
@@ -58,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "comes back (default 60)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="directory for fetched objects (default: system temp)")
+    parser.add_argument("--signing-key", default=naming.RECEIPT_SIGNING_KEY_ALIAS,
+                        help="the KMS key that signs receipts (default: "
+                        f"{naming.RECEIPT_SIGNING_KEY_ALIAS})")
     parser.add_argument("--create-schema", action="store_true",
                         help="apply importer/schema.sql before consuming")
     parser.add_argument("--log-level", default="INFO",
@@ -78,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                application_name="phi-exchange-importer")
 
     try:
+        # The partition of the topics the notices go to: the caller's (no permission needed).
+        caller = make_client("sts", options).get_caller_identity()["Arn"]
+        partition = str(caller).split(":")[1]
         dlq = args.dead_letter_queue_url or dead_letter_queue_of(sqs, args.queue_url)
         with connect() as conn:  # proves the database is there before the first message
             if args.create_schema:
@@ -85,9 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ClientError, BotoCoreError, ValueError, psycopg.Error) as err:
         print(f"{PROG}: cannot start: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
-    importer = Importer(s3=make_client("s3", options), sqs=sqs, queue_url=args.queue_url,
+    s3 = make_client("s3", options)
+    importer = Importer(s3=s3, sqs=sqs, queue_url=args.queue_url,
                         dead_letter_queue_url=dlq, connect=connect,
-                        work_dir=args.work_dir, retry_delay=args.retry_delay)
+                        work_dir=args.work_dir, retry_delay=args.retry_delay,
+                        receipts=ReceiptIssuer(s3=s3, kms=make_client("kms", options),
+                                               signing_key=args.signing_key),
+                        notifier=Notifier(sns=make_client("sns", options),
+                                          partition=partition))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.once:

@@ -28,10 +28,19 @@ from typing import Any
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from importer import store
+from importer import gate_store, store
 from importer.errors import ChecksumMismatch, PermanentFailure
 from importer.fetch import Fetched, fetch_verified
-from importer.message import NULL_VERSION, IngestionEvent, parse_message
+from importer.gate import Imported, Notifier, ReceiptIssuer, receipt_body, scan_tag, stored_checksum
+from importer.gate_store import Arrival, Verdict
+from importer.message import (
+    CLEAN,
+    NULL_VERSION,
+    IngestionEvent,
+    ScanResultEvent,
+    parse_message,
+)
+from phi_core import malware_gate
 
 logger = logging.getLogger("importer")
 
@@ -45,6 +54,8 @@ class Outcome(enum.StrEnum):
     LOADED = "loaded"  # rows and custody row committed (or a batch manifest recorded)
     DUPLICATE = "duplicate"  # this version was already recorded: nothing written
     SKIPPED = "skipped"  # a folder marker: nothing to load
+    WAITING = "waiting"  # one half of the gate recorded (arrival or verdict): the other decides
+    STOPPED = "stopped"  # stopped at the malware gate: nothing loaded, notified, receipt
     DEAD_LETTERED = "dead-lettered"  # permanent failure: sent to the DLQ with its reason
     RETRY = "retry"  # transient failure: the message stays on the queue
 
@@ -67,6 +78,8 @@ class Importer:
     connect: Callable[[], psycopg.Connection[Any]]
     work_dir: Path | None = None
     retry_delay: int = 60
+    receipts: ReceiptIssuer | None = None
+    notifier: Notifier | None = None
     _conn: psycopg.Connection[Any] | None = field(default=None, init=False, repr=False)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -147,9 +160,100 @@ class Importer:
                      type(exc).__name__, " ".join(str(exc).split()))
         return Outcome.RETRY
 
-    def _process(self, event: IngestionEvent) -> tuple[Outcome, str]:
+    def _process(self, event: IngestionEvent | ScanResultEvent) -> tuple[Outcome, str]:
+        if isinstance(event, ScanResultEvent):
+            arrival, verdict = gate_store.record_half(self._connection(), event,
+                                                      event.version_id)
+            if arrival is None:
+                return Outcome.WAITING, (f": scan result {event.result} recorded; waiting for "
+                                         "the file's Object Created event")
+            assert verdict is not None
+            return self._decide(arrival, verdict)
         if event.is_folder_marker:
             return Outcome.SKIPPED, ": folder marker"
+        version = event.version_id or NULL_VERSION
+        arrival, verdict = gate_store.record_half(self._connection(), event, version)
+        assert arrival is not None
+        if not event.scan_required:
+            return self._import(event, arrival, None)
+        if verdict is None:
+            return Outcome.WAITING, ": arrived; waiting for the malware scan's result"
+        return self._decide(arrival, verdict)
+
+    # -- the malware gate ------------------------------------------------------------------------
+
+    def _decide(self, arrival: Arrival, verdict: Verdict) -> tuple[Outcome, str]:
+        """Both halves are here: import a clean version whose tag agrees, stop any other."""
+        if not verdict.clean:
+            return self._stop(arrival, verdict, f"GuardDuty's verdict is {verdict.result}"
+                              + (f" ({', '.join(verdict.threats)})" if verdict.threats else ""))
+        tag = scan_tag(self.s3, arrival.bucket, arrival.key, arrival.version_id)
+        if tag != CLEAN:
+            return self._stop(arrival, verdict, f"the scan-result event says {CLEAN} but the "
+                              f"version's {malware_gate.SCAN_TAG_KEY} tag says "
+                              f"{tag or 'nothing'}")
+        event = IngestionEvent(
+            customer=arrival.customer, bucket=arrival.bucket, key=arrival.key,
+            version_id=None if arrival.version_id == NULL_VERSION else arrival.version_id,
+            size=arrival.size, etag=arrival.etag, time=arrival.time, event_id=arrival.event_id,
+            requester=arrival.requester, source_ip=arrival.source_ip)
+        return self._import(event, arrival, verdict)
+
+    def _stop(self, arrival: Arrival, verdict: Verdict, reason: str) -> tuple[Outcome, str]:
+        """Nothing is loaded; the security topic and the customer's contacts are told once;
+        the stop is recorded (custody) and the partner gets a signed "rejected" receipt."""
+        conn = self._connection()
+        where = (arrival.bucket, arrival.key, arrival.version_id)
+        if not gate_store.is_stopped(conn, *where):
+            notified = (self.notifier.notify(arrival, result=verdict.result, reason=reason,
+                                             threats=verdict.threats)
+                        if self.notifier else [])
+            gate_store.record_stop(conn, arrival, result=verdict.result, reason=reason,
+                                   threats=verdict.threats, notified=notified)
+        if self.receipts is not None and not gate_store.has_receipt(conn, *where):
+            checksum = stored_checksum(self.s3, *where)
+            self._issue(receipt_body(arrival, outcome="rejected", verdict=verdict,
+                                     imported=None, checksum=checksum,
+                                     issued_at=datetime.now(UTC)))
+        logger.warning("stopped at the malware gate: s3://%s/%s (version %s): %s",
+                       arrival.bucket, arrival.key, arrival.version_id, reason)
+        return Outcome.STOPPED, f": {reason}; not imported"
+
+    def _receipt_for_import(self, arrival: Arrival, verdict: Verdict | None) -> None:
+        if self.receipts is None:
+            return
+        conn = self._connection()
+        where = (arrival.bucket, arrival.key, arrival.version_id)
+        if gate_store.has_receipt(conn, *where):
+            return
+        row = gate_store.custody_of(conn, *where) or gate_store.manifest_of(conn, *where)
+        if row is None:  # recorded meanwhile by another delivery, which issues it
+            return
+        imported = Imported(import_id=int(row["id"]), row_count=int(row["row_count"]),
+                            imported_at=row["imported_at"],
+                            checksum_algorithm=str(row["checksum_algorithm"]),
+                            checksum=str(row["checksum"]), size=int(row.get("size")
+                                                                    or arrival.size))
+        self._issue(receipt_body(arrival, outcome="imported", verdict=verdict,
+                                 imported=imported,
+                                 checksum=(imported.checksum_algorithm, imported.checksum),
+                                 issued_at=datetime.now(UTC)))
+
+    def _issue(self, body: dict[str, Any]) -> None:
+        assert self.receipts is not None
+        receipt_key, signature, key_arn = self.receipts.issue(body)
+        gate_store.record_receipt(self._connection(), body, receipt_key=receipt_key,
+                                  signature=signature, signing_key=key_arn)
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def _import(self, event: IngestionEvent, arrival: Arrival,
+                verdict: Verdict | None) -> tuple[Outcome, str]:
+        outcome, note = self._load(event)
+        self._receipt_for_import(arrival, verdict)
+        return outcome, note
+
+    def _load(self, event: IngestionEvent) -> tuple[Outcome, str]:
         conn = self._connection()
         version = event.version_id or NULL_VERSION
         if store.is_loaded(conn, event.bucket, event.key, version):

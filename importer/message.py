@@ -10,7 +10,23 @@ The body is what the customer stack's EventBridge input transformer writes
      "source_ip": "198.51.100.7"}
 
 S3's EventBridge events carry the object key as stored (not URL-encoded) and the requester as
-an account id or a service principal, not a full ARN.
+an account id or a service principal, not a full ARN. The rule also sends ``"kind":
+"object-created"`` and ``"scan"``: ``required`` (the file waits for the malware gate) or
+``opted-out`` (the registry opted the customer out); a message without ``scan`` waits for the
+gate too.
+
+The customer's scan-result rule (``stacks/components/malware_gate.py``) sends GuardDuty's
+verdict on one version::
+
+    {"customer": "acme", "kind": "scan-result", "account": "123456789012",
+     "region": "eu-west-2", "bucket": "phi-acme-123456789012-eu-west-2",
+     "key": "inbound/claims.csv", "version_id": "3sL4...", "etag": "9b2c...",
+     "time": "2025-03-01T04:12:41Z", "event_id": "72c7...", "scan_status": "COMPLETED",
+     "scan_result": "NO_THREATS_FOUND", "threats": null,
+     "plan": "arn:aws:guardduty:eu-west-2:123456789012:malware-protection-plan/..."}
+
+(GuardDuty's "Object Scan Result" event, fields as documented in
+https://docs.aws.amazon.com/guardduty/latest/ug/monitor-with-eventbridge-s3-malware-protection.html.)
 """
 
 from __future__ import annotations
@@ -31,6 +47,13 @@ FIELDS = (
 )
 # S3's name for the version of an object written while versioning was off.
 NULL_VERSION = "null"
+OBJECT_CREATED = "object-created"
+SCAN_RESULT = "scan-result"
+SCAN_REQUIRED = "required"
+SCAN_OPTED_OUT = "opted-out"
+# GuardDuty's scanStatus of a scan that ran to the end; anything else is not a verdict.
+SCAN_COMPLETED = "COMPLETED"
+CLEAN = "NO_THREATS_FOUND"
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,7 @@ class IngestionEvent:
     event_id: str
     requester: str | None
     source_ip: str | None
+    scan_required: bool = True
 
     @property
     def is_batch_manifest(self) -> bool:
@@ -65,7 +89,33 @@ class IngestionEvent:
         return f"s3://{self.bucket}/{self.key} (version {self.version_id or NULL_VERSION})"
 
 
-def parse_message(body: str) -> IngestionEvent:
+@dataclass(frozen=True)
+class ScanResultEvent:
+    """GuardDuty's verdict on one inbound object version. ``result`` is the
+    ``scanResultStatus`` when the scan completed, else the ``scanStatus`` (``SKIPPED``,
+    ``FAILED``); only ``NO_THREATS_FOUND`` of a completed scan is :attr:`clean`."""
+
+    customer: str
+    bucket: str
+    key: str
+    version_id: str
+    etag: str | None
+    time: datetime
+    event_id: str
+    scan_status: str
+    result: str
+    threats: tuple[str, ...]
+    plan: str | None
+
+    @property
+    def clean(self) -> bool:
+        return self.scan_status == SCAN_COMPLETED and self.result == CLEAN
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.key} (version {self.version_id})"
+
+
+def parse_message(body: str) -> IngestionEvent | ScanResultEvent:
     """Parse and check one message body; :class:`InvalidMessage` lists every problem.
 
     Rules: a JSON object; ``customer`` a valid slug; ``account`` and ``region`` the event's
@@ -95,6 +145,9 @@ def parse_message(body: str) -> IngestionEvent:
             return None
         return value
 
+    kind = text("kind", required=False) or OBJECT_CREATED
+    if kind not in (OBJECT_CREATED, SCAN_RESULT):
+        problems.append(f"kind: {kind!r} is neither {OBJECT_CREATED} nor {SCAN_RESULT}")
     customer = text("customer", required=True)
     account = text("account", required=True)
     region = text("region", required=True)
@@ -119,9 +172,29 @@ def parse_message(body: str) -> IngestionEvent:
                         f"in {account} {region}")
     if key is not None and not key.startswith(naming.INBOUND_PREFIX):
         problems.append(f"key: {key!r} is not under {naming.INBOUND_PREFIX}")
+    when = _time(moment, problems)
+    if kind == SCAN_RESULT:
+        return _scan_result(data, text, customer, bucket, key, version_id, etag, event_id,
+                            when, problems)
     size = data.get("size")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         problems.append(f"size: must be a non-negative integer (got {size!r})")
+    scan = text("scan", required=False) or SCAN_REQUIRED
+    if scan not in (SCAN_REQUIRED, SCAN_OPTED_OUT):
+        problems.append(f"scan: {scan!r} is neither {SCAN_REQUIRED} nor {SCAN_OPTED_OUT}")
+    if problems:
+        raise InvalidMessage("invalid ingestion message: " + "; ".join(problems))
+    assert customer and bucket and key and event_id and when is not None
+    assert isinstance(size, int)
+    return IngestionEvent(
+        customer=customer, bucket=bucket, key=key,
+        version_id=None if version_id == NULL_VERSION else version_id,
+        size=size, etag=etag, time=when, event_id=event_id, requester=requester,
+        source_ip=source_ip, scan_required=scan != SCAN_OPTED_OUT,
+    )
+
+
+def _time(moment: str | None, problems: list[str]) -> datetime | None:
     when: datetime | None = None
     if moment is not None:
         try:
@@ -131,13 +204,36 @@ def parse_message(body: str) -> IngestionEvent:
         else:
             if when.tzinfo is None:
                 problems.append(f"time: {moment!r} has no time zone")
+    return when
+
+
+def _scan_result(data: dict[str, Any], text: Any, customer: str | None, bucket: str | None,
+                 key: str | None, version_id: str | None, etag: str | None,
+                 event_id: str | None, when: datetime | None,
+                 problems: list[str]) -> ScanResultEvent:
+    """The rest of a scan-result message: the version (required: GuardDuty scans one), the
+    scan's status and result, the threats' names."""
+    if version_id is None:
+        problems.append("version_id: required in a scan result")
+    scan_status = text("scan_status", required=True)
+    result = text("scan_result", required=False)
+    if scan_status == SCAN_COMPLETED and result is None:
+        problems.append("scan_result: required when scan_status is COMPLETED")
+    threats = data.get("threats")
+    names: list[str] = []
+    if threats is not None:
+        if not isinstance(threats, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("name", ""), str) for t in threats):
+            problems.append("threats: must be a list of objects with a name, or null")
+        else:
+            names = [str(t.get("name", "")) for t in threats]
+    plan = text("plan", required=False)
     if problems:
-        raise InvalidMessage("invalid ingestion message: " + "; ".join(problems))
-    assert customer and bucket and key and event_id and when is not None
-    assert isinstance(size, int)
-    return IngestionEvent(
-        customer=customer, bucket=bucket, key=key,
-        version_id=None if version_id == NULL_VERSION else version_id,
-        size=size, etag=etag, time=when, event_id=event_id, requester=requester,
-        source_ip=source_ip,
-    )
+        raise InvalidMessage("invalid scan-result message: " + "; ".join(problems))
+    assert customer and bucket and key and event_id and version_id and scan_status
+    assert when is not None
+    return ScanResultEvent(
+        customer=customer, bucket=bucket, key=key, version_id=version_id, etag=etag,
+        time=when, event_id=event_id, scan_status=scan_status,
+        result=result if scan_status == SCAN_COMPLETED and result else scan_status,
+        threats=tuple(names), plan=plan)

@@ -51,7 +51,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from phi_core import identifiers, naming
+from phi_core import identifiers, malware_gate, naming
 from security import evaluator
 from security.action_catalog import action_info, actions_for
 from security.matrix_model import (
@@ -87,7 +87,9 @@ from security.matrix_rules import (
     EVENTS_INGESTION,
     EVENTS_SWEEP,
     EVENTS_TAMPER,
+    GUARDDUTY_PLAN,
     LOGS,
+    REQUEST_TAG_KEYS,
     RULES,
     S3_LOGGING,
     SECRETS,
@@ -160,7 +162,10 @@ VARIANTS: tuple[dict[str, Any], ...] = (
                             "arn:aws:iam::300000000004:role/team/transfer"],
      "allowed_source_ips": ["192.0.2.0/24"]},
     {"slug": "mx-role-in", "access": "assume-role", "directions": ["inbound"],
-     "partner_principals": ["300000000005"], "external_id": "mx-role-in-external-id-0001"},
+     "partner_principals": ["300000000005"], "external_id": "mx-role-in-external-id-0001",
+     # Opted out of the malware gate: no scanner, the scan tag still nobody else's.
+     "malware_scan": {"enabled": False,
+                      "reason": "Matrix variant: a partner opted out of the malware gate."}},
     {"slug": "mx-role-out", "access": "assume-role", "directions": ["outbound"],
      "partner_principals": ["arn:aws:iam::300000000006:role/download"],
      "external_id": "mx-role-out-external-id-0001",
@@ -258,6 +263,8 @@ OBJECT_KEYS = (
     ("other prefix", "archive/claims-2026-10.csv"),
     ("look-alike prefix", "inbound-archive/claims-2026-10.csv"),
     ("other case", "Inbound/claims-2026-11.csv"),
+    ("receipts/", "receipts/claims-2026-11.csv/3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY.json"),
+    ("GuardDuty's validation object", malware_gate.VALIDATION_OBJECT_KEY),
 )
 FOREIGN_OBJECT_KEYS = frozenset(key for _, key in OBJECT_KEYS[:3])
 LOG_OBJECT_KEY = "data-bucket/2026-11-28-06-17-00-0123456789ABCDEF"
@@ -300,6 +307,17 @@ def _customer_targets(customer: CustomerConfig, universe: Universe) -> list[Targ
     ]
     if customer.offboarded:
         return targets
+    if customer.scanned:
+        scanner = _need(policies.role_names, naming.scanner_role_name(slug), slug, "role")
+        topic = _need(policies.topics, naming.gate_notices_topic_name(slug), slug, "topic")
+        targets += [
+            target(kind=Kind.ROLE, part=Part.SCANNER_ROLE, arn=scanner,
+                   label=f"{slug} malware scanner role",
+                   policy=_named(universe, policies.trust_policies[scanner])),
+            target(kind=Kind.TOPIC, part=Part.GATE_TOPIC, arn=topic,
+                   label=f"{slug} gate notices topic",
+                   policy=_named(universe, policies.topic_policies.get(topic))),
+        ]
     if customer.access is AccessMode.IAM_USER:
         targets += _rotation_targets(customer, universe, target)
     if customer.access is AccessMode.ASSUME_ROLE:
@@ -401,6 +419,12 @@ def _audit_targets(universe: Universe) -> list[Target]:
                label="security topic",
                policy=_named(universe, policies.topic_policies.get(security_topic))),
     ]
+    signing_key = _need(policies.key_aliases, naming.RECEIPT_SIGNING_KEY_ALIAS, AUDIT,
+                        "key with alias")
+    targets.append(Target(owner=AUDIT, customer=None, kind=Kind.KEY, part=Part.SIGNING_KEY,
+                          arn=signing_key, label="receipt signing key",
+                          policy=_named(universe, policies.key_policies[signing_key]),
+                          key_arn=signing_key))
     return targets
 
 
@@ -494,6 +518,12 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
                                         (allow_all,), home,
                                         former_partner_of=frozenset({slug})))
             continue
+        if customer.scanned:
+            scanner = _need(policies.role_names, naming.scanner_role_name(slug), slug, "role")
+            result.append(Principal(f"{slug} malware scanner role", Who.SCANNER,
+                                    _session(scanner, "GuardDutyMalwareProtection"), scanner,
+                                    ACCOUNT, _identity(universe, slug, scanner),
+                                    ANY_ADDRESS_V4, role_of=slug))
         if customer.access is AccessMode.IAM_USER:
             user = _need(policies.user_names, naming.partner_user_name(slug), slug, "user")
             result.append(Principal(f"{slug} partner (IAM user)", Who.PARTNER, user, user,
@@ -631,6 +661,12 @@ def _services(customers: Sequence[CustomerConfig], universe: Universe) -> list[P
                  arn.format("events", foreign, f"rule/{naming.TAMPER_RULE_PREFIX}trail"),
                  serves=None, genuine=False, account=foreign),
         _service(CLOUDFORMATION, "any stack", "", serves=None, genuine=False),
+        _service(GUARDDUTY_PLAN, "a Malware Protection plan of our account",
+                 arn.format("guardduty", ACCOUNT, "malware-protection-plan/b4c7f464ab3a4d2f"),
+                 serves=None, genuine=False),
+        _service(GUARDDUTY_PLAN, "a Malware Protection plan of an unrelated account",
+                 arn.format("guardduty", foreign, "malware-protection-plan/9e8d7c6b5a4f3e2d"),
+                 serves=None, genuine=False, account=foreign),
     ]
     tamper_rules = {name: rule for name, rule in audit.rules.items()
                     if name.startswith(naming.TAMPER_RULE_PREFIX)}
@@ -650,9 +686,14 @@ def _services(customers: Sequence[CustomerConfig], universe: Universe) -> list[P
         if ingestion:
             found.append(_service(EVENTS_INGESTION, f"{slug}'s inbound rule", ingestion,
                                   serves=slug, genuine=True))
+        scan_results = policies.rules.get(naming.scan_result_rule_name(slug))
+        if scan_results:
+            found.append(_service(EVENTS_INGESTION, f"{slug}'s scan-result rule", scan_results,
+                                  serves=slug, genuine=True))
         if customer.access is not AccessMode.IAM_USER:
             continue
-        (sweep,) = (rule for name, rule in policies.rules.items() if rule != ingestion)
+        (sweep,) = (rule for name, rule in policies.rules.items()
+                    if rule not in (ingestion, scan_results))
         found += [
             _service(EVENTS_SWEEP, f"{slug}'s daily sweep rule", sweep, serves=slug,
                      genuine=True),
@@ -687,6 +728,7 @@ LISTINGS: tuple[tuple[str, dict[str, str]], ...] = (
     ("prefix inbound/", {"s3:prefix": "inbound/"}),
     ("prefix inbound/2026/", {"s3:prefix": "inbound/2026/"}),
     ("prefix outbound/", {"s3:prefix": "outbound/"}),
+    ("prefix receipts/", {"s3:prefix": "receipts/"}),
     ("top level, prefix '' and delimiter /", {"s3:prefix": "", "s3:delimiter": "/"}),
     ("top level, delimiter /", {"s3:delimiter": "/"}),
     ("everything", {}),
@@ -719,12 +761,16 @@ def curated_operations(target: Target, *, full: bool, other_key: str) -> list[Op
         encryptions = _encryptions(target, other_key)
         if not full or target.part not in (Part.DATA, Part.CUSTODY):
             encryptions = [encryptions[0], encryptions[2]]
-        return [_op("s3:PutObject", name, ctx) for name, ctx in encryptions] + reads_and_deletes
+        tagging = _scan_tag_requests() if target.part is Part.DATA else []
+        return ([_op("s3:PutObject", name, ctx) for name, ctx in encryptions] + tagging
+                + reads_and_deletes)
     if target.kind is Kind.BUCKET:
         listings = LISTINGS if full and target.part is Part.DATA else FOREIGN_LISTINGS
         return [_op("s3:ListBucket", name, ctx) for name, ctx in listings] + [
             _op("s3:GetBucketLocation"), _op("s3:PutBucketPolicy"),
             _op("s3:PutBucketVersioning"), _op("s3:PutLifecycleConfiguration")]
+    if target.part is Part.SIGNING_KEY:
+        return _signing_requests()
     if target.kind is Kind.KEY:
         # With S3 Bucket Keys the key's encryption context is the bucket's ARN.
         s3_context = ({"kms:EncryptionContext:aws:s3:arn": target.bucket_arn}
@@ -764,6 +810,53 @@ def curated_operations(target: Target, *, full: bool, other_key: str) -> list[Op
             _op("sts:AssumeRole", "without external id"),
         ]
     return []
+
+
+CLEAN_TAG = {f"s3:RequestObjectTag/{malware_gate.SCAN_TAG_KEY}": malware_gate.CLEAN,
+             REQUEST_TAG_KEYS: [malware_gate.SCAN_TAG_KEY]}
+
+
+def _scan_tag_requests() -> list[Operation]:
+    """Setting the scan tag to clean: on upload (x-amz-tagging; CreateMultipartUpload and
+    CopyObject are authorized as s3:PutObject too, with the same context) and by a tagging
+    request, as IAM sees each (s3:RequestObjectTag/<key>, s3:RequestObjectTagKeys)."""
+    variant = f"{malware_gate.SCAN_TAG_KEY}={malware_gate.CLEAN}"
+    return [_op("s3:PutObject", f"x-amz-tagging {variant}", CLEAN_TAG),
+            _op("s3:PutObjectTagging", variant, CLEAN_TAG),
+            _op("s3:PutObjectVersionTagging", variant, CLEAN_TAG),
+            _op("s3:DeleteObjectTagging")]
+
+
+def _signing_requests() -> list[Operation]:
+    """The receipt key: signing as the importer does (by alias, ECDSA_SHA_256), by key id,
+    verifying, reading the public key, retiring it."""
+    algorithm = {"kms:SigningAlgorithm": malware_gate.RECEIPT_SIGNING_ALGORITHM,
+                 "kms:MessageType": malware_gate.RECEIPT_MESSAGE_TYPE}
+    return [
+        _op("kms:Sign", "by its alias, ECDSA_SHA_256",
+            {**algorithm, "kms:RequestAlias": naming.RECEIPT_SIGNING_KEY_ALIAS}),
+        _op("kms:Sign", "by its key id, ECDSA_SHA_256", algorithm),
+        _op("kms:Verify", "ECDSA_SHA_256", algorithm),
+        _op("kms:GetPublicKey"),
+        _op("kms:ScheduleKeyDeletion"),
+        _op("kms:PutKeyPolicy"),
+    ]
+
+
+def importer_operations(target: Target, arns: Mapping[Part, str]) -> list[Operation]:
+    """The KMS calls SNS makes as the importer when it publishes a notice of a stopped file
+    (SNS developer guide, "Key management": GenerateDataKey and Decrypt, encryption context
+    the topic's ARN): the customer's key for its gate-notices topic, the audit key for the
+    security topic."""
+    topic = {Part.CUSTOMER_KEY: Part.GATE_TOPIC, Part.AUDIT_KEY: Part.SECURITY_TOPIC}.get(
+        target.part)
+    if topic is None or topic not in arns:
+        return []
+    context = {"kms:ViaService": via("sns"), "aws:ViaAWSService": "true",
+               "aws:CalledVia": ["sns.amazonaws.com"],
+               "kms:EncryptionContext:aws:sns:topicArn": arns[topic]}
+    return [_op(action, "publish a notice of a stopped file (through SNS)", context,
+                via_service="sns") for action in ("kms:GenerateDataKey", "kms:Decrypt")]
 
 
 def contract_operations(principal: Principal, target: Target) -> list[Operation]:
@@ -910,6 +1003,9 @@ def build_requests(universe: Universe) -> Iterator[MatrixRequest]:
                             yield MatrixRequest(principal, target, operation, network)
                 if principal.who is Who.ROTATION and principal.role_of == owner:
                     for operation in role_call_operations(role_calls, target, arns):
+                        yield MatrixRequest(principal, target, operation, usual)
+                if principal.who is Who.IMPORTER:
+                    for operation in importer_operations(target, arns):
                         yield MatrixRequest(principal, target, operation, usual)
                 if not narrowed:
                     for operation in sweep_operations(target):

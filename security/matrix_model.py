@@ -37,6 +37,7 @@ class Who(enum.StrEnum):
     PARTNER_SESSION = "partner's session credentials"  # iam-user: from sts:GetSessionToken
     FORMER_PARTNER = "offboarded partner"  # a principal of an offboarded customer
     ROTATION = "rotation function"
+    SCANNER = "malware scanner role"  # GuardDuty Malware Protection for S3, per customer
     LOGS_DELIVERY = "trail's log delivery role"
     IMPORTER = "importer"
     OPERATOR = "operator"
@@ -98,6 +99,9 @@ class Part(enum.StrEnum):
     INGESTION_DLQ = "ingestion dead-letter queue"
     SECURITY_TOPIC = "security topic"
     ACCOUNT_ROLE = "account role"  # deployment, CDK deploy, importer, operator, break-glass
+    SCANNER_ROLE = "malware scanner role"
+    GATE_TOPIC = "gate notices topic"
+    SIGNING_KEY = "receipt signing key"
 
 
 # Parts whose S3 requests carry the TLS and encryption rules of a bucket.
@@ -135,7 +139,7 @@ class Principal:
     partner_of: frozenset[str] = frozenset()
     can_assume: frozenset[str] = frozenset()
     former_partner_of: frozenset[str] = frozenset()
-    role_of: str | None = None  # ROTATION: the customer whose function this is
+    role_of: str | None = None  # ROTATION, SCANNER: the customer whose role this is
     source: Source | None = None  # SERVICE: its principal and what it acts for
     source_arn: str | None = None
     source_account: str | None = None

@@ -68,6 +68,52 @@ def _add_action(slug: str, sid: str, action: str) -> Callable[[Universe, Documen
     return apply
 
 
+def _tag_own_upload(universe: Universe, documents: Documents) -> set[str]:
+    """The partner may tag what it sends, and the bucket no longer keeps the scan tag
+    GuardDuty's: a partner could mark its own upload clean."""
+    changed = _add_action("mx-user-in", "WriteInbound", "s3:PutObjectTagging")(
+        universe, documents)
+    return changed | _drop("mx-user-in", Part.DATA, Kind.BUCKET, "OnlyTheScannerTagsInbound")(
+        universe, documents)
+
+
+def _scanner_not_exempt(slug: str) -> Callable[[Universe, Documents], set[str]]:
+    """The tag guard written without the scanner's role: GuardDuty could not tag."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = universe.target(slug, Part.DATA, Kind.BUCKET).policy
+        for statement in _find(documents, policy_id, "OnlyTheScannerTagsInbound"):
+            condition = statement["Condition"]["ArnNotLike"]
+            condition["aws:PrincipalArn"] = [
+                arn for arn in condition["aws:PrincipalArn"] if ":role/phi-exchange-" not in arn
+                or arn.endswith("break-glass")]
+        assert policy_id is not None
+        return {policy_id}
+    return apply
+
+
+def _without_action(principal: Callable[[Universe], Any], action: str
+                    ) -> Callable[[Universe, Documents], set[str]]:
+    """Take ``action`` from the identity policies of a principal."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        for policy_id in principal(universe).policies:
+            for statement in _statements(documents[policy_id]):
+                actions = statement["Action"]
+                actions = [actions] if isinstance(actions, str) else actions
+                if action in actions:
+                    statement["Action"] = [a for a in actions if a != action]
+                    return {policy_id}
+        raise MutationTargetMissing(f"no {action}")
+    return apply
+
+
+def _who(who: Who, role_of: str | None = None) -> Callable[[Universe], Any]:
+    def find(universe: Universe) -> Any:
+        (principal,) = (p for p in universe.principals
+                        if p.who is who and (role_of is None or p.role_of == role_of))
+        return principal
+    return find
+
+
 def _grant_listing_versions(universe: Universe, documents: Documents) -> set[str]:
     policy_id = _partner_policy(universe, "mx-user-in")
     bucket = universe.target("mx-user-in", Part.DATA, Kind.BUCKET).arn
@@ -143,6 +189,36 @@ def _drop_from_partner_policy(slug: str, sid: str) -> Callable[[Universe, Docume
         policy_id = _partner_policy(universe, slug, sid)
         documents[policy_id]["Statement"] = [s for s in _statements(documents[policy_id])
                                              if s.get("Sid") != sid]
+        return {policy_id}
+    return apply
+
+
+def _drop_from_key_allowed(slug: str, fragment: str) -> Callable[[Universe, Documents],
+                                                                   set[str]]:
+    """Take the principal whose ARN contains ``fragment`` out of a customer key's named
+    principals (OnlyNamedPrincipalsUseTheKey)."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = universe.target(slug, Part.CUSTOMER_KEY).policy
+        for statement in _find(documents, policy_id, "OnlyNamedPrincipalsUseTheKey"):
+            condition = statement["Condition"]["ArnNotLike"]
+            before = list(condition["aws:PrincipalArn"])
+            condition["aws:PrincipalArn"] = [a for a in before if fragment not in a]
+            if condition["aws:PrincipalArn"] == before:
+                raise MutationTargetMissing(f"{slug} key: nobody matches {fragment}")
+        assert policy_id is not None
+        return {policy_id}
+    return apply
+
+
+def _drop_role_trust(slug: str) -> Callable[[Universe, Documents], set[str]]:
+    """Empty the scanner role's trust policy of customer ``slug``."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = universe.target(slug, Part.SCANNER_ROLE).policy
+        doomed = list(_find(documents, policy_id))
+        assert policy_id is not None
+        documents[policy_id]["Statement"] = [
+            {**s, "Effect": "Deny"} if any(s is d for d in doomed) else s
+            for s in _statements(documents[policy_id])]
         return {policy_id}
     return apply
 
@@ -225,8 +301,9 @@ MUTATIONS: tuple[Mutation, ...] = (
              _add_action("mx-user-in", "WriteInbound", "s3:GetObject")),
     Mutation("inbound-versions-readable", "the partner may GetObjectVersion under inbound/",
              "leak", _add_action("mx-user-in", "WriteInbound", "s3:GetObjectVersion")),
-    Mutation("inbound-taggable", "the partner may PutObjectTagging under inbound/", "leak",
-             _add_action("mx-user-in", "WriteInbound", "s3:PutObjectTagging")),
+    Mutation("inbound-taggable", "the partner may PutObjectTagging under inbound/ and the "
+             "bucket's scan-tag guard is gone: a partner marks its own upload clean", "leak",
+             _tag_own_upload),
     Mutation("bucket-versions-listable", "the partner may ListBucketVersions", "leak",
              _grant_listing_versions),
     Mutation("tls-deny-dropped", "a bucket policy lost its aws:SecureTransport deny", "leak",
@@ -291,6 +368,31 @@ MUTATIONS: tuple[Mutation, ...] = (
              "directly, not only through S3 for the custody bucket", "leak",
              _change_in_account_role(Who.OPERATOR, "DecryptTheTrailsLogsThroughS3",
                                      _not_only_through_s3)),
+    # Issue 18: the malware gate and the signed receipts.
+    Mutation("scan-tag-guard-dropped", "anyone with s3:* (an administrator, the deployment "
+             "role) may tag an inbound object, e.g. mark malware clean", "leak",
+             _drop("mx-user-both", Part.DATA, Kind.BUCKET, "OnlyTheScannerTagsInbound")),
+    Mutation("tagged-upload-deny-dropped", "an upload under inbound/ may carry x-amz-tagging "
+             "GuardDutyMalwareScanStatus=NO_THREATS_FOUND (the importer could see it before "
+             "the scan)", "leak",
+             _drop("mx-xacct-in", Part.DATA, Kind.BUCKET, "NoTaggedUploadsToInbound")),
+    Mutation("scanner-not-exempt-from-tag-guard", "the tag guard also refuses the scanner's "
+             "role: GuardDuty cannot tag, nothing is ever imported", "broken workflow",
+             _scanner_not_exempt("mx-user-both")),
+    Mutation("scanner-key-grant-missing", "the customer key's named principals lack the "
+             "scanner's role: GuardDuty cannot decrypt what it must scan", "broken workflow",
+             _drop_from_key_allowed("mx-xacct-both", ":role/phi-exchange-mx-xacct-both-"
+                                    "malware-scan")),
+    Mutation("guardduty-trust-missing", "the scanner role does not trust GuardDuty's plan "
+             "service", "broken workflow",
+             _drop_role_trust("mx-user-in")),
+    Mutation("signing-key-sign-deny-dropped", "anyone allowed kms:Sign by IAM (administrator, "
+             "power user, deployment role, break-glass) may sign a receipt", "leak",
+             _drop(AUDIT, Part.SIGNING_KEY, None, "OnlyTheImporterSigns")),
+    Mutation("importer-cannot-sign", "the importer's role lost kms:Sign: no receipt can be "
+             "issued", "broken workflow", _without_action(_who(Who.IMPORTER), "kms:Sign")),
+    Mutation("receipts-unreadable", "an inbound partner cannot read its receipts",
+             "broken workflow", _drop_from_partner_policy("mx-user-in", "ReadReceipts")),
 )
 
 

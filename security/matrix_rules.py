@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from phi_core import naming
+from phi_core import malware_gate, naming
 from security.matrix_model import (
     AUDIT,
     MINIMUM_TLS,
@@ -104,6 +104,9 @@ EVENTS_TAMPER = Source("events.amazonaws.com", "tamper rule")
 CLOUDFORMATION = Source("cloudformation.amazonaws.com", "stack", source_keys=False)
 # CloudWatch Logs names the log group in the encryption context, not in aws:SourceArn.
 LOGS = Source(f"logs.{REGION}.{URL_SUFFIX}", "log group", source_keys=False)
+GUARDDUTY_PLAN = Source(malware_gate.GUARDDUTY_PLAN_SERVICE, "malware protection plan")
+GUARDDUTY_ROLE_DOC = ("https://docs.aws.amazon.com/guardduty/latest/ug/"
+                      "malware-protection-s3-iam-policy-prerequisite.html")
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,12 @@ CONTRACTS: tuple[Contract, ...] = (
              "CloudWatch Logs decrypts the trail's log group.",
              "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
              requires=(("kms:EncryptionContext:aws:logs:arn", "{source}"),)),
+    Contract("guardduty-assumes-scanner-role", GUARDDUTY_PLAN, "sts:AssumeRole",
+             Part.SCANNER_ROLE, "GuardDuty Malware Protection for S3 assumes the customer's "
+             "scanner role for the plan it is given. AWS documents the trust without a source "
+             "condition; iam:PassRole is the guard (only our principals can give a plan our "
+             "role), as for CloudTrail's log delivery role.", GUARDDUTY_ROLE_DOC,
+             any_source=True),
 )
 
 
@@ -297,6 +306,11 @@ def _s3_transport_ok(r: MatrixRequest) -> bool:
     return r.operation.action != "s3:PutObject" or _encryption_ok(r)
 
 
+def _tagged(r: MatrixRequest) -> bool:
+    """The request sets object tags (x-amz-tagging, or a tagging request's tag set)."""
+    return r.operation.get(REQUEST_TAG_KEYS) is not None
+
+
 def _own(r: MatrixRequest) -> bool:
     return r.principal.who is Who.PARTNER and r.target.owner in r.principal.partner_of
 
@@ -315,7 +329,14 @@ OUTBOUND_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:GetObject
 
 def _partner_writes_inbound(r: MatrixRequest) -> bool:
     return (_own(r) and _under(r, Direction.INBOUND) and r.operation.action in INBOUND_WRITES
-            and _address_allowed(r) and _s3_transport_ok(r))
+            and not _tagged(r) and _address_allowed(r) and _s3_transport_ok(r))
+
+
+def _partner_reads_receipts(r: MatrixRequest) -> bool:
+    return (_own(r) and r.target.part is Part.DATA and r.target.kind is Kind.OBJECT
+            and r.customer is not None and r.customer.allows(Direction.INBOUND)
+            and (r.target.object_key or "").startswith(RECEIPTS)
+            and r.operation.action == "s3:GetObject" and _address_allowed(r) and _tls_ok(r))
 
 
 def _partner_reads_outbound(r: MatrixRequest) -> bool:
@@ -328,7 +349,9 @@ def _partner_lists(r: MatrixRequest) -> bool:
             and r.operation.action == "s3:ListBucket" and r.customer is not None):
         return False
     prefix = r.operation.get("s3:prefix")
-    under_own_prefix = prefix is not None and prefix.startswith(r.customer.prefixes)
+    receipts = (RECEIPTS,) if r.customer.allows(Direction.INBOUND) else ()
+    under_own_prefix = prefix is not None and prefix.startswith(
+        (*r.customer.prefixes, *receipts))
     top_level = r.operation.get("s3:delimiter") == "/" and prefix in (None, "")
     return (under_own_prefix or top_level) and _tls_ok(r) and _address_allowed(r)
 
@@ -367,6 +390,13 @@ SECRET_VALUE_ACTIONS = frozenset({"secretsmanager:GetSecretValue",
                                   "secretsmanager:PutSecretValue",
                                   "secretsmanager:UpdateSecretVersionStage"})
 TAG_PREFIX = "aws:PrincipalTag/phi-exchange:"
+# The malware gate: the scan tag is GuardDuty's (its scanner role's) alone; receipts are signed
+# by the importer alone.
+RECEIPTS = "receipts/"
+REQUEST_TAG_KEYS = "s3:RequestObjectTagKeys"
+OBJECT_TAG_CHANGES = frozenset({"s3:PutObjectTagging", "s3:PutObjectVersionTagging",
+                                "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"})
+SIGNING_KEY_GUARDED = frozenset({"kms:Sign", "kms:Encrypt", *AUDIT_KEY_RETIREMENT})
 
 
 def _crypto(action: str) -> bool:
@@ -382,11 +412,24 @@ def _guarded(r: MatrixRequest, *, deployment: bool = False) -> bool:
     action, part = r.operation.action, r.target.part
     if r.target.kind is Kind.KEY and _crypto(action):
         return True
+    if part is Part.SIGNING_KEY and action in SIGNING_KEY_GUARDED:
+        return True
+    if _changes_inbound_tags(r):
+        return True
     if r.target.kind in S3_KINDS and action in GUARDED_BUCKET_ACTIONS:
         return not deployment
     if part is Part.AUDIT_KEY and action in AUDIT_KEY_RETIREMENT:
         return True
     return part is Part.PARTNER_SECRET and action in SECRET_VALUE_ACTIONS
+
+
+def _changes_inbound_tags(r: MatrixRequest) -> bool:
+    """Sets, changes or removes tags of an inbound object, or uploads one with tags: the
+    scanner's role (and break-glass) only."""
+    inbound = (r.target.part is Part.DATA and r.target.kind is Kind.OBJECT
+               and (r.target.object_key or "").startswith(naming.INBOUND_PREFIX))
+    return inbound and (r.operation.action in OBJECT_TAG_CHANGES
+                        or (r.operation.action == "s3:PutObject" and _tagged(r)))
 
 
 def _admin(r: MatrixRequest) -> bool:
@@ -404,7 +447,10 @@ def _power_user(r: MatrixRequest) -> bool:
 
 
 def _break_glass(r: MatrixRequest) -> bool:
-    """Everything, even what only named principals may do, within TLS and encryption."""
+    """Everything, even what only named principals may do, within TLS and encryption; but it
+    never signs a receipt (a receipt means the importer issued it)."""
+    if r.target.part is Part.SIGNING_KEY and r.operation.action == "kms:Sign":
+        return False
     return (r.principal.who is Who.BREAK_GLASS and r.target.kind is not Kind.ROLE
             and _s3_transport_ok(r))
 
@@ -436,22 +482,61 @@ IMPORTER_DEAD_LETTERS = frozenset({"sqs:GetQueueUrl", "sqs:SendMessage"})
 
 def _importer(r: MatrixRequest) -> bool:
     """Every customer's inbound files (decrypted through S3), the ingestion queue (decrypted
-    through SQS) and sending to its dead-letter queue (encrypted through SQS); nothing
-    else."""
+    through SQS) and sending to its dead-letter queue (encrypted through SQS); receipts
+    written under receipts/ (encrypted through S3) and signed with the receipt key by its
+    alias; notices of stopped files published to the security topic and the customers'
+    gate-notices topics (encrypted through SNS); nothing else."""
     if r.principal.who is not Who.IMPORTER:
         return False
-    action, part = r.operation.action, r.target.part
+    action, part, via = r.operation.action, r.target.part, r.operation.via
     if part is Part.DATA and r.target.kind is Kind.OBJECT:
-        return ((r.target.object_key or "").startswith("inbound/")
-                and action in IMPORTER_READS and _tls_ok(r))
+        key = r.target.object_key or ""
+        if key.startswith(RECEIPTS):
+            return action == "s3:PutObject" and _s3_transport_ok(r)
+        return key.startswith("inbound/") and action in IMPORTER_READS and _tls_ok(r)
     if part is Part.CUSTOMER_KEY:
-        return action == "kms:Decrypt" and r.operation.via == "s3"
+        return ((action in ("kms:Decrypt", "kms:GenerateDataKey") and via == "s3")
+                or (action in ("kms:Decrypt", "kms:GenerateDataKey") and via == "sns"))
     if part is Part.INGESTION_QUEUE:
         return action in IMPORTER_QUEUE
     if part is Part.INGESTION_DLQ:
         return action in IMPORTER_DEAD_LETTERS
-    return (part is Part.AUDIT_KEY and action in ("kms:Decrypt", "kms:GenerateDataKey")
-            and r.operation.via == "sqs")
+    if part is Part.AUDIT_KEY:
+        return action in ("kms:Decrypt", "kms:GenerateDataKey") and via in ("sqs", "sns")
+    if part is Part.SIGNING_KEY:
+        return (action == "kms:Sign"
+                and r.operation.get("kms:RequestAlias") == naming.RECEIPT_SIGNING_KEY_ALIAS
+                and r.operation.get("kms:SigningAlgorithm")
+                == malware_gate.RECEIPT_SIGNING_ALGORITHM)
+    return part in (Part.SECURITY_TOPIC, Part.GATE_TOPIC) and action == "sns:Publish"
+
+
+SCANNER_READS_AND_TAGS = frozenset({"s3:GetObject", "s3:GetObjectVersion",
+                                    "s3:GetObjectTagging", "s3:GetObjectVersionTagging",
+                                    "s3:PutObjectTagging", "s3:PutObjectVersionTagging"})
+SCANNER_BUCKET_CALLS = frozenset({"s3:ListBucket", "s3:GetBucketNotification",
+                                  "s3:PutBucketNotification"})
+
+
+def _scanner(r: MatrixRequest) -> bool:
+    """GuardDuty's scanner role of a customer, as AWS documents what Malware Protection for S3
+    does with it (GUARDDUTY_ROLE_DOC): read and tag the objects under the plan's prefix
+    (inbound/), write the validation object, check the bucket's ownership (ListBucket) and
+    its EventBridge notifications, use the customer's key through S3; its own customer only.
+    (Its EventBridge managed-rule calls name no resource of ours the matrix models.)"""
+    if r.principal.who is not Who.SCANNER or r.target.owner != r.principal.role_of:
+        return False
+    action, part, kind = r.operation.action, r.target.part, r.target.kind
+    if part is Part.DATA and kind is Kind.OBJECT:
+        key = r.target.object_key or ""
+        if key.startswith(naming.INBOUND_PREFIX):
+            return action in SCANNER_READS_AND_TAGS and _tls_ok(r)
+        return (key == malware_gate.VALIDATION_OBJECT_KEY and action == "s3:PutObject"
+                and _s3_transport_ok(r))
+    if part is Part.DATA and kind is Kind.BUCKET:
+        return action in SCANNER_BUCKET_CALLS and _tls_ok(r)
+    return (part is Part.CUSTOMER_KEY and action in ("kms:Decrypt", "kms:GenerateDataKey")
+            and r.operation.via == "s3")
 
 
 OPERATOR_OUTBOUND = frozenset({"s3:PutObject", "s3:AbortMultipartUpload",
@@ -589,9 +674,13 @@ RULES: tuple[Rule, ...] = (
          "A partner may write (PutObject, and abort or list the parts of its own multipart "
          "uploads) only under inbound/ of its own bucket, only if its customer sends inbound, "
          "over TLS >= 1.2, from an allowed source address, naming no encryption (the bucket "
-         "default) or SSE-KMS with its own customer's key. It can never read back, tag or "
-         "delete what it sent.",
+         "default) or SSE-KMS with its own customer's key, and no tags. It can never read "
+         "back, tag or delete what it sent.",
          _partner_writes_inbound, frozenset({Who.PARTNER})),
+    Rule("partner-reads-receipts",
+         "A partner whose customer sends inbound may read (GetObject) the signed receipts under "
+         "receipts/ of its own bucket, over TLS >= 1.2, from an allowed source address.",
+         _partner_reads_receipts, frozenset({Who.PARTNER})),
     Rule("partner-reads-outbound",
          "A partner may read (GetObject, GetObjectVersion and their attributes) only under "
          "outbound/ of its own bucket, only if its customer receives outbound, over TLS >= 1.2, "
@@ -617,27 +706,38 @@ RULES: tuple[Rule, ...] = (
          "An administrator without break-glass may do anything to every resource of our "
          "stacks except: obtain plaintext through any of our keys, change a bucket's policy, "
          "encryption, versioning, lifecycle or Object Lock or delete an object version, retire "
-         "the audit key, read or write the partner secret's value; S3 requests need TLS >= 1.2 "
-         "and uploads the bucket's key.",
+         "the audit key, read or write the partner secret's value, tag an inbound object or "
+         "upload one with tags, sign with (or retire) the receipt key; S3 requests need TLS >= "
+         "1.2 and uploads the bucket's key.",
          _admin, frozenset({Who.ADMIN})),
     Rule("power-user-but-no-plaintext-nor-evidence",
          "An insider with PowerUserAccess may do what the administrator may, except IAM.",
          _power_user, frozenset({Who.POWER_USER})),
     Rule("break-glass-everything",
          "Break-glass may do anything to every resource of our stacks, plaintext and evidence "
-         "included, within TLS >= 1.2 and the buckets' encryption.",
+         "included, within TLS >= 1.2 and the buckets' encryption, except sign a receipt.",
          _break_glass, frozenset({Who.BREAK_GLASS})),
     Rule("deployment-role-deploys",
          "CloudFormation's deployment role may do anything to every resource of our stacks, "
          "bucket policies and settings included, but obtains plaintext only through Secrets "
-         "Manager and Lambda with a customer key, never retires the audit key and never reads "
-         "the partner secret's value.",
+         "Manager and Lambda with a customer key, never retires the audit key or the receipt "
+         "key, never signs, never tags inbound objects and never reads the partner secret's "
+         "value.",
          _deployment, frozenset({Who.DEPLOYMENT})),
     Rule("importer-reads-inbound",
          "The importer may read every customer's inbound/ files and decrypt them through S3, "
-         "consume the ingestion queue, decrypting its messages through SQS, and send a message "
-         "it cannot load to the dead-letter queue; nothing else.",
+         "consume the ingestion queue, decrypting its messages through SQS, send a message "
+         "it cannot load to the dead-letter queue; write receipts under receipts/ (encrypting "
+         "through S3) and sign them with the receipt key, named by its alias, with "
+         "ECDSA_SHA_256; publish notices of stopped files to the security topic and the "
+         "gate-notices topics (encrypting through SNS); nothing else.",
          _importer, frozenset({Who.IMPORTER})),
+    Rule("scanner-scans-inbound",
+         "A customer's malware scanner role may read and tag (get and put object tags) its "
+         "customer's inbound/ files, write GuardDuty's validation object, list its bucket and "
+         "read and set its EventBridge notifications, over TLS >= 1.2, and use its customer's "
+         "key through S3 only: what AWS documents Malware Protection for S3 does with it.",
+         _scanner, frozenset({Who.SCANNER})),
     Rule("operator-writes-outbound",
          "The operator may write and read back outbound/ files (encrypting through S3), see "
          "listings and object attributes of every customer bucket but never an inbound "
@@ -675,7 +775,8 @@ RULES: tuple[Rule, ...] = (
 )
 DENY_RULE = "nothing-else"
 DENY_SAYS = ("Everything else is denied: every other action, other customers' resources, "
-             "offboarded partners, a partner's session credentials, the CDK deploy role (it "
+             "offboarded partners, a partner's session credentials, tagging an inbound object "
+             "(but the scanner), signing a receipt (but the importer), the CDK deploy role (it "
              "only hands stacks to CloudFormation), unrelated accounts, anonymous callers, a "
              "service acting for anybody else's resource, plain HTTP, old TLS, other "
              "addresses, other keys.")

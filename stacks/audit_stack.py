@@ -11,6 +11,7 @@ from phi_core import naming
 from stacks import compliance
 from stacks.components.audit_trail import AuditTrail
 from stacks.components.ingestion_queue import IngestionQueue
+from stacks.components.receipt_signing import ReceiptSigning
 from stacks.components.tamper_alarms import TamperAlarms
 from stacks.config import AuditSettings
 
@@ -41,6 +42,7 @@ class AuditStack(Stack):
         queue = IngestionQueue(self, "Ingestion", key=trail.key)
         alarms = TamperAlarms(self, "TamperAlarms", key=trail.key,
                               contacts=settings.security_contacts)
+        signing = ReceiptSigning(self, "Receipts")
         compliance.acknowledge_audit_stack(self, trail=trail, queue=queue)
         Tags.of(self).add("phi-exchange:component", "audit")
         CfnOutput(self, "CustodyBucketName", value=trail.custody_bucket.bucket_name)
@@ -48,3 +50,4 @@ class AuditStack(Stack):
         CfnOutput(self, "IngestionQueueUrl", value=queue.queue.queue_url)
         CfnOutput(self, "IngestionDeadLetterQueueUrl", value=queue.dead_letter_queue.queue_url)
         CfnOutput(self, "SecurityTopicArn", value=alarms.topic.topic_arn)
+        CfnOutput(self, "ReceiptSigningKeyArn", value=signing.key.key_arn)

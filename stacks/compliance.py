@@ -17,12 +17,15 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
+from phi_core import partner_policy
+
 if TYPE_CHECKING:
     from stacks.components.account_roles import AccountRoles
     from stacks.components.audit_trail import AuditTrail
     from stacks.components.encrypted_storage import EncryptedStorage
     from stacks.components.ingestion_queue import IngestionQueue
     from stacks.components.key_rotation import KeyRotation
+    from stacks.components.malware_gate import MalwareGate
     from stacks.components.partner_access import PartnerAccess
 
 
@@ -60,6 +63,7 @@ def acknowledge_customer_stack(
     storage: EncryptedStorage,
     access: PartnerAccess | None,
     rotation: KeyRotation | None,
+    gate: MalwareGate | None = None,
 ) -> None:
     """Findings on a customer stack that are acceptable by design, each with its reason."""
     _acknowledge_no_replication(storage.bucket, storage.log_bucket, reason=(
@@ -77,17 +81,32 @@ def acknowledge_customer_stack(
         bucket_arn_text = "".join(
             part if isinstance(part, str) else f"<{part['Ref']}>" for part in bucket_arn
         )
-        prefixes = [d.prefix for d in access.partner_scope.directions]
+        prefixes = partner_policy.listed_prefixes(access.partner_scope.directions)
         _acknowledge(
             policy.node.default_child,  # type: ignore[arg-type]
             "The wildcard is the object-key suffix under the partner's own prefix of its own "
-            "bucket (e.g. inbound/*): the partner must be able to name new files. Actions are "
-            "listed explicitly, and the bucket and the prefix are fixed.",
+            "bucket (e.g. inbound/*): the partner must be able to name new files, and to read "
+            "every receipt under receipts/ (one per file version it sent, named by the "
+            "importer). Actions are listed explicitly, and the bucket and the prefix are fixed.",
             *(f"AwsSolutions-IAM5[Resource::{bucket_arn_text}/{p}*]" for p in prefixes),
         )
 
     if rotation is not None:
         _acknowledge_rotation(rotation)
+    if gate is not None:
+        _acknowledge_malware_gate(stack, gate)
+
+
+def _acknowledge_malware_gate(stack: cdk.Stack, gate: MalwareGate) -> None:
+    _acknowledge(
+        gate.policy.node.default_child,  # type: ignore[arg-type]
+        "AWS's documented policy for GuardDuty Malware Protection for S3, narrowed: the "
+        "EventBridge rules are the ones GuardDuty creates and names at plan creation "
+        "(DO-NOT-DELETE-AmazonGuardDutyMalwareProtectionS3*, writes only with events:ManagedBy "
+        "= GuardDuty's plan service), and the object wildcard is the key suffix under this "
+        "bucket's inbound/ prefix, the only prefix the plan scans; the key statement names "
+        "this customer's key through S3 only.",
+        *wildcard_findings(stack, gate.policy))
 
 
 def _acknowledge_rotation(rotation: KeyRotation) -> None:
@@ -108,15 +127,20 @@ ROLE_WILDCARD_REASONS = {
         "CloudFormation's role for the audit and customer stacks must create, update and retire "
         "every resource they hold: each wildcard is a name pattern our stacks use (phi-*, "
         "phi-exchange-*, PhiExchange-*, the CDK asset bucket) or a resource AWS names at "
-        "creation (KMS key ids, layer versions); kms:CreateKey has no resource. Nothing outside "
+        "creation (KMS key ids, layer versions, GuardDuty Malware Protection plan ids); "
+        "kms:CreateKey has no resource. Nothing outside "
         "those names is reachable, and the key and bucket policies bound it further."),
     "CdkDeploy": (
         "The CDK CLI's role reads the staged templates in the CDK asset bucket, whose objects "
         "are named by content hash, and deploys only stacks named PhiExchange-*."),
     "Importer": (
-        "The importer serves every customer: its bucket pattern is phi-*/inbound/* (inbound "
-        "files only), and KMS key ids are random, so keys are named key/* and narrowed by "
-        "kms:ViaService (S3 or SQS) and, for S3, the encryption context of a phi-* bucket."),
+        "The importer serves every customer: its bucket patterns are phi-*/inbound/* (it reads "
+        "inbound files only) and phi-*/receipts/* (it writes receipts only), its topics the "
+        "security topic and phi-exchange-*-gate-notices (each customer's notices of stopped "
+        "files), and KMS key ids are random, so keys are named key/* and narrowed by "
+        "kms:ViaService (S3, SQS or SNS) and, for S3, the encryption context of a phi-* "
+        "bucket; it signs only through the receipt key's alias (kms:RequestAlias), whose key "
+        "policy admits no other signer."),
     "Operator": (
         "The operator serves every customer: outbound/* of phi-* buckets, object attributes "
         "and listings (never inbound bytes), partner users, roles and secrets by the project's "
@@ -177,6 +201,8 @@ def _token_text(value: object) -> str:
         return separator.join(_token_text(part) for part in parts)
     if isinstance(value, dict) and "Ref" in value:
         return f"<{value['Ref']}>"
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return f"<{'.'.join(value['Fn::GetAtt'])}>"
     raise ValueError(f"cannot name the finding of {value!r}")
 
 

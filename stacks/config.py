@@ -65,6 +65,25 @@ class Rotation:
     delete_after_days: int = defaults.DELETE_AFTER_DAYS
 
 
+# An opt-out of the malware gate must say why, in words an auditor can check.
+MIN_OPT_OUT_REASON = 20
+MAX_OPT_OUT_REASON = 500
+
+
+@dataclass(frozen=True)
+class MalwareScan:
+    """The malware gate of a customer that sends inbound (``[malware_scan]``).
+
+    ``enabled`` (default true): GuardDuty Malware Protection for S3 scans every new object
+    under ``inbound/`` and the importer loads only what it found clean. ``reason``: required
+    when ``enabled = false`` (20 to 500 printable characters), refused otherwise; it is shown
+    wherever the opt-out is (the stack's description, the receipts' scan result).
+    """
+
+    enabled: bool = True
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class CustomerConfig:
     """Everything a customer *is*. Built only by :func:`parse_customer`, which validates it."""
@@ -80,11 +99,19 @@ class CustomerConfig:
     retention: Retention = field(default_factory=Retention)
     rotation: Rotation | None = None
     offboarded: bool = False
+    malware_scan: MalwareScan = field(default_factory=MalwareScan)
     source_file: str = ""
 
     @property
     def prefixes(self) -> tuple[str, ...]:
         return tuple(d.prefix for d in self.directions)
+
+    @property
+    def scanned(self) -> bool:
+        """Whether GuardDuty scans this customer's inbound files (it sends inbound, is not
+        offboarded, and has not opted out)."""
+        return (self.allows(Direction.INBOUND) and not self.offboarded
+                and self.malware_scan.enabled)
 
     def allows(self, direction: Direction) -> bool:
         return direction in self.directions
@@ -129,6 +156,7 @@ _TOP_LEVEL_FIELDS = {
     "retention",
     "rotation",
     "offboarded",
+    "malware_scan",
 }
 
 
@@ -158,6 +186,8 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
         problems.add("offboarded", f"must be true or false (got {offboarded!r})")
         offboarded = False
 
+    malware_scan = _malware_scan(data.get("malware_scan"), directions, problems)
+
     if problems.items:
         raise RegistryError(problems.items)
     assert slug is not None and access is not None and retention is not None
@@ -173,6 +203,7 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
         retention=retention,
         rotation=rotation,
         offboarded=offboarded,
+        malware_scan=malware_scan,
         source_file=source,
     )
 
@@ -530,6 +561,44 @@ def _rotation(value: Any, access: AccessMode | None, problems: _Problems) -> Rot
         problems.add("rotation.grace_days", f"must be shorter than rotation.interval_days "
                      f"({rotation.grace_days} >= {rotation.interval_days})")
     return rotation
+
+
+def _malware_scan(value: Any, directions: tuple[Direction, ...],
+                  problems: _Problems) -> MalwareScan:
+    if value is None:
+        return MalwareScan()
+    table = _table(value, "malware_scan", ("enabled", "reason"), problems)
+    if table is None:
+        return MalwareScan()
+    if Direction.INBOUND not in directions and directions:
+        problems.add("malware_scan", "only allowed when the customer sends inbound (nothing "
+                     "else is scanned); remove [malware_scan]")
+        return MalwareScan()
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.add("malware_scan.enabled", f"must be true or false (got {enabled!r})")
+        return MalwareScan()
+    reason = table.get("reason")
+    if enabled:
+        if reason is not None:
+            problems.add("malware_scan.reason", "only allowed with enabled = false (the reason "
+                         "for the opt-out)")
+        return MalwareScan()
+    if reason is None:
+        problems.add("malware_scan.reason", "required with enabled = false: why this "
+                     f"partner's files may skip the malware gate ({MIN_OPT_OUT_REASON} to "
+                     f"{MAX_OPT_OUT_REASON} characters)")
+        return MalwareScan()
+    if not isinstance(reason, str):
+        problems.add("malware_scan.reason", f"must be a string (got {type(reason).__name__})")
+        return MalwareScan()
+    if (not MIN_OPT_OUT_REASON <= len(reason.strip()) <= MAX_OPT_OUT_REASON
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in reason)):
+        problems.add("malware_scan.reason", f"must be {MIN_OPT_OUT_REASON} to "
+                     f"{MAX_OPT_OUT_REASON} printable characters on one line (got "
+                     f"{len(reason)})")
+        return MalwareScan()
+    return MalwareScan(enabled=False, reason=" ".join(reason.split()))
 
 
 # --- the audit stack's settings (cdk.json context, not the registry) ------------------------

@@ -14,6 +14,7 @@ from stacks import compliance, policy_limits
 from stacks.components.encrypted_storage import EncryptedStorage
 from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
+from stacks.components.malware_gate import MalwareGate, guard_scan_tag
 from stacks.components.partner_access import PartnerAccess, deny_partner, partner_principal_patterns
 from stacks.config import CustomerConfig, Direction, RegistryError
 
@@ -46,6 +47,7 @@ class CustomerStack(Stack):
             retention=customer.retention,
         )
         access, rotation = None, None
+        self.malware_gate: MalwareGate | None = None
         if customer.offboarded:
             # Registry says offboarded: the data, key and logs stay; every way in goes, and an
             # explicit deny covers whatever the partner may still hold (docs/offboarding.md).
@@ -54,7 +56,7 @@ class CustomerStack(Stack):
             access, rotation = self._partner_side(customer, storage)
         self._only_named_principals_use_the_key(customer, storage)
         compliance.acknowledge_customer_stack(
-            self, storage=storage, access=access, rotation=rotation
+            self, storage=storage, access=access, rotation=rotation, gate=self.malware_gate
         )
         Tags.of(self).add("phi-exchange:customer", slug)
         Tags.of(self).add("phi-exchange:data-classification", "phi")
@@ -91,9 +93,21 @@ class CustomerStack(Stack):
         if customer.allows(Direction.INBOUND):
             IngestionHandoff(
                 self, "IngestionHandoff", slug=customer.slug,
-                bucket_name=storage.bucket.bucket_name,
+                bucket_name=storage.bucket.bucket_name, scanned=customer.scanned,
             )
+            self._malware_gate(customer, storage)
         return access, rotation
+
+    def _malware_gate(self, customer: CustomerConfig, storage: EncryptedStorage) -> None:
+        """The scan tag kept GuardDuty's; GuardDuty scanning inbound/ unless the registry
+        opted the customer out, with its reason (docs/security.md, T12)."""
+        guard_scan_tag(storage.bucket, storage.bucket_arn, slug=customer.slug,
+                       scanned=customer.scanned)
+        if customer.scanned:
+            self.malware_gate = MalwareGate(
+                self, "MalwareGate", slug=customer.slug,
+                bucket_name=storage.bucket.bucket_name, bucket_arn=storage.bucket_arn,
+                key=storage.key, contacts=customer.contacts)
 
     def _only_named_principals_use_the_key(
         self, customer: CustomerConfig, storage: EncryptedStorage
@@ -104,7 +118,7 @@ class CustomerStack(Stack):
         patterns = [] if customer.offboarded else partner_principal_patterns(self, customer)
         for statement in account_roles.customer_key_crypto_denies(
                 roles, slug=customer.slug, partner_patterns=patterns, region=self.region,
-                url_suffix=self.url_suffix):
+                url_suffix=self.url_suffix, scanned=customer.scanned):
             storage.key.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
 
     def _outputs(

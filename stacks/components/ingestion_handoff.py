@@ -18,11 +18,14 @@ class IngestionHandoff(Construct):
     audit stack exists, events have nowhere to go and the importer has nothing to do).
 
     The message carries what the importer needs and the custody record wants: customer slug,
-    bucket, key, version id, size, ETag, event time and id, requester and source address.
+    bucket, key, version id, size, ETag, event time and id, requester and source address; its
+    ``kind`` (``object-created``) and whether the file must wait for the malware gate's scan
+    result (``scan``: ``required``, default, or ``opted-out`` when the registry opted the
+    customer out; docs/custody.md, "The malware gate").
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, slug: str,
-                 bucket_name: str) -> None:
+                 bucket_name: str, scanned: bool = True) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         rule = events.Rule(
@@ -54,8 +57,10 @@ class IngestionHandoff(Construct):
             "source_ip": "$.detail.source-ip-address",
         }
         # Placeholders outside quotes: EventBridge inserts each value JSON-encoded.
+        scan = "required" if scanned else "opted-out"
         template = "{" + ",".join(
-            [f'"customer":{json.dumps(slug)}'] + [f'"{name}":<{name}>' for name in paths]
+            [f'"customer":{json.dumps(slug)}', '"kind":"object-created"', f'"scan":"{scan}"']
+            + [f'"{name}":<{name}>' for name in paths]
         ) + "}"
         cfn_rule = rule.node.default_child
         assert isinstance(cfn_rule, events.CfnRule)

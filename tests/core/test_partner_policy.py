@@ -41,8 +41,17 @@ def test_a_direction_not_granted_has_no_statement_and_no_key_action(directions, 
     statements = by_sid(partner_policy.partner_statements(scope(*directions)))
     assert absent not in statements
     assert statements["UseKeyThroughS3"]["Action"] == key_actions
+    receipts = ["receipts/*"] if Direction.INBOUND in directions else []
     assert statements["ListOwnPrefixes"]["Condition"]["StringLike"]["s3:prefix"] == [
-        f"{d.value}/*" for d in directions]
+        f"{d.value}/*" for d in directions] + receipts
+
+
+def test_a_partner_that_sends_reads_its_receipts_and_nothing_else_under_receipts():
+    inbound = by_sid(partner_policy.partner_statements(scope(Direction.INBOUND)))
+    assert inbound["ReadReceipts"]["Action"] == ["s3:GetObject"]
+    assert inbound["ReadReceipts"]["Resource"] == [f"{BUCKET}/receipts/*"]
+    outbound = by_sid(partner_policy.partner_statements(scope(Direction.OUTBOUND)))
+    assert "ReadReceipts" not in outbound
 
 
 def test_the_key_is_usable_only_through_s3_for_this_bucket():
@@ -60,7 +69,8 @@ def test_cross_account_grants_name_the_partner_in_every_bucket_statement_and_the
         ["111122223333", "arn:aws:iam::444455556666:role/t"], partition="aws")
     assert principals == ["arn:aws:iam::111122223333:root", "arn:aws:iam::444455556666:role/t"]
     bucket, key = partner_policy.cross_account_grants(scope(Direction.INBOUND), principals)
-    assert {s["Sid"] for s in bucket} == {"PartnerWriteInbound", "PartnerListOwnPrefixes",
+    assert {s["Sid"] for s in bucket} == {"PartnerWriteInbound", "PartnerReadReceipts",
+                                          "PartnerListOwnPrefixes",
                                           "PartnerFindBucketRegion",
                                           "PartnerListTopLevelFolders"}
     assert all(s["Principal"] == {"AWS": principals} for s in [*bucket, key])

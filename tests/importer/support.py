@@ -75,9 +75,12 @@ def new_customer(root: Path, endpoint: str, s3: Any, slug: str | None = None) ->
 
 def handoff_message(customer: str, bucket: str, key: str, version_id: str | None, size: int,
                     **overrides: Any) -> str:
-    """The body the ingestion handoff rule sends for an Object Created event."""
+    """The body the ingestion handoff rule sends for an Object Created event: of a customer
+    opted out of the malware gate unless ``scan="required"`` (the gate's own tests,
+    tests/importer/test_gate.py, say so)."""
     body: dict[str, Any] = {
-        "customer": customer, "account": ACCOUNT, "region": REGION, "bucket": bucket,
+        "customer": customer, "kind": "object-created", "scan": "opted-out",
+        "account": ACCOUNT, "region": REGION, "bucket": bucket,
         "key": key, "version_id": version_id,
         "size": size, "etag": '"0123456789abcdef0123456789abcdef"',
         "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),

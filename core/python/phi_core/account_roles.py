@@ -68,6 +68,11 @@ class Roles:
         return role_arn(naming.rotation_role_name(slug), account=self.account,
                         partition=self.partition)
 
+    def scanner(self, slug: str) -> str:
+        """GuardDuty's malware scanner role of customer ``slug`` (phi_core.malware_gate)."""
+        return role_arn(naming.scanner_role_name(slug), account=self.account,
+                        partition=self.partition)
+
 
 def _deny_unless(sid: str, actions: Sequence[str], resources: str | list[str],
                  allowed: Sequence[str], *, services_exempt: bool = False) -> Statement:
@@ -81,15 +86,18 @@ def _deny_unless(sid: str, actions: Sequence[str], resources: str | list[str],
 
 
 def customer_key_crypto_denies(roles: Roles, *, slug: str, partner_patterns: Sequence[str],
-                               region: str, url_suffix: str) -> list[Statement]:
+                               region: str, url_suffix: str,
+                               scanned: bool = False) -> list[Statement]:
     """Key policy of a customer key: nobody but the customer's partner (through S3, as its own
     grants say), the importer, the operator, the customer's rotation function (only through
     the services that use the key for it), the deployment role (only through Secrets Manager
     and Lambda, which encrypt the partner secret and the function's environment when it
-    creates them) and break-glass uses the key to encrypt or decrypt. AWS services acting as
-    themselves keep their own narrower grants."""
+    creates them), the customer's malware scanner role when it is ``scanned`` (only through
+    S3, to read and tag inbound files: phi_core.malware_gate) and break-glass uses the key to
+    encrypt or decrypt. AWS services acting as themselves keep their own narrower grants."""
+    scanner = [roles.scanner(slug)] if scanned else []
     allowed = [*partner_patterns, roles.importer, roles.operator, roles.rotation(slug),
-               roles.deployment, roles.break_glass]
+               *scanner, roles.deployment, roles.break_glass]
 
     def only_through(sid: str, principal: str, services: Sequence[str]) -> Statement:
         return {"Sid": sid, "Effect": "Deny", "Principal": {"AWS": "*"},
@@ -103,7 +111,9 @@ def customer_key_crypto_denies(roles: Roles, *, slug: str, partner_patterns: Seq
             only_through("RotationUsesTheKeyOnlyThroughItsServices", roles.rotation(slug),
                          ("secretsmanager", "sns", "sqs", "lambda")),
             only_through("DeploymentUsesTheKeyOnlyToCreateSecretAndFunction",
-                         roles.deployment, ("secretsmanager", "lambda"))]
+                         roles.deployment, ("secretsmanager", "lambda")),
+            *([only_through("ScannerUsesTheKeyOnlyThroughS3", roles.scanner(slug), ("s3",))]
+              if scanned else [])]
 
 
 def audit_key_crypto_deny(roles: Roles) -> Statement:
@@ -144,9 +154,12 @@ def secret_value_deny(roles: Roles, *, slug: str) -> Statement:
 def importer_statements(*, partition: str, region: str, account: str,
                         url_suffix: str) -> list[Statement]:
     """Read every customer's inbound files (and decrypt them through S3), consume the
-    ingestion queue (decrypting its messages through SQS) and move a message it cannot load to
+    ingestion queue (decrypting its messages through SQS), move a message it cannot load to
     the dead-letter queue (the importer does that itself, with the reason; encrypting it
-    through SQS)."""
+    through SQS); and the malware gate's and the receipts' part
+    (:func:`phi_core.malware_gate.importer_gate_statements`)."""
+    from phi_core import malware_gate  # it builds on this module's roles
+
     buckets = f"arn:{partition}:s3:::{naming.BUCKET_NAME_PREFIX}*"
     queue = f"arn:{partition}:sqs:{region}:{account}:{naming.INGESTION_QUEUE_NAME}"
     dead_letters = (f"arn:{partition}:sqs:{region}:{account}:"
@@ -171,6 +184,8 @@ def importer_statements(*, partition: str, region: str, account: str,
         {"Sid": "UseQueueMessagesThroughSqs", "Effect": "Allow",
          "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": keys,
          "Condition": {"StringEquals": {"kms:ViaService": f"sqs.{region}.{url_suffix}"}}},
+        *malware_gate.importer_gate_statements(partition=partition, region=region,
+                                               account=account, url_suffix=url_suffix),
     ]
 
 
@@ -312,6 +327,14 @@ def deployment_statements(*, partition: str, region: str, account: str) -> list[
                       *arns("cloudtrail", f"trail/{naming.PROJECT}-*")]},
         {"Sid": "ReadBootstrapVersion", "Effect": "Allow", "Action": "ssm:GetParameters",
          "Resource": arns("ssm", "parameter/cdk-bootstrap/*")},
+        # GuardDuty names a plan at creation; passing the scanner role is in "Identities".
+        {"Sid": "MalwareProtectionPlans", "Effect": "Allow",
+         "Action": ["guardduty:CreateMalwareProtectionPlan",
+                    "guardduty:UpdateMalwareProtectionPlan",
+                    "guardduty:DeleteMalwareProtectionPlan",
+                    "guardduty:GetMalwareProtectionPlan", "guardduty:TagResource",
+                    "guardduty:UntagResource"],
+         "Resource": arns("guardduty", "malware-protection-plan/*")},
     ]
 
 

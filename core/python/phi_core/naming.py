@@ -18,6 +18,9 @@ MAX_SLUG_LENGTH = 20
 # Object key prefixes inside a customer bucket, by direction.
 INBOUND_PREFIX = "inbound/"
 OUTBOUND_PREFIX = "outbound/"
+# Signed receipts of what arrived under inbound/ (phi_core.malware_gate): the importer writes
+# them, a partner that sends inbound reads them.
+RECEIPTS_PREFIX = "receipts/"
 
 # Bucket names start with this, so account-wide controls (CloudTrail data-event selectors, the
 # importer's event rule) can match every customer bucket by prefix.
@@ -46,6 +49,8 @@ CDK_DEPLOY_ROLE_NAME = f"{PROJECT}-cdk-deploy"  # the CDK CLI's, which passes th
 IMPORTER_ROLE_NAME = f"{PROJECT}-importer"
 OPERATOR_ROLE_NAME = f"{PROJECT}-operator"
 BREAK_GLASS_ROLE_NAME = f"{PROJECT}-break-glass"
+# The importer's asymmetric key that signs receipts (audit stack); only the importer signs.
+RECEIPT_SIGNING_KEY_ALIAS = f"alias/{PROJECT}/receipts"
 
 
 def stack_name(slug: str) -> str:
@@ -113,6 +118,24 @@ def ingestion_rule_name(slug: str) -> str:
 INGESTION_RULE_PATTERN = f"{PROJECT}-*-inbound-objects"
 
 
+def scan_result_rule_name(slug: str) -> str:
+    """The customer's EventBridge rule feeding GuardDuty's scan results of its inbound files to
+    the ingestion queue; named inside ``INGESTION_RULE_PATTERN`` so the queue (and its key)
+    admit it like the Object Created rule."""
+    return f"{PROJECT}-{slug}-scanned-inbound-objects"
+
+
+def scanner_role_name(slug: str) -> str:
+    """The role GuardDuty Malware Protection for S3 assumes to scan and tag the customer's
+    inbound files; named, so the customer key and bucket can admit exactly it."""
+    return f"{PROJECT}-{slug}-malware-scan"
+
+
+def gate_notices_topic_name(slug: str) -> str:
+    """Where the importer tells the customer's contacts a file was stopped at the gate."""
+    return f"{PROJECT}-{slug}-gate-notices"
+
+
 def physical_names(slug: str) -> dict[str, str]:
     """Every name a customer's stack creates, keyed by the namespace it must be unique in
     (S3 bucket names are global; the others per account and region). Two customers whose
@@ -132,5 +155,8 @@ def physical_names(slug: str) -> dict[str, str]:
         f"sns topic {notices_topic_name(slug)}": "notices topic",
         f"cloudwatch alarm {rotation_alarm_name(slug)}": "rotation alarm",
         f"events rule {ingestion_rule_name(slug)}": "ingestion rule",
+        f"events rule {scan_result_rule_name(slug)}": "scan-result rule",
+        f"iam role {scanner_role_name(slug)}": "malware scanner role",
+        f"sns topic {gate_notices_topic_name(slug)}": "gate notices topic",
         f"cloudformation stack {stack_name(slug)}": "stack",
     }

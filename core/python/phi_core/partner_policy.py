@@ -36,10 +36,12 @@ def partner_statements(scope: PartnerScope) -> list[Statement]:
     """The partner's allow statements, in identity-policy form (no principal).
 
     Inbound is write-only: a leaked partner key must not expose earlier uploads, so the partner
-    cannot read back, overwrite-by-copy or delete what it sent. Outbound is read-only. Listing
-    is limited to the partner's prefixes, plus the bucket's top level with "/" as delimiter so
-    desktop clients can open the bucket and see the folders; desktop clients also ask for the
-    bucket's region first, which reveals nothing else.
+    cannot read back, overwrite-by-copy or delete what it sent; it reads instead the signed
+    receipts the importer writes under ``receipts/`` (checksums, versions, scan results: no
+    file contents). Outbound is read-only. Listing is limited to the partner's prefixes, plus
+    the bucket's top level with "/" as delimiter so desktop clients can open the bucket and see
+    the folders; desktop clients also ask for the bucket's region first, which reveals nothing
+    else.
     """
     bucket = scope.bucket_arn
     statements: list[Statement] = []
@@ -47,13 +49,15 @@ def partner_statements(scope: PartnerScope) -> list[Statement]:
         statements.append(_allow("WriteInbound", ["s3:PutObject", "s3:AbortMultipartUpload",
                                                   "s3:ListMultipartUploadParts"],
                                  [f"{bucket}/{naming.INBOUND_PREFIX}*"]))
+        statements.append(_allow("ReadReceipts", ["s3:GetObject"],
+                                 [f"{bucket}/{naming.RECEIPTS_PREFIX}*"]))
     if Direction.OUTBOUND in scope.directions:
         statements.append(_allow("ReadOutbound", ["s3:GetObject", "s3:GetObjectVersion",
                                                   "s3:GetObjectAttributes",
                                                   "s3:GetObjectVersionAttributes"],
                                  [f"{bucket}/{naming.OUTBOUND_PREFIX}*"]))
     statements.append(_allow("ListOwnPrefixes", ["s3:ListBucket"], [bucket], {
-        "StringLike": {"s3:prefix": [f"{d.prefix}*" for d in scope.directions]}}))
+        "StringLike": {"s3:prefix": [f"{p}*" for p in listed_prefixes(scope.directions)]}}))
     statements.append(_allow("FindBucketRegion", ["s3:GetBucketLocation"], [bucket]))
     statements.append(_allow("ListTopLevelFolders", ["s3:ListBucket"], [bucket], {
         "StringEquals": {"s3:delimiter": "/"},
@@ -61,6 +65,13 @@ def partner_statements(scope: PartnerScope) -> list[Statement]:
     statements.append(_allow("UseKeyThroughS3", key_actions(scope.directions), [scope.key_arn],
                              key_conditions(scope)))
     return statements
+
+
+def listed_prefixes(directions: Iterable[Direction]) -> list[str]:
+    """The prefixes a partner may list: its directions', and ``receipts/`` if it sends."""
+    directions = tuple(directions)
+    receipts = [naming.RECEIPTS_PREFIX] if Direction.INBOUND in directions else []
+    return [d.prefix for d in directions] + receipts
 
 
 def key_actions(directions: Iterable[Direction]) -> list[str]:
