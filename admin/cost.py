@@ -71,6 +71,13 @@ def estimate(customer: CustomerConfig, volumes: Volumes, prices: dict[str, Any],
     puts = up * (parts_per_upload + 2 if parts_per_upload > 1 else 1)
     lists = math.ceil((up + down) / 1000) + 30  # sync listings, one page per 1,000 keys
     gets = down * 2 + up  # partner: HEAD + GET per download; importer: one GET per upload
+    # The importer writes one receipt per upload, signed once with the receipt key.
+    receipts = up
+    puts += receipts
+    # The malware gate: GuardDuty reads each upload once and writes its result tag.
+    scanned = up if customer.scanned else 0
+    gets += scanned
+    puts += scanned
     # Every PUT and part needs a data key, every GET a decrypt; Bucket Keys share them.
     kms_requests = puts + gets
     if bucket_keys:
@@ -107,8 +114,30 @@ def estimate(customer: CustomerConfig, volumes: Volumes, prices: dict[str, Any],
     items.append(LineItem("CloudWatch Logs", "trail delivery", trail_gb * logs["ingest_gb"],
                           f"{trail_gb:,.3f} GB ingested"))
 
+    if customer.scanned:
+        guardduty = prices["guardduty"]
+        scanned_gb = volumes.uploaded_gb
+        items.append(LineItem("GuardDuty", "malware scans",
+                              scanned_gb * guardduty["malware_scan_gb"]
+                              + scanned / 1000 * guardduty["malware_objects_per_1k"],
+                              f"{scanned:,} objects, {scanned_gb:,.1f} GB scanned"))
+        items.append(LineItem("S3", "scan result tags",
+                              scanned / 10_000 * s3["object_tags_per_10k_month"],
+                              f"{scanned:,} tags (this month's uploads; grows with what "
+                              "is kept)"))
+    elif customer.allows(Direction.INBOUND):
+        items.append(LineItem("GuardDuty", "malware scans", 0.0,
+                              f"opted out: {customer.malware_scan.reason}"))
+    if receipts:
+        items.append(LineItem("KMS", "receipt signatures",
+                              receipts / 10_000 * kms["asymmetric_requests_per_10k"],
+                              f"{receipts:,} Sign requests (ECC; the receipt key itself is "
+                              "shared, in the audit stack)"))
+
     sqs = prices["sqs"]
-    queue_requests = up * 3  # EventBridge send, importer receive, importer delete
+    # EventBridge send, importer receive, importer delete; twice with the gate (the Object
+    # Created event and GuardDuty's scan result each reach the importer).
+    queue_requests = up * 3 + scanned * 3
     items.append(LineItem("SQS", "ingestion queue",
                           queue_requests / 1_000_000 * sqs["requests_per_1m"],
                           f"{queue_requests:,} requests"))
@@ -144,5 +173,5 @@ def render(customer: CustomerConfig, volumes: Volumes, prices: dict[str, Any]) -
     lines.append(f"{'total':<39} {total(with_keys):>10.2f}")
     lines.append(f"(without S3 Bucket Keys the total would be {total(without):.2f})")
     lines.append("Not included: the audit stack's shared costs (trail storage in the custody "
-                 "bucket, its KMS key), taxes, support.")
+                 "bucket, its KMS keys), taxes, support.")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ verdict on one version::
      "key": "inbound/claims.csv", "version_id": "3sL4...", "etag": "9b2c...",
      "time": "2025-03-01T04:12:41Z", "event_id": "72c7...", "scan_status": "COMPLETED",
      "scan_result": "NO_THREATS_FOUND", "threats": null,
-     "plan": "arn:aws:guardduty:eu-west-2:123456789012:malware-protection-plan/..."}
+     "plan": ["arn:aws:guardduty:eu-west-2:123456789012:malware-protection-plan/..."]}
 
 (GuardDuty's "Object Scan Result" event, fields as documented in
 https://docs.aws.amazon.com/guardduty/latest/ug/monitor-with-eventbridge-s3-malware-protection.html.)
@@ -227,7 +227,12 @@ def _scan_result(data: dict[str, Any], text: Any, customer: str | None, bucket: 
             problems.append("threats: must be a list of objects with a name, or null")
         else:
             names = [str(t.get("name", "")) for t in threats]
-    plan = text("plan", required=False)
+    # The event's resources: a list holding the plan's ARN.
+    resources = data.get("plan")
+    plans = resources if isinstance(resources, list) else [resources]
+    if not all(p is None or isinstance(p, str) for p in plans):
+        problems.append("plan: must be the event's resources (ARN strings)")
+    plan = next((p for p in plans if isinstance(p, str)), None)
     if problems:
         raise InvalidMessage("invalid scan-result message: " + "; ".join(problems))
     assert customer and bucket and key and event_id and version_id and scan_status

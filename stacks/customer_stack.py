@@ -34,7 +34,7 @@ class CustomerStack(Stack):
             scope,
             construct_id,
             stack_name=naming.stack_name(customer.slug),
-            description=f"PHI partner exchange for {customer.slug} ({customer.access.value})",
+            description=_description(customer),
             **kwargs,
         )
         slug = customer.slug
@@ -54,6 +54,9 @@ class CustomerStack(Stack):
             deny_partner(storage.bucket, storage.bucket_arn, storage.key, customer)
         else:
             access, rotation = self._partner_side(customer, storage)
+        # Every bucket, scanned or not, inbound or not, offboarded or not: the scan tag never
+        # means anything but GuardDuty's verdict (docs/security.md, T12).
+        guard_scan_tag(storage.bucket, storage.bucket_arn, slug=slug, scanned=customer.scanned)
         self._only_named_principals_use_the_key(customer, storage)
         compliance.acknowledge_customer_stack(
             self, storage=storage, access=access, rotation=rotation, gate=self.malware_gate
@@ -99,10 +102,8 @@ class CustomerStack(Stack):
         return access, rotation
 
     def _malware_gate(self, customer: CustomerConfig, storage: EncryptedStorage) -> None:
-        """The scan tag kept GuardDuty's; GuardDuty scanning inbound/ unless the registry
-        opted the customer out, with its reason (docs/security.md, T12)."""
-        guard_scan_tag(storage.bucket, storage.bucket_arn, slug=customer.slug,
-                       scanned=customer.scanned)
+        """GuardDuty scanning inbound/ unless the registry opted the customer out, with its
+        reason (docs/security.md, T12)."""
         if customer.scanned:
             self.malware_gate = MalwareGate(
                 self, "MalwareGate", slug=customer.slug,
@@ -137,3 +138,14 @@ class CustomerStack(Stack):
             external_id=customer.external_id)
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
+
+
+def _description(customer: CustomerConfig) -> str:
+    """The stack's description; an opt-out of the malware gate is stated with its reason
+    wherever the stack is listed (CloudFormation allows 1,024 characters; the reason is at
+    most 500)."""
+    text = f"PHI partner exchange for {customer.slug} ({customer.access.value})"
+    if customer.allows(Direction.INBOUND) and not customer.offboarded \
+            and not customer.malware_scan.enabled:
+        text += f"; malware gate opted out: {customer.malware_scan.reason}"
+    return text

@@ -34,3 +34,9 @@ class ReceiptSigning(Construct):
         roles = account_roles.Roles(account=stack.account, partition=stack.partition)
         for statement in malware_gate.signing_key_denies(roles):
             self.key.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
+        # CloudFormation creates the key as the deployment role, which the policy denies
+        # PutKeyPolicy: KMS refuses such a policy unless its lockout safety check is bypassed.
+        # The key stays manageable by break-glass (tests/security/test_access_matrix.py).
+        cfn_key = self.key.node.default_child
+        assert isinstance(cfn_key, kms.CfnKey)
+        cfn_key.bypass_policy_lockout_safety_check = True

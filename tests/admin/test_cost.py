@@ -9,9 +9,11 @@ from stacks.config import parse_customer
 
 PRICES = {
     "as_of": "2026-11-01", "region": "us-east-1", "currency": "USD",
-    "kms": {"key_month": 1.0, "rotated_key_version_month": 1.0, "requests_per_10k": 0.03},
+    "kms": {"key_month": 1.0, "rotated_key_version_month": 1.0, "requests_per_10k": 0.03,
+            "asymmetric_requests_per_10k": 0.15},
     "s3": {"storage_gb_month": 0.023, "put_per_1k": 0.005, "get_per_1k": 0.0004,
-           "transfer_out_gb": 0.09},
+           "transfer_out_gb": 0.09, "object_tags_per_10k_month": 0.01},
+    "guardduty": {"malware_scan_gb": 0.09, "malware_objects_per_1k": 0.215},
     "secrets_manager": {"secret_month": 0.40, "api_per_10k": 0.05},
     "cloudtrail": {"data_events_per_100k": 0.10},
     "cloudwatch_logs": {"ingest_gb": 0.50, "storage_gb_month": 0.03},
@@ -36,30 +38,49 @@ def by_item(items):
 
 def test_fixed_example_itemized():
     items = by_item(estimate(ACME, VOLUMES, PRICES))
-    puts, gets = 10_000, 1_000 * 2 + 10_000
+    # Per upload: the partner's PUT, the receipt's PUT, the scan tag's PUT; the importer's and
+    # the scanner's GET. Per download: HEAD + GET.
+    puts, gets = 3 * 10_000, 1_000 * 2 + 2 * 10_000
     assert items[("KMS", "customer key")] == 1.0
-    assert items[("KMS", "requests")] == pytest.approx(221 / 10_000 * 0.03)  # 1% of 22,000
+    assert items[("KMS", "requests")] == pytest.approx(521 / 10_000 * 0.03)  # 1% of 52,000, up
+    assert items[("KMS", "receipt signatures")] == pytest.approx(10_000 / 10_000 * 0.15)
     assert items[("S3", "storage")] == pytest.approx(2.3)
     assert items[("S3", "noncurrent versions")] == 0.0
     assert items[("S3", "PUT/LIST requests")] == pytest.approx((puts + 11 + 30) / 1000 * 0.005)
     assert items[("S3", "GET requests")] == pytest.approx(gets / 1000 * 0.0004)
     assert items[("S3", "transfer out")] == pytest.approx(0.9)
-    assert items[("CloudTrail", "data events")] == pytest.approx(22_000 / 100_000 * 0.10)
-    assert items[("SQS", "ingestion queue")] == pytest.approx(30_000 / 1e6 * 0.40)
+    assert items[("S3", "scan result tags")] == pytest.approx(10_000 / 10_000 * 0.01)
+    assert items[("GuardDuty", "malware scans")] == pytest.approx(
+        10_000 / 1024 * 0.09 + 10 * 0.215)
+    assert items[("CloudTrail", "data events")] == pytest.approx(52_000 / 100_000 * 0.10)
+    assert items[("SQS", "ingestion queue")] == pytest.approx(60_000 / 1e6 * 0.40)
     assert items[("Secrets Manager", "partner key secret")] == 0.40
+
+
+def test_an_opted_out_customer_pays_no_scan_and_says_why():
+    reason = "Partner scans at source under contract 12-A; reviewed by security 2026-10"
+    opted_out = parse_customer({"slug": "acme", "access": "iam-user",
+                                "contacts": ["a@acme.example"],
+                                "malware_scan": {"enabled": False, "reason": reason}},
+                               source="acme.toml")
+    items = {(i.service, i.item): i for i in estimate(opted_out, VOLUMES, PRICES)}
+    assert items[("GuardDuty", "malware scans")].monthly == 0.0
+    assert reason in items[("GuardDuty", "malware scans")].basis
+    assert ("S3", "scan result tags") not in items
 
 
 def test_bucket_keys_cut_kms_requests_by_99_percent():
     with_keys = by_item(estimate(ACME, VOLUMES, PRICES, bucket_keys=True))
     without = by_item(estimate(ACME, VOLUMES, PRICES, bucket_keys=False))
-    assert without[("KMS", "requests")] == pytest.approx(22_000 / 10_000 * 0.03)
+    assert without[("KMS", "requests")] == pytest.approx(52_000 / 10_000 * 0.03)
     assert with_keys[("KMS", "requests")] < without[("KMS", "requests")] / 90
 
 
 def test_large_files_are_counted_as_multipart_parts():
     big = Volumes(stored_gb=0, uploaded_gb=10, files_uploaded=10)  # 1 GiB each, 8 MiB parts
     items = by_item(estimate(ACME, big, PRICES))
-    assert items[("S3", "PUT/LIST requests")] == pytest.approx((10 * (128 + 2) + 31) / 1000
+    # Each upload's parts, plus its receipt and its scan tag.
+    assert items[("S3", "PUT/LIST requests")] == pytest.approx((10 * (128 + 2 + 2) + 31) / 1000
                                                                * 0.005)
 
 

@@ -278,6 +278,49 @@ def test_bad_contacts_are_refused(contacts):
                for p in problems_of(with_changes(IAM_USER, contacts=contacts)))
 
 
+# --- the malware gate -------------------------------------------------------------------------
+
+OPT_OUT_REASON = "Partner scans every file at source under contract 12-A (security review 2026-10)"
+
+
+def test_the_malware_gate_is_on_by_default_for_inbound_partners():
+    config = parse_customer(IAM_USER, source="acme.toml")
+    assert config.malware_scan.enabled and config.scanned
+    outbound_only = parse_customer(with_changes(CROSS_ACCOUNT, directions=["outbound"]),
+                                   source="globex.toml")
+    assert not outbound_only.scanned  # nothing arrives, nothing to scan
+
+
+def test_an_opt_out_with_its_reason_is_accepted():
+    config = parse_customer(with_changes(IAM_USER, malware_scan={
+        "enabled": False, "reason": f"  {OPT_OUT_REASON}  "}), source="acme.toml")
+    assert not config.scanned
+    assert config.malware_scan.reason == OPT_OUT_REASON
+
+
+@pytest.mark.parametrize(("malware_scan", "rule"), [
+    ({"enabled": False}, "malware_scan.reason: required with enabled = false"),
+    ({"enabled": False, "reason": "they said so"}, "malware_scan.reason: must be 20 to 500"),
+    ({"enabled": False, "reason": "x" * 501}, "malware_scan.reason: must be 20 to 500"),
+    ({"enabled": False, "reason": OPT_OUT_REASON + "\nsecond line"},
+     "malware_scan.reason: must be 20 to 500 printable characters on one line"),
+    ({"enabled": False, "reason": 42}, "malware_scan.reason: must be a string"),
+    ({"enabled": True, "reason": OPT_OUT_REASON}, "malware_scan.reason: only allowed with "
+     "enabled = false"),
+    ({"enabled": "no"}, "malware_scan.enabled: must be true or false"),
+    ({"enable": False}, "malware_scan"),
+])
+def test_bad_opt_outs_are_refused(malware_scan, rule):
+    (problem,) = problems_of(with_changes(IAM_USER, malware_scan=malware_scan))
+    assert problem.startswith(f"customers/x: {rule}"), problem
+
+
+def test_an_opt_out_is_refused_for_a_partner_that_sends_nothing():
+    (problem,) = problems_of(with_changes(CROSS_ACCOUNT, directions=["outbound"], malware_scan={
+        "enabled": False, "reason": OPT_OUT_REASON}))
+    assert "malware_scan: only allowed when the customer sends inbound" in problem
+
+
 # --- all problems at once, from files ---------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
-"""The contract between the customer stack's handoff rule and the importer: the message the
-rule's input transformer renders from a real S3 ``Object Created`` event is one that
-:func:`parse_message` accepts, field for field."""
+"""The contract between the customer stack's rules and the importer: the message each rule's
+input transformer renders from a real event (S3's ``Object Created``, GuardDuty's ``Object
+Scan Result``) is one that :func:`parse_message` accepts, field for field."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from importer.message import FIELDS, parse_message
+from importer.message import FIELDS, ScanResultEvent, parse_message
 
 pytestmark = pytest.mark.synth
 
@@ -60,10 +60,66 @@ def test_handoff_rule_renders_a_message_the_importer_accepts() -> None:
     body = render(transformer["InputTemplate"], transformer["InputPathsMap"], S3_EVENT)
     event = parse_message(body)
 
-    assert set(json.loads(body)) == set(FIELDS)
+    assert set(json.loads(body)) == {*FIELDS, "kind", "scan"}
+    assert event.scan_required
     assert event.customer == "acme"
     assert event.key == "inbound/2025/claims file.csv"
     assert event.version_id == "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
     assert event.size == 5
     assert event.event_id == S3_EVENT["id"]
     assert (event.requester, event.source_ip) == ("111122223333", "198.51.100.7")
+
+
+# GuardDuty's scan-result event, as its user guide documents it ("Monitoring S3 object scans
+# with Amazon EventBridge"; values invented).
+SCAN_RESULT_EVENT: dict[str, Any] = {
+    "version": "0", "id": "72c7d362-737a-6dce-fc78-9e27a0171419",
+    "detail-type": "GuardDuty Malware Protection Object Scan Result",
+    "source": "aws.guardduty", "account": "123456789012", "time": "2025-03-01T04:12:41Z",
+    "region": "eu-west-2",
+    "resources": ["arn:aws:guardduty:eu-west-2:123456789012:malware-protection-plan/"
+                  "b4c7f464ab3a4EXAMPLE"],
+    "detail": {
+        "schemaVersion": "1.0", "scanStatus": "COMPLETED", "resourceType": "S3_OBJECT",
+        "s3ObjectDetails": {"bucketName": "phi-acme-123456789012-eu-west-2",
+                            "objectKey": "inbound/2025/claims file.csv",
+                            "eTag": "b1946ac92492d2347c6235b4d2611184",
+                            "versionId": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+                            "s3Throttled": False},
+        "scanResultDetails": {"scanResultStatus": "THREATS_FOUND",
+                              "threats": [{"name": "EICAR-Test-File (not a virus)"}]},
+    },
+}
+
+
+def test_scan_result_rule_renders_a_message_the_importer_accepts() -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk.assertions import Template
+
+    from stacks.components.malware_gate import MalwareGate
+
+    stack = Stack(App(), "Gate")
+    bucket = "phi-acme-123456789012-eu-west-2"
+    MalwareGate(stack, "Gate", slug="acme", bucket_name=bucket,
+                bucket_arn=f"arn:aws:s3:::{bucket}", key=kms.Key(stack, "Key"),
+                contacts=("ops@acme.example",))
+    (rule,) = Template.from_stack(stack).find_resources("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == [SCAN_RESULT_EVENT["source"]]
+    assert pattern["detail-type"] == [SCAN_RESULT_EVENT["detail-type"]]
+    assert pattern["detail"]["s3ObjectDetails"]["bucketName"] == [bucket]
+    (target,) = rule["Properties"]["Targets"]
+    transformer = target["InputTransformer"]
+
+    event = parse_message(render(transformer["InputTemplate"], transformer["InputPathsMap"],
+                                 SCAN_RESULT_EVENT))
+
+    assert isinstance(event, ScanResultEvent)
+    assert (event.customer, event.bucket, event.key) == ("acme", bucket,
+                                                         "inbound/2025/claims file.csv")
+    assert event.version_id == "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
+    assert (event.scan_status, event.result) == ("COMPLETED", "THREATS_FOUND")
+    assert event.threats == ("EICAR-Test-File (not a virus)",)
+    assert event.plan == SCAN_RESULT_EVENT["resources"][0]
+    assert not event.clean

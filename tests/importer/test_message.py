@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from importer.errors import InvalidMessage
-from importer.message import FIELDS, parse_message
+from importer.message import FIELDS, ScanResultEvent, parse_message
 
 GOOD: dict[str, Any] = {
     "customer": "acme", "account": "123456789012", "region": "eu-west-2",
@@ -97,3 +97,59 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_body_that_is_not_a_json_object_is_refused(raw: str) -> None:
     with pytest.raises(InvalidMessage):
         parse_message(raw)
+
+
+# --- the malware gate's two kinds of message --------------------------------------------------
+
+SCAN: dict[str, Any] = {
+    "customer": "acme", "kind": "scan-result", "account": "123456789012",
+    "region": "eu-west-2", "bucket": "phi-acme-123456789012-eu-west-2",
+    "key": "inbound/2025/claims.csv", "version_id": "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
+    "etag": "9b2cf535f27731c974343645a3985328", "time": "2025-03-01T04:12:41Z",
+    "event_id": "72c7d362-737a-6dce-fc78-9e27a0171419", "scan_status": "COMPLETED",
+    "scan_result": "NO_THREATS_FOUND", "threats": None,
+    "plan": ["arn:aws:guardduty:eu-west-2:123456789012:malware-protection-plan/b4c7f464"],
+}
+
+
+def scan(**changes: Any) -> str:
+    data = {**SCAN, **changes}
+    return json.dumps({k: v for k, v in data.items() if v is not ...})
+
+
+def test_an_object_created_message_waits_for_the_gate_unless_opted_out() -> None:
+    assert parse_message(body()).scan_required  # older messages carry no "scan"
+    assert parse_message(body(kind="object-created", scan="required")).scan_required
+    assert not parse_message(body(kind="object-created", scan="opted-out")).scan_required
+
+
+def test_a_scan_result_parses_into_its_verdict() -> None:
+    event = parse_message(scan())
+    assert isinstance(event, ScanResultEvent) and event.clean
+    assert event.plan == SCAN["plan"][0]
+    stopped = parse_message(scan(scan_result="THREATS_FOUND", threats=[{"name": "EICAR"}]))
+    assert isinstance(stopped, ScanResultEvent) and not stopped.clean
+    assert stopped.threats == ("EICAR",)
+    skipped = parse_message(scan(scan_status="SKIPPED", scan_result=...))
+    assert isinstance(skipped, ScanResultEvent)
+    assert (skipped.result, skipped.clean) == ("SKIPPED", False)
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"kind": "object-deleted"}, "kind: 'object-deleted' is neither"),
+    ({"version_id": ...}, "version_id: required in a scan result"),
+    ({"scan_status": ...}, "scan_status: required"),
+    ({"scan_result": ...}, "scan_result: required when scan_status is COMPLETED"),
+    ({"threats": "EICAR"}, "threats: must be a list of objects with a name"),
+    ({"plan": [7]}, "plan: must be the event's resources"),
+    ({"key": "outbound/x.csv"}, "is not under inbound/"),
+])
+def test_a_scan_result_breaking_a_rule_is_refused(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        parse_message(scan(**changes))
+    assert problem in caught.value.reason
+
+
+def test_an_unknown_scan_setting_is_refused() -> None:
+    with pytest.raises(InvalidMessage, match="scan: 'maybe' is neither"):
+        parse_message(body(scan="maybe"))

@@ -49,6 +49,9 @@ EXTRA_CUSTOMERS = [
         "external_id": "soylent-external-id-0001",
         "allowed_source_ips": ["192.0.2.0/24"],
         "contacts": ["ops@soylent.example"],
+        # Opted out of the malware gate, with the reason the registry requires.
+        "malware_scan": {"enabled": False, "reason": "Partner scans at source under contract "
+                         "S-12; security review 2026-10"},
     },
 ]
 
