@@ -323,12 +323,16 @@ def _importer_rows(dsn: str) -> Callable[[str, str], dict[str, dict[str, Any]]]:
         try:
             import psycopg
 
-            from importer.store import custody_chain
+            from importer.store import custody_chain, gate_chain
         except ImportError:
             raise AdminError("--dsn needs psycopg: pip install 'psycopg[binary]'") from None
         try:
             with psycopg.connect(dsn, connect_timeout=10) as conn:
-                return custody_chain(conn, bucket, key)
+                found = custody_chain(conn, bucket, key)
+                # A version stopped at the malware gate has no custody row, only its gate's.
+                for version_id, gate in gate_chain(conn, bucket, key).items():
+                    found.setdefault(version_id, {})["gate"] = gate
+                return found
         except psycopg.Error as err:
             raise AdminError("importer database: " + " ".join(str(err).split())) from None
 

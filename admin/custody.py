@@ -79,6 +79,8 @@ class VersionCustody:
     kms_key_id: str | None = None
     claims: list[Claim] = field(default_factory=list)
     imported: dict[str, Any] | None = None
+    # The malware gate's record (importer/store.gate_chain): scan, stop, receipt.
+    gate: dict[str, Any] | None = None
     # AWS's record of the request that wrote the version (the S3 event, as the importer kept
     # it): the requesting account or service, and its source address.
     requester: str | None = None
@@ -352,6 +354,11 @@ def _batch_manifest_claims(
 
 
 def _add_importer_row(v: VersionCustody, row: dict[str, Any]) -> None:
+    if row.get("gate"):
+        v.gate = {part: ({k: _iso(x) if k.endswith("_at") else x for k, x in value.items()}
+                         if value else None) for part, value in row["gate"].items()}
+    if "id" not in row:  # stopped at the gate, or still waiting for its scan
+        return
     v.imported = {
         "custody_id": row["id"], "imported_at": _iso(row["imported_at"]),
         "row_count": row["row_count"], "event_id": row["event_id"],
@@ -497,13 +504,26 @@ def _format_version(v: VersionCustody, importer_consulted: bool) -> list[str]:
         lines.append(f"  written by  {v.aws_note}")
     lines.append(f"  claimed by  {', '.join(v.claimed_uploaders) or 'nobody'} "
                  "(the uploader's own records: a claim)")
+    gate = v.gate or {}
+    if gate.get("scan"):
+        scan = gate["scan"]
+        threats = f" ({', '.join(scan['threats'])})" if scan["threats"] else ""
+        lines.append(f"  scanned     {scan['result']}{threats} by GuardDuty, {scan['scanned_at']}")
     if v.imported:
         i = v.imported
         lines.append(f"  imported    {i['imported_at']}, {i['row_count']} row(s), custody row "
                      f"{i['custody_id']}")
+    elif gate.get("stopped"):
+        stop = gate["stopped"]
+        lines.append(f"  imported    NO: stopped at the malware gate {stop['stopped_at']}: "
+                     f"{stop['reason']}; told {len(stop['notified'])} topic(s)")
     else:
         lines.append("  imported    " + ("no" if importer_consulted
                                           else "not asked (give --dsn)"))
+    if gate.get("receipt"):
+        receipt = gate["receipt"]
+        lines.append(f"  receipt     {receipt['outcome']}, signed, {receipt['key']} "
+                     f"({receipt['issued_at']})")
     if v.same_as_local_file is not None:
         lines.append("  local file  " + ("same content as this version" if v.same_as_local_file
                                          else "different content"))

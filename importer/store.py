@@ -270,3 +270,35 @@ def custody_chain(
         cur.execute(
             "SELECT * FROM custody_chain WHERE bucket = %s AND key = %s ORDER BY id", (bucket, key))
         return {str(row["version_id"]): dict(row) for row in cur.fetchall()}
+
+
+def gate_chain(conn: psycopg.Connection[Any], bucket: str, key: str) -> dict[str, dict[str, Any]]:
+    """The malware gate's record of every version of ``bucket``/``key``, by version id:
+    ``scan`` (GuardDuty's verdict as the importer received it), ``stopped`` (the stop, its
+    reason and who was told) and ``receipt`` (where the signed receipt was written); each None
+    when there is none."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def entry(version_id: str) -> dict[str, Any]:
+        return found.setdefault(version_id, {"scan": None, "stopped": None, "receipt": None})
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(
+                "SELECT version_id, scan_status, result, threats, event_time FROM scan_result "
+                "WHERE bucket = %s AND key = %s", (bucket, key)):
+            entry(row["version_id"])["scan"] = {
+                "status": row["scan_status"], "result": row["result"],
+                "threats": list(row["threats"] or []), "scanned_at": row["event_time"]}
+        for row in cur.execute(
+                "SELECT version_id, result, reason, notified, stopped_at FROM gate_stop "
+                "WHERE bucket = %s AND key = %s", (bucket, key)):
+            entry(row["version_id"])["stopped"] = {
+                "result": row["result"], "reason": row["reason"],
+                "notified": list(row["notified"]), "stopped_at": row["stopped_at"]}
+        for row in cur.execute(
+                "SELECT version_id, outcome, receipt_key, issued_at FROM receipt "
+                "WHERE bucket = %s AND key = %s", (bucket, key)):
+            entry(row["version_id"])["receipt"] = {
+                "outcome": row["outcome"], "key": row["receipt_key"],
+                "issued_at": row["issued_at"]}
+    return found

@@ -295,3 +295,25 @@ def test_gate_records_cannot_be_changed_or_removed(
                           f"TRUNCATE {table} CASCADE"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 db.execute(statement)
+
+
+def test_the_custody_command_shows_the_stop_and_the_receipt(
+        customer: Customer, queues: Queues, gated: Importer, notices: Notices,
+        dsn: str) -> None:
+    from admin.cli import _importer_rows
+    from admin.custody import custody_report, format_report
+
+    [upload] = customer.upload("eicar.csv", EICAR)
+    assert upload.version_id is not None
+    tag(customer, upload.key, upload.version_id, "THREATS_FOUND")
+    handle_all(gated, queues, message_for(customer, upload, scan="required"),
+               scan_result(customer, upload.key, upload.version_id, "THREATS_FOUND",
+                           threats=[{"name": "EICAR-Test-File (not a virus)"}]))
+    report = custody_report(customer.s3, customer=customer.slug, bucket=customer.bucket,
+                            key=upload.key, importer_rows=_importer_rows(dsn))
+    text = format_report(report)
+    assert "scanned     THREATS_FOUND (EICAR-Test-File (not a virus)) by GuardDuty" in text
+    assert "imported    NO: stopped at the malware gate" in text
+    assert "receipt     rejected, signed, receipts/eicar.csv/" in text
+    [version] = report.to_json()["versions"]
+    assert version["gate"]["stopped"]["result"] == "THREATS_FOUND"
