@@ -312,7 +312,7 @@ def test_only_named_roles_obtain_plaintext(matrix: MatrixResult):
                     and (principal.who is Who.OPERATOR or owner in principal.partner_of))
                 ), (who, owner, key)
     kinds = {principals[who].who for who, _, _ in readers}
-    assert kinds == {Who.BREAK_GLASS, Who.IMPORTER, Who.OPERATOR, Who.PARTNER}
+    assert kinds == {Who.BREAK_GLASS, Who.IMPORTER, Who.OPERATOR, Who.PARTNER, Who.SCANNER}
     broad = {Who.ADMIN, Who.POWER_USER, Who.INSIDER}
     assert {principals[who].who for who, _, _ in get_allowed} >= broad
     assert not any(principals[who].who in broad for who, _ in decrypt_allowed)
