@@ -17,7 +17,7 @@
     phi-exchange-admin cost SLUG --stored-gb N --uploaded-gb N --files-uploaded N [...]
                                                        a customer's itemized monthly cost
     phi-exchange-admin onboard SLUG [--output DIR] [--outputs-file F] [--access-key-id ID]
-                               [--support-contact TEXT ...]
+                               [--receipt-public-key F] [--support-contact TEXT ...]
                                                        the partner kit (never a secret)
     phi-exchange-admin offboard SLUG [--export-custody F] [--dry-run] [--yes]
                                                        revoke access now, keep the data

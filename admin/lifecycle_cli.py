@@ -5,7 +5,7 @@ and ``make(service)``, the CLI's one client factory, and raises :class:`Lifecycl
 expected refusal (one line on stderr, exit status 1).
 
     phi-exchange-admin onboard SLUG [--output DIR] [--outputs-file FILE] [--access-key-id ID]
-                                    [--support-contact TEXT ...]
+                                    [--receipt-public-key FILE] [--support-contact TEXT ...]
     phi-exchange-admin offboard SLUG [--export-custody FILE] [--dry-run] [--yes]
     phi-exchange-admin status [--json] [--manifest PATH ...] [--dsn DSN] [--max-listed N]
 """
@@ -56,6 +56,10 @@ def add_commands(commands: Any) -> list[argparse.ArgumentParser]:
     onboard.add_argument("--access-key-id", metavar="ID",
                          help="iam-user: the partner's current access key id (default: read "
                          "from the partner secret when online; none offline)")
+    onboard.add_argument("--receipt-public-key", type=Path, metavar="FILE",
+                         help="the receipt signing key's public key (PEM) for the kit (default: "
+                         f"online, KMS GetPublicKey of {naming.RECEIPT_SIGNING_KEY_ALIAS}; "
+                         "offline, none: the kit then says the key will follow)")
     onboard.add_argument("--support-contact", action="append", default=[], metavar="TEXT",
                          help="who the partner contacts at our side; repeatable (default: "
                          "'the operator who sent you this kit')")
@@ -120,14 +124,17 @@ def cmd_onboard(args: argparse.Namespace, make: MakeClient) -> int:
     if key_id and outputs.access is not AccessMode.IAM_USER:
         raise LifecycleError(f"--access-key-id applies to iam-user customers only; "
                              f"{customer.slug} uses {outputs.access.value}")
+    receipt_key, receipt_note = _receipt_key(args, outputs, make)
     inputs = onboarding.KitInputs(customer=customer, outputs=outputs, access_key_id=key_id,
                                   support_contacts=tuple(args.support_contact),
-                                  next_rotation=next_rotation)
+                                  next_rotation=next_rotation, receipt_public_key=receipt_key)
     directory = args.output or Path(f"{customer.slug}-partner-kit")
     written = onboarding.write_kit(directory, onboarding.kit_files(inputs),
                                    known_secrets=known_secrets)
     print(f"partner kit for {customer.slug} ({outputs.access.value}) written to {directory}: "
           + ", ".join(p.name for p in written))
+    if receipt_note:
+        print(receipt_note)
     if outputs.access is AccessMode.IAM_USER:
         if not key_id:
             print("note: no access key id in the kit (offline run without --access-key-id): "
@@ -139,6 +146,48 @@ def cmd_onboard(args: argparse.Namespace, make: MakeClient) -> int:
         print("The kit holds no secret. The partner attaches partner-iam-policy.json on its "
               "side (see README.md in the kit).")
     return 0
+
+
+def _receipt_key(args: argparse.Namespace, outputs: StackOutputs,
+                 make: MakeClient) -> tuple[bytes | None, str]:
+    """The receipt key's public half for the kit (PEM), and the line that says what the kit
+    holds. Only a partner that sends gets receipts. ``--receipt-public-key`` is used as given;
+    online, KMS ``GetPublicKey`` by the key's alias; offline, or when KMS cannot give it (the
+    audit stack not deployed, the key of the wrong kind, no ``kms:GetPublicKey``), the kit is
+    written without it and the line says so and what to do: the key is not needed to connect,
+    and a later kit carries it."""
+    from admin import onboarding
+
+    if not outputs.inbound_prefix:
+        return None, ""
+    alias = naming.RECEIPT_SIGNING_KEY_ALIAS
+    if args.receipt_public_key is not None:
+        try:
+            data = args.receipt_public_key.read_bytes()
+        except OSError as err:
+            raise LifecycleError(f"--receipt-public-key {args.receipt_public_key}: "
+                                 f"{err.strerror or err}") from None
+        pem = onboarding.receipt_key_pem(data, f"--receipt-public-key {args.receipt_public_key}")
+        source = str(args.receipt_public_key)
+    elif args.outputs_file is not None:
+        return None, (f"note: no {onboarding.RECEIPT_KEY_FILE} in the kit (offline run without "
+                      "--receipt-public-key): the partner cannot verify receipts until it has "
+                      f"the key; send a kit made online, or pass the PEM of {alias}")
+    else:
+        try:
+            der = make("kms").get_public_key(KeyId=alias)["PublicKey"]
+            pem = onboarding.receipt_key_pem(bytes(der), f"KMS key {alias}")
+        except (ClientError, LifecycleError) as err:
+            reason = (err.response.get("Error", {}).get("Code", "") if isinstance(
+                err, ClientError) else str(err))
+            return None, (f"warning: no {onboarding.RECEIPT_KEY_FILE} in the kit: cannot read "
+                          f"the public key of {alias} ({reason}); deploy the audit stack (it "
+                          f"creates the key) and grant kms:GetPublicKey, then run onboard again "
+                          f"before the partner relies on receipts")
+        source = f"KMS {alias}"
+    fingerprint = onboarding.receipt_key_fingerprint(pem)
+    return pem, (f"receipt key ({source}) in {onboarding.RECEIPT_KEY_FILE}, SHA-256 "
+                 f"{fingerprint} (the kit's README gives it; read it to the partner on request)")
 
 
 def _current_key(outputs: StackOutputs, make: MakeClient,

@@ -19,8 +19,13 @@ README.md, README.html    yes        yes            yes
 <slug>-WinSCP.ini         yes        yes (no key)   no
 partner-iam-policy.json   no         yes            yes
 aws-config-profile.ini    no         no             yes
+receipt-public-key.pem    yes (1)    yes (1)        yes (1)
 SHA256SUMS                yes        yes            yes
 =====================  ========  =============  ===========
+
+(1) For a partner that sends (inbound), when the exchange's receipt key is known: the public
+half of the key that signs receipts (``partner-transfer receipts verify``); the profile then
+names it and the instructions give its fingerprint.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from markdown_it.token import Token
 
 from admin import partner_policy
 from admin.stack_outputs import LifecycleError, StackOutputs
+from partner_transfer import receipts
 from partner_transfer.errors import TransferError
 from partner_transfer.profile import profile_from_outputs, render_profile
 from phi_core import naming
@@ -63,6 +69,7 @@ SECRET_FIELD_NAMES = ("secret_access_key", "aws_secret_access_key", "secretacces
 _SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 EXAMPLE_UPLOAD = "claims.csv"  # the file of the first-upload example
 EXAMPLE_DOWNLOAD_FOLDER = "received"  # where the first-download example writes
+RECEIPT_KEY_FILE = "receipt-public-key.pem"
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,9 @@ class KitInputs:
     ``support_contacts`` (default: none, the document then names "the operator who sent you
     this kit"): who the partner contacts at our side. ``next_rotation`` (default none): the
     next scheduled rotation date, when known (the kit is then no longer reproducible
-    offline, so offline runs leave it out).
+    offline, so offline runs leave it out). ``receipt_public_key`` (default none): the
+    exchange's receipt key as PEM (:func:`receipt_key_pem`), for a partner that sends; without
+    it the kit says the key will follow.
     """
 
     customer: CustomerConfig
@@ -82,6 +91,7 @@ class KitInputs:
     access_key_id: str | None = None
     support_contacts: tuple[str, ...] = ()
     next_rotation: date | None = None
+    receipt_public_key: bytes | None = None
 
     @property
     def slug(self) -> str:
@@ -98,11 +108,33 @@ class KitInputs:
         return self.outputs.access is not AccessMode.ASSUME_ROLE
 
     @property
+    def receipt_key(self) -> bytes | None:
+        """The receipt key the kit carries: only a partner that sends gets receipts."""
+        return self.receipt_public_key if self.outputs.inbound_prefix else None
+
+    @property
     def default_prefix(self) -> str:
         """Where desktop clients open: the upload folder, else the download folder."""
         prefix = self.outputs.inbound_prefix or self.outputs.outbound_prefix
         assert prefix is not None  # onboard refuses an offboarded stack, parse_outputs others
         return prefix
+
+
+def receipt_key_pem(data: bytes, source: str) -> bytes:
+    """The exchange's receipt key as the kit's PEM, from a PEM file's bytes (``--receipt-public-
+    key``) or KMS GetPublicKey's DER: always the same bytes for the same key. Anything but an
+    ECC NIST P-256 public key is refused (:class:`LifecycleError` naming ``source``)."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return receipts.pem_of(receipts.load_public_key(data))
+        return receipts.public_key_pem(data)
+    except receipts.ReceiptError as err:
+        raise LifecycleError(f"{source}: {err}") from None
+
+
+def receipt_key_fingerprint(pem: bytes) -> str:
+    """SHA-256 of the key's DER, as ``partner-transfer receipts verify`` prints it."""
+    return receipts.fingerprint(receipts.load_public_key(pem))
 
 
 def validate_access_key_id(value: str) -> str:
@@ -129,6 +161,8 @@ def file_names(inputs: KitInputs) -> dict[str, str]:
         names["policy"] = "partner-iam-policy.json"
     if inputs.outputs.access is AccessMode.ASSUME_ROLE:
         names["aws_config"] = "aws-config-profile.ini"
+    if inputs.receipt_key is not None:
+        names["receipt_key"] = RECEIPT_KEY_FILE
     return names
 
 
@@ -233,12 +267,15 @@ def connection_profile(inputs: KitInputs) -> str:
     """The ``partner-transfer`` connection profile (TOML), rendered by the client's own
     functions. iam-user: credentials from ``<slug>-credentials.json`` beside the profile;
     cross-account: the default AWS credential chain; assume-role: our role with the external
-    id, from the default chain."""
+    id, from the default chain. With the receipt key, the profile names the kit's
+    ``receipt-public-key.pem`` beside it."""
     credentials = (Path(credentials_file_name(inputs.slug))
                    if inputs.outputs.access is AccessMode.IAM_USER else None)
+    receipt_key = Path(RECEIPT_KEY_FILE) if inputs.receipt_key is not None else None
     try:
         profile = profile_from_outputs(inputs.outputs.partner_outputs(),
-                                       credentials_file=credentials)
+                                       credentials_file=credentials,
+                                       receipt_public_key=receipt_key)
     except TransferError as err:
         raise LifecycleError(f"cannot make the connection profile: {err}") from None
     return render_profile(profile, comment=(
@@ -390,6 +427,8 @@ def first_transfer_commands(inputs: KitInputs) -> list[str]:
     else:
         source = "--aws-profile YOUR-PROFILE"
     profile = file_names(inputs)["profile"]
+    if inputs.receipt_key is not None:
+        source += f" --receipt-public-key {RECEIPT_KEY_FILE}"
     if outputs.inbound_prefix:
         transfer = f"partner-transfer upload --profile {profile} {EXAMPLE_UPLOAD}"
     else:
@@ -412,13 +451,20 @@ def aws_cli_example(inputs: KitInputs) -> str:
     return f"aws s3 cp s3://{outputs.bucket}/{outputs.outbound_prefix}FILE . --profile {profile}"
 
 
+def receipts_command(inputs: KitInputs) -> str:
+    """The command that checks the receipts of what the partner sent."""
+    return f"partner-transfer receipts verify --profile {file_names(inputs)['profile']}"
+
+
 def instructions_markdown(inputs: KitInputs) -> str:
     """The partner-facing instructions (Markdown), from ``kit_templates/<access mode>.md.j2``:
-    connection values, security rules, the three commands of a first transfer, desktop
-    clients, the rotation timeline, the partner-side policy and the values to give us
-    (cross-account and assume-role), and whom to contact."""
+    connection values, security rules, the three commands of a first transfer, the signed
+    receipts and how to verify them (a partner that sends), desktop clients, the rotation
+    timeline, the partner-side policy and the values to give us (cross-account and
+    assume-role), and whom to contact."""
     outputs, customer = inputs.outputs, inputs.customer
     document = partner_policy.partner_side_policy(outputs)
+    key = inputs.receipt_key
     return _render(
         f"{outputs.access.value}.md.j2",
         name=inputs.name,
@@ -443,6 +489,9 @@ def instructions_markdown(inputs: KitInputs) -> str:
                          else None),
         rotation=rotation_dates(inputs),
         policy_json=partner_policy.render_policy(document) if document is not None else None,
+        receipts_prefix=naming.RECEIPTS_PREFIX,
+        receipts_command=receipts_command(inputs),
+        receipt_key_fingerprint=receipt_key_fingerprint(key) if key is not None else None,
     )
 
 
@@ -519,6 +568,8 @@ def kit_files(inputs: KitInputs) -> dict[str, bytes]:
         contents[names["policy"]] = partner_policy.render_policy(document).encode()
     if "aws_config" in names:
         contents[names["aws_config"]] = aws_config_profile(inputs).encode()
+    if inputs.receipt_key is not None:
+        contents[names["receipt_key"]] = inputs.receipt_key
     sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
                    for name, data in sorted(contents.items()))
     contents[SUMS_FILE] = sums.encode()

@@ -562,12 +562,16 @@ OPERATOR_SECRETS = frozenset({"secretsmanager:DescribeSecret",
 def _operator(r: MatrixRequest) -> bool:
     """Writes (and reads back) outbound files; sees listings and object attributes of every
     customer bucket, never an inbound file's bytes; manages partner keys and their
-    rotation and hands the key over; for custody, reads the customers' access logs and the
-    trail's evidence (the audit stack's buckets, every version), decrypting the trail's logs
-    with the audit key only through S3 for the custody bucket."""
+    rotation and hands the key over; reads the receipt key's public half by its alias (for
+    the kit); for custody, reads the customers' access logs and the trail's evidence (the
+    audit stack's buckets, every version), decrypting the trail's logs with the audit key only
+    through S3 for the custody bucket."""
     if r.principal.who is not Who.OPERATOR:
         return False
     action, part, kind = r.operation.action, r.target.part, r.target.kind
+    if part is Part.SIGNING_KEY:
+        return (action == "kms:GetPublicKey"
+                and r.operation.get("kms:RequestAlias") == naming.RECEIPT_SIGNING_KEY_ALIAS)
     if kind in S3_KINDS and part in (Part.DATA, Part.ACCESS_LOGS):
         if not _s3_transport_ok(r):
             return False

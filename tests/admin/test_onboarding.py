@@ -1,5 +1,6 @@
 """``phi-exchange-admin onboard``: the partner kit, file by file, for every access mode; the
-refusals; and the committed sample kit, regenerated and compared byte for byte."""
+receipt key it hands over; the refusals; and the committed sample kit, regenerated and
+compared byte for byte."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from markdown_it import MarkdownIt
 from admin import onboarding, partner_policy
 from admin.stack_outputs import LifecycleError, StackOutputs, parse_outputs
 from partner_transfer import cli as partner_cli
+from partner_transfer import receipts
 from partner_transfer.profile import AuthMethod, load_profile
 from phi_core import naming
 from stacks.config import AccessMode, CustomerConfig, Direction, parse_customer
@@ -47,19 +49,23 @@ from tests.admin.lifecycle_support import (
 
 SAMPLE = REPO / "docs" / "sample-kit"
 SAMPLE_COMMAND = ["onboard", "acme", "--outputs-file", str(SAMPLE / "outputs.json"),
-                  "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--support-contact",
+                  "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--receipt-public-key",
+                  str(SAMPLE / "receipt-public-key.pem"), "--support-contact",
                   "PHI exchange operations, phi-ops@example.org, +44 20 7946 0000"]
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+# A made-up receipt key (its private half was never kept), as onboard writes it.
+RECEIPT_PEM = (SAMPLE / "receipt-public-key.pem").read_bytes()
 
 
-def inputs(slug: str, *, key: str | None = KEY_ID, **changes: Any) -> onboarding.KitInputs:
+def inputs(slug: str, *, key: str | None = KEY_ID, receipt_key: bytes | None = RECEIPT_PEM,
+           **changes: Any) -> onboarding.KitInputs:
     customer = registry()[slug]
     if changes:
         customer = replace(customer, **changes)
     outputs = parse_outputs(outputs_for(customer), source="test")
     return onboarding.KitInputs(customer=customer, outputs=outputs,
                                 access_key_id=key if customer.access is AccessMode.IAM_USER
-                                else None)
+                                else None, receipt_public_key=receipt_key)
 
 
 def variant(**fields: Any) -> CustomerConfig:
@@ -219,6 +225,8 @@ def test_kit_outputs_file_feeds_profile_init_and_omits_our_secret_arn(tmp_path: 
 def allowed_resources(outputs: StackOutputs) -> set[str]:
     resources = {outputs.bucket_arn, outputs.kms_key_arn}
     resources |= {f"{outputs.bucket_arn}/{d.prefix}*" for d in outputs.directions}
+    if Direction.INBOUND in outputs.directions:  # a partner that sends reads its receipts
+        resources.add(f"{outputs.bucket_arn}/receipts/*")
     return resources
 
 
@@ -232,6 +240,7 @@ def check_least_privilege(document: dict[str, Any], outputs: StackOutputs) -> No
         f"{outputs.bucket_arn}/outbound/*": {"s3:GetObject", "s3:GetObjectVersion",
                                              "s3:GetObjectAttributes",
                                              "s3:GetObjectVersionAttributes"},
+        f"{outputs.bucket_arn}/receipts/*": {"s3:GetObject"},
         outputs.bucket_arn: {"s3:ListBucket", "s3:GetBucketLocation"},
         outputs.kms_key_arn: {"kms:Decrypt", "kms:GenerateDataKey"},
     }
@@ -248,7 +257,7 @@ def check_least_privilege(document: dict[str, Any], outputs: StackOutputs) -> No
             assert statement["Condition"]["StringEquals"] == {
                 "kms:ViaService": f"s3.{outputs.region}.amazonaws.com"}
     if Direction.INBOUND not in outputs.directions:
-        assert not any(r.endswith("/inbound/*") or a == "kms:GenerateDataKey"
+        assert not any(r.endswith(("/inbound/*", "/receipts/*")) or a == "kms:GenerateDataKey"
                        for s in document["Statement"] for r in s["Resource"]
                        for a in s["Action"])
 
@@ -264,7 +273,9 @@ def test_cross_account_policy_grants_only_the_customers_bucket_prefixes_and_key(
     document = json.loads(files["partner-iam-policy.json"])  # valid JSON, as written
     check_least_privilege(document, kit.outputs)
     prefixes = {s["Sid"]: s for s in document["Statement"]}["ListOwnPrefixes"]
-    assert prefixes["Condition"]["StringLike"]["s3:prefix"] == [f"{d}/*" for d in directions]
+    receipts_listed = ["receipts/*"] if "inbound" in directions else []
+    assert prefixes["Condition"]["StringLike"]["s3:prefix"] == [
+        f"{d}/*" for d in directions] + receipts_listed
 
 
 def test_cross_account_policy_passes_parliament() -> None:
@@ -505,6 +516,14 @@ def test_first_transfer_commands_work_with_the_kits_own_files(
         assert made.auth.method is (AuthMethod.ASSUME_ROLE if slug == "initech"
                                     else AuthMethod.AWS_PROFILE)
 
+    if kit.outputs.inbound_prefix:  # the receipts check, with the kit's own key
+        assert made.receipt_public_key == tmp_path / onboarding.RECEIPT_KEY_FILE
+        (check,) = [c for _, c in readme(kit).code_blocks if "receipts verify" in c]
+        program, *argv = shlex.split(check)
+        args = partner_cli.build_parser().parse_args(argv)
+        assert (program, args.command, args.action) == ("partner-transfer", "receipts", "verify")
+        assert args.profile == names["profile"] and args.public_key == []
+
     program, *argv = shlex.split(transfer)
     args = partner_cli.build_parser().parse_args(argv)
     assert program == "partner-transfer" and args.profile == names["profile"]
@@ -734,6 +753,124 @@ def test_html_page_shows_raw_html_and_unsafe_links_as_text() -> None:
     assert page.counts["strong"] == 1
 
 
+# --- the receipt key ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slug", ["acme", "globex"])  # initech only downloads
+def test_a_partner_that_sends_gets_the_receipt_key_its_fingerprint_and_a_profile_naming_it(
+        slug: str, tmp_path: Path) -> None:
+    kit = inputs(slug)
+    files = onboarding.kit_files(kit)
+    onboarding.write_kit(tmp_path, files)
+
+    assert files["receipt-public-key.pem"] == RECEIPT_PEM
+    key = receipts.load_public_key(files["receipt-public-key.pem"])
+    assert load_profile(tmp_path / f"{slug}.toml").receipt_public_key == (
+        tmp_path / "receipt-public-key.pem")
+    reading = readme(kit)
+    assert ("Receipts: what we received" in [h for _, h in reading.headings])
+    assert {receipts.fingerprint(key), "receipt-public-key.pem", "receipts/"} <= code_spans_of(
+        reading)
+    assert ("", f"partner-transfer receipts verify --profile {slug}.toml") in reading.code_blocks
+
+
+def test_a_partner_that_only_downloads_gets_no_receipt_key_nor_receipts_section() -> None:
+    kit = kit_for(variant(directions=["outbound"]), KEY_ID)
+    kit = replace(kit, receipt_public_key=RECEIPT_PEM)
+
+    assert "receipt_key" not in onboarding.file_names(kit)
+    assert "receipt-public-key.pem" not in onboarding.kit_files(kit)
+    assert "receipts" not in onboarding.instructions_markdown(kit).lower()
+    assert "receipt_public_key = " not in onboarding.connection_profile(kit)
+
+
+def test_a_kit_without_the_key_says_the_partner_must_ask_for_it(tmp_path: Path) -> None:
+    kit = inputs("acme", receipt_key=None)
+    files = onboarding.kit_files(kit)
+
+    assert "receipt-public-key.pem" not in files
+    assert "This kit does not hold our receipt key" in files["README.md"].decode()
+    assert "--receipt-public-key" not in " ".join(onboarding.first_transfer_commands(kit))
+    (tmp_path / "acme.toml").write_bytes(files["acme.toml"])
+    assert load_profile(tmp_path / "acme.toml").receipt_public_key is None
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n",
+     "not a PEM public key"),
+    (None, "No such file"),
+])
+def test_receipt_public_key_option_refuses_what_is_not_the_exchanges_kind_of_key(
+        tmp_path: Path, content: bytes | None, reason: str) -> None:
+    pem = tmp_path / "key.pem"
+    if content is not None:
+        pem.write_bytes(content)
+    outputs = write_outputs_file(tmp_path / "outputs.json", registry()["acme"])
+
+    ran = run(REPO / "customers", ["onboard", "acme", "--outputs-file", str(outputs),
+                                   "--receipt-public-key", str(pem), "-o", str(tmp_path / "kit")])
+
+    assert ran.code == 1 and ran.err.count("\n") == 1
+    assert f"--receipt-public-key {pem}: " in ran.err and reason in ran.err
+    assert not (tmp_path / "kit").exists()
+
+
+def test_a_der_key_of_another_kind_is_refused_for_the_kit() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    der = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(
+    ).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(LifecycleError, match="KMS key x: not an ECC NIST P-256 public key"):
+        onboarding.receipt_key_pem(der, "KMS key x")
+
+
+def receipt_signing_key(key_spec: str = "ECC_NIST_P256") -> bytes:
+    """The audit stack's receipt key in moto, by its alias: its public key (DER)."""
+    kms = boto3.client("kms", region_name=REGION)
+    usage = "SIGN_VERIFY" if key_spec != "SYMMETRIC_DEFAULT" else "ENCRYPT_DECRYPT"
+    key_id = kms.create_key(KeySpec=key_spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=naming.RECEIPT_SIGNING_KEY_ALIAS, TargetKeyId=key_id)
+    return bytes(kms.get_public_key(KeyId=key_id)["PublicKey"])
+
+
+def test_onboard_online_puts_the_receipt_key_from_kms_in_the_kit(aws: None,
+                                                                 tmp_path: Path) -> None:
+    deploy(registry()["acme"])
+    der = receipt_signing_key()
+
+    ran = run(REPO / "customers", ["onboard", "acme", "--output", str(tmp_path / "kit")])
+
+    assert ran.code == 0, ran.err
+    pem = (tmp_path / "kit" / "receipt-public-key.pem").read_bytes()
+    assert pem == receipts.public_key_pem(der)
+    fingerprint = receipts.fingerprint(receipts.load_public_key(pem))
+    assert f"receipt key (KMS {naming.RECEIPT_SIGNING_KEY_ALIAS}) in receipt-public-key.pem, " \
+           f"SHA-256 {fingerprint}" in ran.out
+    assert fingerprint in (tmp_path / "kit" / "README.md").read_text()
+
+
+@pytest.mark.parametrize(("key_spec", "reason"), [
+    (None, "(NotFoundException)"),
+    ("SYMMETRIC_DEFAULT", "not an ECC NIST P-256 public key"),
+], ids=["audit-stack-not-deployed", "alias-names-another-kind-of-key"])
+def test_onboard_online_without_the_receipt_key_writes_the_kit_and_says_so(
+        aws: None, tmp_path: Path, key_spec: str | None, reason: str) -> None:
+    deploy(registry()["acme"])
+    if key_spec is not None:
+        receipt_signing_key(key_spec)
+
+    ran = run(REPO / "customers", ["onboard", "acme", "--output", str(tmp_path / "kit")])
+
+    assert ran.code == 0, ran.err
+    (line,) = [x for x in ran.out.splitlines() if x.startswith("warning:")]
+    assert line.startswith("warning: no receipt-public-key.pem in the kit: cannot read the "
+                           f"public key of {naming.RECEIPT_SIGNING_KEY_ALIAS}")
+    assert reason in line and "run onboard again" in line
+    assert not (tmp_path / "kit" / "receipt-public-key.pem").exists()
+    assert "This kit does not hold our receipt key" in (tmp_path / "kit" / "README.md").read_text()
+
+
 # --- the kit as a whole ---------------------------------------------------------------------
 
 
@@ -762,6 +899,8 @@ def parse_kit_file(name: str, data: bytes) -> object:
     if name == "SHA256SUMS":
         assert all(re.fullmatch(r"[0-9a-f]{64}  [^/\s]+", line) for line in text.splitlines())
         return text
+    if name.endswith(".pem"):
+        return receipts.load_public_key(data)
     raise AssertionError(f"no parser for {name}")
 
 
@@ -877,6 +1016,9 @@ def test_onboard_offline_says_where_the_kit_is_and_how_to_hand_over_the_secret(
     assert "phi-exchange-admin credentials acme --output acme-credentials.json" in ran.out
     assert "no access key id in the kit" in ran.out
     assert "Username" not in plistlib.loads((tmp_path / "kit" / "acme.duck").read_bytes())
+    assert ("note: no receipt-public-key.pem in the kit (offline run without "
+            "--receipt-public-key)") in ran.out
+    assert not (tmp_path / "kit" / "receipt-public-key.pem").exists()
 
 
 def test_onboard_refuses_outputs_that_disagree_with_the_registry(tmp_path: Path) -> None:

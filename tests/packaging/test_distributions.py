@@ -116,7 +116,8 @@ def test_installed_operator_tooling_writes_the_sample_kit(sources: dict[str, Pat
     sample = REPO / "docs" / "sample-kit"
     ran = run(venv / "bin" / "phi-exchange-admin", "--registry", REPO / "customers", "onboard",
               "acme", "--outputs-file", sample / "outputs.json", "--output", tmp_path / "kit",
-              "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--support-contact",
+              "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--receipt-public-key",
+              sample / "receipt-public-key.pem", "--support-contact",
               "PHI exchange operations, phi-ops@example.org, +44 20 7946 0000", env=CLEAN)
     assert ran.returncode == 0, ran.stderr
     written = {p.name: p.read_bytes() for p in (tmp_path / "kit").iterdir()}

@@ -1,4 +1,5 @@
-"""The operator's policy on object keys the access matrix does not hold.
+"""The operator's policy on object keys the access matrix does not hold, and its one KMS
+statement that names a key by alias.
 
 IAM's ``*`` in a resource ARN matches ``/`` as well, so a pattern meant for one kind of bucket
 (``phi-*/outbound/*``, ``phi-*-logs-<account>-<region>/*``) also matches an object of a data
@@ -63,3 +64,36 @@ def test_a_partner_chosen_inbound_key_is_never_read_by_the_operator(action: str)
 
 def test_the_deny_leaves_outbound_files_access_logs_and_the_trails_evidence_readable():
     assert _decisions("s3:GetObject", EVIDENCE, deny=True) == ["Allowed"] * 3
+
+
+RECEIPT_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+
+@pytest.mark.parametrize(("action", "alias", "decision"), [
+    ("kms:GetPublicKey", naming.RECEIPT_SIGNING_KEY_ALIAS, "Allowed"),
+    ("kms:GetPublicKey", None, "ImplicitlyDenied"),  # by key id or ARN
+    ("kms:GetPublicKey", "alias/phi-exchange/other", "ImplicitlyDenied"),
+    ("kms:Sign", naming.RECEIPT_SIGNING_KEY_ALIAS, "ImplicitlyDenied"),
+    ("kms:Verify", naming.RECEIPT_SIGNING_KEY_ALIAS, "ImplicitlyDenied"),
+])
+def test_the_operator_reads_the_receipt_keys_public_half_by_its_alias_only(
+        action: str, alias: str | None, decision: str):
+    """Onboarding puts the receipt key's public half in the kit (GetPublicKey by the alias);
+    the statement grants nothing else of any key."""
+    context: dict[str, str | list[str]] = {
+        "aws:PrincipalArn": ROLE, "aws:PrincipalAccount": ACCOUNT,
+        "aws:SecureTransport": "true", "aws:PrincipalIsAWSService": "false"}
+    if alias is not None:
+        context["kms:RequestAlias"] = alias
+    # The key policy delegates to IAM, as CDK's default statement does (the receipt key's own
+    # denies concern Sign, encryption and retirement: phi_core.malware_gate).
+    key_policy = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "EnableIamPolicies", "Effect": "Allow",
+         "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
+         "Resource": "*"}]}
+    batch = evaluator.Batch(
+        policies={"operator": _statements(deny=True), "key": key_policy}, requests=[
+            Request(principal=SESSION, action=action, resource=RECEIPT_KEY,
+                    resource_account=ACCOUNT, context=context, identity_policies=("operator",),
+                    resource_policy="key")])
+    assert [d.decision for d in evaluator.evaluate(batch, workers=1)] == [decision]

@@ -193,7 +193,8 @@ def operator_statements(*, partition: str, region: str, account: str,
                         url_suffix: str) -> list[Statement]:
     """Write outbound files; read what the status, onboarding and custody commands show
     (stacks, listings, object attributes and checksums, key ages); start a rotation, hand the
-    key over, revoke a partner's keys or role trust. For custody, read the audit trail's
+    key over, revoke a partner's keys or role trust; read the receipt key's public half for
+    the kit (``kms:GetPublicKey``, by the key's alias only). For custody, read the audit trail's
     evidence: find the trail and the public keys that signed its digest files, list and read
     the versions of the log and digest files in the audit stack's buckets (decrypting the log
     files, which the audit key encrypts, through S3 for those buckets only), and read the
@@ -244,6 +245,11 @@ def operator_statements(*, partition: str, region: str, account: str,
          "Action": "kms:Decrypt", "Resource": keys,
          "Condition": {"StringEquals": {
              "kms:ViaService": f"secretsmanager.{region}.{url_suffix}"}}},
+        # Onboarding puts the receipt key's public half in the kit; named by its alias, as the
+        # importer signs by it (phi_core.malware_gate.importer_gate_statements).
+        {"Sid": "HandOverTheReceiptKey", "Effect": "Allow", "Action": "kms:GetPublicKey",
+         "Resource": keys,
+         "Condition": {"StringEquals": {"kms:RequestAlias": naming.RECEIPT_SIGNING_KEY_ALIAS}}},
         # Custody: the trail's evidence. DescribeTrails (the trail's bucket and key) and
         # ListPublicKeys (the keys that signed the digest files) take no resource in IAM.
         {"Sid": "FindTheTrailAndItsSigningKeys", "Effect": "Allow",

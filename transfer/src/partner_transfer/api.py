@@ -1,4 +1,5 @@
-"""The Python API: :class:`Client` runs upload, download, sync, verify, ls and cleanup.
+"""The Python API: :class:`Client` runs upload, download, sync, verify, ls, cleanup and the
+receipts check.
 
 Each method plans first (every key and destination is checked locally, nothing is sent if a
 rule for the whole command is broken), then transfers on one thread pool, appends one custody
@@ -10,13 +11,14 @@ into one :class:`~partner_transfer.errors.TransferError` with the first failure'
 
 The work itself lives in one module per seam: :mod:`~partner_transfer.preflight`,
 :mod:`~partner_transfer.batch`, :mod:`~partner_transfer.upload`,
-:mod:`~partner_transfer.download`, :mod:`~partner_transfer.verify` and
-:mod:`~partner_transfer.cleanup`.
+:mod:`~partner_transfer.download`, :mod:`~partner_transfer.verify`,
+:mod:`~partner_transfer.cleanup` and :mod:`~partner_transfer.receipt_check`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +30,12 @@ from partner_transfer.remote import Remote
 from partner_transfer.results import FileResult, batch_error
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from partner_transfer.clients import Clients
     from partner_transfer.download import DownloadItem, Downloads
     from partner_transfer.progress import Reporter
+    from partner_transfer.receipts import Report
     from partner_transfer.upload import UploadItem, Uploads
 
 __all__ = ["Client", "FileResult", "Options"]
@@ -169,6 +174,25 @@ class Client:
         from partner_transfer import cleanup
 
         return cleanup.cleanup(self._conn, remote=remote, older_than_days=older_than_days)
+
+    def check_receipts(
+        self,
+        public_keys: Sequence[ec.EllipticCurvePublicKey],
+        *,
+        grace: timedelta = timedelta(minutes=60),
+        since: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Report:
+        """Read the exchange's receipts under ``receipts/``, verify each signature offline with
+        ``public_keys`` (:func:`partner_transfer.receipts.load_public_key`), and match them with
+        this host's custody manifest: see :func:`partner_transfer.receipt_check.check`.
+        ``grace`` (default 60 minutes): how long an upload may wait for its receipt;
+        ``since`` (default: all): only uploads at or after it; ``now`` (default: the clock)."""
+        from partner_transfer import receipt_check
+
+        return receipt_check.check(
+            self._conn, public_keys, now=now or datetime.now(UTC), grace=grace, since=since
+        )
 
     @staticmethod
     def raise_for(results: Sequence[FileResult]) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -244,9 +245,71 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--endpoint-url", help="S3/STS endpoint for local runs (emulators)")
     init.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument(
+        "--receipt-public-key",
+        type=Path,
+        metavar="FILE",
+        help="the exchange's receipt key (your kit's receipt-public-key.pem), referenced by path",
+    )
     show = prof_sub.add_parser("show", parents=[_common()], help="print the effective profile")
     del show
+
+    rec = sub.add_parser("receipts", help="check the exchange's signed receipts of your uploads")
+    rec_sub = rec.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    check = rec_sub.add_parser(
+        "verify",
+        parents=[common],
+        help="verify every receipt offline and match them with your custody manifest",
+    )
+    check.add_argument(
+        "--public-key",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="the exchange's receipt key (PEM); repeatable, e.g. the old and the new key during "
+        "a key replacement (default: the profile's receipt_public_key)",
+    )
+    check.add_argument(
+        "--since",
+        type=_since,
+        metavar="TIME",
+        help="only uploads at or after this ISO 8601 time, UTC unless it names an offset "
+        "(default: every upload in the manifest)",
+    )
+    check.add_argument(
+        "--grace",
+        type=_grace,
+        default=DEFAULT_GRACE_MINUTES,
+        metavar="MINUTES",
+        help="an upload without a receipt is pending this long, then MISSING "
+        f"(default: {DEFAULT_GRACE_MINUTES})",
+    )
     return parser
+
+
+DEFAULT_GRACE_MINUTES = 60
+
+
+def _since(text: str) -> datetime:
+    from partner_transfer.receipts import parse_time
+
+    moment = parse_time(text)
+    if moment is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time like 2026-11-28 or 2026-11-28T14:00Z"
+        )
+    return moment
+
+
+def _grace(text: str) -> int:
+    try:
+        minutes = int(text)
+    except ValueError:
+        minutes = -1
+    if minutes < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of minutes (0 or more)")
+    return minutes
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -325,10 +388,16 @@ def _profile_init(args: argparse.Namespace, out: Console) -> int:
     if args.output.exists() and not args.force:
         raise TransferError(ExitCode.USAGE, f"{args.output} exists: pass --force to overwrite it")
     cred_file = args.credentials_file.expanduser().resolve() if args.credentials_file else None
+    receipt_key = (
+        _receipt_key_path(args.receipt_public_key) if args.receipt_public_key else None
+    )
     if args.from_secret:
         secret_path = args.from_secret.expanduser().resolve()
         profile = profile_from_secret(
-            read_secret_file(secret_path), secret_path, endpoint_url=args.endpoint_url
+            read_secret_file(secret_path),
+            secret_path,
+            endpoint_url=args.endpoint_url,
+            receipt_public_key=receipt_key,
         )
         origin = f"generated from the rotation secret {secret_path}"
     else:
@@ -353,6 +422,7 @@ def _profile_init(args: argparse.Namespace, out: Console) -> int:
             aws_profile=args.aws_profile,
             credentials_file=cred_file,
             endpoint_url=args.endpoint_url,
+            receipt_public_key=receipt_key,
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render_profile(profile, comment=origin), encoding="utf-8")
@@ -363,6 +433,60 @@ def _profile_init(args: argparse.Namespace, out: Console) -> int:
             markup=False,
         )
     return ExitCode.OK
+
+
+def _receipt_key_path(path: Path) -> Path:
+    """An absolute path to a PEM that holds the exchange's receipt key (checked now, so a wrong
+    file is found when the profile is written, not when receipts are first verified)."""
+    from partner_transfer.receipt_check import read_public_keys
+
+    resolved = path.expanduser().resolve()
+    read_public_keys([resolved])
+    return resolved
+
+
+def _receipts_verify(
+    args: argparse.Namespace, out: Console, err: Console, quiet: bool
+) -> int:
+    """``receipts verify``: one line per finding (problems on stderr, the rest on stdout unless
+    quiet), a summary, and the exit status of :func:`partner_transfer.receipt_check.exit_status`."""
+    from partner_transfer import receipt_check, receipts
+
+    profile = _load(args)
+    paths = list(args.public_key) or (
+        [profile.receipt_public_key] if profile.receipt_public_key else []
+    )
+    if not paths:
+        raise TransferError(
+            ExitCode.USAGE,
+            "no receipt public key: pass --public-key FILE (your onboarding kit's "
+            "receipt-public-key.pem) or set receipt_public_key in the connection profile",
+        )
+    keys = receipt_check.read_public_keys(paths)
+    client = Client(profile, _options(args))
+    report = client.check_receipts(keys, grace=timedelta(minutes=args.grace), since=args.since)
+    for finding in report.findings:
+        if finding.problem:
+            err.print(finding.line, highlight=False, markup=False, soft_wrap=True)
+        elif not quiet:
+            out.print(finding.line, highlight=False, markup=False, soft_wrap=True)
+    if not quiet:
+        counts: dict[str, int] = {}
+        for finding in report.findings:
+            counts[finding.label] = counts.get(finding.label, 0) + 1
+        ordered = sorted(counts.items(), key=lambda item: receipts.REPORT_ORDER.index(item[0]))
+        found = ", ".join(f"{n} {label}" for label, n in ordered) or "nothing to check"
+        since = f" since {args.since.isoformat()}" if args.since else ""
+        prints = ", ".join(receipts.fingerprint(k) for k in keys)
+        err.print(
+            f"receipts{since}: {found}; {report.receipts_read} receipt(s) read from "
+            f"s3://{profile.bucket}/{receipt_check.RECEIPTS_PREFIX}, checked against "
+            f"{client.manifest_path}; exchange key SHA-256 {prints}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    return receipt_check.exit_status(report)
 
 
 def run(
@@ -384,6 +508,8 @@ def run(
             profile = load_profile(find_profile_path(args.profile))
             out.print(render_profile(profile), highlight=False, markup=False, end="")
             return ExitCode.OK
+        if args.command == "receipts":
+            return _receipts_verify(args, out, err, quiet)
         profile = _load(args)
         options = _options(args)
         reporter = make_reporter(err, quiet=quiet)

@@ -108,7 +108,9 @@ class Profile:
     emulator; ``sts_endpoint_url`` (default: ``endpoint_url``) does the same for STS alone, for
     S3 servers that do not implement STS. ``state_dir`` (default
     ``$XDG_STATE_HOME/partner-transfer/<customer>``) holds resume journals; ``manifest``
-    (default ``<state_dir>/manifest.jsonl``) is the custody log.
+    (default ``<state_dir>/manifest.jsonl``) is the custody log. ``receipt_public_key``
+    (default none) is the exchange's receipt key (PEM, the onboarding kit's
+    ``receipt-public-key.pem``) that ``receipts verify`` checks signatures with.
     """
 
     customer: str
@@ -124,6 +126,7 @@ class Profile:
     tuning: Tuning = field(default_factory=Tuning)
     state_dir: Path | None = None
     manifest: Path | None = None
+    receipt_public_key: Path | None = None
 
     @property
     def upload_prefixes(self) -> tuple[str, ...]:
@@ -160,6 +163,7 @@ _TOP_KEYS = {
     "sts_endpoint_url",
     "state_dir",
     "manifest",
+    "receipt_public_key",
     "auth",
     "transfer",
 }
@@ -236,6 +240,7 @@ def parse_profile(
     sts_endpoint = _str(data, "sts_endpoint_url", problems, False)
     state_dir = _str(data, "state_dir", problems, False)
     manifest = _str(data, "manifest", problems, False)
+    receipt_key = _str(data, "receipt_public_key", problems, False)
     if bucket and not _BUCKET.match(bucket):
         problems.append(f"bucket {bucket!r} is not a valid bucket name")
     if region and not _REGION.match(region):
@@ -328,6 +333,7 @@ def parse_profile(
         tuning=tuning,
         state_dir=_path(state_dir, base),
         manifest=_path(manifest, base),
+        receipt_public_key=_path(receipt_key, base),
     )
 
 
@@ -514,8 +520,10 @@ def profile_from_outputs(
     aws_profile: str | None = None,
     credentials_file: Path | None = None,
     endpoint_url: str | None = None,
+    receipt_public_key: Path | None = None,
 ) -> Profile:
-    """A profile from the customer stack's outputs plus the partner's choice of credentials.
+    """A profile from the customer stack's outputs plus the partner's choice of credentials
+    (and, optionally, the path of the exchange's receipt key, ``receipt_public_key``).
 
     ``iam-user`` needs ``credentials_file`` (the rotation secret JSON) or ``aws_profile``;
     ``assume-role`` takes the role and external id from the outputs and uses ``aws_profile``
@@ -561,6 +569,7 @@ def profile_from_outputs(
         outbound_prefix=parsed.outbound_prefix,
         endpoint_url=endpoint_url,
         auth=auth,
+        receipt_public_key=receipt_public_key,
     )
     return _revalidate(profile)
 
@@ -571,10 +580,12 @@ def profile_from_secret(
     *,
     customer: str | None = None,
     endpoint_url: str | None = None,
+    receipt_public_key: Path | None = None,
 ) -> Profile:
     """A profile from the rotation secret (iam-user mode), referencing the file, not copying keys.
 
-    ``customer`` (default: derived from the bucket name ``phi-<slug>-...``) names the profile.
+    ``customer`` (default: derived from the bucket name ``phi-<slug>-...``) names the profile;
+    ``receipt_public_key`` (default none) is the path of the exchange's receipt key.
     """
     if not (secret.get("inbound_prefix") or secret.get("outbound_prefix")):
         # Current secrets hold only values fixed for the stack's life (docs/rotation.md); the
@@ -597,6 +608,7 @@ def profile_from_secret(
         outbound_prefix=secret.get("outbound_prefix") or None,
         endpoint_url=endpoint_url,
         auth=Auth(AuthMethod.CREDENTIALS_FILE, credentials_file=credentials_file),
+        receipt_public_key=receipt_public_key,
     )
     return _revalidate(profile)
 
@@ -634,6 +646,8 @@ def render_profile(profile: Profile, *, comment: str = "") -> str:
         put("sts_endpoint_url", profile.sts_endpoint_url)
     put("state_dir", str(profile.state_dir) if profile.state_dir else None)
     put("manifest", str(profile.manifest) if profile.manifest else None)
+    key = profile.receipt_public_key
+    put("receipt_public_key", str(key) if key else None)
     auth = profile.auth
     lines += ["", "[auth]"]
     put("method", auth.method.value)
