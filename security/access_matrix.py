@@ -838,6 +838,8 @@ def _signing_requests() -> list[Operation]:
         _op("kms:Sign", "by its key id, ECDSA_SHA_256", algorithm),
         _op("kms:Verify", "ECDSA_SHA_256", algorithm),
         _op("kms:GetPublicKey"),
+        _op("kms:GetPublicKey", "by its alias",
+            {"kms:RequestAlias": naming.RECEIPT_SIGNING_KEY_ALIAS}),
         _op("kms:ScheduleKeyDeletion"),
         _op("kms:PutKeyPolicy"),
     ]

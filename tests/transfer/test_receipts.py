@@ -222,7 +222,7 @@ def test_a_young_upload_without_receipt_is_pending_and_exits_0(ws: Workspace,
     assert "60-minute grace period" in line
 
 
-# --- disagreements: exit 3 --------------------------------------------------------------------
+# --- disagreements: exit 13 -------------------------------------------------------------------
 
 
 def test_an_upload_older_than_the_grace_without_receipt_is_missing_and_exits_3(
@@ -234,7 +234,7 @@ def test_an_upload_older_than_the_grace_without_receipt_is_missing_and_exits_3(
 
     result = verify(profile, "--public-key", pem, "-q")
 
-    assert result.code == DISAGREES == 3
+    assert result.code == DISAGREES == 13
     line = one_line(result.err)
     assert line.startswith(f"MISSING {lost['key']} (version {lost['version_id']}): no receipt")
     assert "ask its operators" in line
@@ -283,7 +283,7 @@ def test_a_rejected_receipt_says_so_plainly_with_the_threats_and_exits_3(
                            "EICAR-Test-File (not a virus), Trojan.Generic;")
 
 
-# --- broken evidence: exit 4, one line naming the receipt object and the rule ----------------
+# --- broken evidence: exit 14, one line naming the receipt object and the rule ---------------
 
 
 # Each forgery takes (the exchange, the genuine receipt's object key, a forger's key, the
@@ -326,7 +326,7 @@ def test_a_forged_receipt_is_one_line_naming_the_object_and_the_rule_and_exits_4
 
     result = verify(profile, "--public-key", pem, "-q")
 
-    assert result.code == EVIDENCE_BROKEN == 4, result.err
+    assert result.code == EVIDENCE_BROKEN == 14, result.err
     assert one_line(result.err).startswith(f"{label} {forged}: {rule}: ")
 
 
@@ -438,7 +438,7 @@ def test_a_key_that_is_not_the_exchanges_kind_is_refused(ws: Workspace, kind: st
             if kind == "rsa" else garbage)
     path = ws.file(f"{kind}.pem", data)
     result = verify(ws.profile(), "--public-key", path)
-    assert result.code == 3
+    assert result.code == DISAGREES
     line = one_line(result.err)
     assert line.startswith(f"partner-transfer: receipt public key {path}: ")
     assert ("ECC NIST P-256" if kind == "rsa" else "not a PEM public key") in line

@@ -35,6 +35,10 @@ class ExitCode(enum.IntEnum):
     WRONG_REGION = 10  # the bucket lives in another region than the profile says
     LOCAL_IO = 11  # the local file system failed: disk full, permission denied, folder vs file
     CHANGED = 12  # a local file changed while it was being uploaded
+    # receipts verify: a disagreement with the exchange (a missing, different or rejected
+    # receipt), and broken evidence (a receipt that fails its checks), never a setup failure.
+    RECEIPTS_DISAGREE = 13
+    RECEIPT_BROKEN = 14
     INTERRUPTED = 130  # Ctrl-C
 
 

@@ -23,17 +23,18 @@ if TYPE_CHECKING:
 
     from partner_transfer.context import Connection
 
-# Exit status of the check, as the operator's custody command uses them (docs/client.md).
-DISAGREES = 3  # an upload without a receipt after the grace period, another checksum, rejected
-EVIDENCE_BROKEN = 4  # a receipt object that does not verify, or is malformed or misplaced
+# Exit status of the check (docs/client.md): codes of their own, so that a script tells them
+# from a configuration (3) or credentials (4) failure.
+DISAGREES = int(ExitCode.RECEIPTS_DISAGREE)  # missing after the grace, different, rejected
+EVIDENCE_BROKEN = int(ExitCode.RECEIPT_BROKEN)  # fails verification, malformed or misplaced
 RECEIPTS_PREFIX = naming.RECEIPTS_PREFIX
 DEFAULT_GRACE_MINUTES = 60
 CLOCK_SKEW = timedelta(minutes=15)  # the most SigV4 lets a signer's clock be off
 
 
 def exit_status(report: receipts.Report) -> int:
-    """0 when every upload is receipted and every receipt verifies; 4 when a receipt object
-    is broken (it wins); 3 when an upload has no receipt after the grace period, another size
+    """0 when every upload is receipted and every receipt verifies; 14 when a receipt object
+    is broken (it wins); 13 when an upload has no receipt after the grace period, another size
     or checksum, or was rejected at the malware gate."""
     if report.evidence_broken:
         return EVIDENCE_BROKEN
