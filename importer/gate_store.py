@@ -60,8 +60,9 @@ def record_half(conn: psycopg.Connection[Any],
     """Record ``event`` (an arrival or a verdict; a redelivery records nothing new) and return
     both halves of the version as recorded now. One transaction, serialized per version."""
     with conn.transaction():
+        # The version as one text (PostgreSQL text cannot hold NUL, the obvious separator).
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                     (f"{event.bucket}\0{event.key}\0{version_id}",))
+                     (json.dumps([event.bucket, event.key, version_id]),))
         if isinstance(event, ScanResultEvent):
             conn.execute(
                 "INSERT INTO scan_result (customer, bucket, key, version_id, scan_status, "
