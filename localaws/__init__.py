@@ -12,8 +12,13 @@ CDK template faithfully. Each gap and its fix lives in one module:
 - :mod:`localaws.secrets` - ``GetSecretValue`` follows AWSCURRENT when a rotation moves it;
 - :mod:`localaws.service_access` - what AWS services check when given our resources (a trail's
   bucket, key and logs role) before CloudFormation creates them;
-- :mod:`localaws.events` - S3's EventBridge notifications delivered to queue targets as AWS
-  does: the owner's account, S3's event, the input transformer, the queue and key policies;
+- :mod:`localaws.events` - S3's EventBridge notifications (and any service event) delivered to
+  queue targets as AWS does: the owner's account, S3's event, the input transformer, the
+  queue and key policies;
+- :mod:`localaws.malware_scan` - GuardDuty Malware Protection for S3: plans, and a stand-in
+  scanner that reads and tags each new inbound version as the plan's role (EICAR is the only
+  threat) and puts GuardDuty's scan-result event on the bus;
+- :mod:`localaws.published` - what SNS was asked to publish, readable (nothing is sent);
 - :mod:`localaws.cloudtrail` - the S3 data events of the requests served, delivered as the
   deployed trail's log files with signed digest files, and S3-format server access logs;
 - :mod:`localaws.tls` - a throwaway CA and ``localhost`` certificate, because our buckets refuse
@@ -59,7 +64,7 @@ def install() -> None:
     """Apply every extension to moto in this process (idempotent). Call before serving."""
     from moto import settings
 
-    from localaws import cfn_models, cloudtrail, events, permissions, secrets
+    from localaws import cfn_models, cloudtrail, events, malware_scan, permissions, secrets
 
     # AWS-managed policies exist in every real account, and the CDK bootstrap roles attach
     # some (ReadOnlyAccess); moto loads them only when asked. Backends created before this call
@@ -69,4 +74,5 @@ def install() -> None:
     permissions.install()
     secrets.install()
     events.install()
+    malware_scan.install()
     cloudtrail.install()

@@ -79,6 +79,15 @@ Gaps found in our templates (the customer stack and the CDK bootstrap stack), an
 ``AWS::SQS::Queue``                moto applies RedrivePolicy (checked: the dead-letter queue
                                    must exist, its ARN and maxReceiveCount are kept, and moto
                                    moves a message after maxReceiveCount receives).
+``AWS::GuardDuty::``               no model. Filled: the plan is recorded (Role,
+``MalwareProtectionPlan``          ProtectedResource's bucket and ObjectPrefixes, Actions'
+                                   tagging status, Tags) and the emulator's scanner scans new
+                                   versions under it (localaws.malware_scan), but only if, as
+                                   CreateMalwareProtectionPlan checks, the role exists and
+                                   trusts ``malware-protection-plan.guardduty.amazonaws.com``
+                                   and the bucket exists. Ref is the plan id; GetAtt Arn,
+                                   MalwareProtectionPlanId, CreatedAt, Status (``ACTIVE``),
+                                   StatusReasons (none).
 =================================  ==========================================================
 
 Stack-level gaps (failures, outputs, change sets, ``AWS::NoValue``) are filled by
@@ -122,7 +131,7 @@ from moto.sns.models import Topic, sns_backends
 from moto.sqs.models import sqs_backends
 from moto.utilities.utils import get_partition
 
-from localaws import cfn_stacks, service_access
+from localaws import cfn_stacks, malware_scan, service_access
 from localaws.cfn_stacks import ResourceCreationFailed
 
 log = logging.getLogger("localaws")
@@ -629,6 +638,40 @@ class TrailModel(_NamedWithArn, CloudFormationModel):
         cloudtrail_backends[account_id][region_name].delete_trail(self.name)
 
 
+class MalwareProtectionPlanModel(_New, CloudFormationModel):
+    """``AWS::GuardDuty::MalwareProtectionPlan``: recorded for the emulator's scanner
+    (:func:`localaws.malware_scan.create_plan`, which refuses what GuardDuty refuses)."""
+
+    TYPE = "AWS::GuardDuty::MalwareProtectionPlan"
+    physical_id_attribute = "plan_id"
+    ATTRIBUTES: ClassVar[Mapping[str, str]] = {
+        "Arn": "arn", "MalwareProtectionPlanId": "plan_id", "CreatedAt": "created_at",
+        "Status": "status", "StatusReasons": "status_reasons"}
+
+    def __init__(self, plan: malware_scan.Plan) -> None:
+        self.plan_id, self.arn = plan.plan_id, plan.arn
+        self.created_at, self.status = plan.created_at, plan.status
+        self.status_reasons: list[dict[str, str]] = []
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> MalwareProtectionPlanModel:
+        p = _properties(cloudformation_json)
+        bucket = p["ProtectedResource"]["S3Bucket"]
+        tagging = ((p.get("Actions") or {}).get("Tagging") or {}).get("Status", "DISABLED")
+        return cls(malware_scan.create_plan(
+            account=account_id, region=region_name, role_arn=str(p["Role"]),
+            bucket=str(bucket["BucketName"]),
+            prefixes=tuple(str(x) for x in bucket.get("ObjectPrefixes") or ()),
+            tagging=str(tagging).upper() == "ENABLED",
+            tags=tuple((t["Key"], t["Value"]) for t in _tags(p))))
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        malware_scan.delete_plan(self.plan_id)
+
+
 # --- moto's models, completed or replaced ---------------------------------------------------
 
 
@@ -905,7 +948,8 @@ class TopicModel(_Extends, CloudFormationModel):
 MODELS: tuple[type[CloudFormationModel], ...] = (
     SecretModel, RotationScheduleModel, SecretResourcePolicyModel, BucketPolicyModel,
     GroupModel, TopicPolicyModel, QueuePolicyModel, SubscriptionModel, AlarmModel, TrailModel,
-    KmsKeyModel, BucketModel, UserModel, RoleModel, LogGroupModel, FunctionModel, TopicModel,
+    MalwareProtectionPlanModel, KmsKeyModel, BucketModel, UserModel, RoleModel, LogGroupModel,
+    FunctionModel, TopicModel,
 )
 
 

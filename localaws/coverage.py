@@ -87,6 +87,10 @@ APPLIED: dict[str, frozenset[str]] = {
         "CloudWatchLogsLogGroupArn", "CloudWatchLogsRoleArn", "KMSKeyId", "EventSelectors",
         "AdvancedEventSelectors", "InsightSelectors", "IsLogging", "Tags",
     }),
+    # Recorded for the emulator's scanner once GuardDuty's checks pass (localaws.malware_scan).
+    "AWS::GuardDuty::MalwareProtectionPlan": frozenset(
+        {"Role", "ProtectedResource", "Actions", "Tags"}
+    ),
     # The CDK bootstrap stack's other types.
     "AWS::SSM::Parameter": frozenset({"Name", "Type", "Value", "Description", "Tags"}),
     "AWS::ECR::Repository": frozenset({"RepositoryName", "ImageScanningConfiguration",

@@ -1,4 +1,6 @@
-"""S3 -> EventBridge -> SQS, as AWS delivers it: what moto 5.2.5 gets wrong, filled in.
+"""AWS service events -> EventBridge -> SQS, as AWS delivers them: what moto 5.2.5 gets wrong,
+filled in. S3's Object Created events are built here; GuardDuty's scan results are built by
+:mod:`localaws.malware_scan` and delivered by the same :func:`put_event`.
 
 Gaps in moto 5.2.5 (``moto/s3/notifications.py``, ``moto/events/models.py``), for a bucket
 with EventBridge notifications on (our customer buckets) and a rule with an SQS target and an
@@ -24,13 +26,14 @@ Fill: :func:`install` replaces moto's EventBridge notification with :func:`notif
 builds S3's event as documented (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html:
 bucket owner's account and region, a fresh ``id``, ISO ``time``, ``requester`` = the caller's
 account, ``source-ip-address`` = the request's source address, ``reason`` from the
-operation), matches it against the enabled rules of the owner's default event bus, renders each
-SQS target's input (:func:`render_input`, EventBridge's input-transformer rules), and delivers
-it only if the queue policy and the queue key's policy admit EventBridge for that rule
-(evaluated with :mod:`localaws.policy`; the SQS encryption context ``aws:sqs:arn`` = the queue
-ARN is the documented practice, not a documented fact). Every delivery and refusal is recorded;
-``GET /localaws/event-deliveries`` (``localaws.server.DELIVERIES_PATH``) lists them, so a run
-can say why a message never arrived.
+operation), and hands it to :func:`put_event`, which matches any service's event against the
+enabled rules of the owner's default event bus, renders each SQS target's input
+(:func:`render_input`, EventBridge's input-transformer rules), and delivers it only if the
+queue policy and the queue key's policy admit EventBridge for that rule (evaluated with
+:mod:`localaws.policy`; the SQS encryption context ``aws:sqs:arn`` = the queue ARN is the
+documented practice, not a documented fact). Every delivery and refusal is recorded with the
+event's detail-type and the object it is about; ``GET /localaws/event-deliveries``
+(``localaws.server.DELIVERIES_PATH``) lists them, so a run can say why a message never arrived.
 
 Not modelled: other targets than SQS (moto's handling is kept for them), custom event buses,
 retries and the rule's dead-letter queue, delivery delays (delivery is synchronous with the
@@ -74,7 +77,8 @@ _REASONS = {
 @dataclass(frozen=True)
 class Delivery:
     """One attempt to deliver an event to a target: ``outcome`` ``delivered`` or
-    ``refused`` (with the reason)."""
+    ``refused`` (with the reason); ``object`` what the event is about (``s3://bucket/key``),
+    ``event`` its detail-type (``Object Created``, GuardDuty's scan result...)."""
 
     time: str
     rule: str
@@ -83,6 +87,7 @@ class Delivery:
     outcome: str
     reason: str = ""
     message_id: str = ""
+    event: str = ""
 
 
 _deliveries: list[Delivery] = []
@@ -90,6 +95,12 @@ _lock = threading.Lock()
 # Set while moto completes a multipart upload (its inner PutObject must not notify).
 _completing_multipart: ContextVar[bool] = ContextVar("localaws_completing_multipart",
                                                      default=False)
+
+
+def completing_multipart() -> bool:
+    """Whether moto is inside a multipart completion (its inner PutObject is no upload of its
+    own: S3 notifies CompleteMultipartUpload only)."""
+    return _completing_multipart.get()
 
 
 def deliveries() -> list[dict[str, str]]:
@@ -139,16 +150,25 @@ def s3_event(bucket: Any, event_name: str, key: Any,
 # --- the input transformer -------------------------------------------------------------------
 
 
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
 def _path_value(event: Mapping[str, Any], path: str) -> Any:
-    """A JSON path of the simple form EventBridge input paths use (``$.a.b-c``); None if
-    absent."""
+    """A JSON path of the forms EventBridge input paths use: dot notation with array indices
+    (``$.a.b-c``, ``$.resources[0]``); None if absent."""
     if path == "$":
         return event
     value: Any = event
     for part in path.removeprefix("$.").split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
+        name, _, indices = part.partition("[")
+        if name:
+            if not isinstance(value, Mapping) or name not in value:
+                return None
+            value = value[name]
+        for index in _INDEX.findall("[" + indices if indices else ""):
+            if not isinstance(value, list) or int(index) >= len(value):
+                return None
+            value = value[int(index)]
     return value
 
 
@@ -158,8 +178,9 @@ _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.:-]+)>")
 def render_input(template: str, paths: Mapping[str, str], event: Mapping[str, Any]) -> str:
     """EventBridge's input transformer
     (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html):
-    a placeholder outside a JSON string becomes the value as JSON (a string quoted, a missing
-    path ``null``); inside a string, the value's text, escaped for that string.
+    paths in dot notation with array indices; a placeholder outside a JSON string becomes the
+    value as JSON (a string quoted, a missing path ``null``); inside a string, the value's
+    text, escaped for that string.
     ``<aws.events.event.json>`` is the whole event."""
     values: dict[str, Any] = {name: _path_value(event, path) for name, path in paths.items()}
     values.setdefault("aws.events.event.json", event)
@@ -206,7 +227,7 @@ def target_input(target: Mapping[str, Any], event: Mapping[str, Any]) -> str:
 def _service_request(action: str, resource: str, rule_arn: str, account: str,
                      **context: str) -> Request:
     base = {"aws:SourceArn": rule_arn, "aws:SourceAccount": account,
-            "aws:SecureTransport": "true"}
+            "aws:SecureTransport": "true", "aws:PrincipalIsAWSService": "true"}
     return Request(action=action, resource=resource, service=EVENTS,
                    context={k: [v] for k, v in {**base, **context}.items()})
 
@@ -237,15 +258,17 @@ def _refusal(queue: Any, rule_arn: str, account: str, region: str) -> str | None
     return None
 
 
-def notify(bucket: Any, event_name: str, key: Any) -> None:
-    """Build S3's event for this request and deliver it to the SQS targets of matching rules
-    of the bucket owner's default event bus (module docstring)."""
-    account, region = bucket.account_id, bucket.region_name
-    event = s3_event(bucket, event_name, key, permissions._current_environ.get())
-    backend = events_backends[account][region]
-    bus = backend.event_buses.get("default")
+def put_event(event: Mapping[str, Any], *, about: str) -> list[Delivery]:
+    """Deliver an AWS service's ``event`` (its ``account`` and ``region`` name the bus: the
+    default bus there) to the SQS targets of the matching enabled rules, each only if the
+    queue's and its key's policies admit EventBridge for that rule; record and return every
+    attempt. ``about`` names what the event concerns in the record (``s3://bucket/key``)."""
+    account, region = str(event["account"]), str(event["region"])
+    detail_type = str(event.get("detail-type", ""))
+    bus = events_backends[account][region].event_buses.get("default")
     if bus is None:
-        return
+        return []
+    attempts = []
     for rule in list(bus.rules.values()):
         if rule.state != "ENABLED" or not rule.event_pattern.matches_event(
                 event):  # type: ignore[arg-type]
@@ -255,27 +278,36 @@ def notify(bucket: Any, event_name: str, key: Any) -> None:
             parts = arn.split(":")
             if parts[2] != "sqs":
                 continue  # not modelled here (our rules target queues only)
-            where = f"s3://{bucket.name}/{key.name}"
             queue = sqs_backends[parts[4]][parts[3]].queues.get(parts[5])
             if queue is None:
                 reason = f"queue {arn} does not exist"
             else:
                 reason = _refusal(queue, rule.arn, account, region) or ""
             if reason:
-                _record(Delivery(_iso(datetime.now(UTC)), rule.arn, arn, where, "refused",
-                                 reason))
-                continue
-            message = sqs_backends[parts[4]][parts[3]].send_message(
-                queue_name=parts[5], message_body=target_input(target, event))
-            _record(Delivery(_iso(datetime.now(UTC)), rule.arn, arn, where, "delivered",
-                             message_id=message.id))
+                attempt = Delivery(_iso(datetime.now(UTC)), rule.arn, arn, about, "refused",
+                                   reason, event=detail_type)
+            else:
+                message = sqs_backends[parts[4]][parts[3]].send_message(
+                    queue_name=parts[5], message_body=target_input(target, event))
+                attempt = Delivery(_iso(datetime.now(UTC)), rule.arn, arn, about,
+                                   "delivered", message_id=message.id, event=detail_type)
+            _record(attempt)
+            attempts.append(attempt)
+    return attempts
+
+
+def notify(bucket: Any, event_name: str, key: Any) -> None:
+    """Build S3's event for this request and deliver it (:func:`put_event`) on the bucket
+    owner's default event bus (module docstring)."""
+    event = s3_event(bucket, event_name, key, permissions._current_environ.get())
+    put_event(event, about=f"s3://{bucket.name}/{key.name}")
 
 
 def _send_event_bridge_message(account_id: str, bucket: Any, event_name: str,
                                key: Any) -> None:
     """Replaces ``moto.s3.notifications._send_event_bridge_message``. Asynchronous in AWS, so
     a failure here never fails the upload: it is logged and recorded."""
-    if _completing_multipart.get() and event_name == "s3:ObjectCreated:Put":
+    if completing_multipart() and event_name == "s3:ObjectCreated:Put":
         return  # moto's inner PutObject of a multipart completion: S3 sends no such event
     try:
         notify(bucket, event_name, key)

@@ -33,8 +33,9 @@ Gaps in moto 5.2.5 (``moto/iam/access_control.py``, ``FakeBucket.get_permission`
    role as principal did not match them.
 8. For services other than S3, moto checks identity policies against resource ``*`` (except
    IAM roles, SQS queues and STS roles), so a role scoped to one secret, one user or one topic
-   was refused everything it is allowed, and resource policies (topic, queue, secret) never
-   counted.
+   was refused everything it is allowed, and resource policies (topic, queue, secret, key)
+   never counted. Conditions moto cannot supply a value for turned an Allow into a Deny: a
+   ``kms:Sign`` grant conditioned on ``kms:RequestAlias`` refused its holder.
 9. No AWS service ever acts in the emulator, so a role whose trust policy admits only a
    service (our rotation function's role, ``lambda.amazonaws.com``) cannot be used as itself.
 10. No ``aws:PrincipalTag``: a trust policy that admits only principals carrying a tag (our
@@ -70,12 +71,21 @@ signing key is looked up in every account's IAM and STS (:func:`caller_for_key`)
 ``aws:PrincipalArn`` / ``aws:PrincipalAccount``  the IAM user, the *role* of a role session,
                                             else the account root
 ``aws:username``                            the IAM user's name
+``aws:PrincipalIsAWSService``               ``false`` for every signed caller (an AWS
+                                            service acting as itself is evaluated by the
+                                            module that plays it: ``true``)
 ``aws:PrincipalTag/<key>``                  an IAM user's tags; a role session's role tags,
                                             overridden by its session tags
 ``s3:x-amz-server-side-encryption``,        the request headers of the same names, when
 ``s3:x-amz-server-side-encryption-aws-kms-key-id``, present
 ``s3:x-amz-server-side-encryption-customer-algorithm``, ``s3:x-amz-acl``
 ``s3:prefix``, ``s3:delimiter``, ``s3:max-keys``  the list request's query parameters
+``s3:RequestObjectTagKeys``,                the tags of an upload's ``x-amz-tagging``
+``s3:RequestObjectTag/<key>``               header (not yet those of a PutObjectTagging
+                                            body)
+``kms:RequestAlias``, ``kms:SigningAlgorithm``,  a KMS call's ``KeyId`` when it names an
+``kms:MessageType``, ``kms:CallerAccount``,  alias, its parameters, the caller's account
+``kms:EncryptionContext:<key>``
 ``sts:ExternalId``, ``sts:RoleSessionName``  the AssumeRole parameters
 ``aws:RequestTag/<key>``, ``aws:TagKeys``   AssumeRole's session tags
 ``iam:PassedToService``                     ``cloudformation.amazonaws.com``, for the role a
@@ -85,7 +95,9 @@ signing key is looked up in every account's IAM and STS (:func:`caller_for_key`)
                                             bootstrap's publishing roles are scoped by it
 ==========================================  ===============================================
 
-S3 requests are authorized under the action AWS names (:func:`s3_action`), for both checks.
+S3 requests are authorized under the action AWS names (:func:`s3_action`), for both checks;
+a PutObject carrying tags (``x-amz-tagging``) needs ``s3:PutObjectTagging`` as well, as the
+PutObject API reference says (:func:`s3_actions`).
 
 and :mod:`localaws.policy` evaluates, as AWS documents it
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html):
@@ -94,11 +106,14 @@ and :mod:`localaws.policy` evaluates, as AWS documents it
 - with permission checks on, for S3 and for the calls listed in :data:`RESOLVED_ACTIONS`
   (Secrets Manager by ``SecretId``, SNS by ``TopicArn``, SQS by ``QueueUrl`` or, for
   GetQueueUrl, ``QueueName``, CloudFormation by ``StackName`` (``*`` without one), SSM by
-  ``Name``/``Names``, IAM access-key calls by ``UserName``/``AccessKeyId``): the caller's
-  identity policies against the real resource ARN, together with the resource's policy
-  (bucket, secret, topic, queue). Any Deny refuses. In the resource's own account, an Allow
-  in either suffices (a resource-policy Allow alone only when it names the caller itself, not
-  merely its account); from another account, both must allow;
+  ``Name``/``Names``, IAM access-key calls by ``UserName``/``AccessKeyId``, KMS by
+  ``KeyId``): the caller's identity policies against the real resource ARN, together with the
+  resource's policy (bucket, secret, topic, queue, key). Any Deny refuses. In the resource's
+  own account, an Allow in either suffices (a resource-policy Allow alone only when it names
+  the caller itself, not merely its account); from another account, both must allow. A KMS
+  key is stricter (https://docs.aws.amazon.com/kms/latest/developerguide/control-access.html):
+  its key policy must allow, naming the caller itself or its account (which then delegates to
+  the identity policies, which must allow too);
 - ``sts:AssumeRole``: the caller's identity policies and the role's trust policy, found in
   the role's account, with ``sts:ExternalId``; the trust policy must allow, and so must the
   identity policy unless the role is in the caller's account and the trust policy names the
@@ -130,7 +145,9 @@ it allows is a session issued (HTTP 403 otherwise). The local run uses it to run
 handler as the deployed function's role.
 
 Still not enforced (see docs/local-run.md): KMS key policies and grants on every use of a key
-by a service (moto's S3, Secrets Manager, SNS and SQS never call KMS), ACLs, Block Public
+by a service for a caller (moto's S3, Secrets Manager, SNS and SQS never call KMS; only the
+emulator's own stand-ins for services acting, localaws.events and localaws.malware_scan,
+evaluate key policies), KMS grants (CreateGrant), ACLs, Block Public
 Access, object ownership, SCPs, session policies, permission boundaries, VPC endpoint keys,
 transitive session tags (role chaining keeps only the role's own tags), MFA
 (``aws:MultiFactorAuthPresent`` is never present: break-glass cannot be assumed here), the
@@ -150,7 +167,9 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
+from moto import settings as moto_settings
 from moto.cloudformation.models import cloudformation_backends
+from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam import access_control
@@ -158,7 +177,7 @@ from moto.iam.exceptions import NotFoundException
 from moto.iam.models import iam_backends
 from moto.kms import responses as kms_responses
 from moto.kms.exceptions import AccessDeniedException as KmsAccessDenied
-from moto.kms.models import Key
+from moto.kms.models import Key, kms_backends
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.s3.models import FakeBucket, s3_backends
 from moto.secretsmanager.models import secretsmanager_backends
@@ -197,6 +216,13 @@ _REQUEST_HEADERS = (
 _LIST_PARAMETERS = ("prefix", "delimiter", "max-keys")
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _ASSUMED_ROLE = re.compile(r"^arn:([^:]+):sts::(\d{12}):assumed-role/")
+
+
+def checks_enabled() -> bool:
+    """Whether moto's permission checks are on (``/moto-api/reset-auth``): what moto itself
+    asks before it checks a request."""
+    return bool(ActionAuthenticatorMixin.request_count
+                >= moto_settings.INITIAL_NO_AUTH_ACTION_COUNT)
 
 
 class ContextMiddleware:
@@ -345,6 +371,7 @@ def request_context(
     if caller is not None:
         context["aws:PrincipalArn"] = [caller.principal_arn]
         context["aws:PrincipalAccount"] = [caller.account]
+        context["aws:PrincipalIsAWSService"] = ["false"]
         if caller.user_name is not None:
             context["aws:username"] = [caller.user_name]
         for tag_key, tag_value in caller.tags:
@@ -368,6 +395,12 @@ def request_context(
     for name in _LIST_PARAMETERS:
         if name in query:
             context[f"s3:{name}"] = query[name]
+    tagging = _header(environ, "x-amz-tagging")
+    if tagging is not None:
+        tags = parse_qs(tagging, keep_blank_values=True)
+        context["s3:RequestObjectTagKeys"] = list(tags)
+        for tag_key, values in tags.items():
+            context[f"s3:RequestObjectTag/{tag_key}"] = values
     return context
 
 
@@ -390,6 +423,19 @@ def allowed(identity: Decision, resource_policy: Decision, *, same_account: bool
         return identity is Decision.ALLOW or (
             resource_policy is Decision.ALLOW and resource_grants_caller)
     return identity is Decision.ALLOW and resource_policy is Decision.ALLOW
+
+
+def key_allowed(identity: Decision, key_policy: Decision, *, same_account: bool,
+                key_policy_names_caller: bool) -> bool:
+    """AWS KMS's combination: any Deny refuses; the key policy must allow; in the key's
+    account a key-policy Allow naming the caller itself suffices, one naming the account
+    delegates to the identity policies, which must allow; from another account both must
+    allow."""
+    if Decision.DENY in (identity, key_policy) or key_policy is not Decision.ALLOW:
+        return False
+    if same_account and key_policy_names_caller:
+        return True
+    return identity is Decision.ALLOW
 
 
 # --- the record of decisions ------------------------------------------------------------------
@@ -521,6 +567,9 @@ def s3_action(action: str, environ: Mapping[str, Any] | None, resource: str) -> 
                 return actions[method]
         return action
     versioned = "versionId" in query
+    if "tagging" in query and method in _TAGGING_ACTIONS:
+        # moto's bucket-policy check names a tagging request by its method alone (PutObject...)
+        return _TAGGING_ACTIONS[method][versioned]
     if method == "GET" and "attributes" in query:
         return "s3:GetObjectVersionAttributes" if versioned else "s3:GetObjectAttributes"
     if method == "DELETE":
@@ -531,6 +580,27 @@ def s3_action(action: str, environ: Mapping[str, Any] | None, resource: str) -> 
     if method in ("GET", "HEAD") and not query.keys() & _OBJECT_SUBRESOURCES:
         return "s3:GetObjectVersion" if versioned else "s3:GetObject"
     return action
+
+
+_TAGGING_ACTIONS = {
+    method: {False: f"s3:{verb}ObjectTagging", True: f"s3:{verb}ObjectVersionTagging"}
+    for method, verb in (("GET", "Get"), ("PUT", "Put"), ("DELETE", "Delete"))}
+
+
+def s3_actions(action: str, environ: Mapping[str, Any] | None, resource: str) -> list[str]:
+    """Every action AWS authorizes for this S3 request: :func:`s3_action`'s, and for a
+    PutObject carrying tags (``x-amz-tagging``) ``s3:PutObjectTagging`` too (PutObject API
+    reference: "you must have the s3:PutObjectTagging permission"; CreateMultipartUpload and
+    CopyObject document no such check)."""
+    named = s3_action(action, environ, resource)
+    if (named == "s3:PutObject" and environ is not None
+            and _header(environ, "x-amz-tagging") is not None
+            and str(environ.get("REQUEST_METHOD", "")).upper() == "PUT"
+            and _header(environ, "x-amz-copy-source") is None
+            and not {"uploadId", "partNumber"} & set(
+                parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True))):
+        return [named, "s3:PutObjectTagging"]
+    return [named]
 
 
 def _bucket_name(resource: str) -> str:
@@ -556,14 +626,21 @@ def _bucket_get_permission(self: FakeBucket, action: str, resource: str) -> Any:
     environ = _current_environ.get()
     caller = request_caller(environ, self.partition)
     policy = json.loads(self.policy)
-    request = _caller_request(s3_action(action, environ, resource), resource, caller,
-                              {**request_context(environ, caller),
-                               "aws:ResourceAccount": [self.account_id]})
-    decision = evaluate(policy, request)
-    if decision is Decision.DENY:
-        record(caller, request.action, resource, allowed=False,
-               reason=f"with an explicit deny in a resource-based policy "
-               f"({_sids(applying(policy, request, 'Deny'))})")
+    context = {**request_context(environ, caller), "aws:ResourceAccount": [self.account_id]}
+    decisions = []
+    for named in s3_actions(action, environ, resource):
+        request = _caller_request(named, resource, caller, context)
+        decision = evaluate(policy, request)
+        if decision is Decision.DENY:
+            record(caller, request.action, resource, allowed=False,
+                   reason=f"with an explicit deny in a resource-based policy "
+                   f"({_sids(applying(policy, request, 'Deny'))})")
+            break
+        decisions.append(decision)
+    else:
+        # Every action must be allowed for the bucket policy to permit the request.
+        decision = (Decision.ALLOW if decisions and all(d is Decision.ALLOW for d in decisions)
+                    else Decision.NOT_APPLICABLE)
     return {
         Decision.DENY: access_control.PermissionResult.DENIED,
         Decision.ALLOW: access_control.PermissionResult.PERMITTED,
@@ -594,22 +671,22 @@ class ContextualS3IAMRequest(access_control.S3IAMRequest):
         bucket = _find_bucket(_bucket_name(resource))
         # ListAllMyBuckets and the like name no bucket: the caller's own account answers.
         owner = bucket.account_id if bucket is not None else caller.account
-        request = _caller_request(s3_action(self._action, environ, resource), resource,
-                                  caller, {**request_context(environ, caller),
-                                           "aws:ResourceAccount": [owner]})
+        context = {**request_context(environ, caller), "aws:ResourceAccount": [owner]}
         identities = _identity_documents(self._access_key.collect_policies())
-        identity = evaluate_all(identities, request)
         policy = json.loads(bucket.policy) if bucket is not None and bucket.policy else None
-        resource_based = evaluate(policy, request) if policy else Decision.NOT_APPLICABLE
         same_account = owner == caller.account
-        if not allowed(identity, resource_based, same_account=same_account,
-                       resource_grants_caller=policy is not None
-                       and explicitly_allows(policy, request)):
-            record(caller, request.action, resource, allowed=False,
-                   reason=_refusal(identity, resource_based, identities, policy, request,
-                                   same_account=same_account))
-            self._raise_access_denied()
-        record(caller, request.action, resource, allowed=True)
+        for named in s3_actions(self._action, environ, resource):
+            request = _caller_request(named, resource, caller, context)
+            identity = evaluate_all(identities, request)
+            resource_based = evaluate(policy, request) if policy else Decision.NOT_APPLICABLE
+            if not allowed(identity, resource_based, same_account=same_account,
+                           resource_grants_caller=policy is not None
+                           and explicitly_allows(policy, request)):
+                record(caller, request.action, resource, allowed=False,
+                       reason=_refusal(identity, resource_based, identities, policy, request,
+                                       same_account=same_account))
+                self._raise_access_denied()
+            record(caller, request.action, resource, allowed=True)
 
 
 # --- other services -----------------------------------------------------------------------
@@ -617,11 +694,15 @@ class ContextualS3IAMRequest(access_control.S3IAMRequest):
 
 @dataclass(frozen=True)
 class Target:
-    """What a call acts on: its ARN, the owning account, and its resource policy (if any)."""
+    """What a call acts on: its ARN, the owning account, and its resource policy (if any);
+    ``key_policy`` when that policy is a KMS key's (:func:`key_allowed` decides), and the
+    condition keys the call adds (``context``)."""
 
     arn: str
     account: str
     policy: dict[str, Any] | None = None
+    key_policy: bool = False
+    context: Mapping[str, list[str]] | None = None
 
 
 def _policy_document(text: Any) -> dict[str, Any] | None:
@@ -727,6 +808,37 @@ def _user_target(params: Mapping[str, str], account: str, region: str,
     return [Target(backend.users[name].arn, account)]
 
 
+def _key_target(params: Mapping[str, str], account: str, region: str) -> list[Target] | None:
+    """A KMS call's key (``KeyId``: id, ARN, alias name or alias ARN), with its key policy and
+    the call's condition keys: ``kms:RequestAlias`` when it names the key by an alias,
+    ``kms:SigningAlgorithm``, ``kms:MessageType``, ``kms:EncryptionContext:<key>``."""
+    key_id = params.get("KeyId")
+    if not key_id:
+        return None
+    if key_id.startswith("arn:"):
+        account, region = key_id.split(":")[4], key_id.split(":")[3]
+    try:
+        key = kms_backends[account][region].describe_key(key_id)
+    except Exception:  # moto raises several not-found errors; let moto answer the call
+        return None
+    context: dict[str, list[str]] = {}
+    alias = key_id.split(":", 5)[-1] if key_id.startswith("arn:") else key_id
+    if alias.startswith("alias/"):
+        context["kms:RequestAlias"] = [alias]
+    for parameter, condition_key in (("SigningAlgorithm", "kms:SigningAlgorithm"),
+                                     ("MessageType", "kms:MessageType")):
+        if params.get(parameter):
+            context[condition_key] = [params[parameter]]
+    try:
+        encryption_context = json.loads(params.get("EncryptionContext") or "{}")
+    except ValueError:
+        encryption_context = {}
+    for name, value in (encryption_context or {}).items():
+        context[f"kms:EncryptionContext:{name}"] = [str(value)]
+    return [Target(key.arn, key.account_id, _policy_document(key.policy), key_policy=True,
+                   context=context)]
+
+
 _USER_KEY_ACTIONS = frozenset({
     "iam:ListAccessKeys", "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey",
     "iam:GetAccessKeyLastUsed",
@@ -741,6 +853,7 @@ RESOLVED_ACTIONS: dict[str, Callable[[Mapping[str, str], str, str], list[Target]
     "sqs": _queue_target,
     "cloudformation": _stack_target,
     "ssm": _parameter_target,
+    "kms": _key_target,
 }
 # CloudFormation calls that hand CloudFormation a role (RoleARN): the caller needs
 # iam:PassRole on it, and CloudFormation must be able to assume it.
@@ -845,15 +958,24 @@ class ContextualIAMRequest(access_control.IAMRequest):
         identities = _identity_documents(self._access_key.collect_policies())
         context = request_context(environ, caller)
         for target in targets:
+            extra = dict(target.context or {})
+            if target.key_policy:
+                extra["kms:CallerAccount"] = [caller.account]
             request = _caller_request(self._action, target.arn, caller,
-                                      {**context, "aws:ResourceAccount": [target.account]})
+                                      {**context, **extra,
+                                       "aws:ResourceAccount": [target.account]})
             identity = evaluate_all(identities, request)
             resource_based = (evaluate(target.policy, request) if target.policy
                               else Decision.NOT_APPLICABLE)
             same_account = target.account == caller.account
-            if not allowed(identity, resource_based, same_account=same_account,
-                           resource_grants_caller=bool(target.policy)
-                           and explicitly_allows(target.policy or {}, request)):
+            names_caller = bool(target.policy) and explicitly_allows(target.policy or {},
+                                                                     request)
+            permitted = (key_allowed(identity, resource_based, same_account=same_account,
+                                     key_policy_names_caller=names_caller)
+                         if target.key_policy else
+                         allowed(identity, resource_based, same_account=same_account,
+                                 resource_grants_caller=names_caller))
+            if not permitted:
                 self._deny(caller, self._action, target.arn,
                            _refusal(identity, resource_based, identities, target.policy,
                                     request, same_account=same_account))
@@ -954,6 +1076,39 @@ def find_role(role_arn: str) -> Any:
 # --- services acting ------------------------------------------------------------------------
 
 
+def trusts_service(role: Any, service: str) -> bool:
+    """Whether ``role``'s trust policy lets the AWS ``service`` principal assume it."""
+    trust = _policy_document(role.assume_role_policy_document) or {}
+    request = Request(action="sts:AssumeRole", resource=role.arn, service=service,
+                      context={"aws:SecureTransport": ["true"]})
+    return evaluate(trust, request) is Decision.ALLOW
+
+
+def service_session_caller(role: Any, session_name: str) -> Caller:
+    """The caller a session of ``role`` is, as a service that assumed it acts (the role's
+    tags are its principal tags), without issuing credentials: for services the emulator
+    plays in-process (localaws.malware_scan)."""
+    partition = str(role.arn).split(":")[1]
+    return Caller(arn=f"arn:{partition}:sts::{role.account_id}:assumed-role/{role.name}/"
+                  f"{session_name}", account=role.account_id, role_arn=role.arn,
+                  tags=_tag_pairs(getattr(role, "tags", None)))
+
+
+def role_policies(role: Any) -> list[dict[str, Any]]:
+    """Every identity policy of ``role`` (inline and attached), as documents."""
+    backend = iam_backends[role.account_id][str(role.arn).split(":")[1]]
+    documents = []
+    for name in backend.list_role_policies(role.name):
+        _, document = backend.get_role_policy(role.name, name)
+        documents.append(json.loads(document) if isinstance(document, str) else document)
+    attached, _ = backend.list_attached_role_policies(role.name)
+    for policy in attached:
+        version = next(v for v in policy.versions if v.is_default)
+        document = version.document
+        documents.append(json.loads(document) if isinstance(document, str) else document)
+    return documents
+
+
 def service_role_session(service: str, role_arn: str, session_name: str,
                          region: str = "us-east-1") -> dict[str, str]:
     """Play ``service`` assuming ``role_arn``: the role's trust policy must allow the service
@@ -961,10 +1116,7 @@ def service_role_session(service: str, role_arn: str, session_name: str,
     role = find_role(role_arn)
     if role is None:
         raise PermissionError(f"role {role_arn} does not exist")
-    trust = _policy_document(role.assume_role_policy_document) or {}
-    request = Request(action="sts:AssumeRole", resource=role.arn, service=service,
-                      context={"aws:SecureTransport": ["true"]})
-    if evaluate(trust, request) is not Decision.ALLOW:
+    if not trusts_service(role, service):
         raise PermissionError(f"the trust policy of {role_arn} does not allow {service} to "
                               "assume it")
     partition = role_arn.split(":")[1]

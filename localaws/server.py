@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -52,10 +53,13 @@ HOST = "localhost"
 BIND_ADDRESS = "127.0.0.1"
 STATE_FILE = "emulator.json"
 # The emulator's own endpoints: an AWS service assuming a role and the record of permission
-# decisions (localaws.permissions), and the record of EventBridge deliveries (localaws.events).
+# decisions (localaws.permissions), the record of EventBridge deliveries (localaws.events), of
+# malware scans (localaws.malware_scan) and what SNS published (localaws.published).
 SERVICE_SESSION_PATH = "/localaws/service-role-session"
 AUTHORIZATIONS_PATH = "/localaws/authorizations"
 DELIVERIES_PATH = "/localaws/event-deliveries"
+SCANS_PATH = "/localaws/malware-scans"
+PUBLISHED_PATH = "/localaws/sns-published"
 LOG_FILE = "emulator.log"
 # Dummy operator credentials. Not "testing": the AWS CRT client rejects that key id. moto
 # accepts any key while permission checks are off and maps it to account 123456789012.
@@ -134,14 +138,17 @@ def make_app() -> Any:
     # Imported late: moto's server module pulls in Flask and every backend index.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from localaws import cloudtrail, events, permissions
+    from localaws import cloudtrail, events, malware_scan, permissions, published
 
     return _Endpoints(
         cloudtrail.DataEventMiddleware(
-            permissions.ContextMiddleware(DomainDispatcherApplication(create_backend_app))),
+            permissions.ContextMiddleware(malware_scan.ScanAfterRequest(
+                DomainDispatcherApplication(create_backend_app)))),
         {SERVICE_SESSION_PATH: permissions.service_session_endpoint,
          AUTHORIZATIONS_PATH: permissions.authorizations_endpoint,
          DELIVERIES_PATH: events.deliveries_endpoint,
+         SCANS_PATH: malware_scan.scans_endpoint,
+         PUBLISHED_PATH: published.published_endpoint,
          cloudtrail.FLUSH_PATH: cloudtrail.flush_endpoint},
     )
 
@@ -150,6 +157,19 @@ def event_deliveries(emulator: Emulator) -> list[dict[str, str]]:
     """Every EventBridge delivery the emulator attempted, delivered or refused, in order
     (localaws.events)."""
     answer: list[dict[str, str]] = json.loads(_request(emulator, DELIVERIES_PATH))
+    return answer
+
+
+def malware_scans(emulator: Emulator) -> list[dict[str, Any]]:
+    """Every malware scan the emulator ran, in order (localaws.malware_scan)."""
+    answer: list[dict[str, Any]] = json.loads(_request(emulator, SCANS_PATH))
+    return answer
+
+
+def sns_published(emulator: Emulator, topic_arn: str) -> list[dict[str, str]]:
+    """What was published to ``topic_arn``, oldest first (localaws.published)."""
+    answer: list[dict[str, str]] = json.loads(_request(
+        emulator, f"{PUBLISHED_PATH}?{urllib.parse.urlencode({'topic': topic_arn})}"))
     return answer
 
 

@@ -55,12 +55,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from moto.iam.models import iam_backends
 from moto.kms.models import kms_backends
 from moto.logs.models import logs_backends
 from moto.s3.models import s3_backends
 
-from localaws.permissions import find_role
+from localaws.permissions import find_role, role_policies
 from localaws.policy import Decision, Request, evaluate, evaluate_all
 
 CLOUDTRAIL = "cloudtrail.amazonaws.com"
@@ -225,7 +224,7 @@ def _check_logs_role(delivery: TrailDelivery) -> None:
             f"{denied} (the trust policy of {role.arn} does not admit {CLOUDTRAIL})")
     stream = (f"arn:{delivery.partition}:logs:{parts[3]}:{parts[4]}:log-group:{group_name}:"
               f"log-stream:{delivery.account}_CloudTrail_{delivery.region}")
-    documents = _role_policies(role.account_id, delivery.partition, role.name)
+    documents = role_policies(role)
     for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
         request = Request(action=action, resource=stream,
                           principal=f"arn:{delivery.partition}:sts::{role.account_id}:"
@@ -234,17 +233,3 @@ def _check_logs_role(delivery: TrailDelivery) -> None:
         if evaluate_all(documents, request) is not Decision.ALLOW:
             raise InvalidCloudWatchLogsRoleArnException(
                 f"{denied} ({role.arn} may not {action} on {stream})")
-
-
-def _role_policies(account: str, partition: str, role_name: str) -> list[dict[str, Any]]:
-    backend = iam_backends[account][partition]
-    documents = []
-    for name in backend.list_role_policies(role_name):
-        _, document = backend.get_role_policy(role_name, name)
-        documents.append(json.loads(document) if isinstance(document, str) else document)
-    attached, _ = backend.list_attached_role_policies(role_name)
-    for policy in attached:
-        version = next(v for v in policy.versions if v.is_default)
-        document = version.document
-        documents.append(json.loads(document) if isinstance(document, str) else document)
-    return documents

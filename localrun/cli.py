@@ -3,8 +3,9 @@
     up      start the emulator, deploy the access, audit and customer stacks with the real
             CDK CLI (the last two through the account's deployment roles), check them, run
             the partner round trip (as the partner, in its access mode), the importer (as
-            the importer role), the inbound-originals check and a key rotation (iam-user),
-            print a summary. The emulator keeps running
+            the importer role, each upload scanned and receipted), the malware gate (the
+            EICAR test file stopped), the inbound-originals check, a key rotation (iam-user)
+            and custody from the trail, print a summary. The emulator keeps running
             afterwards (also after a failure, for inspection) until ``down``.
     down    stop the emulator and remove the run directory.
     status  say whether an emulator is running and what the last run did.

@@ -1,5 +1,5 @@
 """The local run's steps: access stack, audit stack, customer stack, partner round trip,
-importer, inbound originals, key rotation, summary.
+importer, malware gate, inbound originals, key rotation, custody, summary.
 
 ``python -m localrun up`` runs them in order against a fresh emulator. Each step takes the
 :class:`~localrun.context.LocalRun` and returns a :class:`~localrun.context.StepResult`. A step
@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from localaws import server
 from localaws.coverage import coverage
 from localaws.server import ACCOUNT_ID, REGION, EmulatorError
-from localrun import checks, custody, identities, importer, partner
+from localrun import checks, custody, identities, importer, malware_gate, partner, receipts
 from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult, refused_403
 from localrun.partner import SAMPLE_INBOUND, SAMPLE_OUTBOUND
 from phi_core import naming
@@ -342,6 +342,7 @@ STEPS: tuple[tuple[str, Callable[[LocalRun], StepResult]], ...] = (
     ("customer stack", deploy_customer),
     ("partner round trip", partner_round_trip),
     ("importer", importer.import_inbound),
+    ("malware gate", malware_gate.stop_at_the_gate),
     ("inbound originals", partner.keep_originals),
     ("key rotation", rotate),
     ("custody from the trail", custody.custody_from_the_trail),
@@ -372,7 +373,8 @@ def run_steps(run: LocalRun, *, on_result: Callable[[StepResult], None]) -> bool
                                 detail=str(missing))
         except (StepFailed, checks.CheckFailed, partner.PartnerStepFailed,
                 importer.ImportFailed, identities.IdentityFailed,
-                custody.CustodyFailed) as failure:
+                custody.CustodyFailed, malware_gate.GateFailed,
+                receipts.ReceiptFailed) as failure:
             result = StepResult(name, "failed", time.monotonic() - started, detail=str(failure))
         except (ClientError, BotoCoreError, EmulatorError, OSError, ValueError, KeyError,
                 RuntimeError, AssertionError, subprocess.SubprocessError) as error:
@@ -416,6 +418,17 @@ def not_exercised(run: LocalRun) -> list[str]:
                      "EventBridge notification and EventBridge's delivery (localaws.events), "
                      "using the deployed rule, its input transformer and the deployed queue; "
                      "the importer ran once, by hand (--once), not as a service")
+    if status.get("malware gate") == "ok" or (
+            status.get("importer") == "ok" and run.config.scanned):
+        lines.append("GuardDuty did not scan: the emulator's stand-in (localaws.malware_scan) "
+                     "read and tagged each new inbound version as the plan's role, with the "
+                     "role's grants, the bucket policy and the customer key's policy evaluated, "
+                     "but knows one threat only (the EICAR test file), opens no archive, and "
+                     "scans at once, where GuardDuty takes seconds to minutes")
+    if status.get("malware gate") == "ok":
+        lines.append("no gate notice reached anyone: the importer published to the security "
+                     "topic and the gate-notices topic, whose e-mail subscriptions stay pending "
+                     "(the step read the notices back from the emulator's record)")
     elif status.get("importer") == "not-applicable":
         lines.append("the handoff queue and the importer did not run: this customer has no "
                      "inbound direction")
@@ -432,9 +445,10 @@ def not_exercised(run: LocalRun) -> list[str]:
         lines.append("no key was rotated and no notice was sent" + (
             " (no access key of ours in this access mode)"
             if status.get("key rotation") == "not-applicable" else ""))
-    lines.append("S3 never calls KMS here: no KMS key policy or KMS permission is exercised by "
-                 "an upload, a download or the importer (the offline access matrix in make "
-                 "test covers them)")
+    lines.append("S3 never calls KMS for a caller here: no KMS key policy or KMS permission is "
+                 "exercised by an upload, a download or the importer's reads and receipt writes "
+                 "(the offline access matrix in make test covers them); the exceptions are the "
+                 "stand-in scanner's decrypt through S3 and the importer's own kms:Sign")
     lines.append("Block Public Access, object ownership, lifecycle rules (KeepInboundOriginals "
                  "too: nothing expires here) and key rotation are stored, not enforced")
     return lines

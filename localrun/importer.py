@@ -17,6 +17,14 @@ run (recorded in ``postgres.json`` of the run directory) and stopped and removed
 or the server of ``--dsn`` (``LOCALRUN_DSN``), where the run uses a fresh schema of its own.
 The step then reads back the custody rows and the rows the importer wrote, and checks each
 custody row against the object S3 holds and the checksum the partner's client recorded.
+
+The malware gate: for a scanned customer each upload is imported only once GuardDuty's verdict
+is in too. Here the emulator's stand-in scanner (``localaws.malware_scan``) scans each new
+inbound version as the plan's role, tags it and puts GuardDuty's scan-result event on the bus,
+where the customer's scan-result rule delivers it to the same queue. The step checks those
+deliveries, then each upload's signed ``imported`` receipt: read by the partner, verified with
+the receipt key's public key (``localrun.receipts``), and agreeing with the custody row and
+the client's own record.
 """
 
 from __future__ import annotations
@@ -35,10 +43,14 @@ from psycopg.rows import dict_row
 from localaws import server
 from localaws.server import REGION
 from localrun import identities, postgres
+from localrun import receipts as partner_receipts
 from localrun.context import REPO_ROOT, LocalRun, StepResult
+from partner_transfer import receipts
 from partner_transfer.manifest import BATCH_FOLDER
+from phi_core import malware_gate, naming
 
 IMPORTER_TIMEOUT_SECONDS = 180
+OBJECT_CREATED = "Object Created"
 # Where the run records its embedded PostgreSQL (localrun.postgres), for down.
 POSTGRES_STATE = "postgres.json"
 # Receives of up to ten messages each; the run's uploads need one or two.
@@ -81,7 +93,7 @@ def _own_schema(dsn: str, run: LocalRun) -> str:
     return f"{dsn} options=-csearch_path={schema}"
 
 
-def _importer(run: LocalRun, dsn: str) -> tuple[list[str], str]:
+def run_importer(run: LocalRun, dsn: str) -> tuple[list[str], str]:
     """``python -m importer --once`` until the queue is empty, as a session of the importer
     role; returns its summary lines and who it ran as."""
     importer = identities.session(run, identities.IMPORTER)
@@ -111,11 +123,14 @@ def _importer(run: LocalRun, dsn: str) -> tuple[list[str], str]:
         if int(depth["ApproximateNumberOfMessages"]) + int(
                 depth["ApproximateNumberOfMessagesNotVisible"]) == 0:
             return lines, importer.label
+    errors = [line for line in completed.stderr.splitlines() if " ERROR " in line]
     raise ImportFailed(f"the ingestion queue still holds messages after {MAX_RECEIVES} "
-                       f"receives: {lines}; see {run.run_dir / 'importer.log'}")
+                       f"receives: {lines}"
+                       + (f"; last error: {errors[-1].split(' ERROR ', 1)[1][:400]}"
+                          if errors else "") + f"; see {run.run_dir / 'importer.log'}")
 
 
-def _uploads(run: LocalRun) -> list[dict[str, Any]]:
+def uploads(run: LocalRun) -> list[dict[str, Any]]:
     """The partner's successful uploads, from its custody manifest."""
     manifest = (run.run_dir / "partner" / "state" / "partner-transfer" / run.customer /
                 "manifest.jsonl")
@@ -131,37 +146,104 @@ def import_inbound(run: LocalRun) -> StepResult:
             "the customer has no inbound direction: nothing arrives for the importer (no "
             "ingestion rule is deployed for it)"))
     started = time.monotonic()
-    bucket = run.outputs["BucketName"]
-    uploads = _uploads(run)
-    deliveries = [d for d in server.event_deliveries(run.emulator)
-                  if d["object"].startswith(f"s3://{bucket}/{inbound}")]
-    refused = [d for d in deliveries if d["outcome"] != "delivered"]
-    if refused:
-        raise ImportFailed(f"EventBridge did not deliver {refused[0]['object']}: "
-                           f"{refused[0]['reason']}")
-    delivered = {d["object"].removeprefix(f"s3://{bucket}/") for d in deliveries}
-    expected = {u["key"] for u in uploads}
-    if not expected <= delivered:
-        raise ImportFailed(f"no ingestion message for {sorted(expected - delivered)}")
-    proved = [f"S3 -> EventBridge -> SQS: {len(deliveries)} Object Created event(s) under "
-              f"{inbound} delivered to {run.audit_outputs['IngestionQueueUrl'].rsplit('/', 1)[-1]}"
-              f" through the deployed rule {deliveries[0]['rule'].rsplit('/', 1)[-1]} and its "
-              "input transformer, admitted by the queue's policy and the audit key's policy "
-              "(emulated by localaws.events: moto alone delivers nothing usable)"]
+    uploaded = uploads(run)
+    keys = {u["key"] for u in uploaded}
+    proved = [handoff(run, keys, OBJECT_CREATED)]
+    if run.config.scanned:
+        proved.append(scanned(run, keys))
     try:
         dsn = database(run)
         if run.database.startswith("embedded"):
             proved.append(f"database: {run.database}")
         else:
-            dsn = _own_schema(dsn, run)
+            # The run's own schema, for the later steps too (the malware gate, custody).
+            dsn = run.dsn = _own_schema(dsn, run)
             proved.append(f"database: {run.database}")
-        summaries, importer = _importer(run, dsn)
+        summaries, importer = run_importer(run, dsn)
         proved.append(f"python -m importer --once (separate process, as {importer}, "
                       f"permission checks on): {'; '.join(summaries)}")
-        proved.extend(_read_back(run, dsn, uploads))
+        proved.extend(_read_back(run, dsn, uploaded))
+        proved.append(_imported_receipts(run, dsn, uploaded))
     except psycopg.Error as error:
         raise ImportFailed(f"PostgreSQL: {' '.join(str(error).split())}") from None
     return StepResult("importer", "ok", time.monotonic() - started, proved)
+
+
+def handoff(run: LocalRun, keys: set[str], event: str) -> str:
+    """The events of ``event`` type (detail-type) about ``keys`` reached the ingestion queue
+    through the customer's rule: none refused, one delivered per key."""
+    bucket, inbound = run.outputs["BucketName"], run.outputs["InboundPrefix"]
+    deliveries = [d for d in server.event_deliveries(run.emulator)
+                  if d["event"] == event
+                  and d["object"].removeprefix(f"s3://{bucket}/") in keys]
+    refused = [d for d in deliveries if d["outcome"] != "delivered"]
+    if refused:
+        raise ImportFailed(f"EventBridge did not deliver {refused[0]['object']} ({event}): "
+                           f"{refused[0]['reason']}")
+    delivered = {d["object"].removeprefix(f"s3://{bucket}/") for d in deliveries}
+    if not keys <= delivered:
+        raise ImportFailed(f"no {event} message for {sorted(keys - delivered)}")
+    queue = run.audit_outputs["IngestionQueueUrl"].rsplit("/", 1)[-1]
+    rules = sorted({d["rule"].rsplit("/", 1)[-1] for d in deliveries})
+    source = ("S3" if event == OBJECT_CREATED else
+              "GuardDuty (the emulator's stand-in, localaws.malware_scan)")
+    return (f"{source} -> EventBridge -> SQS: {len(deliveries)} {event} event(s) under "
+            f"{inbound} delivered to {queue} through the deployed rule {', '.join(rules)} and "
+            "its input transformer, admitted by the queue's policy and the audit key's policy "
+            "(emulated by localaws.events: moto alone delivers nothing usable)")
+
+
+def scanned(run: LocalRun, keys: set[str]) -> str:
+    """Every upload in ``keys`` was scanned once, clean, tagged, and its result delivered."""
+    bucket = run.outputs["BucketName"]
+    scans = [s for s in server.malware_scans(run.emulator)
+             if s["object"].removeprefix(f"s3://{bucket}/") in keys]
+    wrong = [s for s in scans if s["result"] != malware_gate.CLEAN or not s["tagged"]]
+    if wrong:
+        raise ImportFailed(f"the scanner found {wrong[0]['object']} {wrong[0]['result']}"
+                           + (f", not tagged: {wrong[0]['reason']}"
+                              if not wrong[0]["tagged"] else ""))
+    if sorted(s["object"] for s in scans) != sorted(f"s3://{bucket}/{k}" for k in keys):
+        raise ImportFailed(f"scanned {[s['object'] for s in scans]}, uploaded {sorted(keys)}")
+    role = naming.scanner_role_name(run.customer)
+    return (f"malware scan: {len(scans)} version(s) scanned as {role} (the plan's role, its "
+            f"grants and the customer key's policy evaluated), each {malware_gate.CLEAN} and "
+            f"tagged {malware_gate.SCAN_TAG_KEY}; "
+            + handoff(run, keys, malware_gate.SCAN_RESULT_DETAIL_TYPE))
+
+
+def _imported_receipts(run: LocalRun, dsn: str, uploads: list[dict[str, Any]]) -> str:
+    """Each upload's ``imported`` receipt, read by the partner and verified, agrees with its
+    custody (or batch-manifest) row and with what the partner's client recorded."""
+    verify_with = partner_receipts.public_key(run)
+    scan = malware_gate.CLEAN if run.config.scanned else receipts.NOT_SCANNED
+    shown = ""
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        for upload in uploads:
+            key, version = upload["key"], upload["version_id"]
+            receipt = partner_receipts.read_as_partner(run, key, version, verify_with)
+            row = conn.execute(
+                "SELECT id FROM batch_manifest WHERE key = %s AND version_id = %s"
+                if f"/{BATCH_FOLDER}" in key else
+                "SELECT id FROM custody WHERE key = %s AND version_id = %s",
+                (key, version)).fetchone()
+            partner_receipts.expect(
+                receipt, outcome=receipts.IMPORTED, version_id=version,
+                import_id=row["id"] if row else None,
+                checksum={"algorithm": upload["checksum_algorithm"],
+                          "value": upload["checksum"]})
+            if receipt.scan_result != scan:
+                raise ImportFailed(f"{receipt.object_key}: scan result {receipt.scan_result}, "
+                                   f"expected {scan}")
+            if key.endswith("claims.csv"):
+                shown = (f"; e.g. {receipt.object_key}: {receipt.body['row_count']} row(s), "
+                         f"import #{receipt.body['import_id']}, scan {receipt.scan_result}, "
+                         f"{receipt.checksum[0]} {receipt.checksum[1]}")
+    return (f"{len(uploads)} signed receipt(s) 'imported' under {naming.RECEIPTS_PREFIX}, read "
+            f"by the partner (checks on) and verified with the public key of "
+            f"{naming.RECEIPT_SIGNING_KEY_ALIAS} from KMS GetPublicKey "
+            f"(partner_transfer.receipts.parse_and_verify); each names the version, the "
+            f"client's checksum and the import{shown}")
 
 
 def _read_back(run: LocalRun, dsn: str, uploads: list[dict[str, Any]]) -> list[str]:

@@ -126,7 +126,7 @@ def partner_cli(partner_env: dict[str, str], cwd: Path,
     )
 
 
-def _expect_cli(result: subprocess.CompletedProcess[str], what: str, code: int = 0) -> str:
+def expect_cli(result: subprocess.CompletedProcess[str], what: str, code: int = 0) -> str:
     output = (result.stderr or result.stdout).strip()
     if result.returncode != code:
         raise PartnerStepFailed(f"{what}: exit {result.returncode} (expected {code}): "
@@ -232,7 +232,7 @@ def _profiles(run: LocalRun, env: dict[str, str], source: str | None,
             made.append(None)
             continue
         path = partner / name
-        _expect_cli(partner_cli(env, run.run_dir, "profile", "init", "--outputs-file",
+        expect_cli(partner_cli(env, run.run_dir, "profile", "init", "--outputs-file",
                                 run.run_dir / "outputs.json", *auth_args, "--endpoint-url",
                                 run.emulator.url_from(address), "-o", path, "--force"),
                     "partner-transfer profile init")
@@ -347,7 +347,7 @@ def round_trip(run: LocalRun) -> StepResult:
         if partner.refused_profile is not None:
             what = ("upload", "--quiet", small) if inbound else (
                 "download", "--quiet", f"{outbound}remittance.csv", partner_dir / "refused.csv")
-            line = _expect_cli(cli(partner.env, run.run_dir, what[0], "--profile",
+            line = expect_cli(cli(partner.env, run.run_dir, what[0], "--profile",
                                    partner.refused_profile, *what[1:]),
                                f"partner-transfer {what[0]} from 127.0.0.1",
                                code=ACCESS_DENIED_EXIT)
@@ -357,7 +357,7 @@ def round_trip(run: LocalRun) -> StepResult:
             proved.append(f"the requests below come from {partner.source_address} (emulator "
                           "listener for that address, standing for the partner's egress)")
         if inbound:
-            _expect_cli(cli(partner.env, run.run_dir, "upload", "--profile", partner.profile,
+            expect_cli(cli(partner.env, run.run_dir, "upload", "--profile", partner.profile,
                             "--quiet", "--part-size", str(PART_SIZE_MIB), "--commit-manifest",
                             small, large), "partner-transfer upload")
             proved.append(f"uploaded {small.name} and {large.name} "
@@ -366,7 +366,7 @@ def round_trip(run: LocalRun) -> StepResult:
                           "key, full-object CRC64NVME, then the batch's commit marker")
         if outbound:
             received = partner_dir / "received" / "remittance.csv"
-            _expect_cli(cli(partner.env, run.run_dir, "download", "--profile", partner.profile,
+            expect_cli(cli(partner.env, run.run_dir, "download", "--profile", partner.profile,
                             "--quiet", f"{outbound}remittance.csv", received),
                         "partner-transfer download")
             if received.read_bytes() != SAMPLE_OUTBOUND:

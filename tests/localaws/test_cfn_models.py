@@ -755,7 +755,7 @@ def test_coverage_names_skipped_resources_and_unapplied_properties() -> None:
     "AWS::SecretsManager::Secret", "AWS::SecretsManager::RotationSchedule",
     "AWS::SecretsManager::ResourcePolicy", "AWS::S3::BucketPolicy", "AWS::IAM::Group",
     "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription", "AWS::SQS::QueuePolicy",
-    "AWS::CloudWatch::Alarm", "AWS::CloudTrail::Trail",
+    "AWS::CloudWatch::Alarm", "AWS::CloudTrail::Trail", "AWS::GuardDuty::MalwareProtectionPlan",
 ])
 def test_every_type_moto_skips_is_covered(resource_type: str) -> None:
     assert coverage({"Resources": {"R": {"Type": resource_type}}}) == []

@@ -25,6 +25,7 @@ from localaws.server import Emulator
 from localrun import postgres
 from localrun.context import LocalRun
 from localrun.partner import SAMPLE_INBOUND
+from partner_transfer import receipts
 from tests.demo_runs import DemoRun, localrun
 from tests.localaws.conftest import Aws
 
@@ -44,7 +45,8 @@ EXPECTED_AUDIT_GAPS = {("AWS::KMS::Key", ("BypassPolicyLockoutSafetyCheck",))}
 @pytest.fixture(scope="module")
 def deployed(acme_demo: DemoRun) -> tuple[Aws, Path, float]:
     for step in ("access stack", "audit stack", "customer stack", "partner round trip (iam-user",
-                 "importer", "inbound originals", "key rotation", "custody from the trail"):
+                 "importer", "malware gate", "inbound originals", "key rotation",
+                 "custody from the trail"):
         assert f"[ok] {step}" in acme_demo.stdout, acme_demo.stdout
     emulator = Emulator.load(acme_demo.run_dir)
     assert emulator is not None
@@ -98,7 +100,8 @@ def test_partner_round_trip_left_verified_objects_and_a_custody_record(
     assert {(r["direction"], r["key"], r["result"]) for r in records
             if "/_manifests/" not in r["key"]} == {
         ("upload", "inbound/claims.csv", "ok"), ("upload", "inbound/claims-large.csv", "ok"),
-        ("download", "outbound/remittance.csv", "ok")}
+        ("download", "outbound/remittance.csv", "ok"),
+        ("upload", "inbound/eicar-test.txt", "ok")}  # the malware gate step's test file
     assert all(r["caller_arn"].endswith(":user/phi-exchange-acme-partner") for r in records)
     assert (run_dir / "partner" / "received" / "remittance.csv").read_bytes().startswith(
         b"claim_id,status")
@@ -230,7 +233,7 @@ def test_partner_user_group_and_policy(deployed: tuple[Aws, Path, float]) -> Non
         "PolicyVersion"]["Document"]
     document = json.loads(document) if isinstance(document, str) else document
     assert {s["Sid"] for s in document["Statement"]} == {
-        "WriteInbound", "ReadOutbound", "ListOwnPrefixes", "FindBucketRegion",
+        "WriteInbound", "ReadReceipts", "ReadOutbound", "ListOwnPrefixes", "FindBucketRegion",
         "ListTopLevelFolders", "UseKeyThroughS3", "DenySessionCredentials"}
 
 
@@ -344,6 +347,39 @@ def test_the_importer_loaded_each_upload_with_its_custody_row(
     depth = aws.client("sqs").get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert depth["ApproximateNumberOfMessages"] == "0"
+
+
+def test_the_gate_let_the_clean_uploads_in_and_stopped_the_test_file(
+    deployed: tuple[Aws, Path, float],
+) -> None:
+    aws = deployed[0]
+    resources = aws.client("cloudformation").describe_stack_resources(
+        StackName="PhiExchange-acme")["StackResources"]
+    (plan,) = [r for r in resources if r["ResourceType"] == "AWS::GuardDuty::MalwareProtectionPlan"]
+    assert plan["ResourceStatus"] == "CREATE_COMPLETE"
+    scans: dict[str, dict[str, Any]] = {}
+    for scan in server.malware_scans(aws.emulator):  # the first of each key: what was imported
+        if scan["plan"].endswith(f"malware-protection-plan/{plan['PhysicalResourceId']}"):
+            scans.setdefault(scan["object"].rsplit("/", 1)[-1], scan)
+    assert scans["claims.csv"]["result"] == "NO_THREATS_FOUND"
+    assert scans["eicar-test.txt"]["result"] == "THREATS_FOUND"
+    s3 = aws.client("s3")
+    stopped = scans["eicar-test.txt"]["version_id"]
+    tags = s3.get_object_tagging(Bucket=BUCKET, Key="inbound/eicar-test.txt",
+                                 VersionId=stopped)["TagSet"]
+    assert tags == [{"Key": "GuardDutyMalwareScanStatus", "Value": "THREATS_FOUND"}]
+    # The receipts verify with the receipt key's public key, whoever reads them.
+    der = aws.client("kms").get_public_key(KeyId="alias/phi-exchange/receipts")["PublicKey"]
+    key = receipts.load_public_key(receipts.public_key_pem(der))
+    outcomes = {}
+    for name in ("claims.csv", "eicar-test.txt"):
+        version = scans[name]["version_id"]
+        body = s3.get_object(Bucket=BUCKET, Key=f"receipts/{name}/{version}.json")["Body"].read()
+        outcomes[name] = receipts.parse_and_verify(body, key).outcome
+    assert outcomes == {"claims.csv": "imported", "eicar-test.txt": "rejected"}
+    gate_notices = f"arn:aws:sns:{REGION}:{ACCOUNT}:phi-exchange-acme-gate-notices"
+    (notice,) = server.sns_published(aws.emulator, gate_notices)
+    assert "inbound/eicar-test.txt" in notice["message"] and "NOT imported" in notice["message"]
 
 
 # --- the account's roles at work (read back from the emulator, not from localrun's output) ---

@@ -53,7 +53,8 @@ def test_each_mode_runs_every_step_it_has(run: tuple[str, Aws, Path, str]) -> No
     inbound = "[ok]" if customer == "globex" else "[not-applicable]"
     for step in ("[ok] access stack", "[ok] audit stack", "[ok] customer stack",
                  f"[ok] partner round trip ({mode}, {directions})", f"{inbound} importer",
-                 f"{inbound} inbound originals", "[not-applicable] key rotation",
+                 f"{inbound} malware gate", f"{inbound} inbound originals",
+                 "[not-applicable] key rotation",
                  "[ok] custody from the trail"):
         assert step in stdout, stdout
     assert "Traceback" not in stdout
@@ -84,7 +85,8 @@ def test_the_partner_signed_as_its_own_principal(run: tuple[str, Aws, Path, str]
         assert {r["caller_arn"] for r in ok} == {
             "arn:aws:sts::111122223333:assumed-role/globex-file-transfer/partner-transfer"}
         assert {(r["direction"], r["key"]) for r in ok} == {
-            ("upload", "inbound/claims.csv"), ("upload", "inbound/claims-large.csv")}
+            ("upload", "inbound/claims.csv"), ("upload", "inbound/claims-large.csv"),
+            ("upload", "inbound/eicar-test.txt")}  # the malware gate step's test file
     else:
         # The client assumed our role itself, from the partner's principal, with the external id.
         assert {r["caller_arn"] for r in ok} == {

@@ -44,6 +44,15 @@ def test_placeholders_inside_quotes_are_text() -> None:
     assert json.loads(rendered) == {"what": 'x"y is 5 bytes'}
 
 
+def test_paths_may_index_arrays() -> None:
+    # GuardDuty's scan result names its plan in resources[0] (the scan-result rule reads it).
+    event = {"resources": ["arn:plan"], "detail": {"threats": [{"name": "EICAR"}]}}
+    rendered = render_input('{"plan":<p>,"first":<t>,"none":<n>}',
+                            {"p": "$.resources[0]", "t": "$.detail.threats[0].name",
+                             "n": "$.resources[1]"}, event)
+    assert json.loads(rendered) == {"plan": "arn:plan", "first": "EICAR", "none": None}
+
+
 # --- through the emulator ---------------------------------------------------------------------
 
 

@@ -94,18 +94,20 @@ def test_a_dsn_never_shows_its_password() -> None:
 
 
 @pytest.mark.parametrize(("statuses", "expected", "absent"), [
-    ({"importer": "ok", "inbound originals": "ok", "key rotation": "ok",
+    ({"importer": "ok", "malware gate": "ok", "inbound originals": "ok", "key rotation": "ok",
       "custody from the trail": "ok"},
      ["the emulator stood in for S3's EventBridge notification", "Lambda never ran it",
       "no notice reached anyone", "CloudFormation's own calls as phi-exchange-deployment",
       "KeepInboundOriginals too: nothing expires",
-      "no CloudTrail service ran: the emulator wrote the trail's S3 data events"],
+      "no CloudTrail service ran: the emulator wrote the trail's S3 data events",
+      "GuardDuty did not scan: the emulator's stand-in", "no gate notice reached anyone"],
      ["did not run", "evidence was not read"]),
-    ({"importer": "not-applicable", "inbound originals": "not-applicable",
-      "key rotation": "not-applicable"},
+    ({"importer": "not-applicable", "malware gate": "not-applicable",
+      "inbound originals": "not-applicable", "key rotation": "not-applicable"},
      ["the importer did not run: this customer has no inbound direction",
       "no key was rotated and no notice was sent (no access key of ours",
-      "the audit trail's evidence was not read"], ["Lambda never"]),
+      "the audit trail's evidence was not read"],
+     ["Lambda never", "GuardDuty did not scan", "no gate notice"]),
 ])
 def test_the_summary_says_what_was_not_exercised(
     tmp_path: Path, statuses: dict[str, str], expected: list[str], absent: list[str]

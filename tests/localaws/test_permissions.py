@@ -637,3 +637,86 @@ def test_json_protocol_services_get_an_access_denied_exception(aws: Aws, unique)
         aws.client("ssm", key).get_parameter(Name=parameter)
     assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
     assert "ssm:GetParameter" in denied.value.response["Error"]["Message"]
+
+
+# --- KMS: the key policy, and the call's condition keys ---------------------------------------
+
+
+def signing_key(aws: Aws, unique, *, account_delegates: bool) -> tuple[str, str]:
+    """An ECC signing key with an alias; its policy names the account root (delegating to IAM)
+    or nobody at all. Returns (key ARN, alias)."""
+    kms = aws.client("kms")
+    statements = [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                   "Action": "kms:*", "Resource": "*"}] if account_delegates else [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nobody"},
+         "Action": "kms:*", "Resource": "*"}]
+    arn: str = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY", Policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": statements}))["KeyMetadata"]["Arn"]
+    alias = f"alias/{unique('receipts')}"
+    kms.create_alias(AliasName=alias, TargetKeyId=arn)
+    return arn, alias
+
+
+def signer(aws: Aws, unique, alias: str) -> Any:
+    """A user allowed kms:Sign only by ``alias`` and only with ECDSA_SHA_256 (the importer's
+    receipt grant)."""
+    return aws.client("kms", aws.user_with_key(unique("signer"), {
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "kms:Sign",
+            "Resource": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/*",
+            "Condition": {"StringEquals": {"kms:RequestAlias": alias,
+                                           "kms:SigningAlgorithm": "ECDSA_SHA_256"}}}]}))
+
+
+def test_a_sign_grant_by_alias_and_algorithm_is_evaluated_with_the_call_s_values(
+    aws: Aws, unique
+) -> None:
+    # moto evaluated the conditions without values: a conditioned Allow became a Deny.
+    arn, alias = signing_key(aws, unique, account_delegates=True)
+    kms = signer(aws, unique, alias)
+    with aws.permission_checks():
+        signed = kms.sign(KeyId=alias, Message=b"receipt", MessageType="RAW",
+                          SigningAlgorithm="ECDSA_SHA_256")
+        assert signed["KeyId"] == arn
+        assert refused(lambda: kms.sign(KeyId=arn, Message=b"receipt", MessageType="RAW",
+                                        SigningAlgorithm="ECDSA_SHA_256"))  # no alias named
+
+
+def test_an_identity_grant_is_not_enough_when_the_key_policy_does_not_delegate(
+    aws: Aws, unique
+) -> None:
+    _, alias = signing_key(aws, unique, account_delegates=False)
+    kms = signer(aws, unique, alias)
+    since, _ = server.authorizations(aws.emulator)
+    with aws.permission_checks():
+        assert refused(lambda: kms.sign(KeyId=alias, Message=b"receipt", MessageType="RAW",
+                                        SigningAlgorithm="ECDSA_SHA_256"))
+    _, records = server.authorizations(aws.emulator, since)
+    assert [r["reason"] for r in records if not r["allowed"]] == [
+        "because no resource-based policy allows the kms:Sign action"]
+
+
+# --- tags on upload ------------------------------------------------------------------------------
+
+
+def test_a_tagged_upload_needs_put_object_tagging_and_shows_its_tag_keys(
+    aws: Aws, unique
+) -> None:
+    bucket = bucket_with_policy(aws, unique("tagged"), {
+        "Sid": "NoStatusTag", "Effect": "Deny", "Principal": {"AWS": "*"},
+        "Action": "s3:PutObject",
+        "Condition": {"StringEquals": {"s3:RequestObjectTagKeys": "status"}}})
+    arn = f"arn:aws:s3:::{bucket}"
+    put_only = aws.client("s3", aws.user_with_key(unique("put-only"), {
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{arn}/*"}]}))
+    with aws.permission_checks():
+        put_only.put_object(Bucket=bucket, Key="plain", Body=b"x")
+        # PutObject with tags is also s3:PutObjectTagging, which this user lacks.
+        assert refused(lambda: put_only.put_object(Bucket=bucket, Key="t", Body=b"x",
+                                                   Tagging="team=a"))
+    # The bucket policy sees the tag keys (checks off: the bucket policy alone decides).
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=bucket, Key="ok", Body=b"x", Tagging="team=a")
+    assert refused(lambda: s3.put_object(Bucket=bucket, Key="no", Body=b"x",
+                                         Tagging="team=a&status=clean"))
