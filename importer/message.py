@@ -92,8 +92,9 @@ class IngestionEvent:
 @dataclass(frozen=True)
 class ScanResultEvent:
     """GuardDuty's verdict on one inbound object version. ``result`` is the
-    ``scanResultStatus`` when the scan completed, else the ``scanStatus`` (``SKIPPED``,
-    ``FAILED``); only ``NO_THREATS_FOUND`` of a completed scan is :attr:`clean`."""
+    ``scanResultStatus`` when there is one (``ACCESS_DENIED`` of a skipped scan too), else the
+    ``scanStatus`` (``SKIPPED``, ``FAILED``); only ``NO_THREATS_FOUND`` of a completed scan is
+    :attr:`clean`."""
 
     customer: str
     bucket: str
@@ -240,5 +241,7 @@ def _scan_result(data: dict[str, Any], text: Any, customer: str | None, bucket: 
     return ScanResultEvent(
         customer=customer, bucket=bucket, key=key, version_id=version_id, etag=etag,
         time=when, event_id=event_id, scan_status=scan_status,
-        result=result if scan_status == SCAN_COMPLETED and result else scan_status,
+        # GuardDuty names the reason of a skipped scan in its result (ACCESS_DENIED with
+        # SKIPPED): kept, so the stop, the notice and the receipt say why.
+        result=result or scan_status,
         threats=tuple(names), plan=plan)

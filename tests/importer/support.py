@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from importer.consumer import Importer
-from partner_transfer import Client, Options, Outcome
+from partner_transfer import Client, Options, Outcome, receipts
 from partner_transfer.profile import Profile
-from phi_core import naming
+from phi_core import malware_gate, naming
 from tests.servers import ACCOUNT, REGION, emulator_client
 
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -180,3 +180,19 @@ def importer(emulator: EmulatorClients, queues: Queues, dsn: str,
         connect=lambda: psycopg.connect(dsn, autocommit=True), work_dir=work, retry_delay=0)
     yield consumer
     consumer.close()
+
+
+@pytest.fixture(scope="package")
+def receipt_public_key(moto_endpoint: str) -> Any:
+    """The receipt key in the moto server, as the audit stack creates it (ECC_NIST_P256,
+    SIGN_VERIFY, its alias: the importer signs by the alias), and its public key as the
+    onboarding kit carries it (PEM)."""
+    kms = emulator_client("kms", moto_endpoint)
+    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    key_id = aliases.get(naming.RECEIPT_SIGNING_KEY_ALIAS)
+    if key_id is None:
+        key_id = kms.create_key(KeySpec=malware_gate.RECEIPT_KEY_SPEC,
+                                KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=naming.RECEIPT_SIGNING_KEY_ALIAS, TargetKeyId=key_id)
+    der = kms.get_public_key(KeyId=key_id)["PublicKey"]
+    return receipts.load_public_key(receipts.public_key_pem(der))

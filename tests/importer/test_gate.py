@@ -31,18 +31,9 @@ def kms(moto_endpoint: str) -> Any:
     return emulator_client("kms", moto_endpoint)
 
 
-@pytest.fixture(scope="module")
-def public_key(kms: Any) -> Any:
-    """The receipt key, as the audit stack creates it (ECC_NIST_P256, SIGN_VERIFY, its alias),
-    and its public key as the onboarding kit carries it (PEM)."""
-    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
-    key_id = aliases.get(naming.RECEIPT_SIGNING_KEY_ALIAS)
-    if key_id is None:
-        key_id = kms.create_key(KeySpec=malware_gate.RECEIPT_KEY_SPEC,
-                                KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-        kms.create_alias(AliasName=naming.RECEIPT_SIGNING_KEY_ALIAS, TargetKeyId=key_id)
-    der = kms.get_public_key(KeyId=key_id)["PublicKey"]
-    return receipts.load_public_key(receipts.public_key_pem(der))
+@pytest.fixture
+def public_key(receipt_public_key: Any) -> Any:
+    return receipt_public_key
 
 
 class Notices:
@@ -266,7 +257,7 @@ def test_a_stop_is_notified_once_however_often_the_verdict_comes(
 def test_a_forged_receipt_does_not_verify(
         customer: Customer, queues: Queues, gated: Importer, notices: Notices,
         public_key: Any) -> None:
-    """The importer's receipt verifies; the same receipt with its outcome changed does not."""
+    """The importer's receipt verifies; the same receipt with its size changed does not."""
     [upload] = customer.upload("eicar.csv", EICAR)
     assert upload.version_id is not None
     tag(customer, upload.key, upload.version_id, "THREATS_FOUND")
@@ -276,7 +267,7 @@ def test_a_forged_receipt_does_not_verify(
     document = json.loads(customer.s3.get_object(
         Bucket=customer.bucket, Key=object_key)["Body"].read())
     receipts.parse_and_verify(json.dumps(document).encode(), public_key)
-    document["receipt"]["outcome"] = "imported"
+    document["receipt"]["size"] += 1
     with pytest.raises(ReceiptError, match="does not verify"):
         receipts.parse_and_verify(json.dumps(document).encode(), public_key)
 

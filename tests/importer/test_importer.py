@@ -19,8 +19,9 @@ from importer.consumer import Importer, Outcome
 from importer.errors import ChecksumMismatch
 from importer.fetch import UPLOADER_METADATA_KEY, fetch_verified
 from importer.message import parse_message
-from partner_transfer import checksums
+from partner_transfer import checksums, receipts
 from partner_transfer.checksums import METADATA_KEY
+from phi_core import malware_gate
 from tests.importer.support import KMS_KEY_ARN, Customer, Queues, handoff_message, message_for
 from tests.servers import ACCOUNT, emulator_client, free_port
 
@@ -332,7 +333,7 @@ def test_custody_rows_cannot_be_changed_or_removed(
 
 def test_command_line_imports_one_message_and_exits(
         customer: Customer, queues: Queues, dsn: str, moto_endpoint: str,
-        db: psycopg.Connection[Any]) -> None:
+        db: psycopg.Connection[Any], receipt_public_key: Any) -> None:
     [upload] = customer.upload("claims.csv", CLAIMS)
     queues.send(message_for(customer, upload))
 
@@ -347,3 +348,7 @@ def test_command_line_imports_one_message_and_exits(
     assert result.stdout.strip() == "1 loaded"
     assert json.dumps(str(upload.version_id)).strip('"') in result.stderr  # the log line
     assert counts(db) == (1, 2)
+    # The command line always issues receipts: this one verifies with the kit's public key.
+    receipt_key = malware_gate.receipt_object_key(upload.key, str(upload.version_id))
+    body = customer.s3.get_object(Bucket=customer.bucket, Key=receipt_key)["Body"].read()
+    assert receipts.parse_and_verify(body, receipt_public_key).outcome == "imported"
