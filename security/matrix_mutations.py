@@ -170,18 +170,7 @@ def _widen_alarm_key_grant(universe: Universe, documents: Documents) -> set[str]
 
 def without_role_action(slug: str, action: str) -> Callable[[Universe, Documents], set[str]]:
     """Take ``action`` from the rotation role of customer ``slug``."""
-    def apply(universe: Universe, documents: Documents) -> set[str]:
-        (role,) = (p for p in universe.principals
-                   if p.who is Who.ROTATION and p.role_of == slug)
-        for policy_id in role.policies:
-            for statement in _statements(documents[policy_id]):
-                actions = statement["Action"]
-                actions = [actions] if isinstance(actions, str) else actions
-                if action in actions:
-                    statement["Action"] = [a for a in actions if a != action]
-                    return {policy_id}
-        raise MutationTargetMissing(f"{slug} rotation role: no {action}")
-    return apply
+    return _without_action(_who(Who.ROTATION, slug), action)
 
 
 def _drop_from_partner_policy(slug: str, sid: str) -> Callable[[Universe, Documents], set[str]]:

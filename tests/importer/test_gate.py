@@ -113,6 +113,19 @@ def handle_all(importer: Importer, queues: Queues, *bodies: str) -> list[Outcome
     return outcomes
 
 
+def stop_eicar(customer: Customer, queues: Queues, gated: Importer, *,
+               threats: list[dict[str, str]] | None = None) -> Any:
+    """Upload the EICAR test file, tag it THREATS_FOUND as GuardDuty's role would, and hand
+    the importer both halves; the upload."""
+    [upload] = customer.upload("eicar.csv", EICAR)
+    assert upload.version_id is not None
+    tag(customer, upload.key, upload.version_id, "THREATS_FOUND")
+    handle_all(gated, queues, message_for(customer, upload, scan="required"),
+               scan_result(customer, upload.key, upload.version_id, "THREATS_FOUND",
+                           threats=threats))
+    return upload
+
+
 def receipt_of(customer: Customer, key: str, version_id: str, public_key: Any) -> Any:
     object_key = malware_gate.receipt_object_key(key, version_id)
     data = customer.s3.get_object(Bucket=customer.bucket, Key=object_key)["Body"].read()
@@ -258,11 +271,7 @@ def test_a_forged_receipt_does_not_verify(
         customer: Customer, queues: Queues, gated: Importer, notices: Notices,
         public_key: Any) -> None:
     """The importer's receipt verifies; the same receipt with its size changed does not."""
-    [upload] = customer.upload("eicar.csv", EICAR)
-    assert upload.version_id is not None
-    tag(customer, upload.key, upload.version_id, "THREATS_FOUND")
-    handle_all(gated, queues, message_for(customer, upload, scan="required"),
-               scan_result(customer, upload.key, upload.version_id, "THREATS_FOUND"))
+    upload = stop_eicar(customer, queues, gated)
     object_key = malware_gate.receipt_object_key(upload.key, upload.version_id)
     document = json.loads(customer.s3.get_object(
         Bucket=customer.bucket, Key=object_key)["Body"].read())
@@ -275,11 +284,7 @@ def test_a_forged_receipt_does_not_verify(
 def test_gate_records_cannot_be_changed_or_removed(
         customer: Customer, queues: Queues, gated: Importer, notices: Notices,
         db: psycopg.Connection[Any]) -> None:
-    [upload] = customer.upload("eicar.csv", EICAR)
-    assert upload.version_id is not None
-    tag(customer, upload.key, upload.version_id, "THREATS_FOUND")
-    handle_all(gated, queues, message_for(customer, upload, scan="required"),
-               scan_result(customer, upload.key, upload.version_id, "THREATS_FOUND"))
+    stop_eicar(customer, queues, gated)
     for table in ("arrival", "scan_result", "gate_stop", "receipt"):
         assert rows(db, table), table
         for statement in (f"DELETE FROM {table}", f"UPDATE {table} SET key = 'x'",  # noqa: S608
@@ -294,12 +299,8 @@ def test_the_custody_command_shows_the_stop_and_the_receipt(
     from admin.cli import _importer_rows
     from admin.custody import custody_report, format_report
 
-    [upload] = customer.upload("eicar.csv", EICAR)
-    assert upload.version_id is not None
-    tag(customer, upload.key, upload.version_id, "THREATS_FOUND")
-    handle_all(gated, queues, message_for(customer, upload, scan="required"),
-               scan_result(customer, upload.key, upload.version_id, "THREATS_FOUND",
-                           threats=[{"name": "EICAR-Test-File (not a virus)"}]))
+    upload = stop_eicar(customer, queues, gated,
+                        threats=[{"name": "EICAR-Test-File (not a virus)"}])
     report = custody_report(customer.s3, customer=customer.slug, bucket=customer.bucket,
                             key=upload.key, importer_rows=_importer_rows(dsn))
     text = format_report(report)
