@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from importer.gate import Imported, ReceiptIssuer, receipt_body, stored_checksum
 from importer.gate_store import Arrival, Verdict
 from partner_transfer import receipts
+from partner_transfer.errors import ExitCode
 from partner_transfer.receipt_check import DISAGREES, EVIDENCE_BROKEN
 from phi_core import malware_gate, naming, partner_policy
 from phi_core.vocabulary import Direction
@@ -438,7 +439,7 @@ def test_a_key_that_is_not_the_exchanges_kind_is_refused(ws: Workspace, kind: st
             if kind == "rsa" else garbage)
     path = ws.file(f"{kind}.pem", data)
     result = verify(ws.profile(), "--public-key", path)
-    assert result.code == DISAGREES
+    assert result.code == ExitCode.CONFIG  # a setup failure, not a disagreement
     line = one_line(result.err)
     assert line.startswith(f"partner-transfer: receipt public key {path}: ")
     assert ("ECC NIST P-256" if kind == "rsa" else "not a PEM public key") in line
