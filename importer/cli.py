@@ -10,9 +10,12 @@ Options: ``--dead-letter-queue-url`` (default: the queue's redrive-policy target
 ``--work-dir`` (where objects are fetched, default the system's temporary directory),
 ``--create-schema`` (apply importer/schema.sql first; default off: the importer's role should
 not own the schema), ``--signing-key`` (the KMS key that signs receipts, default its alias
-``alias/phi-exchange/receipts``: the only name the importer's role may sign by). Receipts and
-notices of files stopped at the malware gate are always on. Exit status: 0 after ``--once`` or
-an interrupt, 1 if the queue or the database cannot be reached at start, 2 usage error.
+``alias/phi-exchange/receipts``: the only name the importer's role may sign by),
+``--registry`` (the customer registry; the customers it opts out of the malware gate are
+imported without waiting for a scan; default none: every customer waits for GuardDuty's
+verdict). Receipts and notices of files stopped at the malware gate are always on. Exit
+status: 0 after ``--once`` or an interrupt, 1 if the queue, the database or the registry cannot
+be read at start, 2 usage error.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from importer import store
 from importer.consumer import Importer, Outcome, dead_letter_queue_of
 from importer.gate import Notifier, ReceiptIssuer
 from phi_core import naming
+from stacks.config import Direction, RegistryError, load_registry
 
 PROG = "python -m importer"
 
@@ -62,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "comes back (default 60)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="directory for fetched objects (default: system temp)")
+    parser.add_argument("--registry", type=Path, default=None,
+                        help="the customer registry (customers/): who is opted out of the "
+                        "malware gate (default: nobody; a message's own claim never counts)")
     parser.add_argument("--signing-key", default=naming.RECEIPT_SIGNING_KEY_ALIAS,
                         help="the KMS key that signs receipts (default: "
                         f"{naming.RECEIPT_SIGNING_KEY_ALIAS})")
@@ -85,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                application_name="phi-exchange-importer")
 
     try:
+        # The registry first: a broken one stops the importer before it touches anything.
+        opted_out = _opted_out(args.registry) if args.registry else {}
         # The partition of the topics the notices go to: the caller's (no permission needed).
         caller = make_client("sts", options).get_caller_identity()["Arn"]
         partition = str(caller).split(":")[1]
@@ -92,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with connect() as conn:  # proves the database is there before the first message
             if args.create_schema:
                 store.apply_schema(conn)
+    except RegistryError as err:
+        print(f"{PROG}: cannot start: {err}", file=sys.stderr)
+        return 1
     except (ClientError, BotoCoreError, ValueError, psycopg.Error) as err:
         print(f"{PROG}: cannot start: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
@@ -101,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         work_dir=args.work_dir, retry_delay=args.retry_delay,
                         receipts=ReceiptIssuer(s3=s3, kms=make_client("kms", options),
                                                signing_key=args.signing_key),
+                        opted_out=opted_out,
                         notifier=Notifier(sns=make_client("sns", options),
                                           partition=partition))
     signal.signal(signal.SIGTERM, _interrupt)
@@ -117,6 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         importer.close()
     return 0
+
+
+def _opted_out(registry: Path) -> dict[str, str]:
+    """The customers the registry opts out of the malware gate, with its reasons."""
+    return {slug: customer.malware_scan.reason
+            for slug, customer in load_registry(registry).items()
+            if customer.allows(Direction.INBOUND) and not customer.malware_scan.enabled}
 
 
 def _interrupt(signum: int, frame: Any) -> None:

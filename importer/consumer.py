@@ -19,7 +19,7 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,10 @@ logger = logging.getLogger("importer")
 MAX_PAUSE = 60.0
 # SQS limits a message attribute value to 256 KiB; reasons are one line, kept short.
 MAX_REASON = 1000
+
+
+class ScanTagPending(Exception):
+    """A clean verdict whose tag is not on the version yet: transient (the message returns)."""
 
 
 class Outcome(enum.StrEnum):
@@ -80,6 +84,10 @@ class Importer:
     retry_delay: int = 60
     receipts: ReceiptIssuer | None = None
     notifier: Notifier | None = None
+    # Customers the registry opted out of the malware gate, with the registry's reason. The
+    # registry decides, never the message: a message claiming an opt-out for any other
+    # customer still waits for GuardDuty's verdict.
+    opted_out: Mapping[str, str] = field(default_factory=dict)
     _conn: psycopg.Connection[Any] | None = field(default=None, init=False, repr=False)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -174,8 +182,12 @@ class Importer:
         version = event.version_id or NULL_VERSION
         arrival, verdict = gate_store.record_half(self._connection(), event, version)
         assert arrival is not None
-        if not event.scan_required:
+        if event.customer in self.opted_out:
             return self._import(event, arrival, None)
+        if not event.scan_required:
+            logger.warning("%s: the message says the customer is opted out of the malware "
+                           "gate, the registry does not: waiting for GuardDuty's verdict",
+                           event.describe())
         if verdict is None:
             return Outcome.WAITING, ": arrived; waiting for the malware scan's result"
         return self._decide(arrival, verdict)
@@ -188,6 +200,13 @@ class Importer:
             return self._stop(arrival, verdict, f"GuardDuty's verdict is {verdict.result}"
                               + (f" ({', '.join(verdict.threats)})" if verdict.threats else ""))
         tag = scan_tag(self.s3, arrival.bucket, arrival.key, arrival.version_id)
+        if tag is None:
+            # GuardDuty tags in a post-scan action of its own; AWS does not say it lands before
+            # the scan-result event. Not yet a reason to stop: the message comes back, and after
+            # the queue's five deliveries it waits in the dead-letter queue, nothing imported.
+            raise ScanTagPending(
+                f"s3://{arrival.bucket}/{arrival.key} (version {arrival.version_id}): GuardDuty "
+                f"says {CLEAN} but the version has no {malware_gate.SCAN_TAG_KEY} tag yet")
         if tag != CLEAN:
             return self._stop(arrival, verdict, f"the scan-result event says {CLEAN} but the "
                               f"version's {malware_gate.SCAN_TAG_KEY} tag says "
@@ -237,7 +256,8 @@ class Importer:
         self._issue(receipt_body(arrival, outcome="imported", verdict=verdict,
                                  imported=imported,
                                  checksum=(imported.checksum_algorithm, imported.checksum),
-                                 issued_at=datetime.now(UTC)))
+                                 issued_at=datetime.now(UTC),
+                                 opt_out_reason=self.opted_out.get(arrival.customer)))
 
     def _issue(self, body: dict[str, Any]) -> None:
         assert self.receipts is not None

@@ -69,14 +69,15 @@ class Imported:
 
 def receipt_body(arrival: Arrival, *, outcome: str, verdict: Verdict | None,
                  imported: Imported | None, checksum: tuple[str | None, str | None],
-                 issued_at: datetime) -> dict[str, Any]:
+                 issued_at: datetime, opt_out_reason: str | None = None) -> dict[str, Any]:
     """The receipt (partner_transfer.receipts.FIELDS): AWS's record of the arrival, the
     scan's verdict, the import. ``verdict`` None: the customer opted out of the gate."""
     algorithm, value = checksum
     if verdict is None:
         scan: dict[str, Any] = {"result": receipts.NOT_SCANNED, "status": None,
                                 "threats": [], "scanned_at": None,
-                                "reason": OPTED_OUT_REASON}
+                                "reason": f"{OPTED_OUT_REASON}: {opt_out_reason}"
+                                if opt_out_reason else OPTED_OUT_REASON}
     else:
         scan = {"result": verdict.result, "status": verdict.scan_status,
                 "threats": [t[:MAX_THREAT_NAME] for t in verdict.threats[:MAX_THREATS]],

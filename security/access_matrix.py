@@ -824,7 +824,10 @@ def _scan_tag_requests() -> list[Operation]:
     return [_op("s3:PutObject", f"x-amz-tagging {variant}", CLEAN_TAG),
             _op("s3:PutObjectTagging", variant, CLEAN_TAG),
             _op("s3:PutObjectVersionTagging", variant, CLEAN_TAG),
-            _op("s3:DeleteObjectTagging")]
+            _op("s3:DeleteObjectTagging"),
+            # CopyObject (x-amz-tagging-directive COPY carries the source's tags, no header).
+            _op("s3:PutObject", "CopyObject from another bucket",
+                {"s3:x-amz-copy-source": "elsewhere/clean-tagged.csv"})]
 
 
 def _signing_requests() -> list[Operation]:
@@ -842,6 +845,8 @@ def _signing_requests() -> list[Operation]:
             {"kms:RequestAlias": naming.RECEIPT_SIGNING_KEY_ALIAS}),
         _op("kms:ScheduleKeyDeletion"),
         _op("kms:PutKeyPolicy"),
+        _op("kms:UpdateAlias"),
+        _op("kms:DeleteAlias"),
     ]
 
 

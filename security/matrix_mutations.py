@@ -365,6 +365,14 @@ MUTATIONS: tuple[Mutation, ...] = (
              "GuardDutyMalwareScanStatus=NO_THREATS_FOUND (the importer could see it before "
              "the scan)", "leak",
              _drop("mx-xacct-in", Part.DATA, Kind.BUCKET, "NoTaggedUploadsToInbound")),
+    Mutation("copy-into-inbound-deny-dropped", "a copy into inbound/ may bring its source's "
+             "tags (x-amz-tagging-directive COPY): an object tagged clean elsewhere arrives "
+             "tagged clean", "leak",
+             _drop("mx-xacct-in", Part.DATA, Kind.BUCKET, "NoCopiesIntoInbound")),
+    Mutation("signing-key-alias-unguarded", "anyone with kms:* (administrator, power user, "
+             "deployment role) may move the receipt key's alias to a key of their own, or "
+             "retire the key", "leak",
+             _drop(AUDIT, Part.SIGNING_KEY, None, "OnlyBreakGlassRetiresTheSigningKey")),
     Mutation("scanner-not-exempt-from-tag-guard", "the tag guard also refuses the scanner's "
              "role: GuardDuty cannot tag, nothing is ever imported", "broken workflow",
              _scanner_not_exempt("mx-user-both")),

@@ -396,7 +396,11 @@ RECEIPTS = "receipts/"
 REQUEST_TAG_KEYS = "s3:RequestObjectTagKeys"
 OBJECT_TAG_CHANGES = frozenset({"s3:PutObjectTagging", "s3:PutObjectVersionTagging",
                                 "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"})
-SIGNING_KEY_GUARDED = frozenset({"kms:Sign", "kms:Encrypt", *AUDIT_KEY_RETIREMENT})
+# Written here from the issue's words, like the guards above: the alias the importer signs by
+# and the kits read the public key by may move only with break-glass.
+SIGNING_KEY_GUARDED = frozenset({"kms:Sign", "kms:Encrypt", *AUDIT_KEY_RETIREMENT,
+                                 "kms:UpdateAlias", "kms:DeleteAlias"})
+COPY_SOURCE = "s3:x-amz-copy-source"
 
 
 def _crypto(action: str) -> bool:
@@ -424,12 +428,13 @@ def _guarded(r: MatrixRequest, *, deployment: bool = False) -> bool:
 
 
 def _changes_inbound_tags(r: MatrixRequest) -> bool:
-    """Sets, changes or removes tags of an inbound object, or uploads one with tags: the
-    scanner's role (and break-glass) only."""
+    """Sets, changes or removes tags of an inbound object, uploads one with tags, or copies
+    one in (a copy may carry its source's tags): the scanner's role (and break-glass) only."""
     inbound = (r.target.part is Part.DATA and r.target.kind is Kind.OBJECT
                and (r.target.object_key or "").startswith(naming.INBOUND_PREFIX))
     return inbound and (r.operation.action in OBJECT_TAG_CHANGES
-                        or (r.operation.action == "s3:PutObject" and _tagged(r)))
+                        or (r.operation.action == "s3:PutObject"
+                            and (_tagged(r) or r.operation.get(COPY_SOURCE) is not None)))
 
 
 def _admin(r: MatrixRequest) -> bool:

@@ -27,8 +27,9 @@ TAMPERING: dict[str, tuple[str, list[str], dict]] = {
                            "PutBucketLifecycle", "DeleteBucketLifecycle",
                            "PutBucketObjectLockConfiguration"],
                 {"requestParameters": {"bucketName": OUR_BUCKETS}}),
+    # UpdateAlias and DeleteAlias: the receipt key is found by its alias (signing, the kits).
     "keys": ("aws.kms", ["ScheduleKeyDeletion", "DisableKey", "PutKeyPolicy",
-                         "DisableKeyRotation"], {}),
+                         "DisableKeyRotation", "UpdateAlias", "DeleteAlias"], {}),
     "logs": ("aws.logs", ["DeleteLogGroup", "DisassociateKmsKey"], {}),
     # Whoever manages IAM could re-point one of our roles, or tag itself into one: IAM's
     # events reach EventBridge in us-east-1 (the audit stack deployed there sees them).

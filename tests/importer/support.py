@@ -167,17 +167,23 @@ def queues(emulator: EmulatorClients, aws_env: None) -> Queues:
     return new_queues(emulator.sqs)
 
 
+# The importer's own tests (test_importer.py) load files as an opted-out customer's: the
+# registry's opt-out, not the message, lets a file in without a scan (test_gate.py).
+OPTED_OUT_REASON = "tests: the importer's loading, apart from the malware gate (test_gate.py)"
+
+
 @pytest.fixture
-def importer(emulator: EmulatorClients, queues: Queues, dsn: str,
-             tmp_path: Path) -> Iterator[Importer]:
-    """The importer on the test's queues and database; a transiently failed message is
-    visible again at once (``retry_delay=0``)."""
+def importer(emulator: EmulatorClients, queues: Queues, dsn: str, tmp_path: Path,
+             customer: Customer) -> Iterator[Importer]:
+    """The importer on the test's queues and database, the test's customer opted out of the
+    malware gate; a transiently failed message is visible again at once (``retry_delay=0``)."""
     work = tmp_path / "work"
     work.mkdir()
     consumer = Importer(
         s3=emulator.s3, sqs=queues.sqs,
         queue_url=queues.url, dead_letter_queue_url=queues.dead_letter_url,
-        connect=lambda: psycopg.connect(dsn, autocommit=True), work_dir=work, retry_delay=0)
+        connect=lambda: psycopg.connect(dsn, autocommit=True), work_dir=work, retry_delay=0,
+        opted_out={customer.slug: OPTED_OUT_REASON})
     yield consumer
     consumer.close()
 

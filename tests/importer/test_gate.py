@@ -78,7 +78,9 @@ def notices(sns: Any, emulator: EmulatorClients, customer: Customer) -> Iterator
 @pytest.fixture
 def gated(importer: Importer, emulator: EmulatorClients, kms: Any, public_key: Any,
           sns: Any) -> Importer:
-    """The importer as its command line builds it: receipts and notices on."""
+    """The importer as its command line builds it: receipts and notices on, nobody opted out
+    (the registry's opt-outs are set by the tests that need one)."""
+    importer.opted_out = {}
     importer.receipts = ReceiptIssuer(s3=emulator.s3, kms=kms)
     importer.notifier = Notifier(sns=sns)
     return importer
@@ -180,16 +182,28 @@ def test_a_redelivered_verdict_issues_no_second_receipt(
     assert len(versions) == 1
 
 
-def test_an_opted_out_customer_imports_at_once_and_its_receipt_says_not_scanned(
+def test_a_customer_the_registry_opts_out_imports_at_once_and_its_receipt_says_why(
         customer: Customer, queues: Queues, gated: Importer, public_key: Any,
         db: psycopg.Connection[Any]) -> None:
+    reason = "Partner scans at source under contract S-12; security review 2026-10"
+    gated.opted_out = {customer.slug: reason}
     [upload] = customer.upload("claims.csv", CLAIMS)
     assert upload.version_id is not None
     assert handle_all(gated, queues, message_for(customer, upload, scan="opted-out")) == [
         Outcome.LOADED]
     receipt = receipt_of(customer, upload.key, upload.version_id, public_key)
     assert receipt.scan_result == receipts.NOT_SCANNED
-    assert receipt.body["scan"]["reason"]
+    assert reason in receipt.body["scan"]["reason"]
+
+
+def test_a_message_claiming_an_opt_out_the_registry_does_not_make_still_waits(
+        customer: Customer, queues: Queues, gated: Importer,
+        db: psycopg.Connection[Any]) -> None:
+    """A forged (or stale) message cannot skip the gate by saying the customer opted out."""
+    [upload] = customer.upload("claims.csv", CLAIMS)
+    assert handle_all(gated, queues, message_for(customer, upload, scan="opted-out")) == [
+        Outcome.WAITING]
+    assert rows(db, "custody") == []
 
 
 # --- stopped at the gate -----------------------------------------------------------------------
@@ -236,23 +250,37 @@ def test_anything_but_a_clean_completed_scan_is_stopped(
     assert rows(db, "custody") == []
 
 
-@pytest.mark.parametrize("tag_value", [None, "THREATS_FOUND"], ids=["untagged", "tag-disagrees"])
-def test_a_clean_verdict_the_versions_tag_does_not_confirm_is_stopped(
+def test_a_clean_verdict_the_versions_tag_contradicts_is_stopped(
         customer: Customer, queues: Queues, gated: Importer, notices: Notices,
-        db: psycopg.Connection[Any], tag_value: str | None) -> None:
+        db: psycopg.Connection[Any]) -> None:
     """A message alone cannot pass the gate: the tag only GuardDuty's role may write must agree
     (a forged or misrouted "clean" message is stopped, not imported)."""
     [upload] = customer.upload("claims.csv", CLAIMS)
     assert upload.version_id is not None
-    if tag_value:
-        tag(customer, upload.key, upload.version_id, tag_value)
+    tag(customer, upload.key, upload.version_id, "THREATS_FOUND")
     outcomes = handle_all(gated, queues, message_for(customer, upload, scan="required"),
                           scan_result(customer, upload.key, upload.version_id,
                                       "NO_THREATS_FOUND"))
     assert outcomes == [Outcome.WAITING, Outcome.STOPPED]
     assert rows(db, "custody") == []
     [stop] = rows(db, "gate_stop")
-    assert "tag says" in stop["reason"]
+    assert "tag says THREATS_FOUND" in stop["reason"]
+
+
+def test_a_clean_verdict_before_its_tag_is_retried_then_imported(
+        customer: Customer, queues: Queues, gated: Importer,
+        db: psycopg.Connection[Any]) -> None:
+    """GuardDuty tags in a post-scan action of its own: a verdict that arrives before the tag
+    comes back later (transient), never stops a clean file for good."""
+    [upload] = customer.upload("claims.csv", CLAIMS)
+    assert upload.version_id is not None
+    outcomes = handle_all(gated, queues, message_for(customer, upload, scan="required"),
+                          scan_result(customer, upload.key, upload.version_id,
+                                      "NO_THREATS_FOUND"))
+    assert outcomes == [Outcome.WAITING, Outcome.RETRY]
+    assert rows(db, "custody") == [] and rows(db, "gate_stop") == []
+    tag(customer, upload.key, upload.version_id, "NO_THREATS_FOUND")
+    assert gated.poll(wait_seconds=0) == [Outcome.LOADED]
 
 
 def test_a_stop_is_notified_once_however_often_the_verdict_comes(

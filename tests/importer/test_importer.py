@@ -337,10 +337,19 @@ def test_command_line_imports_one_message_and_exits(
     [upload] = customer.upload("claims.csv", CLAIMS)
     queues.send(message_for(customer, upload))
 
+    # The registry opts this customer out of the malware gate (its files import at once).
+    registry = customer.root / "registry"
+    registry.mkdir()
+    (registry / f"{customer.slug}.toml").write_text(
+        f'slug = "{customer.slug}"\naccess = "iam-user"\ncontacts = ["ops@example.org"]\n'
+        '[malware_scan]\nenabled = false\nreason = "tests: the command line apart from '
+        'the gate"\n', encoding="utf-8")
+
     # No --dead-letter-queue-url: the importer finds it in the queue's redrive policy.
     result = subprocess.run(
         [sys.executable, "-m", "importer", "--queue-url", queues.url, "--dsn", dsn,
-         "--endpoint-url", moto_endpoint, "--once", "--wait-seconds", "0"],
+         "--endpoint-url", moto_endpoint, "--once", "--wait-seconds", "0",
+         "--registry", str(registry)],
         capture_output=True, text=True, timeout=60, check=False, env=dict(os.environ),
     )
 
@@ -352,3 +361,21 @@ def test_command_line_imports_one_message_and_exits(
     receipt_key = malware_gate.receipt_object_key(upload.key, str(upload.version_id))
     body = customer.s3.get_object(Bucket=customer.bucket, Key=receipt_key)["Body"].read()
     assert receipts.parse_and_verify(body, receipt_public_key).outcome == "imported"
+
+
+def test_command_line_refuses_a_broken_registry_in_one_line(
+        customer: Customer, queues: Queues, dsn: str, moto_endpoint: str) -> None:
+    registry = customer.root / "registry"
+    registry.mkdir()
+    (registry / "bad.toml").write_text('slug = "bad"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "importer", "--queue-url", queues.url, "--dsn", dsn,
+         "--endpoint-url", moto_endpoint, "--once", "--wait-seconds", "0",
+         "--registry", str(registry)],
+        capture_output=True, text=True, timeout=60, check=False, env=dict(os.environ),
+    )
+    assert result.returncode == 1
+    assert "\npython -m importer: cannot start: customer registry: 2 problems" in (
+        "\n" + result.stderr), result.stderr
+    assert "bad.toml: contacts: required" in result.stderr
+    assert "Traceback" not in result.stderr
