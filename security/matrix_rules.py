@@ -329,7 +329,8 @@ OUTBOUND_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:GetObject
 
 def _partner_writes_inbound(r: MatrixRequest) -> bool:
     return (_own(r) and _under(r, Direction.INBOUND) and r.operation.action in INBOUND_WRITES
-            and not _tagged(r) and _address_allowed(r) and _s3_transport_ok(r))
+            and not _tagged(r) and r.operation.get(COPY_SOURCE) is None
+            and _address_allowed(r) and _s3_transport_ok(r))
 
 
 def _partner_reads_receipts(r: MatrixRequest) -> bool:
@@ -683,8 +684,8 @@ RULES: tuple[Rule, ...] = (
          "A partner may write (PutObject, and abort or list the parts of its own multipart "
          "uploads) only under inbound/ of its own bucket, only if its customer sends inbound, "
          "over TLS >= 1.2, from an allowed source address, naming no encryption (the bucket "
-         "default) or SSE-KMS with its own customer's key, and no tags. It can never read "
-         "back, tag or delete what it sent.",
+         "default) or SSE-KMS with its own customer's key, with no tags and not as a copy. It "
+         "can never read back, tag or delete what it sent.",
          _partner_writes_inbound, frozenset({Who.PARTNER})),
     Rule("partner-reads-receipts",
          "A partner whose customer sends inbound may read (GetObject) the signed receipts under "
