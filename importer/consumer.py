@@ -219,7 +219,8 @@ class Importer:
         return self._import(event, arrival, verdict)
 
     def _stop(self, arrival: Arrival, verdict: Verdict, reason: str) -> tuple[Outcome, str]:
-        """Nothing is loaded; the security topic and the customer's contacts are told once;
+        """Nothing is loaded; the security topic and the customer's contacts are told (at least
+        once: a retry after a failure between publishing and recording tells them again);
         the stop is recorded (custody) and the partner gets a signed "rejected" receipt."""
         conn = self._connection()
         where = (arrival.bucket, arrival.key, arrival.version_id)
