@@ -109,11 +109,17 @@ def recorded_verdict(conn: psycopg.Connection[Any], bucket: str, key: str,
                    clean=row[0] == "COMPLETED" and row[1] == "NO_THREATS_FOUND")
 
 
-def is_stopped(conn: psycopg.Connection[Any], bucket: str, key: str, version_id: str) -> bool:
+def _recorded(conn: psycopg.Connection[Any], table: str, bucket: str, key: str,
+              version_id: str) -> bool:
+    """Whether ``table`` (one of this module's, never user input) has a row of the version."""
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM gate_stop WHERE bucket = %s AND key = %s AND "
+        f"SELECT EXISTS (SELECT 1 FROM {table} WHERE bucket = %s AND key = %s AND "  # noqa: S608
         "version_id = %s)", (bucket, key, version_id)).fetchone()
     return bool(row and row[0])
+
+
+def is_stopped(conn: psycopg.Connection[Any], bucket: str, key: str, version_id: str) -> bool:
+    return _recorded(conn, "gate_stop", bucket, key, version_id)
 
 
 def record_stop(conn: psycopg.Connection[Any], arrival: Arrival, *, result: str, reason: str,
@@ -153,10 +159,7 @@ def manifest_of(conn: psycopg.Connection[Any], bucket: str, key: str,
 
 
 def has_receipt(conn: psycopg.Connection[Any], bucket: str, key: str, version_id: str) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM receipt WHERE bucket = %s AND key = %s AND "
-        "version_id = %s)", (bucket, key, version_id)).fetchone()
-    return bool(row and row[0])
+    return _recorded(conn, "receipt", bucket, key, version_id)
 
 
 def record_receipt(conn: psycopg.Connection[Any], body: dict[str, Any], *, receipt_key: str,

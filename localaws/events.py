@@ -232,6 +232,20 @@ def _service_request(action: str, resource: str, rule_arn: str, account: str,
                    context={k: [v] for k, v in {**base, **context}.items()})
 
 
+def usable_key(account: str, region: str, key_id: str) -> tuple[Any, str]:
+    """The enabled KMS key ``key_id`` (an id, alias or ARN; an ARN names its own account and
+    region) and "", or None and why AWS would refuse to use it (missing, disabled)."""
+    if key_id.startswith("arn:"):
+        account, region = key_id.split(":")[4], key_id.split(":")[3]
+    try:
+        key = kms_backends[account][region].describe_key(key_id)
+    except Exception:  # moto raises several not-found errors
+        return None, f"the key {key_id} does not exist"
+    if not key.enabled:
+        return None, f"the key {key.arn} is disabled"
+    return key, ""
+
+
 def _refusal(queue: Any, rule_arn: str, account: str, region: str) -> str | None:
     """Why AWS would not let EventBridge put the event in ``queue`` (None: it would)."""
     policy = json.loads(queue.policy) if queue.policy else {}
@@ -242,12 +256,9 @@ def _refusal(queue: Any, rule_arn: str, account: str, region: str) -> str | None
     key_id = getattr(queue, "kms_master_key_id", None)
     if not key_id:
         return None
-    try:
-        key = kms_backends[account][region].describe_key(str(key_id))
-    except Exception:  # moto raises several not-found errors
-        return f"the key {key_id} of queue {queue.name} does not exist"
-    if not key.enabled:
-        return f"the key {key.arn} of queue {queue.name} is disabled"
+    key, unusable = usable_key(account, region, str(key_id))
+    if key is None:
+        return f"{unusable} (the key of queue {queue.name})"
     key_policy = json.loads(key.policy) if isinstance(key.policy, str) else key.policy
     for action in ("kms:GenerateDataKey", "kms:Decrypt"):
         request = _service_request(action, key.arn, rule_arn, account, **{
