@@ -290,6 +290,9 @@ class Faults:
     drop_parts_after: int | None = None  # after N admitted UploadParts, cut the rest mid-body
     drop_puts: bool = False  # cut every PutObject mid-body
     part_delay: float = 0.0  # seconds to hold each UploadPart before forwarding
+    # part number -> answer its UploadPart with an ETag S3 does not hold (as if the part were
+    # replaced after this answer, e.g. by a request still in flight from a killed run)
+    stale_part_etag: Callable[[int], bool] | None = None
     # Called with (kind, query) once a request's body has arrived, before it is forwarded:
     # lets a test act at a precise point of a transfer (e.g. grow the file being sent).
     on_request: Callable[[str, dict[str, list[str]]], None] | None = None
@@ -399,10 +402,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         cut = None
         if self.command == "GET" and status in (200, 206) and faults.cut_get is not None:
             cut = faults.cut_get(parts.path, headers.get("range", ""))
+        stale_etag = (
+            kind == "UploadPart"
+            and faults.stale_part_etag is not None
+            and faults.stale_part_etag(int(query["partNumber"][0]))
+        )
         self.send_response(status)
         for k, v in resp.getheaders():
             if k.lower() in ("transfer-encoding", "connection", "content-length"):
                 continue
+            if k.lower() == "etag" and stale_etag:
+                v = '"' + "0" * 32 + '"'
             self.send_header(k, v)
         if self.command == "HEAD":
             self.send_header("Content-Length", resp.getheader("Content-Length") or "0")

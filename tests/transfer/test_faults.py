@@ -160,6 +160,84 @@ def test_kill_9_mid_upload_then_resume(ws: Workspace, s3: Any, proxy: Proxy) -> 
     assert s3.list_multipart_uploads(Bucket=ws.bucket).get("Uploads", []) == []
 
 
+def _replace_part_at_complete(
+    s3: Any, ws: Workspace, number: int, times: int
+) -> Any:
+    """An ``on_request`` hook: before the first ``times`` CompleteMultipartUploads reach S3,
+    part ``number`` is replaced with other bytes of the same size (a stale request landing)."""
+    left = [times]
+
+    def hook(kind: str, query: dict[str, list[str]]) -> None:
+        if kind == "CompleteMultipartUpload" and left[0] > 0:
+            left[0] -= 1
+            s3.upload_part(
+                Bucket=ws.bucket,
+                Key="inbound/big.bin",
+                UploadId=query["uploadId"][0],
+                PartNumber=number,
+                Body=os.urandom(5 * MIB),
+            )
+
+    return hook
+
+
+def test_part_replaced_before_complete_is_sent_again(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    data = os.urandom(16 * MIB)
+    ws.file("big.bin", data)
+    proxy.faults.on_request = _replace_part_at_complete(s3, ws, number=2, times=1)
+    result = cli("upload", "--profile", ws.profile(endpoint=proxy.endpoint), ws.root / "big.bin")
+    assert result.code == 0, result.err
+    assert s3.get_object(Bucket=ws.bucket, Key="inbound/big.bin")["Body"].read() == data
+    sent = [int(r["query"]["partNumber"][0]) for r in proxy.faults.log("UploadPart")]
+    assert sorted(sent) == [1, 2, 2, 3, 4]  # only the replaced part went twice
+    assert len(proxy.faults.log("CompleteMultipartUpload")) == 2
+    assert list((ws.state / "uploads").glob("*.jsonl")) == []
+
+
+def test_part_acknowledged_under_a_stale_etag_is_sent_again(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    # Under SSE-KMS the same bytes sent twice get two ETags: the one recorded is stale.
+    data = os.urandom(16 * MIB)
+    ws.file("big.bin", data)
+    stale = {3}  # only the first answer for part 3
+
+    def once(number: int) -> bool:
+        hit = number in stale
+        stale.discard(number)
+        return hit
+
+    proxy.faults.stale_part_etag = once
+    result = cli("upload", "--profile", ws.profile(endpoint=proxy.endpoint), ws.root / "big.bin")
+    assert result.code == 0, result.err
+    assert s3.get_object(Bucket=ws.bucket, Key="inbound/big.bin")["Body"].read() == data
+    sent = [int(r["query"]["partNumber"][0]) for r in proxy.faults.log("UploadPart")]
+    assert sorted(sent) == [1, 2, 3, 3, 4]
+    assert len(proxy.faults.log("CompleteMultipartUpload")) == 2
+
+
+def test_part_replaced_twice_fails_and_keeps_the_journal(
+    ws: Workspace, s3: Any, proxy: Proxy
+) -> None:
+    ws.file("big.bin", os.urandom(16 * MIB))
+    profile = ws.profile(endpoint=proxy.endpoint)
+    proxy.faults.on_request = _replace_part_at_complete(s3, ws, number=2, times=2)
+    result = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert result.code != 0
+    assert "InvalidPart" in result.err and result.err.count("\n") == 1
+    assert "Traceback" not in result.err
+    assert s3.list_object_versions(Bucket=ws.bucket, Prefix="inbound/big.bin").get(
+        "Versions", []
+    ) == []
+    assert len(list((ws.state / "uploads").glob("*.jsonl"))) == 1
+    proxy.faults.on_request = None
+    again = cli("upload", "--profile", profile, ws.root / "big.bin")
+    assert again.code == 0, again.err
+    assert "resumed" in again.out
+
+
 def test_cleanup_aborts_abandoned_uploads(ws: Workspace, s3: Any, proxy: Proxy) -> None:
     ws.file("big.bin", os.urandom(11 * MIB))
     profile = ws.profile(endpoint=proxy.endpoint, concurrency=1, max_attempts=1)

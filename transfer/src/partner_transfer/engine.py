@@ -272,7 +272,7 @@ def _send_parts(
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
 
-        def send(number: int) -> Callable[[], None]:
+        def send(number: int, counted: bool = True) -> Callable[[], None]:
             offset, length = ranges[number - 1]
             expected = digest.part_checksums[number - 1]
 
@@ -295,25 +295,58 @@ def _send_parts(
                         ) from None
                     raise
                 jr.record(journal.PartRecord(number, resp.headers["etag"], expected))
-                engine.advance(length)
+                if counted:
+                    engine.advance(length)
 
             return task
 
         _run_all(engine, [send(n) for n in range(1, len(ranges) + 1) if n not in keep])
+        engine.check_stop()
+        unchanged()
+        try:
+            resp = _complete(engine, key, digest, jr)
+        except Exception as exc:
+            if _error_code(exc) != "InvalidPart":
+                raise
+            # S3 holds a part other than the one this run sent. The usual cause: a part the
+            # interrupted run still had in flight reached S3 after this run sent it again
+            # (under SSE-KMS a part's ETag is not its MD5, so even the same bytes get a new
+            # one). Ask S3 what it holds, send again every part it does not hold as this run
+            # recorded it, and complete again. A second refusal is an error; the journal
+            # stays, so the next run resumes.
+            resend = _reconcile_parts(engine, key, digest, jr)
+            _run_all(engine, [send(n, counted=False) for n in sorted(resend)])
+            engine.check_stop()
+            unchanged()
+            resp = _complete(engine, key, digest, jr)
     finally:
         os.close(fd)
-    engine.check_stop()
-    unchanged()
+    jr.remove()
+    confirmed = _confirm_stored_checksum(engine, key, resp, digest.checksum, tracks_checksum)
+    return Uploaded(resp.get("VersionId"), resp.get("ETag"), len(keep), confirmed)
+
+
+def _complete(
+    engine: Engine, key: str, digest: FileDigest, jr: journal.Journal
+) -> dict[str, Any]:
     parts = [(n, p.etag, p.checksum) for n, p in jr.parts.items()]
-    resp = engine.s3.complete_multipart_upload(
+    return engine.s3.complete_multipart_upload(
         key,
         jr.upload_id,
         s3args.complete_multipart_headers(engine.target, digest.checksum, digest.size),
         s3args.complete_multipart_body(parts),
     )
-    jr.remove()
-    confirmed = _confirm_stored_checksum(engine, key, resp, digest.checksum, tracks_checksum)
-    return Uploaded(resp.get("VersionId"), resp.get("ETag"), len(keep), confirmed)
+
+
+def _reconcile_parts(
+    engine: Engine, key: str, digest: FileDigest, jr: journal.Journal
+) -> set[int]:
+    """Keep in the journal only the parts S3 holds as this run recorded them (same ETag, size
+    and CRC64NVME); return the numbers of all the others, to be sent again."""
+    keep = _reusable(jr, _stored_parts(engine, key, jr.upload_id), digest)
+    jr.parts = {n: p for n, p in jr.parts.items() if n in keep}
+    count = len(checksums.part_ranges(digest.size, digest.part_size))
+    return set(range(1, count + 1)) - keep
 
 
 def _confirm_stored_checksum(
