@@ -6,17 +6,20 @@
     cdk synth  -c customer=all                     # every registered customer, one stage each
 
 Context: ``customer`` (a registered slug, or ``all``; absent: the audit stack alone);
-``registry`` (default ``customers``); ``audit_retention_days``, ``audit_lock_mode`` and
-``security_contacts`` (cdk.json).
+``registry`` (default ``customers``); ``accounts`` (default ``accounts.toml`` next to the
+registry; absent: every customer goes to the deploying credentials' account);
+``audit_retention_days``, ``audit_lock_mode`` and ``security_contacts`` (cdk.json).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 
+from phi_core import placement
 from stacks.app_builder import build_app
 from stacks.config import (
     RegistryError,
@@ -44,17 +47,33 @@ def main() -> int:
             app = build_app([], audit_settings=audit)
         elif slug == "all":  # every customer: one broken file stops synth (and CI)
             registry = load_registry(registry_dir)
-            app = build_app(list(registry.values()), audit_settings=audit, all_customers=True)
+            where, _ = placement.check((c.placed for c in registry.values()),
+                                       _accounts(context, registry_dir))
+            app = build_app(list(registry.values()), audit_settings=audit, all_customers=True,
+                            placement=where)
         else:  # one customer: another customer's broken file is only a warning
             customer, warnings = load_one_customer(registry_dir, slug, option="-c customer")
-            for warning in warnings:
+            healthy = read_registry(registry_dir).customers
+            where, others = placement.check((c.placed for c in healthy.values()),
+                                            _accounts(context, registry_dir), only=slug)
+            for warning in [*warnings, *others]:
                 print(f"warning: {warning}", file=sys.stderr)
-            app = build_app([customer], audit_settings=audit)
-    except RegistryError as err:
+            app = build_app([customer], audit_settings=audit, placement=where)
+    except (RegistryError, placement.PlacementError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     app.synth()
     return 0
+
+
+def _accounts(context: Any, registry_dir: Path) -> placement.Accounts:
+    """The accounts file named by ``-c accounts=...`` (it must exist), else ``accounts.toml``
+    next to the registry if there is one, else the one implicit account."""
+    given = context.try_get_context("accounts")
+    path = Path(given) if given else registry_dir.parent / placement.ACCOUNTS_FILE
+    if given or path.exists():
+        return placement.load_accounts(path)
+    return placement.Accounts.implicit()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@
                                                        the Athena table of the trail's logs
     phi-exchange-admin cost SLUG --stored-gb N --uploaded-gb N --files-uploaded N [...]
                                                        a customer's itemized monthly cost
+    phi-exchange-admin placement [--accounts F] [--for SLUG | --assign SLUG] [--json]
+                                                       quota use per exchange account, where
+                                                       a new customer fits (--assign records it)
     phi-exchange-admin onboard SLUG [--output DIR] [--outputs-file F] [--access-key-id ID]
                                [--receipt-public-key F] [--support-contact TEXT ...]
                                                        the partner kit (never a secret)
@@ -306,6 +309,50 @@ def cmd_cost(args: argparse.Namespace, make: MakeClient) -> int:
     return 0
 
 
+def cmd_placement(args: argparse.Namespace, make: MakeClient) -> int:
+    """Offline: reads only the registry and the accounts file."""
+    from admin import placement as report_placement
+    from phi_core import placement
+
+    directory = registry_dir(args.registry)
+    customers = healthy_customers(args.registry)
+    try:
+        accounts = report_placement.accounts_for(directory, args.accounts)
+    except placement.PlacementError as err:
+        raise AdminError("; ".join(err.problems)) from None
+    slug = args.for_slug or args.assign
+    if slug is None:
+        report = report_placement.survey(customers, accounts)
+        if args.json:
+            print(json.dumps(report_placement.as_json(report), indent=2))
+        else:
+            print(report_placement.render(report))
+        for problem in [*report.unplaced, *report.exceeded]:
+            print(f"{PROG}: {problem}", file=sys.stderr)
+        return 1 if report.unplaced or report.exceeded else 0
+    customer = registered_customer(args.registry, slug, error=AdminError)
+    if customer.account is not None:
+        print(f"{slug} is placed in {customer.account} ({customer.source_file}); moving a "
+              "customer means a new bucket and key there: not something this command does")
+        return 0 if args.for_slug else 1
+    label = report_placement.propose_for(customer, customers, accounts)
+    if label is None:
+        raise AdminError(f"{slug}: account: fits in no exchange account of "
+                         f"{accounts.source or 'the registry'} (see 'phi-exchange-admin "
+                         "placement'); add an account or request the quotas it lacks")
+    chosen = accounts.get(label)
+    assert chosen is not None
+    if args.assign:
+        try:
+            report_placement.record(Path(customer.source_file), label)
+        except (OSError, ValueError) as err:
+            raise AdminError(str(err)) from None
+        print(f"{slug}: placed in {chosen.described}; recorded in {customer.source_file}")
+    else:
+        print(f"{slug}: fits best in {chosen.described}")
+    return 0
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 
@@ -518,9 +565,23 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--json", action="store_true", help="machine-readable output")
     cost.set_defaults(run=cmd_cost)
 
+    placement = commands.add_parser(
+        "placement", help="quota use per exchange account, and where a new customer fits "
+        "(offline)")
+    placement.add_argument("--accounts", type=Path, default=None,
+                           help="the accounts file (default: accounts.toml next to the "
+                           "registry; none: one account, the deploying credentials')")
+    which = placement.add_mutually_exclusive_group()
+    which.add_argument("--for", dest="for_slug", metavar="SLUG",
+                       help="propose the exchange account for this registered customer")
+    which.add_argument("--assign", metavar="SLUG",
+                       help="propose, and record it as the customer file's account field")
+    placement.add_argument("--json", action="store_true", help="machine-readable output")
+    placement.set_defaults(run=cmd_placement)
+
     lifecycle = lifecycle_cli.add_commands(commands)  # onboard, offboard, status
 
-    for sub in (rotate, credentials, keys, custody, cost, *lifecycle):
+    for sub in (rotate, credentials, keys, custody, cost, placement, *lifecycle):
         _add_global_options(sub, on_command=True)
     return parser
 

@@ -10,6 +10,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from phi_core import naming
+from phi_core.placement import Placement
 from stacks import compliance
 from stacks.access_stack import AccessStack
 from stacks.audit_stack import AuditStack
@@ -32,6 +33,15 @@ def through_deployment_role() -> cdk.DefaultStackSynthesizer:
         cloud_formation_execution_role=role + naming.DEPLOYMENT_ROLE_NAME)
 
 
+def _env(placement: Placement | None, slug: str) -> cdk.Environment | None:
+    if placement is None or slug not in placement.where:
+        return None
+    account = placement.account_of(slug)
+    if account.account_id is None:
+        return None
+    return cdk.Environment(account=account.account_id, region=account.region)
+
+
 def build_app(
     customers: Sequence[CustomerConfig],
     *,
@@ -39,6 +49,7 @@ def build_app(
     all_customers: bool = False,
     outdir: str | None = None,
     context: dict[str, Any] | None = None,
+    placement: Placement | None = None,
 ) -> cdk.App:
     """The app always holds ``AccessStack`` (the account's roles, deployed once per account,
     first) and ``AuditStack`` (once per account and region).
@@ -47,6 +58,10 @@ def build_app(
     (``all_customers``): one stage per customer named after its slug, each holding an identical
     ``CustomerStack``, so ``cdk deploy acme/CustomerStack`` and the single-customer app produce
     the same template. No customers: the audit stack alone.
+
+    ``placement`` gives each customer stack the account and region it is placed in (its
+    ``env``); without it, or in the implicit account, the stack is environment-agnostic and
+    deploys where the CLI's credentials point.
     """
     app = cdk.App(outdir=outdir, context=context or {})
     compliance.add_gate(app)
@@ -60,7 +75,8 @@ def build_app(
         scope: Construct = cdk.Stage(app, customer.slug) if all_customers else app
         try:
             CustomerStack(scope, CUSTOMER_STACK_ID, customer=customer,
-                          synthesizer=through_deployment_role())
+                          synthesizer=through_deployment_role(),
+                          env=_env(placement, customer.slug))
         except RegistryError as err:  # e.g. a policy over its AWS size limit
             problems.extend(err.problems)
     if problems:

@@ -77,9 +77,12 @@ def acknowledge_customer_stack(
 
     policy = access.node.try_find_child("PartnerPolicy") if access is not None else None
     if access is not None and policy is not None:
-        bucket_arn = stack.resolve(storage.bucket_arn)["Fn::Join"][1]
-        bucket_arn_text = "".join(
-            part if isinstance(part, str) else f"<{part['Ref']}>" for part in bucket_arn
+        # cdk-nag names the resource as it is in the template: a join with the partition's
+        # token in an environment-agnostic stack, plain text in a placed one.
+        resolved = stack.resolve(storage.bucket_arn)
+        bucket_arn_text = resolved if isinstance(resolved, str) else "".join(
+            part if isinstance(part, str) else f"<{part['Ref']}>"
+            for part in resolved["Fn::Join"][1]
         )
         prefixes = partner_policy.listed_prefixes(access.partner_scope.directions)
         _acknowledge(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phi_core import defaults, identifiers, naming
+from phi_core import defaults, identifiers, naming, placement
 from phi_core.vocabulary import AccessMode, Direction
 
 # "-c customer=all" selects every customer; "audit" and "access" would collide with the names of
@@ -100,6 +100,7 @@ class CustomerConfig:
     rotation: Rotation | None = None
     offboarded: bool = False
     malware_scan: MalwareScan = field(default_factory=MalwareScan)
+    account: str | None = None  # the exchange account's label in accounts.toml (placement)
     source_file: str = ""
 
     @property
@@ -115,6 +116,14 @@ class CustomerConfig:
 
     def allows(self, direction: Direction) -> bool:
         return direction in self.directions
+
+    @property
+    def placed(self) -> placement.Placed:
+        """This customer as placement counts it: where it asks to be, what quotas it uses."""
+        footprint = placement.customer_footprint(
+            access=self.access, sends_inbound=self.allows(Direction.INBOUND),
+            scanned=self.scanned, offboarded=self.offboarded)
+        return placement.Placed(self.slug, self.account, footprint, self.source_file)
 
 
 class RegistryError(Exception):
@@ -157,6 +166,7 @@ _TOP_LEVEL_FIELDS = {
     "rotation",
     "offboarded",
     "malware_scan",
+    "account",
 }
 
 
@@ -187,6 +197,11 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
         offboarded = False
 
     malware_scan = _malware_scan(data.get("malware_scan"), directions, problems)
+    account = data.get("account")
+    if account is not None and not (isinstance(account, str) and identifiers.is_slug(account)):
+        problems.add("account", "must be the label of an exchange account in "
+                     f"{placement.ACCOUNTS_FILE} (lowercase letters, digits, hyphens)")
+        account = None
 
     if problems.items:
         raise RegistryError(problems.items)
@@ -204,6 +219,7 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
         rotation=rotation,
         offboarded=offboarded,
         malware_scan=malware_scan,
+        account=account,
         source_file=source,
     )
 

@@ -80,6 +80,7 @@ def stack_artifacts(customers: dict[str, CustomerConfig], tmp_path_factory) -> d
         (stack,) = assembly.get_nested_assembly(f"assembly-{slug}").stacks
         result[slug] = stack
     result["(audit)"] = assembly.get_stack_by_name("PhiExchange-audit")
+    result["(access)"] = assembly.get_stack_by_name("PhiExchange-access")
     return result
 
 
@@ -91,7 +92,7 @@ def audit_template(stack_artifacts: dict[str, Any]) -> Template:
 @pytest.fixture(scope="session")
 def templates(stack_artifacts: dict[str, Any]) -> dict[str, Template]:
     return {slug: Template.from_json(s.template) for slug, s in stack_artifacts.items()
-            if slug != "(audit)"}
+            if not slug.startswith("(")}
 
 
 def slugs_by_mode(mode: str) -> list[str]:
