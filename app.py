@@ -40,22 +40,22 @@ def main() -> int:
             key: value for key in ("audit_retention_days", "audit_lock_mode", "security_contacts")
             if (value := context.try_get_context(key)) is not None
         })
+        accounts = _accounts(context, registry_dir)
         if not slug:
             registered = read_registry(registry_dir).customers
-            print("note: no -c customer=<slug|all>: synthesizing AuditStack only; registered "
-                  f"customers: {', '.join(sorted(registered))}", file=sys.stderr)
-            app = build_app([], audit_settings=audit)
+            print("note: no -c customer=<slug|all>: synthesizing the account stacks only; "
+                  f"registered customers: {', '.join(sorted(registered))}", file=sys.stderr)
+            app = build_app([], audit_settings=audit, accounts=accounts)
         elif slug == "all":  # every customer: one broken file stops synth (and CI)
             registry = load_registry(registry_dir)
-            where, _ = placement.check((c.placed for c in registry.values()),
-                                       _accounts(context, registry_dir))
+            where, _ = placement.check((c.placed for c in registry.values()), accounts)
             app = build_app(list(registry.values()), audit_settings=audit, all_customers=True,
                             placement=where)
         else:  # one customer: another customer's broken file is only a warning
             customer, warnings = load_one_customer(registry_dir, slug, option="-c customer")
             healthy = read_registry(registry_dir).customers
-            where, others = placement.check((c.placed for c in healthy.values()),
-                                            _accounts(context, registry_dir), only=slug)
+            where, others = placement.check((c.placed for c in healthy.values()), accounts,
+                                            only=slug)
             for warning in [*warnings, *others]:
                 print(f"warning: {warning}", file=sys.stderr)
             app = build_app([customer], audit_settings=audit, placement=where)

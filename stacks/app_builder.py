@@ -10,16 +10,19 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from phi_core import naming
-from phi_core.placement import Placement
+from phi_core.placement import Accounts, Placement
 from stacks import compliance
 from stacks.access_stack import AccessStack
 from stacks.audit_stack import AuditStack
+from stacks.components.audit_trail import CentralEvidence
 from stacks.config import AuditSettings, CustomerConfig, RegistryError
 from stacks.customer_stack import CustomerStack
+from stacks.log_archive_stack import LogArchiveStack
 
 CUSTOMER_STACK_ID = "CustomerStack"
 AUDIT_STACK_ID = "AuditStack"
 ACCESS_STACK_ID = "AccessStack"
+LOG_ARCHIVE_STACK_ID = "LogArchiveStack"
 
 
 def through_deployment_role() -> cdk.DefaultStackSynthesizer:
@@ -50,6 +53,7 @@ def build_app(
     outdir: str | None = None,
     context: dict[str, Any] | None = None,
     placement: Placement | None = None,
+    accounts: Accounts | None = None,
 ) -> cdk.App:
     """The app always holds ``AccessStack`` (the account's roles, deployed once per account,
     first) and ``AuditStack`` (once per account and region).
@@ -61,12 +65,32 @@ def build_app(
 
     ``placement`` gives each customer stack the account and region it is placed in (its
     ``env``); without it, or in the implicit account, the stack is environment-agnostic and
-    deploys where the CLI's credentials point.
+    deploys where the CLI's credentials point. When ``accounts`` (or the placement's) names a
+    log-archive account, the app also holds ``LogArchiveStack`` there, and the audit stack's
+    trail delivers to it.
     """
     app = cdk.App(outdir=outdir, context=context or {})
     compliance.add_gate(app)
+    settings = audit_settings or AuditSettings()
+    accounts = accounts or (placement.accounts if placement else None)
     AccessStack(app, ACCESS_STACK_ID)
-    AuditStack(app, AUDIT_STACK_ID, settings=audit_settings or AuditSettings(),
+    central = None
+    if accounts is not None and accounts.log_archive is not None:
+        archive = accounts.log_archive
+        assert archive.account_id is not None and archive.region is not None
+        trails: dict[str, list[str]] = {}
+        for account in accounts.exchange:
+            assert account.account_id is not None and account.region is not None
+            trails.setdefault(account.account_id, []).append(
+                naming.trail_arn(account.partition, account.region, account.account_id))
+        LogArchiveStack(app, LOG_ARCHIVE_STACK_ID, settings=settings, trails=trails,
+                        env=cdk.Environment(account=archive.account_id, region=archive.region),
+                        synthesizer=through_deployment_role())
+        central = CentralEvidence(
+            bucket_name=naming.evidence_bucket_name(archive.account_id, archive.region),
+            key_arn=f"arn:{archive.partition}:kms:{archive.region}:{archive.account_id}:"
+                    f"{naming.EVIDENCE_KEY_ALIAS}")
+    AuditStack(app, AUDIT_STACK_ID, settings=settings, central=central,
                synthesizer=through_deployment_role())
     problems: list[str] = []
     for customer in customers if all_customers else customers[:1]:

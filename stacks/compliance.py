@@ -213,13 +213,20 @@ def acknowledge_audit_stack(
     stack: cdk.Stack, *, trail: AuditTrail, queue: IngestionQueue
 ) -> None:
     """Findings on the audit stack that are acceptable by design, each with its reason."""
-    _acknowledge_no_replication(trail.custody_bucket, trail.access_log_bucket, reason=(
+    if trail.custody_bucket is not None and trail.access_log_bucket is not None:
+        acknowledge_evidence_buckets(trail.custody_bucket, trail.access_log_bucket)
+
+
+def acknowledge_evidence_buckets(custody: IConstruct, access_logs: IConstruct) -> None:
+    """The custody bucket and its access-log bucket, in the audit stack (one account) or the
+    log-archive stack (the central evidence)."""
+    _acknowledge_no_replication(custody, access_logs, reason=(
         "Single-region deployment, by design for now: the custody bucket is under S3 Object "
         "Lock (no version can be deleted or overwritten before the retention ends) and the "
         "trail's log-file validation (signed digest files) proves integrity. Cross-region "
         "replication of the evidence is a contingency-plan decision (164.308(a)(7)) that "
         "needs a second approved region and key; see docs/custody.md."))
-    _acknowledge_access_log_bucket(trail.access_log_bucket)
+    _acknowledge_access_log_bucket(access_logs)
 
 
 def _acknowledge_no_replication(*buckets: IConstruct, reason: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -11,13 +13,21 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from phi_core import account_roles, naming
-from stacks.components import service_key_access
-from stacks.components.encrypted_storage import ACCESS_LOG_RETENTION_DAYS, secure_bucket
-from stacks.config import AuditSettings, LockMode
+from stacks.components import evidence, service_key_access
+from stacks.config import AuditSettings
 
 # CloudWatch Logs is for searching recent activity; the Object-Locked bucket is the record.
 TRAIL_LOG_GROUP_RETENTION = logs.RetentionDays.ONE_YEAR
 TRAIL_LOG_GROUP_NAME = f"/{naming.PROJECT}/audit-trail"
+
+
+@dataclass(frozen=True)
+class CentralEvidence:
+    """Where the trail delivers when the evidence lives in the log-archive account
+    (:class:`stacks.log_archive_stack.LogArchiveStack`)."""
+
+    bucket_name: str
+    key_arn: str  # the evidence key's alias ARN: a key's id is not known before it exists
 
 
 class AuditTrail(Construct):
@@ -33,13 +43,15 @@ class AuditTrail(Construct):
     start with ``phi-``, so the trail never records its own deliveries.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: AuditSettings) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: AuditSettings,
+                 central: CentralEvidence | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         # Built from the trail's fixed name, not read from the trail: the key and bucket
         # policies name the trail, and the trail depends on both (a reference would be a cycle).
         self.trail_arn = stack.format_arn(
             service="cloudtrail", resource="trail", resource_name=naming.TRAIL_NAME)
+        self.central = central
         self.key = kms.Key(
             self,
             "AuditKey",
@@ -48,11 +60,17 @@ class AuditTrail(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self._allow_cloudtrail_to_use_key()
+        self.access_log_bucket: s3.Bucket | None = None
+        self.custody_bucket: s3.Bucket | None = None
+        if central is None:  # the evidence stays in this account
+            evidence.allow_cloudtrail_to_use_key(self.key, [self.trail_arn])
+            self.access_log_bucket = evidence.access_log_bucket(self, "AccessLogBucket")
+            self.custody_bucket = evidence.custody_bucket(
+                self, "CustodyBucket", key=self.key, access_logs=self.access_log_bucket,
+                settings=settings, trail_arns=[self.trail_arn])
+            evidence.allow_cloudtrail_to_deliver(self.custody_bucket,
+                                                 {stack.account: [self.trail_arn]})
         self._guard_key()
-        self.access_log_bucket = self._access_log_bucket()
-        self.custody_bucket = self._custody_bucket(settings)
-        self._allow_cloudtrail_to_deliver()
         self.log_group = logs.LogGroup(
             self,
             "TrailLogGroup",
@@ -64,61 +82,12 @@ class AuditTrail(Construct):
         self._allow_logs_to_use_key()
         self.trail = self._trail()
 
-    def _access_log_bucket(self) -> s3.Bucket:
-        return secure_bucket(
-            self,
-            "AccessLogBucket",
-            key=None,
-            lifecycle_rules=[s3.LifecycleRule(
-                id="RetainAccessLogs", expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS))],
-        )
-
-    def _custody_bucket(self, settings: AuditSettings) -> s3.Bucket:
-        retention = Duration.days(settings.retention_days)
-        return secure_bucket(
-            self,
-            "CustodyBucket",
-            key=self.key,
-            access_logs=(self.access_log_bucket, "custody-bucket/"),
-            object_lock_retention=(
-                s3.ObjectLockRetention.compliance(retention)
-                if settings.lock_mode is LockMode.COMPLIANCE
-                else s3.ObjectLockRetention.governance(retention)
-            ),
-            lifecycle_rules=[],
-            # CloudTrail writes digest files with SSE-S3 even for a KMS trail.
-            encryption_exempt_source_arn=self.trail_arn,
-        )
-
-    def _allow_cloudtrail_to_use_key(self) -> None:
-        """What CreateTrail checks and delivery needs (InsufficientEncryptionPolicyException
-        otherwise), each only for this trail: GenerateDataKey* under the trail's encryption
-        context, DescribeKey (encryption-context conditions never match it), and Decrypt,
-        which the custody bucket's S3 Bucket Key requires."""
-        service = iam.ServicePrincipal("cloudtrail.amazonaws.com")
-        this_trail = {"aws:SourceArn": self.trail_arn}
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudTrailToEncryptLogs",
-            principals=[service],
-            actions=["kms:GenerateDataKey*"],
-            resources=["*"],
-            conditions={"StringEquals": {
-                **this_trail, "kms:EncryptionContext:aws:cloudtrail:arn": self.trail_arn}},
-        ))
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudTrailToDescribeKey",
-            principals=[service],
-            actions=["kms:DescribeKey"],
-            resources=["*"],
-            conditions={"StringEquals": this_trail},
-        ))
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudTrailToDecryptForBucketKey",
-            principals=[service],
-            actions=["kms:Decrypt"],
-            resources=["*"],
-            conditions={"StringEquals": this_trail},
-        ))
+    @property
+    def custody_bucket_name(self) -> str:
+        if self.custody_bucket is not None:
+            return self.custody_bucket.bucket_name
+        assert self.central is not None
+        return self.central.bucket_name
 
     def _guard_key(self) -> None:
         """Only break-glass retires the key (its deletion makes the Object-Locked logs
@@ -136,27 +105,6 @@ class AuditTrail(Construct):
         assert isinstance(cfn_key, kms.CfnKey)
         cfn_key.bypass_policy_lockout_safety_check = True
 
-    def _allow_cloudtrail_to_deliver(self) -> None:
-        """The two statements AWS documents for a trail's bucket, each only for this trail."""
-        service = iam.ServicePrincipal("cloudtrail.amazonaws.com")
-        this_trail = {"aws:SourceArn": self.trail_arn}
-        bucket = self.custody_bucket
-        bucket.add_to_resource_policy(iam.PolicyStatement(
-            sid="AWSCloudTrailAclCheck",
-            principals=[service],
-            actions=["s3:GetBucketAcl"],
-            resources=[bucket.bucket_arn],
-            conditions={"StringEquals": this_trail},
-        ))
-        bucket.add_to_resource_policy(iam.PolicyStatement(
-            sid="AWSCloudTrailWrite",
-            principals=[service],
-            actions=["s3:PutObject"],
-            resources=[bucket.arn_for_objects(f"AWSLogs/{Stack.of(self).account}/*")],
-            conditions={"StringEquals": {
-                "s3:x-amz-acl": "bucket-owner-full-control", **this_trail}},
-        ))
-
     def _allow_logs_to_use_key(self) -> None:
         service_key_access.allow_log_group(
             self.key, sid="AllowLogsToEncryptTrailLogs", log_group_name=TRAIL_LOG_GROUP_NAME)
@@ -172,8 +120,8 @@ class AuditTrail(Construct):
             "Resource",
             trail_name=naming.TRAIL_NAME,
             is_logging=True,
-            s3_bucket_name=self.custody_bucket.bucket_name,
-            kms_key_id=self.key.key_arn,
+            s3_bucket_name=self.custody_bucket_name,
+            kms_key_id=self.key.key_arn if self.central is None else self.central.key_arn,
             enable_log_file_validation=True,
             include_global_service_events=True,
             # Every region: an API call elsewhere is still a call on our account.
@@ -203,9 +151,11 @@ class AuditTrail(Construct):
                 ),
             ],
         )
-        # CreateTrail checks it may write to the bucket: the policy must exist first.
-        assert self.custody_bucket.policy is not None
-        trail.add_resource_dependency(self.custody_bucket.policy.node.default_child)  # type: ignore[arg-type]
+        # CreateTrail checks it may write to the bucket: the policy must exist first (the
+        # central bucket's is deployed before any exchange account's audit stack).
+        if self.custody_bucket is not None:
+            assert self.custody_bucket.policy is not None
+            trail.add_resource_dependency(self.custody_bucket.policy.node.default_child)  # type: ignore[arg-type]
         return trail
 
     def _logs_delivery_role(self) -> iam.Role:

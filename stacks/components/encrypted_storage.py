@@ -25,7 +25,7 @@ def secure_bucket(
     bucket_name: str | None = None,
     access_logs: tuple[s3.IBucket, str] | None = None,
     object_lock_retention: s3.ObjectLockRetention | None = None,
-    encryption_exempt_source_arn: str | None = None,
+    encryption_exempt_source_arn: str | list[str] | None = None,
 ) -> s3.Bucket:
     """A bucket with every secure default, the one place they are written.
 
@@ -41,7 +41,8 @@ def secure_bucket(
     (:func:`_deny_wrong_encryption`). ``encryption_exempt_source_arn`` (default none) exempts
     the deliveries an AWS service makes on behalf of that one resource of ours from those
     denies: CloudTrail writes its digest files with SSE-S3 whatever the trail's key
-    (docs/security.md, "Service contracts").
+    (docs/security.md, "Service contracts"); a list exempts each (the central custody bucket's
+    trails).
     """
     bucket = s3.Bucket(
         scope,
@@ -80,7 +81,7 @@ def secure_bucket(
 
 
 def _deny_wrong_encryption(
-    bucket: s3.Bucket, key: kms.IKey, *, exempt_source_arn: str | None
+    bucket: s3.Bucket, key: kms.IKey, *, exempt_source_arn: str | list[str] | None
 ) -> None:
     """Refuse uploads that would not be encrypted with ``key``.
 
@@ -98,7 +99,7 @@ def _deny_wrong_encryption(
     # every other request carries another or none, and a negated operator matches both.
     exempt = {"aws:SourceArn": exempt_source_arn} if exempt_source_arn else {}
 
-    def deny(sid: str, conditions: dict[str, dict[str, str]]) -> None:
+    def deny(sid: str, conditions: dict[str, dict[str, str | list[str]]]) -> None:
         if exempt:
             conditions.setdefault("StringNotEquals", {}).update(exempt)
         bucket.add_to_resource_policy(iam.PolicyStatement(

@@ -100,9 +100,12 @@ def _registry(tmp_path: Path, customers: dict[str, str], accounts: str | None) -
     return registry
 
 
-def _synth(registry: Path, customer: str, outdir: Path) -> subprocess.CompletedProcess[str]:
+def _synth(registry: Path, customer: str | None,
+           outdir: Path) -> subprocess.CompletedProcess[str]:
     """app.py as the CDK CLI runs it (the context in CDK_CONTEXT_JSON)."""
-    context = {**CDK_CONTEXT, "customer": customer, "registry": str(registry)}
+    context = {**CDK_CONTEXT, "registry": str(registry)}
+    if customer is not None:
+        context["customer"] = customer
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(outdir)}
     return subprocess.run([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
@@ -175,3 +178,36 @@ def test_a_placement_over_a_quota_is_refused_before_anything_deploys(tmp_path: P
     (tmp_path / "accounts.toml").write_text(raised)
     result = _synth(registry, "c00", tmp_path / "out")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_log_archive_account_holds_the_evidence_of_every_exchange_account(
+    tmp_path: Path,
+) -> None:
+    registry = _registry(tmp_path, {"acme": 'account = "exchange-1"\n'}, ACCOUNTS)
+    result = _synth(registry, None, tmp_path / "out")  # `cdk deploy LogArchiveStack` etc.
+    assert result.returncode == 0, result.stderr
+    envs = _environments(tmp_path / "out")
+    assert envs["LogArchiveStack"] == "aws://999999999999/eu-west-2"
+    assert envs["AuditStack"] == "aws://unknown-account/unknown-region"  # one per account
+
+    audit = json.loads((tmp_path / "out" / "AuditStack.template.json").read_text())
+    (trail,) = [r["Properties"] for r in audit["Resources"].values()
+                if r["Type"] == "AWS::CloudTrail::Trail"]
+    assert trail["S3BucketName"] == "phiexchange-evidence-999999999999-eu-west-2"
+    assert trail["KMSKeyId"] == ("arn:aws:kms:eu-west-2:999999999999:alias/"
+                                 "phi-exchange/evidence")
+    # No custody bucket is left in an exchange account.
+    assert not [r for r in audit["Resources"].values() if r["Type"] == "AWS::S3::Bucket"]
+
+    archive = json.loads((tmp_path / "out" / "LogArchiveStack.template.json").read_text())
+    policies = [r["Properties"]["PolicyDocument"] for r in archive["Resources"].values()
+                if r["Type"] == "AWS::S3::BucketPolicy"]
+    writers = {s["Sid"]: s["Condition"]["StringEquals"]["aws:SourceArn"]
+               for p in policies for s in p["Statement"]
+               if s.get("Sid", "").startswith("AWSCloudTrailWrite")}
+    assert writers == {
+        "AWSCloudTrailWrite111111111111":
+            "arn:aws:cloudtrail:eu-west-2:111111111111:trail/phi-exchange-audit",
+        "AWSCloudTrailWrite222222222222":
+            "arn:aws:cloudtrail:us-east-1:222222222222:trail/phi-exchange-audit",
+    }

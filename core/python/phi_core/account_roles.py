@@ -125,6 +125,14 @@ def audit_key_crypto_deny(roles: Roles) -> Statement:
                         services_exempt=True)
 
 
+def evidence_key_crypto_deny(roles: Roles) -> Statement:
+    """Key policy of the central evidence key (the log-archive account): its operator (reading
+    the trail's logs, for custody) and break-glass decrypt with it; CloudTrail, acting as
+    itself for the listed trails, keeps its own grants."""
+    return _deny_unless("OnlyNamedPrincipalsUseTheKey", CRYPTO_ACTIONS, "*",
+                        [roles.operator, roles.break_glass], services_exempt=True)
+
+
 def guarded_bucket_deny(roles: Roles, bucket_arn: str) -> Statement:
     """Bucket policy of every bucket: its policy, encryption, versioning, lifecycle and Object
     Lock, and its object versions, are changed by the deployment role or break-glass only."""

@@ -41,6 +41,24 @@ SECURITY_TOPIC_NAME = f"{PROJECT}-security"
 # The audit stack's rules on management events that tamper with evidence or access.
 TAMPER_RULE_PREFIX = f"{PROJECT}-tamper-"
 
+# The central evidence (issue 19): with a log-archive account in accounts.toml, every exchange
+# account's trail delivers to one Object-Locked bucket there, encrypted with one key there. The
+# bucket is named by us (the exchange accounts' trails must name it at synth), and not with
+# BUCKET_NAME_PREFIX, so no trail records data events on it.
+LOG_ARCHIVE_STACK_NAME = f"{STACK_NAME_PREFIX}log-archive"
+EVIDENCE_KEY_ALIAS = f"alias/{PROJECT}/evidence"
+
+
+def evidence_bucket_name(account: str, region: str) -> str:
+    """The central custody bucket of the log-archive account ``account`` in ``region``."""
+    return f"{PROJECT.replace('-', '')}-evidence-{account}-{region}"
+
+
+def trail_arn(partition: str, region: str, account: str) -> str:
+    """The ARN of our trail in an exchange account (its home region: where its audit stack is)."""
+    return f"arn:{partition}:cloudtrail:{region}:{account}:trail/{TRAIL_NAME}"
+
+
 # The account's roles that work with PHI (stack PhiExchange-access, once per account): named, so
 # every key, bucket and secret policy can admit exactly them without waiting for them.
 ACCESS_STACK_NAME = f"{STACK_NAME_PREFIX}access"

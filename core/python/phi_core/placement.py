@@ -138,6 +138,12 @@ class Account:
         return self.raised.get(quota.key, quota.default) - quota.kept_free
 
     @property
+    def partition(self) -> str:
+        region = self.region or ""
+        return ("aws-cn" if region.startswith("cn-") else
+                "aws-us-gov" if region.startswith("us-gov-") else "aws")
+
+    @property
     def described(self) -> str:
         if self.account_id is None:
             return f"{self.label} (the deploying credentials' account)"
@@ -369,6 +375,8 @@ def _own_stacks(account: Account, accounts: Accounts) -> Counter[str]:
     """The account's own stacks in this entry: the audit stack in every account and region,
     the access stack (IAM, global) once per account, counted in its first listed region."""
     use = Counter(AUDIT_STACK_FOOTPRINT)
+    if accounts.log_archive is not None:
+        del use["s3_buckets"]  # the custody buckets are in the log-archive account
     first = next(a for a in accounts.exchange if a.account_id == account.account_id)
     if first is account:
         use.update(ACCESS_STACK_FOOTPRINT)
