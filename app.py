@@ -4,8 +4,10 @@
     cdk deploy AuditStack                          # once per account and region, first
     cdk synth  CustomerStack -c customer=acme      # one customer (stack PhiExchange-acme)
     cdk synth  -c customer=all                     # every registered customer, one stage each
+    cdk deploy PipelineStack -c pipeline=1         # the pipeline (accounts.toml's [pipeline])
 
-Context: ``customer`` (a registered slug, or ``all``; absent: the audit stack alone);
+Context: ``customer`` (a registered slug, or ``all``; absent: the account stacks alone);
+``pipeline`` (set: the CDK pipeline and every account's stage instead);
 ``registry`` (default ``customers``); ``accounts`` (default ``accounts.toml`` next to the
 registry; absent: every customer goes to the deploying credentials' account);
 ``audit_retention_days``, ``audit_lock_mode`` and ``security_contacts`` (cdk.json).
@@ -20,7 +22,7 @@ from typing import Any
 import aws_cdk as cdk
 
 from phi_core import placement
-from stacks.app_builder import build_app
+from stacks.app_builder import build_app, build_pipeline_app
 from stacks.config import (
     RegistryError,
     load_one_customer,
@@ -41,7 +43,11 @@ def main() -> int:
             if (value := context.try_get_context(key)) is not None
         })
         accounts = _accounts(context, registry_dir)
-        if not slug:
+        if context.try_get_context("pipeline"):  # the pipeline, holding every account's stage
+            registry = load_registry(registry_dir)
+            where, _ = placement.check((c.placed for c in registry.values()), accounts)
+            app = build_pipeline_app(list(registry.values()), where, audit_settings=audit)
+        elif not slug:
             registered = read_registry(registry_dir).customers
             print("note: no -c customer=<slug|all>: synthesizing the account stacks only; "
                   f"registered customers: {', '.join(sorted(registered))}", file=sys.stderr)

@@ -245,6 +245,12 @@ class _Resolver:
         if resource_type == "AWS::CloudWatch::Alarm":
             name = self._name(properties, "AlarmName", logical_id)
             return {"Ref": name, "Arn": f"{arn}:cloudwatch:{where}:alarm:{name}"}
+        if resource_type == "AWS::CodeBuild::Project":  # the pipeline's (stacks/pipeline_stack)
+            name = self._name(properties, "Name", logical_id, max_len=150)
+            return {"Ref": name, "Arn": f"{arn}:codebuild:{where}:project/{name}"}
+        if resource_type == "AWS::CodePipeline::Pipeline":
+            name = self._name(properties, "Name", logical_id, max_len=100)
+            return {"Ref": name}
         # Resources nobody names in a policy (bucket policies, subscriptions, permissions...):
         # an opaque physical id is enough, and any attribute asked of them fails loudly.
         return {"Ref": f"{logical_id}-{_digest(self._stack, logical_id, length=8)}"}

@@ -8,6 +8,7 @@ from aws_cdk import Stack, Tags
 from constructs import Construct
 
 from phi_core import naming
+from phi_core.placement import Account
 from stacks import compliance
 from stacks.components.account_roles import AccountRoles
 
@@ -19,11 +20,12 @@ class AccessStack(Stack):
     stacks are then deployed through the deployment role it defines, and their key, bucket and
     secret policies admit these roles by name."""
 
-    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *,
+                 pipeline: Account | None = None, **kwargs: Any) -> None:
         super().__init__(
             scope, construct_id, stack_name=naming.ACCESS_STACK_NAME,
             description="PHI partner exchange: the roles that work with PHI (once per account)",
             **kwargs)
-        roles = AccountRoles(self, "Roles")
+        roles = AccountRoles(self, "Roles", pipeline=pipeline)
         compliance.acknowledge_access_stack(self, roles=roles)
         Tags.of(self).add("phi-exchange:component", "access")

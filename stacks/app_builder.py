@@ -10,7 +10,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from phi_core import naming
-from phi_core.placement import Accounts, Placement
+from phi_core.placement import Account, Accounts, Placement
 from stacks import compliance
 from stacks.access_stack import AccessStack
 from stacks.audit_stack import AuditStack
@@ -23,6 +23,7 @@ CUSTOMER_STACK_ID = "CustomerStack"
 AUDIT_STACK_ID = "AuditStack"
 ACCESS_STACK_ID = "AccessStack"
 LOG_ARCHIVE_STACK_ID = "LogArchiveStack"
+PIPELINE_STACK_ID = "PipelineStack"
 
 
 def through_deployment_role() -> cdk.DefaultStackSynthesizer:
@@ -43,6 +44,86 @@ def _env(placement: Placement | None, slug: str) -> cdk.Environment | None:
     if account.account_id is None:
         return None
     return cdk.Environment(account=account.account_id, region=account.region)
+
+
+def _pipeline_account(accounts: Accounts | None) -> Account | None:
+    return accounts.pipeline.account if accounts and accounts.pipeline else None
+
+
+def _trails(accounts: Accounts) -> dict[str, list[str]]:
+    """Exchange account id -> the ARNs of our trail there (one per region it is listed in)."""
+    trails: dict[str, list[str]] = {}
+    for account in accounts.exchange:
+        assert account.account_id is not None and account.region is not None
+        trails.setdefault(account.account_id, []).append(
+            naming.trail_arn(account.partition, account.region, account.account_id))
+    return trails
+
+
+def _central_evidence(accounts: Accounts) -> CentralEvidence | None:
+    archive = accounts.log_archive
+    if archive is None:
+        return None
+    assert archive.account_id is not None and archive.region is not None
+    return CentralEvidence(
+        bucket_name=naming.evidence_bucket_name(archive.account_id, archive.region),
+        key_arn=f"arn:{archive.partition}:kms:{archive.region}:{archive.account_id}:"
+                f"{naming.EVIDENCE_KEY_ALIAS}")
+
+
+def build_pipeline_app(
+    customers: Sequence[CustomerConfig],
+    placement: Placement,
+    *,
+    audit_settings: AuditSettings | None = None,
+    outdir: str | None = None,
+    context: dict[str, Any] | None = None,
+) -> cdk.App:
+    """The app of ``cdk deploy PipelineStack -c pipeline=1``: the pipeline stack, holding one
+    stage per account (:func:`stacks.pipeline_stack.wave_plan`), each customer in its placed
+    account's stage. The compliance gate runs on every stack of every stage."""
+    from stacks.pipeline_stack import (
+        ExchangeAccountStage,
+        LogArchiveStage,
+        PipelineStack,
+        wave_plan,
+    )
+
+    accounts = placement.accounts
+    if accounts.pipeline is None:
+        raise RegistryError([f"{accounts.source or 'accounts.toml'}: pipeline: required for "
+                             "-c pipeline=1 (label, account_id, region, repository, branch, "
+                             "connection_arn)"])
+    home = accounts.pipeline.account.region
+    elsewhere = [a for a in (*accounts.exchange, accounts.log_archive)
+                 if a is not None and a.region != home]
+    if elsewhere:
+        # CodePipeline deploys to another region only through a replication bucket and key
+        # there (a support stack per region): not built.
+        raise RegistryError([
+            f"{accounts.source or 'accounts.toml'}: pipeline.region: the pipeline deploys only "
+            f"to its own region ({home}); {a.label} is in {a.region}" for a in elsewhere])
+    app = cdk.App(outdir=outdir, context=context or {})
+    compliance.add_gate(app)
+    settings = audit_settings or AuditSettings()
+    central = _central_evidence(accounts)
+    stages: list[tuple[str, list[cdk.Stage], bool]] = []
+    for name, members, approval in wave_plan(accounts):
+        built: list[cdk.Stage] = []
+        for account in members:
+            if account is accounts.log_archive:
+                built.append(LogArchiveStage(app, account, settings=settings,
+                                             trails=_trails(accounts),
+                                             synthesizer=through_deployment_role))
+            else:
+                placed = [c for c in customers if placement.where.get(c.slug) == account.label]
+                built.append(ExchangeAccountStage(app, account, settings=settings,
+                                                  central=central, customers=placed,
+                                                  synthesizer=through_deployment_role))
+        stages.append((name, built, approval))
+    PipelineStack(app, PIPELINE_STACK_ID, accounts=accounts, stages=stages,
+                  synthesizer=through_deployment_role())
+    return app
 
 
 def build_app(
@@ -73,23 +154,14 @@ def build_app(
     compliance.add_gate(app)
     settings = audit_settings or AuditSettings()
     accounts = accounts or (placement.accounts if placement else None)
-    AccessStack(app, ACCESS_STACK_ID)
+    AccessStack(app, ACCESS_STACK_ID, pipeline=_pipeline_account(accounts))
     central = None
     if accounts is not None and accounts.log_archive is not None:
         archive = accounts.log_archive
-        assert archive.account_id is not None and archive.region is not None
-        trails: dict[str, list[str]] = {}
-        for account in accounts.exchange:
-            assert account.account_id is not None and account.region is not None
-            trails.setdefault(account.account_id, []).append(
-                naming.trail_arn(account.partition, account.region, account.account_id))
-        LogArchiveStack(app, LOG_ARCHIVE_STACK_ID, settings=settings, trails=trails,
+        LogArchiveStack(app, LOG_ARCHIVE_STACK_ID, settings=settings, trails=_trails(accounts),
                         env=cdk.Environment(account=archive.account_id, region=archive.region),
                         synthesizer=through_deployment_role())
-        central = CentralEvidence(
-            bucket_name=naming.evidence_bucket_name(archive.account_id, archive.region),
-            key_arn=f"arn:{archive.partition}:kms:{archive.region}:{archive.account_id}:"
-                    f"{naming.EVIDENCE_KEY_ALIAS}")
+        central = _central_evidence(accounts)
     AuditStack(app, AUDIT_STACK_ID, settings=settings, central=central,
                synthesizer=through_deployment_role())
     problems: list[str] = []

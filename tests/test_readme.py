@@ -45,7 +45,7 @@ def test_every_stack_id_shown_is_the_apps() -> None:
     from stacks import app_builder
 
     ids = {app_builder.ACCESS_STACK_ID, app_builder.AUDIT_STACK_ID, app_builder.CUSTOMER_STACK_ID,
-           app_builder.LOG_ARCHIVE_STACK_ID}
+           app_builder.LOG_ARCHIVE_STACK_ID, app_builder.PIPELINE_STACK_ID}
     shown = {word for argv in commands("cdk") for word in argv if word.endswith("Stack")}
     assert shown == ids
 

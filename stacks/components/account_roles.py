@@ -7,6 +7,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from phi_core import account_roles, naming
+from phi_core.placement import Account
 
 MAX_SESSION = Duration.hours(1)
 
@@ -23,7 +24,10 @@ class AccountRoles(Construct):
     (docs/security.md).
     """
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *,
+                 pipeline: Account | None = None) -> None:
+        """``pipeline``: the pipeline's account, when a CDK pipeline deploys this account; the
+        CDK-deploy role then also trusts the pipeline's role and may read its artifacts."""
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         where = {"partition": stack.partition, "region": stack.region,
@@ -35,11 +39,21 @@ class AccountRoles(Construct):
             "CloudFormation deploys the audit and customer stacks with this role",
             iam.ServicePrincipal("cloudformation.amazonaws.com"),
             account_roles.deployment_statements(**where))
+        deployer: iam.IPrincipal = _tagged(naming.CDK_DEPLOY_ROLE_NAME)
+        cdk_deploy = account_roles.cdk_deploy_statements(**where,
+                                                         deployment_role=names.deployment)
+        if pipeline is not None:
+            assert pipeline.account_id is not None and pipeline.region is not None
+            deployer = iam.CompositePrincipal(deployer, iam.AccountPrincipal(
+                pipeline.account_id).with_conditions(account_roles.pipeline_trust_conditions(
+                    partition=stack.partition, pipeline_account=pipeline.account_id)))
+            cdk_deploy += account_roles.pipeline_artifact_statements(
+                partition=stack.partition, pipeline_account=pipeline.account_id,
+                pipeline_region=pipeline.region)
         self.cdk_deploy = self._role(
             "CdkDeploy", naming.CDK_DEPLOY_ROLE_NAME,
             "The CDK CLI assumes this role to deploy the audit and customer stacks",
-            _tagged(naming.CDK_DEPLOY_ROLE_NAME),
-            account_roles.cdk_deploy_statements(**where, deployment_role=names.deployment))
+            deployer, cdk_deploy)
         self.importer = self._role(
             "Importer", naming.IMPORTER_ROLE_NAME,
             "Reads every customer's inbound files and consumes the ingestion queue",

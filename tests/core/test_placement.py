@@ -153,11 +153,12 @@ def test_ties_go_to_the_first_listed_account() -> None:
     assert placement.propose(accounts, result.usage, IAM_USER) == "ex-1"
 
 
-def test_the_documented_accounts_file_is_valid() -> None:
+@pytest.mark.parametrize("doc", ["scale.md", "pipeline.md"])
+def test_the_documented_accounts_files_are_valid(doc: str) -> None:
     import re
     import tomllib
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "scale.md").read_text()
-    (example,) = re.findall(r"^```toml\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
-    accounts = placement.parse_accounts(tomllib.loads(example), source="docs/scale.md")
-    assert accounts.labels == ("exchange-1", "exchange-2") and accounts.log_archive is not None
+    text = (Path(__file__).resolve().parents[2] / "docs" / doc).read_text()
+    (example,) = re.findall(r"^```toml\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    accounts = placement.parse_accounts(tomllib.loads(example), source=doc)
+    assert accounts.exchange

@@ -300,6 +300,32 @@ def trust_conditions(role_name: str, *, mfa: bool = False) -> dict[str, Any]:
     return condition
 
 
+def pipeline_trust_conditions(*, partition: str, pipeline_account: str) -> dict[str, Any]:
+    """The CDK-deploy role also trusts the pipeline's own role in the pipeline's account (its
+    CloudFormation actions run as this role), and nothing else of that account."""
+    return {"ArnEquals": {"aws:PrincipalArn": role_arn(
+        naming.PIPELINE_ROLE_NAME, account=pipeline_account, partition=partition)}}
+
+
+def pipeline_artifact_statements(*, partition: str, pipeline_account: str,
+                                 pipeline_region: str) -> list[Statement]:
+    """What the CDK-deploy role needs of the pipeline's account to deploy from it: read the
+    staged templates in the artifact bucket, decrypted with the artifact key (named by its
+    alias: its id is not known before it exists)."""
+    bucket = naming.pipeline_artifact_bucket_name(pipeline_account, pipeline_region)
+    return [
+        {"Sid": "ReadPipelineArtifacts", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetBucketLocation",
+                    "s3:ListBucket"],
+         "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"]},
+        {"Sid": "DecryptPipelineArtifacts", "Effect": "Allow",
+         "Action": ["kms:Decrypt", "kms:DescribeKey"],
+         "Resource": f"arn:{partition}:kms:{pipeline_region}:{pipeline_account}:key/*",
+         "Condition": {"ForAnyValue:StringEquals": {
+             "kms:ResourceAliases": naming.PIPELINE_ARTIFACT_KEY_ALIAS}}},
+    ]
+
+
 def deployment_statements(*, partition: str, region: str, account: str) -> list[Statement]:
     """What CloudFormation needs to create, update and retire the audit and customer stacks,
     on the names those stacks use and nothing else (generated names start with the stack

@@ -59,6 +59,19 @@ def trail_arn(partition: str, region: str, account: str) -> str:
     return f"arn:{partition}:cloudtrail:{region}:{account}:trail/{TRAIL_NAME}"
 
 
+# The CDK pipeline (issue 19), in its own account: it deploys the other accounts' stacks by
+# assuming their CDK-deploy role, which trusts exactly this role of the pipeline's account.
+PIPELINE_STACK_NAME = f"{STACK_NAME_PREFIX}pipeline"
+PIPELINE_ROLE_NAME = f"{PROJECT}-pipeline"
+PIPELINE_ARTIFACT_KEY_ALIAS = f"alias/{PROJECT}/pipeline-artifacts"
+
+
+def pipeline_artifact_bucket_name(account: str, region: str) -> str:
+    """The pipeline's artifact bucket: named, so each account's CDK-deploy role can be granted
+    reading it before the pipeline exists."""
+    return f"{PROJECT.replace('-', '')}-pipeline-{account}-{region}"
+
+
 # The account's roles that work with PHI (stack PhiExchange-access, once per account): named, so
 # every key, bucket and secret policy can admit exactly them without waiting for them.
 ACCESS_STACK_NAME = f"{STACK_NAME_PREFIX}access"

@@ -20,6 +20,7 @@ so a new resource that a quota counts cannot be added without counting it here.
 from __future__ import annotations
 
 import enum
+import re
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -133,6 +134,7 @@ class Account:
     account_id: str | None
     region: str | None
     raised: Mapping[str, int] = field(default_factory=dict)
+    production: bool = True  # the pipeline waits for a manual approval before deploying here
 
     def limit(self, quota: Quota) -> int:
         return self.raised.get(quota.key, quota.default) - quota.kept_free
@@ -151,9 +153,21 @@ class Account:
 
 
 @dataclass(frozen=True)
+class Pipeline:
+    """The account the CDK pipeline runs in, and the repository it deploys from (an AWS
+    CodeConnections connection to it, created once in the console: it needs an OAuth consent)."""
+
+    account: Account
+    repository: str  # owner/name
+    branch: str
+    connection_arn: str
+
+
+@dataclass(frozen=True)
 class Accounts:
     exchange: tuple[Account, ...]
     log_archive: Account | None = None
+    pipeline: Pipeline | None = None
     source: str = ""
 
     @classmethod
@@ -195,21 +209,30 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
     def bad(where: str, rule: str) -> None:
         problems.append(f"{source}: {where}: {rule}")
 
-    for unknown in sorted(set(data) - {"exchange", "log_archive"}):
-        bad(repr(unknown), "unknown table (allowed: exchange, log_archive)")
+    for unknown in sorted(set(data) - {"exchange", "log_archive", "pipeline"}):
+        bad(repr(unknown), "unknown table (allowed: exchange, log_archive, pipeline)")
     entries = data.get("exchange")
     if not isinstance(entries, list) or not entries or not all(
             isinstance(e, dict) for e in entries):
         bad("exchange", "required: one or more [[exchange]] tables (label, account_id, "
             "region)")
         entries = []
-    exchange = [_account(e, f"exchange[{i}]", bad, quotas=True) for i, e in enumerate(entries)]
+    exchange = [_account(e, f"exchange[{i}]", bad, extra={"quotas", "production"})
+                for i, e in enumerate(entries)]
     log_archive = None
     if "log_archive" in data:
         if isinstance(data["log_archive"], dict):
-            log_archive = _account(data["log_archive"], "log_archive", bad, quotas=False)
+            log_archive = _account(data["log_archive"], "log_archive", bad, extra=set())
         else:
             bad("log_archive", "must be a table (label, account_id, region)")
+
+    pipeline = None
+    if "pipeline" in data:
+        if isinstance(data["pipeline"], dict):
+            pipeline = _pipeline(data["pipeline"], bad)
+        else:
+            bad("pipeline", "must be a table (label, account_id, region, repository, branch, "
+                "connection_arn)")
 
     placed = [a for a in exchange if a is not None]
     seen_labels: dict[str, str] = {}
@@ -237,13 +260,46 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
             "out of reach of the accounts that hold the data")
     if log_archive is not None and log_archive.label in seen_labels:
         bad("log_archive.label", f"'{log_archive.label}' is already an exchange account's label")
+    if pipeline is not None and pipeline.account.account_id in {a.account_id for a in placed}:
+        bad("pipeline.account_id", "must not be an exchange account: the pipeline's account "
+            "deploys into the others and holds no PHI")
     if problems:
         raise PlacementError(problems)
-    return Accounts(exchange=tuple(placed), log_archive=log_archive, source=source)
+    return Accounts(exchange=tuple(placed), log_archive=log_archive, pipeline=pipeline,
+                    source=source)
 
 
-def _account(entry: Mapping[str, Any], where: str, bad: Any, *, quotas: bool) -> Account | None:
-    allowed = {"label", "account_id", "region"} | ({"quotas"} if quotas else set())
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", re.ASCII)
+_BRANCH = re.compile(r"[A-Za-z0-9_./-]{1,200}", re.ASCII)
+_CONNECTION = re.compile(
+    r"arn:aws(-[a-z]+)*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:"
+    r"connection/[0-9a-f-]{36}", re.ASCII)
+
+
+def _pipeline(entry: Mapping[str, Any], bad: Any) -> Pipeline | None:
+    fields = {"repository", "branch", "connection_arn"}
+    account = _account(entry, "pipeline", bad, extra=fields)
+    ok = account is not None
+    repository, branch = entry.get("repository"), entry.get("branch", "main")
+    connection = entry.get("connection_arn")
+    if not (isinstance(repository, str) and _REPOSITORY.fullmatch(repository)):
+        bad("pipeline.repository", "required: the repository as owner/name")
+        ok = False
+    if not (isinstance(branch, str) and _BRANCH.fullmatch(branch) and ".." not in branch):
+        bad("pipeline.branch", "must be a branch name (default main)")
+        ok = False
+    if not (isinstance(connection, str) and _CONNECTION.fullmatch(connection)):
+        bad("pipeline.connection_arn", "required: the ARN of the CodeConnections connection "
+            "to the repository (arn:aws:codeconnections:<region>:<account>:connection/<id>)")
+        ok = False
+    if not ok or account is None:
+        return None
+    return Pipeline(account, str(repository), str(branch), str(connection))
+
+
+def _account(entry: Mapping[str, Any], where: str, bad: Any, *,
+             extra: set[str]) -> Account | None:
+    allowed = {"label", "account_id", "region"} | extra
     for unknown in sorted(set(entry) - allowed):
         bad(f"{where}.{unknown!r}" if not str(unknown).isidentifier() else f"{where}.{unknown}",
             f"unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -278,10 +334,15 @@ def _account(entry: Mapping[str, Any], where: str, bad: Any, *, quotas: bool) ->
             bad(name, f"at most {quota.ceiling:,}: the most AWS grants for {quota.title}")
         else:
             raised[key] = value
+    production = entry.get("production", True)
+    if not isinstance(production, bool):
+        bad(f"{where}.production", "must be true or false (default true: the pipeline asks "
+            "for approval before deploying there)")
+        ok = False
     if not ok:
         return None
     return Account(label=str(label), account_id=str(account_id), region=str(region),
-                   raised=raised)
+                   raised=raised, production=production)
 
 
 # -- placing customers and counting ---------------------------------------------------------
