@@ -79,9 +79,9 @@ def build_pipeline_app(
     outdir: str | None = None,
     context: dict[str, Any] | None = None,
 ) -> cdk.App:
-    """The app of ``cdk deploy PipelineStack -c pipeline=1``: the pipeline stack, holding one
-    stage per account (:func:`stacks.pipeline_stack.wave_plan`), each customer in its placed
-    account's stage. The compliance gate runs on every stack of every stage."""
+    """The app of ``cdk deploy PipelineStack -c pipeline=1``: the pipeline stack and its waves
+    (:func:`stacks.pipeline_stack.wave_plan`), each customer deployed to its placed account.
+    The compliance gate runs on every stack of every stage."""
     from stacks.pipeline_stack import (
         ExchangeAccountStage,
         LogArchiveStage,
@@ -107,21 +107,26 @@ def build_pipeline_app(
     compliance.add_gate(app)
     settings = audit_settings or AuditSettings()
     central = _central_evidence(accounts)
-    stages: list[tuple[str, list[cdk.Stage], bool]] = []
-    for name, members, approval in wave_plan(accounts):
+    try:
+        plan = wave_plan(accounts, placement.where)
+    except ValueError as err:
+        raise RegistryError([f"{accounts.source or 'accounts.toml'}: {err}"]) from None
+    by_slug = {c.slug: c for c in customers}
+    waves: list[tuple[Any, list[cdk.Stage]]] = []
+    for planned in plan:
         built: list[cdk.Stage] = []
-        for account in members:
-            if account is accounts.log_archive:
-                built.append(LogArchiveStage(app, account, settings=settings,
+        for stage in planned.stages:
+            if stage.account is accounts.log_archive:
+                built.append(LogArchiveStage(app, stage.account, settings=settings,
                                              trails=_trails(accounts),
                                              synthesizer=through_deployment_role))
             else:
-                placed = [c for c in customers if placement.where.get(c.slug) == account.label]
-                built.append(ExchangeAccountStage(app, account, settings=settings,
-                                                  central=central, customers=placed,
-                                                  synthesizer=through_deployment_role))
-        stages.append((name, built, approval))
-    PipelineStack(app, PIPELINE_STACK_ID, accounts=accounts, stages=stages,
+                built.append(ExchangeAccountStage(
+                    app, stage, settings=settings, central=central,
+                    customers=[by_slug[slug] for slug in stage.customers],
+                    synthesizer=through_deployment_role))
+        waves.append((planned, built))
+    PipelineStack(app, PIPELINE_STACK_ID, accounts=accounts, waves=waves,
                   synthesizer=through_deployment_role())
     return app
 

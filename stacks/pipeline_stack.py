@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
@@ -35,19 +36,75 @@ APPROVAL = "ApproveProduction"
 ARTIFACT_DAYS = 90  # a run's artifacts are rebuilt by the next run
 
 
-def wave_plan(accounts: Accounts) -> list[tuple[str, list[Account], bool]]:
-    """(wave name, accounts, approval first) in deployment order: the log-archive account
-    (its bucket must admit every trail before the trails exist), then the exchange accounts
-    marked ``production = false``, then, after a manual approval, the production ones."""
-    waves: list[tuple[str, list[Account], bool]] = []
+# CodePipeline's structural limits (not adjustable): 50 actions in a stage, 50 stages in a
+# pipeline. With change sets each stack is two actions (prepare, deploy).
+MAX_ACTIONS_PER_STAGE = 50
+MAX_STAGES = 50
+ACTIONS_PER_STACK = 2
+LEADING_STAGES = 3  # Source, Build, Assets
+CUSTOMERS_PER_WAVE = MAX_ACTIONS_PER_STAGE // ACTIONS_PER_STACK
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """One CDK stage: an account's own stack (audit or log archive), or a batch of the
+    customers placed in it."""
+
+    account: Account
+    own_stack: bool
+    customers: tuple[str, ...] = ()
+    batch: int = 0
+
+    @property
+    def construct_id(self) -> str:
+        if self.own_stack:
+            return self.account.label
+        return f"{self.account.label}-customers-{self.batch}"
+
+
+@dataclass(frozen=True)
+class PlannedWave:
+    name: str
+    stages: tuple[PlannedStage, ...]
+    approval: bool = False
+
+    @property
+    def actions(self) -> int:
+        stacks = sum(int(s.own_stack) + len(s.customers) for s in self.stages)
+        return ACTIONS_PER_STACK * stacks + int(self.approval)
+
+
+def wave_plan(accounts: Accounts, where: Mapping[str, str]) -> list[PlannedWave]:
+    """The pipeline's waves in deployment order: the log-archive account (its bucket must admit
+    every trail before the trails exist); then the ``production = false`` exchange accounts'
+    audit stacks and their customers; then, after a manual approval, the production ones'.
+    Customers go in batches of at most :data:`CUSTOMERS_PER_WAVE` (every wave is one
+    CodePipeline stage, at most 50 actions); placement is ``where`` (slug -> account label).
+    Raises :class:`ValueError` when the pipeline would need more than 50 stages."""
+    waves: list[PlannedWave] = []
     if accounts.log_archive is not None:
-        waves.append(("log-archive", [accounts.log_archive], False))
-    staging = [a for a in accounts.exchange if not a.production]
-    production = [a for a in accounts.exchange if a.production]
-    if staging:
-        waves.append(("staging", staging, False))
-    if production:
-        waves.append(("production", production, True))
+        waves.append(PlannedWave("log-archive", (PlannedStage(accounts.log_archive, True),)))
+    for group, approval in (("staging", False), ("production", True)):
+        members = [a for a in accounts.exchange if a.production is approval]
+        if not members:
+            continue
+        waves.append(PlannedWave(group, tuple(PlannedStage(a, True) for a in members),
+                                 approval))
+        placed = [(a, slug) for a in members
+                  for slug in sorted(s for s, label in where.items() if label == a.label)]
+        for start in range(0, len(placed), CUSTOMERS_PER_WAVE):
+            number = start // CUSTOMERS_PER_WAVE + 1
+            batch = placed[start:start + CUSTOMERS_PER_WAVE]
+            stages = tuple(PlannedStage(a, False, tuple(slug for b, slug in batch if b is a),
+                                        number)
+                           for a in members if any(b is a for b, _ in batch))
+            waves.append(PlannedWave(f"{group}-customers-{number}", stages))
+    if LEADING_STAGES + len(waves) > MAX_STAGES:
+        raise ValueError(
+            f"pipeline: {LEADING_STAGES + len(waves)} stages needed, CodePipeline allows "
+            f"{MAX_STAGES} ({CUSTOMERS_PER_WAVE} customer stacks per stage): "
+            f"{sum(len(s.customers) for w in waves for s in w.stages)} customers are more "
+            "than one pipeline deploys; split the exchange accounts over two pipelines")
     return waves
 
 
@@ -56,21 +113,21 @@ def _env(account: Account) -> cdk.Environment:
 
 
 class ExchangeAccountStage(cdk.Stage):
-    """One exchange account's stacks the pipeline deploys: its audit stack, then its
-    customers' stacks (each named as the CLI names it, so the pipeline and ``cdk deploy``
+    """Stacks the pipeline deploys to one exchange account: its audit stack, or a batch of
+    its customers' stacks (each named as the CLI names it, so the pipeline and ``cdk deploy``
     manage the same CloudFormation stacks). Its ``AccessStack`` is never deployed by the
     pipeline: who may reach PHI is changed by an administrator, by hand."""
 
-    def __init__(self, scope: Construct, account: Account, *, settings: AuditSettings,
+    def __init__(self, scope: Construct, planned: PlannedStage, *, settings: AuditSettings,
                  central: CentralEvidence | None, customers: Sequence[CustomerConfig],
                  synthesizer: Any) -> None:
-        super().__init__(scope, account.label, env=_env(account))
-        audit = AuditStack(self, "AuditStack", settings=settings, central=central,
-                           synthesizer=synthesizer())
+        super().__init__(scope, planned.construct_id, env=_env(planned.account))
+        if planned.own_stack:
+            AuditStack(self, "AuditStack", settings=settings, central=central,
+                       synthesizer=synthesizer())
         for customer in customers:
-            stack = CustomerStack(self, f"Customer-{customer.slug}", customer=customer,
-                                  synthesizer=synthesizer())
-            stack.add_dependency(audit)  # the ingestion queue exists before the first rule
+            CustomerStack(self, f"Customer-{customer.slug}", customer=customer,
+                          synthesizer=synthesizer())
 
 
 class LogArchiveStage(cdk.Stage):
@@ -86,8 +143,8 @@ class PipelineStack(cdk.Stack):
 
     Source: the repository and branch of ``[pipeline]`` in ``accounts.toml``, through a
     CodeConnections connection. Synth: :data:`SYNTH_COMMANDS` (the tests, the compliance gate,
-    the synth, a diff). Then :func:`wave_plan`'s waves, one stage per account. A merged pull
-    request that adds one customer file changes one stage's template, its account's.
+    the synth, a diff). Then :func:`wave_plan`'s waves. A merged pull request that adds one
+    customer file adds that customer's stack to a wave and changes no other template.
 
     The pipeline does not update itself (no self-mutation): its own changes are deployed by an
     operator (``cdk deploy PipelineStack -c pipeline=1``), so a change in the repository can
@@ -96,7 +153,7 @@ class PipelineStack(cdk.Stack):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, accounts: Accounts,
-                 stages: Sequence[tuple[str, list[cdk.Stage], bool]], **kwargs: Any) -> None:
+                 waves: Sequence[tuple[PlannedWave, list[cdk.Stage]]], **kwargs: Any) -> None:
         pipeline_config = accounts.pipeline
         assert pipeline_config is not None
         home = pipeline_config.account
@@ -124,8 +181,8 @@ class PipelineStack(cdk.Stack):
         source = pipelines.CodePipelineSource.connection(
             pipeline_config.repository, pipeline_config.branch,
             connection_arn=pipeline_config.connection_arn)
-        targets = sorted({a.account_id for _, accs, _ in wave_plan(accounts) for a in accs
-                          if a.account_id})
+        targets = sorted({s.account.account_id for w, _ in waves for s in w.stages
+                          if s.account.account_id})
         synth = pipelines.CodeBuildStep(
             "Synth", input=source, commands=list(SYNTH_COMMANDS),
             primary_output_directory="cdk.out",
@@ -141,11 +198,11 @@ class PipelineStack(cdk.Stack):
                 build_environment=codebuild.BuildEnvironment(
                     build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
                     compute_type=codebuild.ComputeType.LARGE)))
-        for name, stage_list, approval in stages:
+        for planned, stage_list in waves:
             wave = self.pipeline.add_wave(
-                name, pre=[pipelines.ManualApprovalStep(
+                planned.name, pre=[pipelines.ManualApprovalStep(
                     APPROVAL, comment="Review the synth step's diff, then approve")]
-                if approval else None)
+                if planned.approval else None)
             for stage in stage_list:
                 wave.add_stage(stage)
         self.pipeline.build_pipeline()

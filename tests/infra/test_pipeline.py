@@ -64,17 +64,33 @@ def _pipeline(assembly: Path) -> dict[str, Any]:
 
 def test_the_waves_run_in_order_and_production_waits_for_approval(assembly: Path) -> None:
     stages = _pipeline(assembly)["Stages"]
-    assert [s["Name"] for s in stages] == ["Source", "Build", "Assets", "log-archive",
-                                            "staging", "production"]
+    assert [s["Name"] for s in stages] == [
+        "Source", "Build", "Assets", "log-archive", "staging", "staging-customers-1",
+        "production", "production-customers-1"]
     kinds = {s["Name"]: [a["ActionTypeId"]["Category"] for a in s["Actions"]] for s in stages}
-    assert "Approval" not in kinds["log-archive"] + kinds["staging"]
-    production = sorted(stages[-1]["Actions"], key=lambda a: a["RunOrder"])
+    assert all("Approval" not in kinds[name] for name in kinds if name != "production")
+    production = sorted(stages[-2]["Actions"], key=lambda a: a["RunOrder"])
     assert (production[0]["Name"], production[0]["ActionTypeId"]["Category"]) == (APPROVAL,
                                                                                   "Approval")
-    # Every account's audit stack goes before its customers' stacks.
-    order = {a["Name"]: a["RunOrder"] for a in stages[-1]["Actions"]}
-    audit, acme = "exchange-1.PhiExchange-audit.Deploy", "exchange-1.PhiExchange-acme.Prepare"
-    assert order[audit] < order[acme]
+    # The accounts' audit stacks go in the wave before their customers'.
+    names = {s["Name"]: {a["Name"] for a in s["Actions"]} for s in stages}
+    assert "exchange-1.PhiExchange-audit.Deploy" in names["production"]
+    assert "exchange-1-customers-1.PhiExchange-acme.Deploy" in names["production-customers-1"]
+
+
+def test_no_codepipeline_stage_exceeds_its_structural_limits() -> None:
+    from stacks.pipeline_stack import MAX_ACTIONS_PER_STAGE, MAX_STAGES, wave_plan
+
+    # 1,000 customers over the three exchange accounts: every wave within 50 actions.
+    where = {f"c{i:04d}": ("staging", "exchange-1", "exchange-2")[i % 3] for i in range(1000)}
+    plan = wave_plan(ACCOUNTS, where)
+    assert all(wave.actions <= MAX_ACTIONS_PER_STAGE for wave in plan)
+    assert 3 + len(plan) <= MAX_STAGES
+    assert sum(len(s.customers) for w in plan for s in w.stages) == 1000
+    # Past what one pipeline holds, the plan is refused with the reason.
+    where = {f"c{i:04d}": "exchange-1" for i in range(1200)}
+    with pytest.raises(ValueError, match=r"pipeline: 54 stages needed, CodePipeline allows 50"):
+        wave_plan(ACCOUNTS, where)
 
 
 def test_every_deploy_goes_through_the_target_accounts_own_roles(assembly: Path) -> None:
@@ -115,7 +131,7 @@ def test_a_registry_change_changes_only_that_customers_stack(assembly: Path,
     before = _templates(assembly)
     assert changed.keys() == before.keys()
     different = [name for name in before if before[name] != changed[name]]
-    assert len(different) == 1 and different[0].startswith("assembly-exchange-1/"), different
+    assert len(different) == 1 and different[0].startswith("assembly-exchange-1-"), different
     assert "Customeracme" in different[0]
 
 
