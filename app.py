@@ -22,11 +22,12 @@ from typing import Any
 import aws_cdk as cdk
 
 from phi_core import placement
+from stacks import policy_limits
 from stacks.app_builder import build_app, build_pipeline_app
 from stacks.config import (
     RegistryError,
-    load_one_customer,
     load_registry,
+    one_customer,
     parse_audit_settings,
     read_registry,
 )
@@ -58,17 +59,21 @@ def main() -> int:
             app = build_app(list(registry.values()), audit_settings=audit, all_customers=True,
                             placement=where)
         else:  # one customer: another customer's broken file is only a warning
-            customer, warnings = load_one_customer(registry_dir, slug, option="-c customer")
-            healthy = read_registry(registry_dir).customers
-            where, others = placement.check((c.placed for c in healthy.values()), accounts,
-                                            only=slug)
+            read = read_registry(registry_dir)
+            customer, warnings = one_customer(read, slug, option="-c customer")
+            where, others = placement.check((c.placed for c in read.customers.values()),
+                                            accounts, only=slug)
             for warning in [*warnings, *others]:
                 print(f"warning: {warning}", file=sys.stderr)
             app = build_app([customer], audit_settings=audit, placement=where)
     except (RegistryError, placement.PlacementError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    app.synth()
+    oversized = policy_limits.oversized_templates(app.synth())
+    if oversized:
+        print(f"error: {RegistryError(oversized, subject='synthesized templates')}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

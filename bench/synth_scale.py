@@ -69,15 +69,39 @@ def synthetic_customer(index: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_registry(directory: Path, count: int) -> list[str]:
+def write_registry(directory: Path, count: int, accounts: int = 0) -> list[str]:
+    """N customer files; with ``accounts`` > 0, an accounts.toml next to them (a pipeline
+    account, a log archive and that many exchange accounts, the quotas 250 customers each
+    need raised) and each customer placed round-robin."""
     directory.mkdir(parents=True, exist_ok=True)
     slugs = []
     for index in range(count):
         text = synthetic_customer(index)
         slug = text.split('"')[1]
+        if accounts:
+            text += f'account = "exchange-{index % accounts + 1}"\n'
         (directory / f"{slug}.toml").write_text(text)
         slugs.append(slug)
+    if accounts:
+        (directory.parent / "accounts.toml").write_text(accounts_file(accounts))
     return slugs
+
+
+def accounts_file(count: int) -> str:
+    raised = ("quotas = { guardduty_protected_buckets = 1000, eventbridge_rules = 2000, "
+              "iam_groups = 500 }")
+    lines = [
+        "[pipeline]", 'label = "tooling"', 'account_id = "500000000000"',
+        'region = "eu-west-2"', 'repository = "example/phi-exchange"',
+        'connection_arn = "arn:aws:codeconnections:eu-west-2:500000000000:connection/'
+        '0a1b2c3d-0000-4000-8000-00000000abcd"', "",
+        "[log_archive]", 'label = "log-archive"', 'account_id = "900000000000"',
+        'region = "eu-west-2"', "",
+    ]
+    for i in range(1, count + 1):
+        lines += ["[[exchange]]", f'label = "exchange-{i}"',
+                  f'account_id = "{100000000000 + i:012d}"', 'region = "eu-west-2"', raised, ""]
+    return "\n".join(lines)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -148,9 +172,14 @@ def spread(values: list[float]) -> str:
 
 
 def run_synth(registry: Path, customer: str, outdir: Path) -> Run:
-    """Run app.py as the CLI would; time it, with the machine's state around it."""
+    """Run app.py as the CLI would; time it, with the machine's state around it. ``customer``
+    "pipeline" synthesizes the pipeline app (``-c pipeline=1``: every account's stages)."""
     context = json.loads((REPO / "cdk.json").read_text())["context"]
-    context.update(customer=customer, registry=str(registry))
+    context.update(registry=str(registry))
+    if customer == "pipeline":
+        context.update(pipeline=1)
+    else:
+        context.update(customer=customer)
     env = dict(
         os.environ,
         CDK_CONTEXT_JSON=json.dumps(context),
@@ -265,6 +294,11 @@ def main() -> None:
         "--repeat", type=int, default=3, help="runs per N and kind (min / median / max)"
     )
     parser.add_argument("--phases", type=int, metavar="N", help="time the phases for N")
+    parser.add_argument("--accounts", type=int, default=0, metavar="K",
+                        help="place the customers over K exchange accounts (accounts.toml)")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="with --accounts: 'all' is the pipeline app (-c pipeline=1: "
+                        "every account's stages and the pipeline)")
     args = parser.parse_args()
     if args.phases:
         phases(args.phases)
@@ -279,16 +313,20 @@ def main() -> None:
     for count in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             registry = Path(tmp) / "customers"
-            slugs = write_registry(registry, count)
+            slugs = write_registry(registry, count, args.accounts)
             one: list[Run] = []
             every: list[Run] = []
             for i in range(args.repeat):
                 one.append(run_synth(registry, slugs[-1], Path(tmp) / f"one{i}"))
                 print(one[-1].line(f"N={count} one #{i + 1}"), flush=True)
             for i in range(args.repeat):
-                every.append(run_synth(registry, "all", Path(tmp) / f"all{i}"))
+                every.append(run_synth(registry, "pipeline" if args.pipeline else "all",
+                                       Path(tmp) / f"all{i}"))
                 print(every[-1].line(f"N={count} all #{i + 1}"), flush=True)
             figures = template_figures(Path(tmp) / "all0")
+            if args.pipeline:
+                pipeline = Path(tmp) / "all0" / "PipelineStack.template.json"
+                print(f"pipeline template: {pipeline.stat().st_size / 1024:.0f} KB", flush=True)
         all_median = statistics.median(r.seconds for r in every)
         rows.append(
             f"{count:>5} {spread([r.seconds for r in one]):>20} "

@@ -334,7 +334,12 @@ def load_one_customer(directory: Path, slug: str, *,
     about one customer works while another customer's file is broken. Raises
     :class:`RegistryError` when ``slug`` itself is broken or not registered (``option`` names
     where the slug came from, for the message)."""
-    read = read_registry(directory)
+    return one_customer(read_registry(directory), slug, option=option)
+
+
+def one_customer(read: RegistryRead, slug: str, *,
+                 option: str = "customer") -> tuple[CustomerConfig, list[str]]:
+    """:func:`load_one_customer` of a registry already read."""
     own = read.problems_of(slug)
     if own:
         raise RegistryError(own)

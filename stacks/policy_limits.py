@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import Stack
@@ -21,6 +22,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
 
+from phi_core import naming
 from stacks.config import CustomerConfig
 
 # Documented AWS limits (characters, whitespace excluded).
@@ -28,6 +30,9 @@ BUCKET_POLICY_LIMIT = 20 * 1024
 KEY_POLICY_LIMIT = 32 * 1024
 MANAGED_POLICY_LIMIT = 6144
 ROLE_TRUST_POLICY_LIMIT = 2048  # default quota; adjustable up to 4096 on request
+# CloudFormation's template body, uploaded through S3 (the CDK CLI and CodePipeline both do):
+# 1 MB. Checked on the written templates, after synth.
+TEMPLATE_BODY_LIMIT = 1_000_000
 
 # The longest value each pseudo parameter can take.
 WORST_CASE_PSEUDO = {
@@ -116,3 +121,18 @@ def _worst_case(value: Any) -> Any:
     if set(value) == {"Fn::Sub"}:
         return WORST_CASE_ATTRIBUTE + str(value["Fn::Sub"])
     return {k: _worst_case(v) for k, v in value.items()}
+
+
+def oversized_templates(assembly: Any) -> list[str]:
+    """One line per synthesized template (nested stages' included) over CloudFormation's
+    1 MB template body: such a stack cannot be created, whatever deploys it."""
+    problems = []
+    for stack in assembly.stacks_recursively:
+        size = Path(stack.template_full_path).stat().st_size
+        if size > TEMPLATE_BODY_LIMIT:
+            problems.append(
+                f"{stack.stack_name}: template: {size:,} bytes, over CloudFormation's "
+                f"{TEMPLATE_BODY_LIMIT:,}-byte template body"
+                + ("; the pipeline deploys too many stacks: split the exchange accounts over "
+                   "two pipelines" if stack.stack_name == naming.PIPELINE_STACK_NAME else ""))
+    return problems

@@ -88,8 +88,8 @@ def test_no_codepipeline_stage_exceeds_its_structural_limits() -> None:
     assert 3 + len(plan) <= MAX_STAGES
     assert sum(len(s.customers) for w in plan for s in w.stages) == 1000
     # Past what one pipeline holds, the plan is refused with the reason.
-    where = {f"c{i:04d}": "exchange-1" for i in range(1200)}
-    with pytest.raises(ValueError, match=r"pipeline: 54 stages needed, CodePipeline allows 50"):
+    where = {f"c{i:04d}": "exchange-1" for i in range(2500)}
+    with pytest.raises(ValueError, match=r"pipeline: 56 stages needed, CodePipeline allows 50"):
         wave_plan(ACCOUNTS, where)
 
 

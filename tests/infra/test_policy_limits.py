@@ -66,3 +66,22 @@ def test_every_oversize_customer_is_reported_at_once():
                for p in problems)
     assert any(p.startswith("customers/bigger.toml: ") and "bucket policy" in p
                for p in problems)
+
+
+def test_a_template_over_cloudformations_body_limit_is_refused(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from stacks.policy_limits import TEMPLATE_BODY_LIMIT, oversized_templates
+
+    def stack(name: str, size: int) -> SimpleNamespace:
+        path = tmp_path / f"{name}.template.json"
+        path.write_bytes(b" " * size)
+        return SimpleNamespace(stack_name=name, template_full_path=str(path))
+
+    assembly = SimpleNamespace(stacks_recursively=[
+        stack("PhiExchange-acme", TEMPLATE_BODY_LIMIT),
+        stack("PhiExchange-pipeline", TEMPLATE_BODY_LIMIT + 1)])
+    (line,) = oversized_templates(assembly)
+    assert line.startswith("PhiExchange-pipeline: template: 1,000,001 bytes, over "
+                           "CloudFormation's 1,000,000-byte template body")
+    assert "split the exchange accounts over two pipelines" in line
