@@ -22,7 +22,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 # Caching them on first import costs nothing after it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup setup-demo demo demo-down synth synth-all test lint matrix scan partner-tools lock clean
+.PHONY: setup setup-demo demo demo-down synth synth-all pipeline-synth pipeline-diff test lint matrix scan partner-tools lock clean
 
 # What the demo needs: the CDK app, the emulator, the client, the CDK CLI and Node 22.
 setup-demo: $(VENV)/.demo-installed node_modules/.installed
@@ -84,6 +84,15 @@ synth-all: setup-demo
 	@echo "Synthesized the audit stack and every registered customer, compliance gate passed:"
 	@echo "  templates:         cdk.out/ (one assembly-<slug>/ per customer)"
 	@echo "  compliance report: $$($(PYTHON) -m stacks.compliance cdk.out)"
+
+# The pipeline's synth step (stacks/pipeline_stack.py): its app, then a diff against every
+# deployed stack for the approval. Needs accounts.toml with [pipeline], and AWS credentials
+# for the diff.
+pipeline-synth: setup-demo
+	cdk synth -c pipeline=1 --no-notices --quiet
+
+pipeline-diff: setup-demo
+	cdk diff -c pipeline=1 --no-notices '**'
 
 test: setup lint
 	@echo "==> Tests (two workers)"

@@ -331,6 +331,10 @@ def cmd_placement(args: argparse.Namespace, make: MakeClient) -> int:
             print(f"{PROG}: {problem}", file=sys.stderr)
         return 1 if report.unplaced or report.exceeded else 0
     customer = registered_customer(args.registry, slug, error=AdminError)
+    if args.assign and not accounts.source:
+        raise AdminError(f"{slug}: account: nothing to record without an accounts file "
+                         f"({directory.parent / placement.ACCOUNTS_FILE}): every customer is in "
+                         "the one account the CLI deploys to")
     if customer.account is not None:
         print(f"{slug} is placed in {customer.account} ({customer.source_file}); moving a "
               "customer means a new bucket and key there: not something this command does")

@@ -38,8 +38,8 @@ def render(report: placement.Placement) -> str:
     lines = []
     accounts = report.accounts
     if accounts.log_archive is not None:
-        lines.append(f"log archive: {accounts.log_archive.described} (named only: each exchange "
-                     "account still keeps its own audit stack)")
+        lines.append(f"log archive: {accounts.log_archive.described}: holds every exchange "
+                     "account's evidence (LogArchiveStack)")
     for account in accounts.exchange:
         placed = sorted(s for s, label in report.where.items() if label == account.label)
         lines.append(f"{account.described}: {len(placed)} customer"

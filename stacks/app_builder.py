@@ -126,8 +126,9 @@ def build_pipeline_app(
                     customers=[by_slug[slug] for slug in stage.customers],
                     synthesizer=through_deployment_role))
         waves.append((planned, built))
-    PipelineStack(app, PIPELINE_STACK_ID, accounts=accounts, waves=waves,
-                  synthesizer=through_deployment_role())
+    # The CDK bootstrap's roles deploy the pipeline (and its self-mutation): the account roles'
+    # deployment role may only create what the PHI stacks need.
+    PipelineStack(app, PIPELINE_STACK_ID, accounts=accounts, waves=waves)
     return app
 
 

@@ -26,8 +26,10 @@ class LogArchiveStack(Stack):
     so its administrators, whatever their rights there, cannot read, alter or delete the
     evidence (a request across accounts needs a grant in the resource's own policy). In the
     log-archive account, the bucket and key are guarded as the single-account audit stack
-    guards its own: only break-glass retires the key or changes the bucket's controls; only its
-    operator and break-glass decrypt; Object Lock keeps every version for the retention.
+    guards its own: only break-glass retires the key; only the deployment role and break-glass
+    change its policy (it lists the trails, so it changes with the accounts) and the bucket's
+    controls; only its operator and break-glass decrypt; Object Lock keeps every version for
+    the retention.
 
     Deploy it first (its account's ``AccessStack`` before it): an exchange account's trail is
     refused at CreateTrail until this bucket's policy admits it.
@@ -55,10 +57,9 @@ class LogArchiveStack(Stack):
         )
         evidence.allow_cloudtrail_to_use_key(self.key, every_trail)
         roles = account_roles.Roles(account=self.account, partition=self.partition)
-        self.key.add_to_resource_policy(iam.PolicyStatement.from_json(
-            account_roles.audit_key_guard_deny(roles)))
-        self.key.add_to_resource_policy(iam.PolicyStatement.from_json(
-            account_roles.evidence_key_crypto_deny(roles)))
+        for statement in [*account_roles.evidence_key_guard_denies(roles),
+                          account_roles.evidence_key_crypto_deny(roles)]:
+            self.key.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
         cfn_key = self.key.node.default_child
         assert isinstance(cfn_key, kms.CfnKey)
         cfn_key.bypass_policy_lockout_safety_check = True  # as the audit key: see AuditTrail

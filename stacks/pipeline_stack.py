@@ -26,13 +26,10 @@ from stacks.log_archive_stack import LogArchiveStack
 
 # What the synth step runs, in a clean checkout (CodeBuild): the project's own test command
 # (the compliance gate runs on every synth inside it), then the pipeline's synth, then a diff
-# of every stack against what is deployed, for the reviewer of the approval.
-SYNTH_COMMANDS = (
-    "make test",
-    "node_modules/.bin/cdk synth -c pipeline=1 --no-notices --quiet",
-    "node_modules/.bin/cdk diff -c pipeline=1 --no-notices '**'",
-)
-APPROVAL = "ApproveProduction"
+# of every stack against what is deployed, for the reviewer of the approval. Make targets: the
+# Makefile puts the project's venv and Node first on PATH (cdk.json runs `python3 app.py`).
+SYNTH_COMMANDS = ("make test", "make pipeline-synth", "make pipeline-diff")
+APPROVAL = "Approve"
 ARTIFACT_DAYS = 90  # a run's artifacts are rebuilt by the next run
 
 
@@ -43,7 +40,7 @@ ARTIFACT_DAYS = 90  # a run's artifacts are rebuilt by the next run
 MAX_ACTIONS_PER_STAGE = 50
 MAX_STAGES = 50
 ACTIONS_PER_STACK = 1
-LEADING_STAGES = 3  # Source, Build, Assets
+LEADING_STAGES = 4  # Source, Build, UpdatePipeline, Assets
 CUSTOMERS_PER_WAVE = MAX_ACTIONS_PER_STAGE // ACTIONS_PER_STACK
 
 
@@ -77,21 +74,22 @@ class PlannedWave:
 
 
 def wave_plan(accounts: Accounts, where: Mapping[str, str]) -> list[PlannedWave]:
-    """The pipeline's waves in deployment order: the log-archive account (its bucket must admit
-    every trail before the trails exist); then the ``production = false`` exchange accounts'
-    audit stacks and their customers; then, after a manual approval, the production ones'.
-    Customers go in batches of at most :data:`CUSTOMERS_PER_WAVE` (every wave is one
-    CodePipeline stage, at most 50 actions); placement is ``where`` (slug -> account label).
-    Raises :class:`ValueError` when the pipeline would need more than 50 stages."""
+    """The pipeline's waves in deployment order, all after one manual approval (nothing reaches
+    an account before a person has read the synth step's diff): the log-archive account (its
+    bucket must admit every trail before the trails exist); then the ``production = false``
+    exchange accounts' audit stacks and their customers (a failure there stops the run before
+    production); then the production ones'. Customers go in batches of at most
+    :data:`CUSTOMERS_PER_WAVE` (every wave is one CodePipeline stage, at most 50 actions);
+    placement is ``where`` (slug -> account label). Raises :class:`ValueError` when the
+    pipeline would need more than 50 stages."""
     waves: list[PlannedWave] = []
     if accounts.log_archive is not None:
         waves.append(PlannedWave("log-archive", (PlannedStage(accounts.log_archive, True),)))
-    for group, approval in (("staging", False), ("production", True)):
-        members = [a for a in accounts.exchange if a.production is approval]
+    for group, production in (("staging", False), ("production", True)):
+        members = [a for a in accounts.exchange if a.production is production]
         if not members:
             continue
-        waves.append(PlannedWave(group, tuple(PlannedStage(a, True) for a in members),
-                                 approval))
+        waves.append(PlannedWave(group, tuple(PlannedStage(a, True) for a in members)))
         placed = [(a, slug) for a in members
                   for slug in sorted(s for s, label in where.items() if label == a.label)]
         for start in range(0, len(placed), CUSTOMERS_PER_WAVE):
@@ -101,6 +99,8 @@ def wave_plan(accounts: Accounts, where: Mapping[str, str]) -> list[PlannedWave]
                                         number)
                            for a in members if any(b is a for b, _ in batch))
             waves.append(PlannedWave(f"{group}-customers-{number}", stages))
+    if waves:
+        waves[0] = PlannedWave(waves[0].name, waves[0].stages, approval=True)
     if LEADING_STAGES + len(waves) > MAX_STAGES:
         raise ValueError(
             f"pipeline: {LEADING_STAGES + len(waves)} stages needed, CodePipeline allows "
@@ -148,10 +148,11 @@ class PipelineStack(cdk.Stack):
     the synth, a diff). Then :func:`wave_plan`'s waves. A merged pull request that adds one
     customer file adds that customer's stack to a wave and changes no other template.
 
-    The pipeline does not update itself (no self-mutation): its own changes are deployed by an
-    operator (``cdk deploy PipelineStack -c pipeline=1``), so a change in the repository can
-    never widen what the pipeline may do without a person. Each account's CDK-deploy role
-    trusts exactly this stack's pipeline role (``AccessStack`` there, deployed first).
+    The pipeline updates itself from the repository (CDK Pipelines' self-mutation, through the
+    CDK bootstrap's roles of its own account, which hold no PHI), so a merged customer file is
+    deployed with no other step. What it may do elsewhere is bounded by each account's
+    CDK-deploy role, which trusts exactly this pipeline's role and may never touch
+    ``PhiExchange-access`` nor ``PhiExchange-pipeline``: only an administrator changes those.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, accounts: Accounts,
@@ -166,13 +167,19 @@ class PipelineStack(cdk.Stack):
         key = kms.Key(self, "ArtifactKey", alias=naming.PIPELINE_ARTIFACT_KEY_ALIAS,
                       description="Encrypts the pipeline's artifacts (templates, assets)",
                       enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
-        logs = secure_bucket(self, "ArtifactAccessLogs", key=None, lifecycle_rules=[
+        # This stack is deployed with the CDK bootstrap's roles (it holds no PHI; the account
+        # roles' deployment role is for the stacks that do): their CloudFormation role changes
+        # its buckets' controls.
+        bootstrap_cfn = (f"arn:{self.partition}:iam::{home.account_id}:role/"
+                         f"cdk-*-cfn-exec-role-{home.account_id}-{home.region}")
+        logs = secure_bucket(self, "ArtifactAccessLogs", key=None, deployer=bootstrap_cfn,
+                             lifecycle_rules=[
             s3.LifecycleRule(id="RetainAccessLogs",
                              expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS))])
         self.artifacts = secure_bucket(
             self, "Artifacts", key=key,
             bucket_name=naming.pipeline_artifact_bucket_name(home.account_id, home.region),
-            access_logs=(logs, "artifacts/"),
+            access_logs=(logs, "artifacts/"), deployer=bootstrap_cfn,
             lifecycle_rules=[s3.LifecycleRule(
                 id="ExpireOldRuns", expiration=Duration.days(ARTIFACT_DAYS),
                 noncurrent_version_expiration=Duration.days(ARTIFACT_DAYS))])
@@ -195,7 +202,7 @@ class PipelineStack(cdk.Stack):
                            for t in targets])])
         self.pipeline = pipelines.CodePipeline(
             self, "Pipeline", pipeline_name=naming.PROJECT, synth=synth, role=self.role,
-            artifact_bucket=self.artifacts, self_mutation=False, use_change_sets=False,
+            artifact_bucket=self.artifacts, self_mutation=True, use_change_sets=False,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(
                     build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
@@ -203,7 +210,7 @@ class PipelineStack(cdk.Stack):
         for planned, stage_list in waves:
             wave = self.pipeline.add_wave(
                 planned.name, pre=[pipelines.ManualApprovalStep(
-                    APPROVAL, comment="Review the synth step's diff, then approve")]
+                    APPROVAL, comment="Read the synth step's diff, then approve")]
                 if planned.approval else None)
             for stage in stage_list:
                 wave.add_stage(stage)

@@ -47,7 +47,7 @@ class AccountRoles(Construct):
             deployer = iam.CompositePrincipal(deployer, iam.AccountPrincipal(
                 pipeline.account_id).with_conditions(account_roles.pipeline_trust_conditions(
                     partition=stack.partition, pipeline_account=pipeline.account_id)))
-            cdk_deploy += account_roles.pipeline_artifact_statements(
+            cdk_deploy += account_roles.pipeline_deploy_statements(
                 partition=stack.partition, pipeline_account=pipeline.account_id,
                 pipeline_region=pipeline.region)
         self.cdk_deploy = self._role(

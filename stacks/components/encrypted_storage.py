@@ -26,6 +26,7 @@ def secure_bucket(
     access_logs: tuple[s3.IBucket, str] | None = None,
     object_lock_retention: s3.ObjectLockRetention | None = None,
     encryption_exempt_source_arn: str | list[str] | None = None,
+    deployer: str | None = None,
 ) -> s3.Bucket:
     """A bucket with every secure default, the one place they are written.
 
@@ -42,7 +43,8 @@ def secure_bucket(
     the deliveries an AWS service makes on behalf of that one resource of ours from those
     denies: CloudTrail writes its digest files with SSE-S3 whatever the trail's key
     (docs/security.md, "Service contracts"); a list exempts each (the central custody bucket's
-    trails).
+    trails). ``deployer`` replaces the deployment role as the role that may change the
+    bucket's controls (the pipeline's stack is deployed by the CDK bootstrap's role).
     """
     bucket = s3.Bucket(
         scope,
@@ -72,7 +74,7 @@ def secure_bucket(
     bucket.add_to_resource_policy(iam.PolicyStatement.from_json(
         account_roles.guarded_bucket_deny(
             account_roles.Roles(account=stack.account, partition=stack.partition),
-            bucket.bucket_arn)))
+            bucket.bucket_arn, deployer=deployer)))
     # A retained bucket keeps its policy too: `cdk destroy` must not leave data behind without
     # the TLS and encryption denies.
     assert bucket.policy is not None

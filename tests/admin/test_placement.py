@@ -101,3 +101,12 @@ def test_a_broken_accounts_file_is_one_line(registry: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "accounts.toml: exchange[0].account_id: required" in err
     assert "Traceback" not in err
+
+
+def test_assign_needs_an_accounts_file(tmp_path: Path, capsys) -> None:
+    shutil.copytree(REPO / "customers", tmp_path / "customers")
+    before = (tmp_path / "customers" / "acme.toml").read_text()
+    assert main(["placement", "--registry", str(tmp_path / "customers"), "--assign",
+                 "acme"]) == 1
+    assert "acme: account: nothing to record without an accounts file" in capsys.readouterr().err
+    assert (tmp_path / "customers" / "acme.toml").read_text() == before

@@ -57,8 +57,13 @@ def test_a_good_accounts_file_parses() -> None:
                    {"label": "ex-1", "account_id": "222222222222", "region": "eu-west-2"}]},
      "accounts.toml: exchange[1].label: 'ex-1' is already used by exchange[0]"),
     ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2"},
-                   {"label": "ex-2", "account_id": "111111111111", "region": "eu-west-2"}]},
-     "accounts.toml: exchange[1]: account 111111111111 in eu-west-2 is listed twice"),
+                   {"label": "ex-2", "account_id": "111111111111", "region": "us-east-1"}]},
+     "accounts.toml: exchange[1]: account 111111111111 is already listed: an exchange account "
+     "is listed once"),
+    ({"pipeline": {"label": "tooling", "account_id": "999999999999", "region": "eu-west-2",
+                   "repository": "o/r", "connection_arn": "arn:aws:codeconnections:eu-west-2:"
+                   "999999999999:connection/0a1b2c3d-0000-4000-8000-00000000abcd"}},
+     "accounts.toml: pipeline.account_id: must not be the log-archive account"),
     ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
                     "quotas": {"iam_users": 6000}}]},
      "accounts.toml: exchange[0].quotas.iam_users: IAM users per account is a hard quota"),
@@ -66,17 +71,12 @@ def test_a_good_accounts_file_parses() -> None:
                     "quotas": {"iam_groups": 600}}]},
      "accounts.toml: exchange[0].quotas.iam_groups: at most 500"),
     ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
-                    "quotas": {"iam_groups": 200}}]},
-     "accounts.toml: exchange[0].quotas.iam_groups: must be a whole number at least the "
-     "default 300"),
+                    "quotas": {"iam_groups": 0}}]},
+     "accounts.toml: exchange[0].quotas.iam_groups: must be a whole number: the value Service "
+     "Quotas shows"),
     ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
                     "quotas": {"groups": 400}}]},
      "accounts.toml: exchange[0].quotas.groups: unknown quota"),
-    ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
-                    "quotas": {"iam_roles": 2000}},
-                   {"label": "ex-1b", "account_id": "111111111111", "region": "us-east-1"}]},
-     "accounts.toml: exchange.quotas.iam_roles: account 111111111111 is listed in several "
-     "regions with different values"),
     ({"log_archive": {"label": "logs", "account_id": "111111111111", "region": "eu-west-2"}},
      "accounts.toml: log_archive.account_id: must not be an exchange account"),
     ({"extra": {}}, "accounts.toml: 'extra': unknown table"),
@@ -106,22 +106,18 @@ def _customers(count: int, account: str | None, footprint=IAM_USER) -> list[plac
     return [placement.Placed(f"c{i}", account, footprint) for i in range(count)]
 
 
-def test_iam_counts_are_shared_by_an_accounts_regions() -> None:
+def test_a_new_accounts_lower_quota_is_counted_against() -> None:
+    # A new account can have 10 concurrent Lambda executions: nothing can be reserved, so an
+    # iam-user customer (its rotation function reserves 1) does not fit.
     accounts = placement.parse_accounts({"exchange": [
-        {"label": "west", "account_id": "111111111111", "region": "eu-west-2"},
-        {"label": "east", "account_id": "111111111111", "region": "us-east-1"},
-    ]}, source="accounts.toml")
-    group_and_rule = {"iam_groups": 1, "eventbridge_rules": 1}
-    customers = [*_customers(150, "west", group_and_rule),
-                 *[placement.Placed(f"e{i}", "east", group_and_rule) for i in range(151)]]
-    result = placement.evaluate(customers, accounts)
+        {"label": "new", "account_id": "111111111111", "region": "eu-west-2",
+         "quotas": {"lambda_concurrency": 10}}]}, source="accounts.toml")
+    result = placement.evaluate(_customers(1, "new"), accounts)
     assert result.exceeded == (
-        "account 111111111111 (west, east): IAM groups per account: 301 needed, limit 300 "
-        "(AWS's default 300; 301 customers): request an increase in Service Quotas and record "
-        "it under the account's [exchange.quotas] iam_groups, or place customers elsewhere",)
-    # Regional quotas are counted per region: 161 rules fit in each (301 would not).
-    rules = [u for u in result.usage if u.quota.key == "eventbridge_rules"]
-    assert sorted(u.used for u in rules) == [160, 161]
+        "account new (111111111111 eu-west-2): Lambda concurrent executions (reserved by our "
+        "functions): 1 needed, limit 0 (recorded as 10, less 100 kept free; 1 customers): "
+        "request an increase in Service Quotas and record it under the account's "
+        "[exchange.quotas] lambda_concurrency, or place customers elsewhere",)
 
 
 def test_a_hard_quota_says_to_split() -> None:

@@ -81,6 +81,7 @@ ACL = {"s3:x-amz-acl": "bucket-owner-full-control"}
 EXCHANGE_ADMIN = f"arn:aws:iam::{EXCHANGE_A}:role/Admin"
 ARCHIVE_ADMIN = f"arn:aws:iam::{ARCHIVE}:role/Admin"
 ARCHIVE_OPERATOR = f"arn:aws:iam::{ARCHIVE}:role/{naming.OPERATOR_ROLE_NAME}"
+DEPLOYMENT = f"arn:aws:iam::{ARCHIVE}:role/{naming.DEPLOYMENT_ROLE_NAME}"
 CT = "cloudtrail.amazonaws.com"
 CASES = [
     Case("trail A delivers under its account", CT, "s3:PutObject",
@@ -128,6 +129,13 @@ CASES = [
          f"AWSLogs/{EXCHANGE_A}/x.json.gz", _caller(ARCHIVE_ADMIN), True, False),
     Case("archive admin retires the key", ARCHIVE_ADMIN, "kms:ScheduleKeyDeletion", "key",
          _caller(ARCHIVE_ADMIN), True, False),
+    Case("archive admin rewrites the key policy", ARCHIVE_ADMIN, "kms:PutKeyPolicy", "key",
+         _caller(ARCHIVE_ADMIN), True, False),
+    # CloudFormation adds a new account's trail to the key policy, as the deployment role.
+    Case("the deployment role updates the key policy", DEPLOYMENT, "kms:PutKeyPolicy", "key",
+         _caller(DEPLOYMENT), True, True),
+    Case("the deployment role retires the key", DEPLOYMENT, "kms:ScheduleKeyDeletion", "key",
+         _caller(DEPLOYMENT), True, False),
 ]
 
 

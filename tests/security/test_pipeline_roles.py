@@ -34,6 +34,7 @@ PIPELINE_ROLE = f"arn:aws:iam::{PIPELINE}:role/{naming.PIPELINE_ROLE_NAME}"
 PIPELINE_SESSION = f"arn:aws:sts::{PIPELINE}:assumed-role/{naming.PIPELINE_ROLE_NAME}/run"
 BUCKET = f"arn:aws:s3:::{naming.pipeline_artifact_bucket_name(PIPELINE, REGION)}"
 KEY = f"arn:aws:kms:{REGION}:{PIPELINE}:key/0a1b2c3d-0000-4000-8000-000000000001"
+STACK = f"arn:aws:cloudformation:us-east-1:{TARGET}:stack/{{}}/0a1b2c3d"
 ALLOW_ALL = {"Version": "2012-10-17",
              "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
@@ -80,7 +81,7 @@ class Case:
     action: str
     resource: str
     identity: str  # "allow-all" or "cdk-deploy"
-    on: str  # which resource policy: trust, bucket, key
+    on: str  # which resource policy: trust, bucket, key, or none
     allowed: bool
 
 
@@ -104,6 +105,15 @@ CASES = [
          ADMIN.format(TARGET), "kms:Decrypt", KEY, "allow-all", "key", False),
     Case("the deploy role overwrites an artifact", CDK_DEPLOY_SESSION, CDK_DEPLOY,
          "s3:PutObject", f"{BUCKET}/Synth_Output/abc", "cdk-deploy", "bucket", False),
+    Case("the deploy role updates a customer stack", CDK_DEPLOY_SESSION, CDK_DEPLOY,
+         "cloudformation:UpdateStack", STACK.format("PhiExchange-acme"), "cdk-deploy", "none",
+         True),
+    Case("the deploy role updates the account's roles", CDK_DEPLOY_SESSION, CDK_DEPLOY,
+         "cloudformation:UpdateStack", STACK.format(naming.ACCESS_STACK_NAME), "cdk-deploy",
+         "none", False),
+    Case("the deploy role updates the pipeline", CDK_DEPLOY_SESSION, CDK_DEPLOY,
+         "cloudformation:CreateChangeSet", STACK.format(naming.PIPELINE_STACK_NAME),
+         "cdk-deploy", "none", False),
 ]
 
 
@@ -117,13 +127,12 @@ def _decisions(policies: Policies) -> dict[str, bool]:
                        for i, d in enumerate(policies.cdk_deploy))
     for case in CASES:
         context = _caller(case.principal, case.role)
-        if case.on == "key":
-            context["kms:ResourceAliases"] = [naming.PIPELINE_ARTIFACT_KEY_ALIAS]  # type: ignore[assignment]
         batch.requests.append(evaluator.Request(
             principal=case.principal, action=case.action, resource=case.resource,
-            resource_account=TARGET if case.on == "trust" else PIPELINE, context=context,
+            resource_account=TARGET if case.on in ("trust", "none") else PIPELINE,
+            context=context,
             identity_policies=deploy_ids if case.identity == "cdk-deploy" else ("allow-all",),
-            resource_policy=case.on))
+            resource_policy=None if case.on == "none" else case.on))
     decisions = evaluator.evaluate(batch, workers=1)
     return {c.name: d.allowed for c, d in zip(CASES, decisions, strict=True)}
 
@@ -157,10 +166,19 @@ def _drop_artifact_reads(policies: Policies) -> Policies:
     return replace(policies, cdk_deploy=documents)
 
 
+def _drop_own_stacks_deny(policies: Policies) -> Policies:
+    documents = copy.deepcopy(policies.cdk_deploy)
+    for document in documents:
+        document["Statement"] = [s for s in document["Statement"]
+                                 if s.get("Sid") != "NeverTheAccountsOwnStacks"]
+    return replace(policies, cdk_deploy=documents)
+
+
 @pytest.mark.parametrize(("mutate", "caught_by"), [
     (_trust_any_pipeline_principal, "another role of the pipeline's account assumes it"),
     (_drop_artifact_reads, "the deploy role reads a staged template"),
-], ids=["pipeline-trust-widened", "artifact-reads-dropped"])
+    (_drop_own_stacks_deny, "the deploy role updates the account's roles"),
+], ids=["pipeline-trust-widened", "artifact-reads-dropped", "own-stacks-deny-dropped"])
 def test_each_broken_statement_is_caught(policies: Policies,
                                          mutate: Callable[[Policies], Policies],
                                          caught_by: str) -> None:

@@ -125,6 +125,19 @@ def audit_key_crypto_deny(roles: Roles) -> Statement:
                         services_exempt=True)
 
 
+def evidence_key_guard_denies(roles: Roles) -> list[Statement]:
+    """Key policy of the central evidence key: only break-glass schedules its deletion or
+    disables it (the Object-Locked logs are unreadable without it); its policy, which lists
+    every exchange account's trail and so changes when an account is added, is changed by the
+    deployment role (CloudFormation) or break-glass only."""
+    return [
+        _deny_unless("OnlyBreakGlassRetiresTheEvidenceKey",
+                     ["kms:ScheduleKeyDeletion", "kms:DisableKey"], "*", [roles.break_glass]),
+        _deny_unless("OnlyDeploymentChangesTheEvidenceKeyPolicy", ["kms:PutKeyPolicy"], "*",
+                     [roles.deployment, roles.break_glass]),
+    ]
+
+
 def evidence_key_crypto_deny(roles: Roles) -> Statement:
     """Key policy of the central evidence key (the log-archive account): its operator (reading
     the trail's logs, for custody) and break-glass decrypt with it; CloudTrail, acting as
@@ -133,11 +146,15 @@ def evidence_key_crypto_deny(roles: Roles) -> Statement:
                         [roles.operator, roles.break_glass], services_exempt=True)
 
 
-def guarded_bucket_deny(roles: Roles, bucket_arn: str) -> Statement:
+def guarded_bucket_deny(roles: Roles, bucket_arn: str, *,
+                        deployer: str | None = None) -> Statement:
     """Bucket policy of every bucket: its policy, encryption, versioning, lifecycle and Object
-    Lock, and its object versions, are changed by the deployment role or break-glass only."""
+    Lock, and its object versions, are changed by the deployment role or break-glass only
+    (``deployer``: another role that deploys the stack, e.g. the CDK bootstrap's CloudFormation
+    role for the pipeline's own stack)."""
     return _deny_unless("OnlyDeploymentChangesTheBucket", GUARDED_BUCKET_ACTIONS,
-                        [bucket_arn, f"{bucket_arn}/*"], [roles.deployment, roles.break_glass])
+                        [bucket_arn, f"{bucket_arn}/*"],
+                        [deployer or roles.deployment, roles.break_glass])
 
 
 def audit_key_guard_deny(roles: Roles) -> Statement:
@@ -307,12 +324,16 @@ def pipeline_trust_conditions(*, partition: str, pipeline_account: str) -> dict[
         naming.PIPELINE_ROLE_NAME, account=pipeline_account, partition=partition)}}
 
 
-def pipeline_artifact_statements(*, partition: str, pipeline_account: str,
-                                 pipeline_region: str) -> list[Statement]:
+def pipeline_deploy_statements(*, partition: str, pipeline_account: str,
+                               pipeline_region: str) -> list[Statement]:
     """What the CDK-deploy role needs of the pipeline's account to deploy from it: read the
-    staged templates in the artifact bucket, decrypted with the artifact key (named by its
-    alias: its id is not known before it exists)."""
+    staged templates in the artifact bucket and decrypt them (the key's own policy names the
+    roles it admits). And what it must never do, whoever assumes it: touch the account's own
+    roles (``PhiExchange-access``) or the pipeline (``PhiExchange-pipeline``), which only an
+    administrator changes."""
     bucket = naming.pipeline_artifact_bucket_name(pipeline_account, pipeline_region)
+    never = [f"arn:{partition}:cloudformation:*:*:stack/{name}/*"
+             for name in (naming.ACCESS_STACK_NAME, naming.PIPELINE_STACK_NAME)]
     return [
         {"Sid": "ReadPipelineArtifacts", "Effect": "Allow",
          "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetBucketLocation",
@@ -320,9 +341,9 @@ def pipeline_artifact_statements(*, partition: str, pipeline_account: str,
          "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"]},
         {"Sid": "DecryptPipelineArtifacts", "Effect": "Allow",
          "Action": ["kms:Decrypt", "kms:DescribeKey"],
-         "Resource": f"arn:{partition}:kms:{pipeline_region}:{pipeline_account}:key/*",
-         "Condition": {"ForAnyValue:StringEquals": {
-             "kms:ResourceAliases": naming.PIPELINE_ARTIFACT_KEY_ALIAS}}},
+         "Resource": f"arn:{partition}:kms:{pipeline_region}:{pipeline_account}:key/*"},
+        {"Sid": "NeverTheAccountsOwnStacks", "Effect": "Deny", "Action": "cloudformation:*",
+         "Resource": never},
     ]
 
 

@@ -137,7 +137,7 @@ class Account:
     production: bool = True  # the pipeline waits for a manual approval before deploying here
 
     def limit(self, quota: Quota) -> int:
-        return self.raised.get(quota.key, quota.default) - quota.kept_free
+        return max(0, self.raised.get(quota.key, quota.default) - quota.kept_free)
 
     @property
     def partition(self) -> str:
@@ -245,8 +245,10 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
             bad(f"{where}.label", f"'{account.label}' is already used by "
                 f"{seen_labels[account.label]}")
         seen_labels.setdefault(account.label, where)
-        if (account.account_id, account.region) in seen_places:
-            bad(where, f"account {account.account_id} in {account.region} is listed twice")
+        if account.account_id in {a for a, _ in seen_places}:
+            # Its audit stack's trail is multi-region: a second region's would collide with it.
+            bad(where, f"account {account.account_id} is already listed: an exchange account "
+                "is listed once, in the region of its audit stack and customers")
         seen_places.add((account.account_id, account.region))
     # IAM and bucket counts are shared by an account's regions: their raised values must agree.
     for quota in (q for q in QUOTAS if q.scope is Scope.ACCOUNT):
@@ -263,6 +265,10 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
     if pipeline is not None and pipeline.account.account_id in {a.account_id for a in placed}:
         bad("pipeline.account_id", "must not be an exchange account: the pipeline's account "
             "deploys into the others and holds no PHI")
+    if (pipeline is not None and log_archive is not None
+            and pipeline.account.account_id == log_archive.account_id):
+        bad("pipeline.account_id", "must not be the log-archive account: the evidence is kept "
+            "out of reach of the account that deploys everywhere")
     if problems:
         raise PlacementError(problems)
     return Accounts(exchange=tuple(placed), log_archive=log_archive, pipeline=pipeline,
@@ -327,9 +333,9 @@ def _account(entry: Mapping[str, Any], where: str, bad: Any, *,
             bad(name, "unknown quota (known: " + ", ".join(QUOTA_BY_KEY) + ")")
         elif not quota.adjustable:
             bad(name, f"{quota.title} is a hard quota ({quota.default:,}); it cannot be raised")
-        elif isinstance(value, bool) or not isinstance(value, int) or value < quota.default:
-            bad(name, f"must be a whole number at least the default {quota.default:,} (the "
-                "value Service Quotas granted)")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            bad(name, "must be a whole number: the value Service Quotas shows for the account "
+                f"(AWS's default is {quota.default:,}; a new account can have less)")
         elif quota.ceiling is not None and value > quota.ceiling:
             bad(name, f"at most {quota.ceiling:,}: the most AWS grants for {quota.title}")
         else:
@@ -450,7 +456,7 @@ def over_quota(usage: Iterable[Usage]) -> list[str]:
     for u in usage:
         if u.over:
             raised = u.accounts[0].raised.get(u.quota.key)
-            source = (f"raised to {raised:,}" if raised is not None
+            source = (f"recorded as {raised:,}" if raised is not None
                       else f"AWS's default {u.quota.default:,}")
             kept = f", less {u.quota.kept_free} kept free" if u.quota.kept_free else ""
             remedy = ("split the customers across accounts" if not u.quota.adjustable else
