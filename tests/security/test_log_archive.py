@@ -131,6 +131,8 @@ CASES = [
          _caller(ARCHIVE_ADMIN), True, False),
     Case("archive admin rewrites the key policy", ARCHIVE_ADMIN, "kms:PutKeyPolicy", "key",
          _caller(ARCHIVE_ADMIN), True, False),
+    Case("archive admin moves the key's alias", ARCHIVE_ADMIN, "kms:UpdateAlias", "key",
+         _caller(ARCHIVE_ADMIN), True, False),
     # CloudFormation adds a new account's trail to the key policy, as the deployment role.
     Case("the deployment role updates the key policy", DEPLOYMENT, "kms:PutKeyPolicy", "key",
          _caller(DEPLOYMENT), True, True),

@@ -126,13 +126,16 @@ def audit_key_crypto_deny(roles: Roles) -> Statement:
 
 
 def evidence_key_guard_denies(roles: Roles) -> list[Statement]:
-    """Key policy of the central evidence key: only break-glass schedules its deletion or
-    disables it (the Object-Locked logs are unreadable without it); its policy, which lists
-    every exchange account's trail and so changes when an account is added, is changed by the
-    deployment role (CloudFormation) or break-glass only."""
+    """Key policy of the central evidence key: only break-glass schedules its deletion, disables
+    it or moves its alias (the Object-Locked logs are unreadable without it); its policy, which
+    lists every exchange account's trail and so changes when an account is added, is changed by
+    the deployment role (CloudFormation) or break-glass only."""
     return [
+        # The exchange accounts' trails name the key by its alias: moving or deleting the alias
+        # (KMS asks the alias's current key too) is retiring it.
         _deny_unless("OnlyBreakGlassRetiresTheEvidenceKey",
-                     ["kms:ScheduleKeyDeletion", "kms:DisableKey"], "*", [roles.break_glass]),
+                     ["kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:UpdateAlias",
+                      "kms:DeleteAlias"], "*", [roles.break_glass]),
         _deny_unless("OnlyDeploymentChangesTheEvidenceKeyPolicy", ["kms:PutKeyPolicy"], "*",
                      [roles.deployment, roles.break_glass]),
     ]
