@@ -45,16 +45,12 @@ def render(report: placement.Placement) -> str:
         lines.append(f"{account.described}: {len(placed)} customer"
                      f"{'s' if len(placed) != 1 else ''}")
         for u in report.usage:
-            if account not in u.accounts or u.used == 0:
+            if u.account is not account or u.used == 0:
                 continue
-            if u.quota.scope is placement.Scope.ACCOUNT and u.accounts[0] is not account:
-                continue  # an account-wide quota is shown once, under the account's first region
             share = u.used / u.limit if u.limit else 1.0
             state = "OVER" if u.over else "near" if share >= NEAR else ""
-            shared = (" (account-wide: " + ", ".join(a.label for a in u.accounts) + ")"
-                      if len(u.accounts) > 1 else "")
             lines.append(f"  {u.quota.title:<62} {u.used:>7,} / {u.limit:<9,} {share:>4.0%}"
-                         f" {state}{shared}".rstrip())
+                         f" {state}".rstrip())
     return "\n".join(lines)
 
 
@@ -66,7 +62,7 @@ def as_json(report: placement.Placement) -> dict[str, Any]:
             for a in report.accounts.exchange],
         "usage": [
             {"quota": u.quota.key, "title": u.quota.title,
-             "accounts": [a.label for a in u.accounts], "used": u.used, "limit": u.limit,
+             "accounts": [u.account.label], "used": u.used, "limit": u.limit,
              "over": u.over}
             for u in report.usage],
         "problems": [*report.unplaced, *report.exceeded],

@@ -15,13 +15,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phi_core import defaults, identifiers, naming, placement
+from phi_core import defaults, identifiers, naming, placement, toml_files
 from phi_core.vocabulary import AccessMode, Direction
 
 # "-c customer=all" selects every customer; "audit" and "access" would collide with the names of
@@ -225,24 +224,11 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    source = str(path)
     try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise RegistryError([f"{source}: (file): cannot be read ({err.strerror})"]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise RegistryError([f"{source}: (file): larger than {MAX_FILE_BYTES} bytes; "
-                             "a customer file is a few lines of settings"])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RegistryError([f"{source}: (file): not UTF-8 text (byte {err.start})"]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise RegistryError([f"{source}: (file): not valid TOML ({err})"]) from None
-    except RecursionError:  # tomllib recurses per nesting level: 4 KB of "[" exhausts it
-        raise RegistryError([f"{source}: (file): not valid TOML (nested too deeply)"]) from None
+        return toml_files.read_toml(path, max_bytes=MAX_FILE_BYTES, too_large=(
+            "; a customer file is a few lines of settings"))
+    except toml_files.UnreadableFile as err:
+        raise RegistryError([err.line]) from None
 
 
 def load_customer_file(path: Path) -> CustomerConfig:

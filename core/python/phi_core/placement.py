@@ -19,26 +19,19 @@ so a new resource that a quota counts cannot be added without counting it here.
 
 from __future__ import annotations
 
-import enum
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phi_core import identifiers
+from phi_core import identifiers, toml_files
 from phi_core.vocabulary import AccessMode
 
 ACCOUNTS_FILE = "accounts.toml"
 DEFAULT_LABEL = "default"  # the implicit account when there is no accounts file
 MAX_FILE_BYTES = 64 * 1024
-
-
-class Scope(enum.StrEnum):
-    ACCOUNT = "account"  # IAM and S3 bucket counts are global to the account
-    REGION = "region"  # everything else is per account and region
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,6 @@ class Quota:
     key: str
     title: str
     default: int
-    scope: Scope
     adjustable: bool = True
     ceiling: int | None = None
     kept_free: int = 0
@@ -60,24 +52,21 @@ class Quota:
 # AWS's published defaults (November 2026; docs/scale.md has the sources and what to do when
 # one bites). The key is what an accounts file raises: [exchange.quotas] iam_groups = 500.
 QUOTAS: tuple[Quota, ...] = (
-    Quota("iam_groups", "IAM groups per account", 300, Scope.ACCOUNT, ceiling=500),
-    Quota("iam_users", "IAM users per account", 5000, Scope.ACCOUNT, adjustable=False),
-    Quota("iam_roles", "IAM roles per account", 1000, Scope.ACCOUNT, ceiling=5000),
+    Quota("iam_groups", "IAM groups per account", 300, ceiling=500),
+    Quota("iam_users", "IAM users per account", 5000, adjustable=False),
+    Quota("iam_roles", "IAM roles per account", 1000, ceiling=5000),
     Quota("iam_managed_policies", "IAM customer managed policies per account", 1500,
-          Scope.ACCOUNT, ceiling=5000),
-    Quota("s3_buckets", "S3 general purpose buckets per account", 10000, Scope.ACCOUNT,
-          ceiling=1_000_000),
-    Quota("eventbridge_rules", "EventBridge rules per event bus (the default bus)", 300,
-          Scope.REGION),
+          ceiling=5000),
+    Quota("s3_buckets", "S3 general purpose buckets per account", 10000, ceiling=1_000_000),
+    Quota("eventbridge_rules", "EventBridge rules per event bus (the default bus)", 300),
     Quota("lambda_concurrency", "Lambda concurrent executions (reserved by our functions)", 1000,
-          Scope.REGION, kept_free=100),
+          kept_free=100),
     Quota("guardduty_protected_buckets", "GuardDuty Malware Protection for S3 protected "
-          "buckets", 25, Scope.REGION,
-          note="not verified offline: check Service Quotas before relying on it"),
-    Quota("cloudformation_stacks", "CloudFormation stacks", 2000, Scope.REGION),
-    Quota("kms_keys", "KMS customer managed keys", 100_000, Scope.REGION),
-    Quota("sns_topics", "SNS topics", 100_000, Scope.REGION),
-    Quota("secrets", "Secrets Manager secrets", 500_000, Scope.REGION),
+          "buckets", 25, note="not verified offline: check Service Quotas before relying on it"),
+    Quota("cloudformation_stacks", "CloudFormation stacks", 2000),
+    Quota("kms_keys", "KMS customer managed keys", 100_000),
+    Quota("sns_topics", "SNS topics", 100_000),
+    Quota("secrets", "Secrets Manager secrets", 500_000),
 )
 QUOTA_BY_KEY = {q.key: q for q in QUOTAS}
 
@@ -187,20 +176,11 @@ class Accounts:
 
 def load_accounts(path: Path) -> Accounts:
     """Read and validate an accounts file; every problem in one :class:`PlacementError`."""
-    source = str(path)
     try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise PlacementError([f"{source}: (file): cannot be read ({err.strerror})"]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise PlacementError([f"{source}: (file): larger than {MAX_FILE_BYTES} bytes"])
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise PlacementError([f"{source}: (file): not UTF-8 text (byte {err.start})"]) from None
-    except (tomllib.TOMLDecodeError, RecursionError) as err:
-        raise PlacementError([f"{source}: (file): not valid TOML ({err})"]) from None
-    return parse_accounts(data, source=source)
+        data = toml_files.read_toml(path, max_bytes=MAX_FILE_BYTES)
+    except toml_files.UnreadableFile as err:
+        raise PlacementError([err.line]) from None
+    return parse_accounts(data, source=str(path))
 
 
 def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
@@ -250,13 +230,6 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
             bad(where, f"account {account.account_id} is already listed: an exchange account "
                 "is listed once, in the region of its audit stack and customers")
         seen_places.add((account.account_id, account.region))
-    # IAM and bucket counts are shared by an account's regions: their raised values must agree.
-    for quota in (q for q in QUOTAS if q.scope is Scope.ACCOUNT):
-        for account_id in sorted({a.account_id for a in placed if a.account_id}):
-            given = {a.raised.get(quota.key) for a in placed if a.account_id == account_id}
-            if len(given) > 1:
-                bad(f"exchange.quotas.{quota.key}", f"account {account_id} is listed in several "
-                    "regions with different values; an account-wide quota has one value")
     if log_archive is not None and log_archive.account_id in {a.account_id for a in placed}:
         bad("log_archive.account_id", "must not be an exchange account: the evidence is kept "
             "out of reach of the accounts that hold the data")
@@ -398,21 +371,17 @@ def place(customers: Iterable[Placed], accounts: Accounts) -> tuple[dict[str, st
 
 @dataclass(frozen=True)
 class Usage:
-    """One quota in one account (and region, for regional quotas)."""
+    """One quota in one exchange account (each is listed once, in one region)."""
 
     quota: Quota
-    accounts: tuple[Account, ...]  # the entries sharing it (several regions of one account)
+    account: Account
     used: int
     limit: int
     customers: int
 
     @property
     def where(self) -> str:
-        first = self.accounts[0]
-        if self.quota.scope is Scope.ACCOUNT and len(self.accounts) > 1:
-            labels = ", ".join(a.label for a in self.accounts)
-            return f"account {first.account_id} ({labels})"
-        return f"account {first.described}"
+        return f"account {self.account.described}"
 
     @property
     def over(self) -> bool:
@@ -421,33 +390,20 @@ class Usage:
 
 def count(accounts: Accounts, placed: Mapping[str, str],
           footprints: Mapping[str, Footprint]) -> list[Usage]:
-    """Every quota's use in every account (and region), the account's own stacks included."""
-    usage: list[Usage] = []
-    for quota in QUOTAS:
-        groups: dict[Any, list[Account]] = {}
-        for account in accounts.exchange:
-            key = (account.account_id if quota.scope is Scope.ACCOUNT
-                   else (account.account_id, account.region))
-            groups.setdefault(key if account.account_id else account.label, []).append(account)
-        for members in groups.values():
-            labels = {a.label for a in members}
-            slugs = [s for s, label in placed.items() if label in labels]
-            used = sum(footprints[s].get(quota.key, 0) for s in slugs)
-            used += sum(_own_stacks(a, accounts).get(quota.key, 0) for a in members)
-            usage.append(Usage(quota, tuple(members), used, members[0].limit(quota), len(slugs)))
-    return usage
-
-
-def _own_stacks(account: Account, accounts: Accounts) -> Counter[str]:
-    """The account's own stacks in this entry: the audit stack in every account and region,
-    the access stack (IAM, global) once per account, counted in its first listed region."""
-    use = Counter(AUDIT_STACK_FOOTPRINT)
+    """Every quota's use in every account, the account's own stacks included: its access
+    stack, and its audit stack (whose custody buckets are in the log-archive account when
+    there is one)."""
+    own: Counter[str] = Counter(AUDIT_STACK_FOOTPRINT)
+    own.update(ACCESS_STACK_FOOTPRINT)
     if accounts.log_archive is not None:
-        del use["s3_buckets"]  # the custody buckets are in the log-archive account
-    first = next(a for a in accounts.exchange if a.account_id == account.account_id)
-    if first is account:
-        use.update(ACCESS_STACK_FOOTPRINT)
-    return use
+        own["s3_buckets"] -= AUDIT_STACK_FOOTPRINT["s3_buckets"]
+    usage: list[Usage] = []
+    for account in accounts.exchange:
+        slugs = [s for s, label in placed.items() if label == account.label]
+        for quota in QUOTAS:
+            used = own[quota.key] + sum(footprints[s].get(quota.key, 0) for s in slugs)
+            usage.append(Usage(quota, account, used, account.limit(quota), len(slugs)))
+    return usage
 
 
 def over_quota(usage: Iterable[Usage]) -> list[str]:
@@ -455,7 +411,7 @@ def over_quota(usage: Iterable[Usage]) -> list[str]:
     lines = []
     for u in usage:
         if u.over:
-            raised = u.accounts[0].raised.get(u.quota.key)
+            raised = u.account.raised.get(u.quota.key)
             source = (f"recorded as {raised:,}" if raised is not None
                       else f"AWS's default {u.quota.default:,}")
             kept = f", less {u.quota.kept_free} kept free" if u.quota.kept_free else ""
@@ -473,8 +429,7 @@ def propose(accounts: Accounts, usage: Iterable[Usage], footprint: Footprint) ->
     order); None when it fits nowhere."""
     by_label: dict[str, list[Usage]] = {}
     for u in usage:
-        for account in u.accounts:
-            by_label.setdefault(account.label, []).append(u)
+        by_label.setdefault(u.account.label, []).append(u)
     best: tuple[float, str] | None = None
     for account in accounts.exchange:
         room = 1.0
