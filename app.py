@@ -10,19 +10,25 @@ Context: ``customer`` (a registered slug, or ``all``; absent: the account stacks
 ``pipeline`` (set: the CDK pipeline and every account's stage instead);
 ``registry`` (default ``customers``); ``accounts`` (default ``accounts.toml`` next to the
 registry; absent: every customer goes to the deploying credentials' account);
-``audit_retention_days``, ``audit_lock_mode`` and ``security_contacts`` (cdk.json).
+``audit_retention_days``, ``audit_lock_mode`` and ``security_contacts`` (cdk.json);
+``synth_processes`` (``-c customer=all``: how many processes synthesize the customers;
+default one per core once each has 40 customers; 1: one process).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 
 from phi_core import placement
-from stacks import policy_limits
+from stacks import assembly_shards, policy_limits
 from stacks.app_builder import build_app, build_pipeline_app
 from stacks.config import (
     RegistryError,
@@ -44,11 +50,18 @@ def main() -> int:
             if (value := context.try_get_context(key)) is not None
         })
         accounts = _accounts(context, registry_dir)
-        if context.try_get_context("pipeline"):  # the pipeline, holding every account's stage
+        cores = os.cpu_count() or 1
+        requested = _positive_int(context, "synth_processes")
+        if context.try_get_context("pipeline"):  # the pipelines, holding every account's stage
             registry = load_registry(registry_dir)
             where, _ = placement.check((c.placed for c in registry.values()), accounts)
-            app = build_pipeline_app(list(registry.values()), where, audit_settings=audit)
-        elif not slug:
+            customers = list(registry.values())
+            numbers = list(range(1, accounts.pipelines + 1))
+            return _synth_in_shards(
+                numbers, assembly_shards.shard_count(len(numbers), cores, requested, per_shard=1),
+                lambda run, _first, outdir: build_pipeline_app(
+                    customers, where, audit_settings=audit, numbers=run, outdir=outdir))
+        if not slug:
             registered = read_registry(registry_dir).customers
             print("note: no -c customer=<slug|all>: synthesizing the account stacks only; "
                   f"registered customers: {', '.join(sorted(registered))}", file=sys.stderr)
@@ -56,8 +69,12 @@ def main() -> int:
         elif slug == "all":  # every customer: one broken file stops synth (and CI)
             registry = load_registry(registry_dir)
             where, _ = placement.check((c.placed for c in registry.values()), accounts)
-            app = build_app(list(registry.values()), audit_settings=audit, all_customers=True,
-                            placement=where)
+            customers = list(registry.values())
+            return _synth_in_shards(
+                customers, assembly_shards.shard_count(len(customers), cores, requested),
+                lambda run, first, outdir: build_app(
+                    run, audit_settings=audit, all_customers=True, placement=where,
+                    account_stacks=first, outdir=outdir))
         else:  # one customer: another customer's broken file is only a warning
             read = read_registry(registry_dir)
             customer, warnings = one_customer(read, slug, option="-c customer")
@@ -69,12 +86,67 @@ def main() -> int:
     except (RegistryError, placement.PlacementError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    return _synth(app)
+
+
+SHARD_ENV = "PHI_EXCHANGE_SYNTH_SHARD"  # "<index>/<count>": this process synthesizes one shard
+
+
+def _synth(app: cdk.App) -> int:
     oversized = policy_limits.oversized_templates(app.synth())
     if oversized:
         print(f"error: {RegistryError(oversized, subject='synthesized templates')}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _synth_in_shards(units: list[Any], count: int,
+                     build: Callable[[list[Any], bool, str | None], cdk.App]) -> int:
+    """Synthesize ``build(run, first, outdir)`` for ``units`` (customers, or pipeline numbers)
+    split into ``count`` runs, each in its own process (:mod:`stacks.assembly_shards`): the
+    other runs start first, each an ``app.py`` of its own writing to a directory inside the
+    output; this process builds the first run (``first``: with the account stacks)
+    meanwhile, then joins theirs. Any shard failing (a gate finding, an oversized template)
+    fails the synth: its process has printed why."""
+    if SHARD_ENV in os.environ:  # this process is one of the other runs
+        index, of = (int(n) for n in os.environ[SHARD_ENV].split("/"))
+        return _synth(build(assembly_shards.split(units, of)[index], False, None))
+    if count == 1:
+        return _synth(build(units, True, None))
+    outdir = Path(os.environ.get("CDK_OUTDIR") or tempfile.mkdtemp(prefix="cdk.out"))
+    outdir.mkdir(parents=True, exist_ok=True)
+    shard_dirs = [outdir / f".shard-{index}" for index in range(1, count)]
+    workers = [subprocess.Popen(  # noqa: S603 - this same script, by our own interpreter
+        [sys.executable, *sys.argv],
+        env={**os.environ, SHARD_ENV: f"{index}/{count}", "CDK_OUTDIR": str(directory)})
+        for index, directory in enumerate(shard_dirs, start=1)]
+    try:
+        status = _synth(build(assembly_shards.split(units, count)[0], True, str(outdir)))
+        failed = [w for w in workers if w.wait() != 0]
+        if status or failed:
+            return 1
+        assembly_shards.join(outdir, shard_dirs)
+        return 0
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+def _positive_int(context: Any, key: str) -> int | None:
+    value = context.try_get_context(key)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise RegistryError([f"-c {key}={value}: must be a whole number, 1 or more"],
+                            subject="context")
+    return number
 
 
 def _accounts(context: Any, registry_dir: Path) -> placement.Accounts:

@@ -69,10 +69,21 @@ def synthetic_customer(index: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+CUSTOMERS_PER_ACCOUNT = 250  # with the quotas accounts_file raises
+CUSTOMERS_PER_PIPELINE = 500  # one pipeline's template holds ~800 (docs/benchmarks.md)
+
+
+def default_accounts(count: int) -> int:
+    """Enough exchange accounts for ``count`` customers: the implicit account (no accounts
+    file) has AWS's default quotas, which 25 malware-scanned customers already fill."""
+    return 0 if count <= 20 else -(-count // CUSTOMERS_PER_ACCOUNT)
+
+
 def write_registry(directory: Path, count: int, accounts: int = 0) -> list[str]:
     """N customer files; with ``accounts`` > 0, an accounts.toml next to them (a pipeline
     account, a log archive and that many exchange accounts, the quotas 250 customers each
-    need raised) and each customer placed round-robin."""
+    need raised, as many pipelines as 500 customers each need) and each customer placed
+    round-robin."""
     directory.mkdir(parents=True, exist_ok=True)
     slugs = []
     for index in range(count):
@@ -83,11 +94,12 @@ def write_registry(directory: Path, count: int, accounts: int = 0) -> list[str]:
         (directory / f"{slug}.toml").write_text(text)
         slugs.append(slug)
     if accounts:
-        (directory.parent / "accounts.toml").write_text(accounts_file(accounts))
+        pipelines = max(1, -(-count // CUSTOMERS_PER_PIPELINE))
+        (directory.parent / "accounts.toml").write_text(accounts_file(accounts, pipelines))
     return slugs
 
 
-def accounts_file(count: int) -> str:
+def accounts_file(count: int, pipelines: int = 1) -> str:
     raised = ("quotas = { guardduty_protected_buckets = 1000, eventbridge_rules = 2000, "
               "iam_groups = 500 }")
     lines = [
@@ -100,7 +112,8 @@ def accounts_file(count: int) -> str:
     ]
     for i in range(1, count + 1):
         lines += ["[[exchange]]", f'label = "exchange-{i}"',
-                  f'account_id = "{100000000000 + i:012d}"', 'region = "eu-west-2"', raised, ""]
+                  f'account_id = "{100000000000 + i:012d}"', 'region = "eu-west-2"', raised,
+                  f"pipeline = {1 + (i - 1) * min(pipelines, count) // count}", ""]
     return "\n".join(lines)
 
 
@@ -171,11 +184,14 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
 
 
-def run_synth(registry: Path, customer: str, outdir: Path) -> Run:
+def run_synth(registry: Path, customer: str, outdir: Path, processes: int | None = None) -> Run:
     """Run app.py as the CLI would; time it, with the machine's state around it. ``customer``
-    "pipeline" synthesizes the pipeline app (``-c pipeline=1``: every account's stages)."""
+    "pipeline" synthesizes the pipeline app (``-c pipeline=1``: every account's stages).
+    ``processes``: ``-c synth_processes`` (default: app.py's, one per core)."""
     context = json.loads((REPO / "cdk.json").read_text())["context"]
     context.update(registry=str(registry))
+    if processes is not None:
+        context.update(synth_processes=processes)
     if customer == "pipeline":
         context.update(pipeline=1)
     else:
@@ -294,8 +310,12 @@ def main() -> None:
         "--repeat", type=int, default=3, help="runs per N and kind (min / median / max)"
     )
     parser.add_argument("--phases", type=int, metavar="N", help="time the phases for N")
-    parser.add_argument("--accounts", type=int, default=0, metavar="K",
-                        help="place the customers over K exchange accounts (accounts.toml)")
+    parser.add_argument("--accounts", type=int, metavar="K",
+                        help="place the customers over K exchange accounts (accounts.toml; "
+                        "default: one per 250 customers, none up to 20)")
+    parser.add_argument("--processes", type=int, metavar="P",
+                        help="synthesize 'all' in P processes (-c synth_processes; default: "
+                        "app.py's, one per core)")
     parser.add_argument("--pipeline", action="store_true",
                         help="with --accounts: 'all' is the pipeline app (-c pipeline=1: "
                         "every account's stages and the pipeline)")
@@ -313,7 +333,8 @@ def main() -> None:
     for count in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             registry = Path(tmp) / "customers"
-            slugs = write_registry(registry, count, args.accounts)
+            accounts = default_accounts(count) if args.accounts is None else args.accounts
+            slugs = write_registry(registry, count, accounts)
             one: list[Run] = []
             every: list[Run] = []
             for i in range(args.repeat):
@@ -321,12 +342,12 @@ def main() -> None:
                 print(one[-1].line(f"N={count} one #{i + 1}"), flush=True)
             for i in range(args.repeat):
                 every.append(run_synth(registry, "pipeline" if args.pipeline else "all",
-                                       Path(tmp) / f"all{i}"))
+                                       Path(tmp) / f"all{i}", args.processes))
                 print(every[-1].line(f"N={count} all #{i + 1}"), flush=True)
             figures = template_figures(Path(tmp) / "all0")
             if args.pipeline:
-                pipeline = Path(tmp) / "all0" / "PipelineStack.template.json"
-                print(f"pipeline template: {pipeline.stat().st_size / 1024:.0f} KB", flush=True)
+                for pipeline in sorted((Path(tmp) / "all0").glob("PipelineStack*.template.json")):
+                    print(f"{pipeline.name}: {pipeline.stat().st_size / 1024:.0f} KB", flush=True)
         all_median = statistics.median(r.seconds for r in every)
         rows.append(
             f"{count:>5} {spread([r.seconds for r in one]):>20} "

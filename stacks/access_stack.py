@@ -21,11 +21,12 @@ class AccessStack(Stack):
     secret policies admit these roles by name."""
 
     def __init__(self, scope: Construct, construct_id: str, *,
-                 pipeline: Account | None = None, **kwargs: Any) -> None:
+                 pipeline: Account | None = None, pipelines: int = 1,
+                 **kwargs: Any) -> None:
         super().__init__(
             scope, construct_id, stack_name=naming.ACCESS_STACK_NAME,
             description="PHI partner exchange: the roles that work with PHI (once per account)",
             **kwargs)
-        roles = AccountRoles(self, "Roles", pipeline=pipeline)
+        roles = AccountRoles(self, "Roles", pipeline=pipeline, pipelines=pipelines)
         compliance.acknowledge_access_stack(self, roles=roles)
         Tags.of(self).add("phi-exchange:component", "access")

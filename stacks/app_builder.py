@@ -78,10 +78,13 @@ def build_pipeline_app(
     audit_settings: AuditSettings | None = None,
     outdir: str | None = None,
     context: dict[str, Any] | None = None,
+    numbers: Sequence[int] | None = None,
 ) -> cdk.App:
-    """The app of ``cdk deploy PipelineStack -c pipeline=1``: the pipeline stack and its waves
-    (:func:`stacks.pipeline_stack.wave_plan`), each customer deployed to its placed account.
-    The compliance gate runs on every stack of every stage."""
+    """The app of ``cdk deploy PipelineStack -c pipeline=1``: the pipeline stacks
+    (``PipelineStack``, ``PipelineStack-2``... one per ``pipeline`` number of the exchange
+    accounts) and their waves (:func:`stacks.pipeline_stack.wave_plan`), each customer deployed
+    to its placed account. The compliance gate runs on every stack of every stage. ``numbers``:
+    only those pipelines (a shard synthesized in its own process)."""
     from stacks.pipeline_stack import (
         ExchangeAccountStage,
         LogArchiveStage,
@@ -107,29 +110,35 @@ def build_pipeline_app(
     compliance.add_gate(app)
     settings = audit_settings or AuditSettings()
     central = _central_evidence(accounts)
-    try:
-        plan = wave_plan(accounts, placement.where)
-    except ValueError as err:
-        raise RegistryError([f"{accounts.source or 'accounts.toml'}: {err}"]) from None
     by_slug = {c.slug: c for c in customers}
-    waves: list[tuple[Any, list[cdk.Stage]]] = []
-    for planned in plan:
-        built: list[cdk.Stage] = []
-        for stage in planned.stages:
-            if stage.account is accounts.log_archive:
-                built.append(LogArchiveStage(app, stage.account, settings=settings,
-                                             trails=_trails(accounts),
-                                             synthesizer=through_deployment_role))
-            else:
-                built.append(ExchangeAccountStage(
-                    app, stage, settings=settings, central=central,
-                    customers=[by_slug[slug] for slug in stage.customers],
-                    synthesizer=through_deployment_role))
-        waves.append((planned, built))
-    # The CDK bootstrap's roles deploy the pipeline (and its self-mutation): the account roles'
-    # deployment role may only create what the PHI stacks need.
-    PipelineStack(app, PIPELINE_STACK_ID, accounts=accounts, waves=waves)
+    for number in numbers or range(1, accounts.pipelines + 1):
+        try:
+            plan = wave_plan(accounts, placement.where, number)
+        except ValueError as err:
+            raise RegistryError([f"{accounts.source or 'accounts.toml'}: {err}"]) from None
+        waves: list[tuple[Any, list[cdk.Stage]]] = []
+        for planned in plan:
+            built: list[cdk.Stage] = []
+            for stage in planned.stages:
+                if stage.account is accounts.log_archive:
+                    built.append(LogArchiveStage(app, stage.account, settings=settings,
+                                                 trails=_trails(accounts),
+                                                 synthesizer=through_deployment_role))
+                else:
+                    built.append(ExchangeAccountStage(
+                        app, stage, settings=settings, central=central,
+                        customers=[by_slug[slug] for slug in stage.customers],
+                        synthesizer=through_deployment_role))
+            waves.append((planned, built))
+        # The CDK bootstrap's roles deploy the pipeline (and its self-mutation): the account
+        # roles' deployment role may only create what the PHI stacks need.
+        PipelineStack(app, pipeline_stack_id(number), accounts=accounts, waves=waves,
+                      number=number)
     return app
+
+
+def pipeline_stack_id(number: int) -> str:
+    return PIPELINE_STACK_ID if number == 1 else f"{PIPELINE_STACK_ID}-{number}"
 
 
 def build_app(
@@ -141,6 +150,7 @@ def build_app(
     context: dict[str, Any] | None = None,
     placement: Placement | None = None,
     accounts: Accounts | None = None,
+    account_stacks: bool = True,
 ) -> cdk.App:
     """The app always holds ``AccessStack`` (the account's roles, deployed once per account,
     first) and ``AuditStack`` (once per account and region).
@@ -155,21 +165,27 @@ def build_app(
     deploys where the CLI's credentials point. When ``accounts`` (or the placement's) names a
     log-archive account, the app also holds ``LogArchiveStack`` there, and the audit stack's
     trail delivers to it.
+
+    ``account_stacks=False`` leaves those out: a shard of the customers synthesized in another
+    process (:mod:`stacks.assembly_shards`) holds only their stages.
     """
     app = cdk.App(outdir=outdir, context=context or {})
     compliance.add_gate(app)
     settings = audit_settings or AuditSettings()
     accounts = accounts or (placement.accounts if placement else None)
-    AccessStack(app, ACCESS_STACK_ID, pipeline=_pipeline_account(accounts))
-    central = None
-    if accounts is not None and accounts.log_archive is not None:
-        archive = accounts.log_archive
-        LogArchiveStack(app, LOG_ARCHIVE_STACK_ID, settings=settings, trails=_trails(accounts),
-                        env=cdk.Environment(account=archive.account_id, region=archive.region),
-                        synthesizer=through_deployment_role())
-        central = _central_evidence(accounts)
-    AuditStack(app, AUDIT_STACK_ID, settings=settings, central=central,
-               synthesizer=through_deployment_role())
+    if account_stacks:
+        AccessStack(app, ACCESS_STACK_ID, pipeline=_pipeline_account(accounts),
+                    pipelines=accounts.pipelines if accounts else 1)
+        central = None
+        if accounts is not None and accounts.log_archive is not None:
+            archive = accounts.log_archive
+            LogArchiveStack(app, LOG_ARCHIVE_STACK_ID, settings=settings,
+                            trails=_trails(accounts), synthesizer=through_deployment_role(),
+                            env=cdk.Environment(account=archive.account_id,
+                                                region=archive.region))
+            central = _central_evidence(accounts)
+        AuditStack(app, AUDIT_STACK_ID, settings=settings, central=central,
+                   synthesizer=through_deployment_role())
     problems: list[str] = []
     for customer in customers if all_customers else customers[:1]:
         # The app's gate also validates every stack of its nested stages: a second gate on the

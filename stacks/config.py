@@ -23,9 +23,12 @@ from typing import Any
 from phi_core import defaults, identifiers, naming, placement, toml_files
 from phi_core.vocabulary import AccessMode, Direction
 
-# "-c customer=all" selects every customer; "audit" and "access" would collide with the names of
-# the account's own stacks.
-RESERVED_SLUGS = frozenset({"all", "audit", "access"})
+# "-c customer=all" selects every customer; the others would collide with the names of our own
+# stacks (PhiExchange-<slug>): the account's, the log archive's and the pipelines'.
+RESERVED_SLUGS = frozenset({
+    "all", "audit", "access", "log-archive",
+    *(naming.pipeline_stack_name(n).removeprefix(naming.STACK_NAME_PREFIX)
+      for n in range(1, naming.MAX_PIPELINES + 1))})
 MAX_FILE_BYTES = 64 * 1024
 # Sanity bounds; the binding limits are AWS's policy sizes, checked on the synthesized policies
 # (stacks/policy_limits.py).

@@ -73,32 +73,35 @@ class PlannedWave:
         return ACTIONS_PER_STACK * stacks + int(self.approval)
 
 
-def wave_plan(accounts: Accounts, where: Mapping[str, str]) -> list[PlannedWave]:
+def wave_plan(accounts: Accounts, where: Mapping[str, str], number: int = 1
+              ) -> list[PlannedWave]:
     """The pipeline's waves in deployment order, all after one manual approval (nothing reaches
     an account before a person has read the synth step's diff): the log-archive account (its
     bucket must admit every trail before the trails exist); then the ``production = false``
     exchange accounts' audit stacks and their customers (a failure there stops the run before
     production); then the production ones'. Customers go in batches of at most
     :data:`CUSTOMERS_PER_WAVE` (every wave is one CodePipeline stage, at most 50 actions);
-    placement is ``where`` (slug -> account label). Raises :class:`ValueError` when the
-    pipeline would need more than 50 stages."""
+    placement is ``where`` (slug -> account label). Pipeline ``number`` deploys the exchange
+    accounts with that ``pipeline``; the log archive is pipeline 1's. Raises
+    :class:`ValueError` when the pipeline would need more than 50 stages."""
     waves: list[PlannedWave] = []
-    if accounts.log_archive is not None:
+    if accounts.log_archive is not None and number == 1:
         waves.append(PlannedWave("log-archive", (PlannedStage(accounts.log_archive, True),)))
     for group, production in (("staging", False), ("production", True)):
-        members = [a for a in accounts.exchange if a.production is production]
+        members = [a for a in accounts.exchange
+                   if a.production is production and a.pipeline == number]
         if not members:
             continue
         waves.append(PlannedWave(group, tuple(PlannedStage(a, True) for a in members)))
         placed = [(a, slug) for a in members
                   for slug in sorted(s for s, label in where.items() if label == a.label)]
         for start in range(0, len(placed), CUSTOMERS_PER_WAVE):
-            number = start // CUSTOMERS_PER_WAVE + 1
+            batch_number = start // CUSTOMERS_PER_WAVE + 1
             batch = placed[start:start + CUSTOMERS_PER_WAVE]
             stages = tuple(PlannedStage(a, False, tuple(slug for b, slug in batch if b is a),
-                                        number)
+                                        batch_number)
                            for a in members if any(b is a for b, _ in batch))
-            waves.append(PlannedWave(f"{group}-customers-{number}", stages))
+            waves.append(PlannedWave(f"{group}-customers-{batch_number}", stages))
     if waves:
         waves[0] = PlannedWave(waves[0].name, waves[0].stages, approval=True)
     if LEADING_STAGES + len(waves) > MAX_STAGES:
@@ -106,7 +109,8 @@ def wave_plan(accounts: Accounts, where: Mapping[str, str]) -> list[PlannedWave]
             f"pipeline: {LEADING_STAGES + len(waves)} stages needed, CodePipeline allows "
             f"{MAX_STAGES} ({CUSTOMERS_PER_WAVE} customer stacks per stage): "
             f"{sum(len(s.customers) for w in waves for s in w.stages)} customers are more "
-            "than one pipeline deploys; split the exchange accounts over two pipelines")
+            f"than one pipeline deploys; set pipeline = {number + 1} on some [[exchange]] "
+            "accounts")
     return waves
 
 
@@ -141,7 +145,8 @@ class LogArchiveStage(cdk.Stage):
 
 
 class PipelineStack(cdk.Stack):
-    """CloudFormation stack ``PhiExchange-pipeline``, in the pipeline's account.
+    """CloudFormation stack ``PhiExchange-pipeline`` (pipeline 1; ``-pipeline-<number>`` for
+    the others), in the pipeline's account.
 
     Source: the repository and branch of ``[pipeline]`` in ``accounts.toml``, through a
     CodeConnections connection. Synth: :data:`SYNTH_COMMANDS` (the tests, the compliance gate,
@@ -156,15 +161,18 @@ class PipelineStack(cdk.Stack):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, accounts: Accounts,
-                 waves: Sequence[tuple[PlannedWave, list[cdk.Stage]]], **kwargs: Any) -> None:
+                 waves: Sequence[tuple[PlannedWave, list[cdk.Stage]]], number: int = 1,
+                 **kwargs: Any) -> None:
         pipeline_config = accounts.pipeline
         assert pipeline_config is not None
         home = pipeline_config.account
-        super().__init__(scope, construct_id, stack_name=naming.PIPELINE_STACK_NAME,
+        super().__init__(scope, construct_id, stack_name=naming.pipeline_stack_name(number),
                          description="PHI partner exchange: the pipeline that deploys the "
-                         "registry to every account", env=_env(home), **kwargs)
+                         "registry to every account" if accounts.pipelines == 1 else
+                         f"PHI partner exchange: pipeline {number} of {accounts.pipelines}, "
+                         "deploying the registry to its accounts", env=_env(home), **kwargs)
         assert home.account_id is not None and home.region is not None
-        key = kms.Key(self, "ArtifactKey", alias=naming.PIPELINE_ARTIFACT_KEY_ALIAS,
+        key = kms.Key(self, "ArtifactKey", alias=naming.pipeline_artifact_key_alias(number),
                       description="Encrypts the pipeline's artifacts (templates, assets)",
                       enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
         # This stack is deployed with the CDK bootstrap's roles (it holds no PHI; the account
@@ -178,12 +186,13 @@ class PipelineStack(cdk.Stack):
                              expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS))])
         self.artifacts = secure_bucket(
             self, "Artifacts", key=key,
-            bucket_name=naming.pipeline_artifact_bucket_name(home.account_id, home.region),
+            bucket_name=naming.pipeline_artifact_bucket_name(home.account_id, home.region,
+                                                             number),
             access_logs=(logs, "artifacts/"), deployer=bootstrap_cfn,
             lifecycle_rules=[s3.LifecycleRule(
                 id="ExpireOldRuns", expiration=Duration.days(ARTIFACT_DAYS),
                 noncurrent_version_expiration=Duration.days(ARTIFACT_DAYS))])
-        self.role = iam.Role(self, "PipelineRole", role_name=naming.PIPELINE_ROLE_NAME,
+        self.role = iam.Role(self, "PipelineRole", role_name=naming.pipeline_role_name(number),
                              assumed_by=iam.ServicePrincipal("codepipeline.amazonaws.com"),
                              description="CodePipeline runs the exchange's pipeline as this "
                              "role; each account's CDK-deploy role trusts it")
@@ -201,7 +210,8 @@ class PipelineStack(cdk.Stack):
                 resources=[f"arn:{self.partition}:iam::{t}:role/cdk-*-lookup-role-{t}-*"
                            for t in targets])])
         self.pipeline = pipelines.CodePipeline(
-            self, "Pipeline", pipeline_name=naming.PROJECT, synth=synth, role=self.role,
+            self, "Pipeline", pipeline_name=naming.pipeline_name(number), synth=synth,
+            role=self.role,
             artifact_bucket=self.artifacts, self_mutation=True, use_change_sets=False,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(

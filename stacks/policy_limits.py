@@ -124,6 +124,10 @@ def _worst_case(value: Any) -> Any:
     return {k: _worst_case(v) for k, v in value.items()}
 
 
+_PIPELINE_STACK_NAMES = {naming.pipeline_stack_name(n): n
+                         for n in range(1, naming.MAX_PIPELINES + 1)}
+
+
 def oversized_templates(assembly: Any) -> list[str]:
     """One line per synthesized template (nested stages' included) over CloudFormation's
     1 MB template body: such a stack cannot be created, whatever deploys it."""
@@ -134,6 +138,8 @@ def oversized_templates(assembly: Any) -> list[str]:
             problems.append(
                 f"{stack.stack_name}: template: {size:,} bytes, over CloudFormation's "
                 f"{TEMPLATE_BODY_LIMIT:,}-byte template body"
-                + ("; the pipeline deploys too many stacks: split the exchange accounts over "
-                   "two pipelines" if stack.stack_name == naming.PIPELINE_STACK_NAME else ""))
+                + (f"; the pipeline deploys too many stacks: move some of its exchange "
+                   f"accounts to another (accounts.toml: [[exchange]] pipeline = "
+                   f"{_PIPELINE_STACK_NAMES[stack.stack_name] + 1})"
+                   if stack.stack_name in _PIPELINE_STACK_NAMES else ""))
     return problems

@@ -25,9 +25,10 @@ class AccountRoles(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *,
-                 pipeline: Account | None = None) -> None:
-        """``pipeline``: the pipeline's account, when a CDK pipeline deploys this account; the
-        CDK-deploy role then also trusts the pipeline's role and may read its artifacts."""
+                 pipeline: Account | None = None, pipelines: int = 1) -> None:
+        """``pipeline``: the pipeline's account, when CDK pipelines (``pipelines`` of them)
+        deploy this account; the CDK-deploy role then also trusts their roles and may read
+        their artifacts."""
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         where = {"partition": stack.partition, "region": stack.region,
@@ -46,10 +47,11 @@ class AccountRoles(Construct):
             assert pipeline.account_id is not None and pipeline.region is not None
             deployer = iam.CompositePrincipal(deployer, iam.AccountPrincipal(
                 pipeline.account_id).with_conditions(account_roles.pipeline_trust_conditions(
-                    partition=stack.partition, pipeline_account=pipeline.account_id)))
+                    partition=stack.partition, pipeline_account=pipeline.account_id,
+                    pipelines=pipelines)))
             cdk_deploy += account_roles.pipeline_deploy_statements(
                 partition=stack.partition, pipeline_account=pipeline.account_id,
-                pipeline_region=pipeline.region)
+                pipeline_region=pipeline.region, pipelines=pipelines)
         self.cdk_deploy = self._role(
             "CdkDeploy", naming.CDK_DEPLOY_ROLE_NAME,
             "The CDK CLI assumes this role to deploy the audit and customer stacks",

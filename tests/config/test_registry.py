@@ -100,6 +100,9 @@ def test_valid_slugs_are_accepted(slug):
         ("ac--me", "single hyphens"),
         ("ac_me", "lower-case"),
         ("all", "reserved"),
+        ("log-archive", "reserved"),  # PhiExchange-log-archive: the log archive's stack
+        ("pipeline", "reserved"),  # PhiExchange-pipeline, -pipeline-2: the pipelines' stacks
+        ("pipeline-2", "reserved"),
         (7, "must be a string"),
     ],
 )

@@ -77,6 +77,17 @@ def test_a_good_accounts_file_parses() -> None:
     ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
                     "quotas": {"groups": 400}}]},
      "accounts.toml: exchange[0].quotas.groups: unknown quota"),
+    ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
+                    "pipeline": 0}]},
+     "accounts.toml: exchange[0].pipeline: must be a whole number from 1 to 5 (default 1)"),
+    ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
+                    "pipeline": "2"}]},
+     "accounts.toml: exchange[0].pipeline: must be a whole number from 1 to 5 (default 1)"),
+    ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2"},
+                   {"label": "ex-2", "account_id": "222222222222", "region": "eu-west-2",
+                    "pipeline": 3}]},
+     "accounts.toml: exchange: no account has pipeline = 2: pipelines are numbered from 1 "
+     "without gaps"),
     ({"log_archive": {"label": "logs", "account_id": "111111111111", "region": "eu-west-2"}},
      "accounts.toml: log_archive.account_id: must not be an exchange account"),
     ({"extra": {}}, "accounts.toml: 'extra': unknown table"),
@@ -104,6 +115,16 @@ def test_an_unreadable_accounts_file_is_one_line(tmp_path: Path, content: bytes,
 
 def _customers(count: int, account: str | None, footprint=IAM_USER) -> list[placement.Placed]:
     return [placement.Placed(f"c{i}", account, footprint) for i in range(count)]
+
+
+def test_accounts_name_the_pipeline_that_deploys_them() -> None:
+    exchange = [dict(e) for e in GOOD["exchange"]]  # type: ignore[union-attr]
+    assert placement.parse_accounts(GOOD, source="a").pipelines == 1
+    exchange[1]["pipeline"] = 2
+    accounts = placement.parse_accounts(_with(exchange=exchange), source="a")
+    assert [a.pipeline for a in accounts.exchange] == [1, 2]
+    assert accounts.pipelines == 2
+    assert placement.Accounts.implicit().pipelines == 1
 
 
 def test_a_new_accounts_lower_quota_is_counted_against() -> None:

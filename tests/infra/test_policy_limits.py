@@ -84,4 +84,5 @@ def test_a_template_over_cloudformations_body_limit_is_refused(tmp_path) -> None
     (line,) = oversized_templates(assembly)
     assert line.startswith("PhiExchange-pipeline: template: 1,000,001 bytes, over "
                            "CloudFormation's 1,000,000-byte template body")
-    assert "split the exchange accounts over two pipelines" in line
+    assert line.endswith("the pipeline deploys too many stacks: move some of its exchange "
+                         "accounts to another (accounts.toml: [[exchange]] pipeline = 2)")

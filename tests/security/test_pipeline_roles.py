@@ -1,8 +1,9 @@
-"""The pipeline's grants across accounts, proven with the pinned IAM evaluator: each account's
-CDK-deploy role is assumed by the pipeline's role and by no other principal of the pipeline's
-account; it reads the pipeline's artifacts (bucket and key, both sides of the cross-account
-grant), and an administrator of the target account does not. Each rule is shown to fail when
-the statement behind it is broken."""
+"""The pipelines' grants across accounts, proven with the pinned IAM evaluator: each
+account's CDK-deploy role is assumed by the pipelines' roles (two pipelines here: the target is
+deployed by the second) and by no other principal of the pipeline's account; it reads its
+pipeline's artifacts (bucket and key, both sides of the cross-account grant), and an
+administrator of the target account does not. Each rule is shown to fail when the statement
+behind it is broken."""
 
 from __future__ import annotations
 
@@ -26,13 +27,17 @@ ACCOUNTS = placement.parse_accounts({
                  "repository": "example/phi-exchange",
                  "connection_arn": "arn:aws:codeconnections:us-east-1:555555555555:connection/"
                                    "0a1b2c3d-0000-4000-8000-00000000abcd"},
-    "exchange": [{"label": "exchange-1", "account_id": TARGET, "region": "us-east-1"}],
+    "exchange": [{"label": "exchange-1", "account_id": "111111111111", "region": "us-east-1"},
+                 {"label": "exchange-2", "account_id": TARGET, "region": "us-east-1",
+                  "pipeline": 2}],
 }, source="test")
 CDK_DEPLOY = f"arn:aws:iam::{TARGET}:role/{naming.CDK_DEPLOY_ROLE_NAME}"
 CDK_DEPLOY_SESSION = f"arn:aws:sts::{TARGET}:assumed-role/{naming.CDK_DEPLOY_ROLE_NAME}/run"
-PIPELINE_ROLE = f"arn:aws:iam::{PIPELINE}:role/{naming.PIPELINE_ROLE_NAME}"
-PIPELINE_SESSION = f"arn:aws:sts::{PIPELINE}:assumed-role/{naming.PIPELINE_ROLE_NAME}/run"
-BUCKET = f"arn:aws:s3:::{naming.pipeline_artifact_bucket_name(PIPELINE, REGION)}"
+PIPELINE_ROLE = f"arn:aws:iam::{PIPELINE}:role/{naming.pipeline_role_name(2)}"
+PIPELINE_SESSION = f"arn:aws:sts::{PIPELINE}:assumed-role/{naming.pipeline_role_name(2)}/run"
+FIRST_PIPELINE_ROLE = f"arn:aws:iam::{PIPELINE}:role/{naming.pipeline_role_name(1)}"
+NO_PIPELINE_ROLE = f"arn:aws:iam::{PIPELINE}:role/{naming.pipeline_role_name(3)}"
+BUCKET = f"arn:aws:s3:::{naming.pipeline_artifact_bucket_name(PIPELINE, REGION, 2)}"
 KEY = f"arn:aws:kms:{REGION}:{PIPELINE}:key/0a1b2c3d-0000-4000-8000-000000000001"
 STACK = f"arn:aws:cloudformation:us-east-1:{TARGET}:stack/{{}}/0a1b2c3d"
 ALLOW_ALL = {"Version": "2012-10-17",
@@ -57,8 +62,8 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> Policies:
     pipeline = build_pipeline_app([], where, context=CDK_CONTEXT,
                                   outdir=str(tmp_path_factory.mktemp("pipeline"))).synth()
     stack = collect_policies(resolve_template(
-        pipeline.get_stack_by_name(naming.PIPELINE_STACK_NAME).template,
-        naming.PIPELINE_STACK_NAME))
+        pipeline.get_stack_by_name(naming.pipeline_stack_name(2)).template,
+        naming.pipeline_stack_name(2)))
     ((_, key),) = stack.key_policies.items()
     return Policies(
         trust=found.trust_policies[CDK_DEPLOY].document,
@@ -89,6 +94,12 @@ ADMIN = "arn:aws:iam::{}:role/Admin"
 CASES = [
     Case("the pipeline assumes the deploy role", PIPELINE_SESSION, PIPELINE_ROLE,
          "sts:AssumeRole", CDK_DEPLOY, "allow-all", "trust", True),
+    Case("the first pipeline assumes it too (one trust for the pipelines of one account)",
+         FIRST_PIPELINE_ROLE.replace(":iam:", ":sts:").replace(":role/", ":assumed-role/") + "/r",
+         FIRST_PIPELINE_ROLE, "sts:AssumeRole", CDK_DEPLOY, "allow-all", "trust", True),
+    Case("a role named as a pipeline that does not exist assumes it",
+         NO_PIPELINE_ROLE.replace(":iam:", ":sts:").replace(":role/", ":assumed-role/") + "/r",
+         NO_PIPELINE_ROLE, "sts:AssumeRole", CDK_DEPLOY, "allow-all", "trust", False),
     Case("another role of the pipeline's account assumes it",
          f"arn:aws:sts::{PIPELINE}:assumed-role/Admin/x", ADMIN.format(PIPELINE),
          "sts:AssumeRole", CDK_DEPLOY, "allow-all", "trust", False),
@@ -113,6 +124,9 @@ CASES = [
          "none", False),
     Case("the deploy role updates the pipeline", CDK_DEPLOY_SESSION, CDK_DEPLOY,
          "cloudformation:CreateChangeSet", STACK.format(naming.PIPELINE_STACK_NAME),
+         "cdk-deploy", "none", False),
+    Case("the deploy role updates another pipeline", CDK_DEPLOY_SESSION, CDK_DEPLOY,
+         "cloudformation:UpdateStack", STACK.format(naming.pipeline_stack_name(2)),
          "cdk-deploy", "none", False),
 ]
 

@@ -320,28 +320,37 @@ def trust_conditions(role_name: str, *, mfa: bool = False) -> dict[str, Any]:
     return condition
 
 
-def pipeline_trust_conditions(*, partition: str, pipeline_account: str) -> dict[str, Any]:
-    """The CDK-deploy role also trusts the pipeline's own role in the pipeline's account (its
-    CloudFormation actions run as this role), and nothing else of that account."""
-    return {"ArnEquals": {"aws:PrincipalArn": role_arn(
-        naming.PIPELINE_ROLE_NAME, account=pipeline_account, partition=partition)}}
+def pipeline_trust_conditions(*, partition: str, pipeline_account: str,
+                              pipelines: int = 1) -> dict[str, Any]:
+    """The CDK-deploy role also trusts the pipelines' own roles in the pipeline's account (their
+    CloudFormation actions run as these roles), and nothing else of that account. Every
+    account trusts all ``pipelines``: they run the same repository's code in one account, and
+    an account's access stack need not change when it moves to another pipeline."""
+    arns = [role_arn(naming.pipeline_role_name(n), account=pipeline_account,
+                     partition=partition) for n in range(1, pipelines + 1)]
+    return {"ArnEquals": {"aws:PrincipalArn": arns[0] if len(arns) == 1 else arns}}
 
 
 def pipeline_deploy_statements(*, partition: str, pipeline_account: str,
-                               pipeline_region: str) -> list[Statement]:
+                               pipeline_region: str, pipelines: int = 1) -> list[Statement]:
     """What the CDK-deploy role needs of the pipeline's account to deploy from it: read the
-    staged templates in the artifact bucket and decrypt them (the key's own policy names the
-    roles it admits). And what it must never do, whoever assumes it: touch the account's own
-    roles (``PhiExchange-access``) or the pipeline (``PhiExchange-pipeline``), which only an
-    administrator changes."""
-    bucket = naming.pipeline_artifact_bucket_name(pipeline_account, pipeline_region)
+    staged templates in the pipelines' artifact buckets and decrypt them (each key's own policy
+    names the roles it admits). And what it must never do, whoever assumes it: touch the
+    account's own roles (``PhiExchange-access``) or a pipeline (``PhiExchange-pipeline``,
+    ``-pipeline-2``...), which only an administrator changes."""
+    buckets = [naming.pipeline_artifact_bucket_name(pipeline_account, pipeline_region, n)
+               for n in range(1, pipelines + 1)]
     never = [f"arn:{partition}:cloudformation:*:*:stack/{name}/*"
-             for name in (naming.ACCESS_STACK_NAME, naming.PIPELINE_STACK_NAME)]
+             for name in (naming.ACCESS_STACK_NAME,
+                          *(naming.pipeline_stack_name(n)
+                            for n in range(1, naming.MAX_PIPELINES + 1)))]
     return [
         {"Sid": "ReadPipelineArtifacts", "Effect": "Allow",
          "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetBucketLocation",
                     "s3:ListBucket"],
-         "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"]},
+         "Resource": [arn for bucket in buckets
+                      for arn in (f"arn:{partition}:s3:::{bucket}",
+                                  f"arn:{partition}:s3:::{bucket}/*")]},
         {"Sid": "DecryptPipelineArtifacts", "Effect": "Allow",
          "Action": ["kms:Decrypt", "kms:DescribeKey"],
          "Resource": f"arn:{partition}:kms:{pipeline_region}:{pipeline_account}:key/*"},

@@ -59,17 +59,40 @@ def trail_arn(partition: str, region: str, account: str) -> str:
     return f"arn:{partition}:cloudtrail:{region}:{account}:trail/{TRAIL_NAME}"
 
 
-# The CDK pipeline (issue 19), in its own account: it deploys the other accounts' stacks by
-# assuming their CDK-deploy role, which trusts exactly this role of the pipeline's account.
+# The CDK pipelines (issue 19), in their own account: they deploy the other accounts' stacks
+# by assuming their CDK-deploy role, which trusts exactly the pipelines' roles. Pipeline 1 has
+# the plain names; more pipelines (a CloudFormation template holds ~800 customers' actions)
+# add "-<number>".
+MAX_PIPELINES = 5
 PIPELINE_STACK_NAME = f"{STACK_NAME_PREFIX}pipeline"
 PIPELINE_ROLE_NAME = f"{PROJECT}-pipeline"
 PIPELINE_ARTIFACT_KEY_ALIAS = f"alias/{PROJECT}/pipeline-artifacts"
 
 
-def pipeline_artifact_bucket_name(account: str, region: str) -> str:
-    """The pipeline's artifact bucket: named, so each account's CDK-deploy role can be granted
+def _numbered(name: str, number: int) -> str:
+    return name if number == 1 else f"{name}-{number}"
+
+
+def pipeline_stack_name(number: int = 1) -> str:
+    return _numbered(PIPELINE_STACK_NAME, number)
+
+
+def pipeline_role_name(number: int = 1) -> str:
+    return _numbered(PIPELINE_ROLE_NAME, number)
+
+
+def pipeline_name(number: int = 1) -> str:
+    return _numbered(PROJECT, number)
+
+
+def pipeline_artifact_key_alias(number: int = 1) -> str:
+    return _numbered(PIPELINE_ARTIFACT_KEY_ALIAS, number)
+
+
+def pipeline_artifact_bucket_name(account: str, region: str, number: int = 1) -> str:
+    """A pipeline's artifact bucket: named, so each account's CDK-deploy role can be granted
     reading it before the pipeline exists."""
-    return f"{PROJECT.replace('-', '')}-pipeline-{account}-{region}"
+    return f"{PROJECT.replace('-', '')}-{_numbered('pipeline', number)}-{account}-{region}"
 
 
 # The account's roles that work with PHI (stack PhiExchange-access, once per account): named, so

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phi_core import identifiers, toml_files
+from phi_core import identifiers, naming, toml_files
 from phi_core.vocabulary import AccessMode
 
 ACCOUNTS_FILE = "accounts.toml"
@@ -124,6 +124,7 @@ class Account:
     region: str | None
     raised: Mapping[str, int] = field(default_factory=dict)
     production: bool = True  # the pipeline waits for a manual approval before deploying here
+    pipeline: int = 1  # which of the pipelines deploys it (naming.MAX_PIPELINES at most)
 
     def limit(self, quota: Quota) -> int:
         return max(0, self.raised.get(quota.key, quota.default) - quota.kept_free)
@@ -170,6 +171,11 @@ class Accounts:
     def get(self, label: str) -> Account | None:
         return next((a for a in self.exchange if a.label == label), None)
 
+    @property
+    def pipelines(self) -> int:
+        """How many pipelines deploy the exchange accounts (1 without an accounts file)."""
+        return max((a.pipeline for a in self.exchange), default=1)
+
 
 # -- the accounts file ----------------------------------------------------------------------
 
@@ -197,7 +203,7 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
         bad("exchange", "required: one or more [[exchange]] tables (label, account_id, "
             "region)")
         entries = []
-    exchange = [_account(e, f"exchange[{i}]", bad, extra={"quotas", "production"})
+    exchange = [_account(e, f"exchange[{i}]", bad, extra={"quotas", "production", "pipeline"})
                 for i, e in enumerate(entries)]
     log_archive = None
     if "log_archive" in data:
@@ -230,6 +236,10 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
             bad(where, f"account {account.account_id} is already listed: an exchange account "
                 "is listed once, in the region of its audit stack and customers")
         seen_places.add((account.account_id, account.region))
+    numbers = {a.pipeline for a in placed}
+    for missing in sorted(set(range(1, max(numbers, default=1))) - numbers):
+        bad("exchange", f"no account has pipeline = {missing}: pipelines are numbered from 1 "
+            "without gaps")
     if log_archive is not None and log_archive.account_id in {a.account_id for a in placed}:
         bad("log_archive.account_id", "must not be an exchange account: the evidence is kept "
             "out of reach of the accounts that hold the data")
@@ -318,10 +328,16 @@ def _account(entry: Mapping[str, Any], where: str, bad: Any, *,
         bad(f"{where}.production", "must be true or false (default true: the pipeline asks "
             "for approval before deploying there)")
         ok = False
+    number = entry.get("pipeline", 1)
+    if isinstance(number, bool) or not isinstance(number, int) or not (
+            1 <= number <= naming.MAX_PIPELINES):
+        bad(f"{where}.pipeline", f"must be a whole number from 1 to {naming.MAX_PIPELINES} "
+            "(default 1): which pipeline deploys the account; one holds ~800 customers")
+        ok = False
     if not ok:
         return None
     return Account(label=str(label), account_id=str(account_id), region=str(region),
-                   raised=raised, production=production)
+                   raised=raised, production=production, pipeline=number)
 
 
 # -- placing customers and counting ---------------------------------------------------------
