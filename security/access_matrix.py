@@ -59,6 +59,8 @@ from security.matrix_model import (
     ACCOUNT,
     AUDIT,
     GLOBAL,
+    PIPELINE_ACCOUNT,
+    PIPELINE_ROLE,
     REGION,
     S3_KINDS,
     SSE,
@@ -575,6 +577,8 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
     power_user = _policy_id(universe, "(our account) PowerUserAccess", POWER_USER_ACCESS)
     read_only = _policy_id(universe, "(our account) AmazonS3ReadOnlyAccess", S3_READ_ONLY)
     stranger = _policy_id(universe, "(unrelated account) allow everything", ALLOW_EVERYTHING)
+    pipeline_account = _policy_id(universe, "(pipeline account) allow everything",
+                                  ALLOW_EVERYTHING)
     ours = f"arn:aws:iam::{ACCOUNT}:role"
     result += [
         Principal("administrator without break-glass", Who.ADMIN,
@@ -586,6 +590,15 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
         Principal("insider with S3 read-only", Who.INSIDER,
                   _session(f"{ours}/{INSIDER_ROLE}", "analyst"), f"{ours}/{INSIDER_ROLE}",
                   ACCOUNT, (read_only,), ANY_ADDRESS_V4),
+        # The pipeline's role, with every right its own account could give it, and another
+        # principal of that account: only the first assumes the CDK-deploy role, nothing more.
+        Principal("deployment pipeline's role", Who.PIPELINE,
+                  _session(PIPELINE_ROLE, "pipeline-run"), PIPELINE_ROLE, PIPELINE_ACCOUNT,
+                  (pipeline_account,), ANY_ADDRESS_V4),
+        Principal("another principal of the pipeline's account", Who.PIPELINE_ACCOUNT,
+                  f"arn:aws:sts::{PIPELINE_ACCOUNT}:assumed-role/Admin/session",
+                  f"arn:aws:iam::{PIPELINE_ACCOUNT}:role/Admin", PIPELINE_ACCOUNT,
+                  (pipeline_account,), ANY_ADDRESS_V4),
         Principal("unrelated account", Who.STRANGER,
                   f"arn:aws:sts::{STRANGER_ACCOUNT}:assumed-role/Intruder/session",
                   f"arn:aws:iam::{STRANGER_ACCOUNT}:role/Intruder", STRANGER_ACCOUNT,

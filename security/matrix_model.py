@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from phi_core import defaults
+from phi_core import defaults, naming
 from security.templates import ACCOUNT, REGION, URL_SUFFIX
 
 __all__ = ["ACCOUNT", "REGION", "URL_SUFFIX"]  # re-exported: the matrix's fixed environment
@@ -24,6 +24,10 @@ SSE_C = "s3:x-amz-server-side-encryption-customer-algorithm"
 MINIMUM_TLS = defaults.MINIMUM_TLS_VERSION
 
 STRANGER_ACCOUNT = "999988887777"
+# The account the CDK pipeline runs in (accounts.toml [pipeline]): the matrix's account is one
+# the pipeline deploys to, so its CDK-deploy role trusts the pipeline's role there.
+PIPELINE_ACCOUNT = "555566667777"
+PIPELINE_ROLE = f"arn:aws:iam::{PIPELINE_ACCOUNT}:role/{naming.pipeline_role_name(1)}"
 
 
 def via(service: str) -> str:
@@ -48,6 +52,8 @@ class Who(enum.StrEnum):
     POWER_USER = "insider (PowerUserAccess)"
     INSIDER = "insider (S3 read-only)"
     STRANGER = "unrelated account"
+    PIPELINE = "deployment pipeline's role"  # in PIPELINE_ACCOUNT
+    PIPELINE_ACCOUNT = "another principal of the pipeline's account"
     ANONYMOUS = "anonymous"
     SERVICE = "AWS service"
 
@@ -55,7 +61,7 @@ class Who(enum.StrEnum):
 # Principals asked everything about every stack, in every context.
 GLOBAL = frozenset({Who.ADMIN, Who.POWER_USER, Who.INSIDER, Who.STRANGER, Who.ANONYMOUS,
                     Who.IMPORTER, Who.OPERATOR, Who.DEPLOYMENT, Who.CDK_DEPLOY,
-                    Who.BREAK_GLASS})
+                    Who.BREAK_GLASS, Who.PIPELINE, Who.PIPELINE_ACCOUNT})
 
 
 class Kind(enum.StrEnum):

@@ -344,6 +344,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("importer-trust-untagged", "any principal allowed sts:AssumeRole (PowerUserAccess) "
              "may become the importer", "leak",
              _drop_trust_condition(naming.IMPORTER_ROLE_NAME, "StringEquals")),
+    Mutation("pipeline-trust-widened", "any principal of the pipeline's account may become the "
+             "CDK deploy role (the trust lost its aws:PrincipalArn condition)", "leak",
+             _drop_trust_condition(naming.CDK_DEPLOY_ROLE_NAME, "ArnEquals")),
     Mutation("importer-dead-letter-grant-missing", "the importer may not move a message it "
              "cannot load to the dead-letter queue", "broken workflow",
              _drop_from_account_role(Who.IMPORTER, "DeadLetterUnloadableMessages")),

@@ -614,6 +614,12 @@ def _assumes_account_role(r: MatrixRequest) -> bool:
         mfa or r.target.name != naming.BREAK_GLASS_ROLE_NAME)
 
 
+def _pipeline_assumes_cdk_deploy_role(r: MatrixRequest) -> bool:
+    return (r.principal.who is Who.PIPELINE and r.target.part is Part.ACCOUNT_ROLE
+            and r.target.name == naming.CDK_DEPLOY_ROLE_NAME
+            and r.operation.action == "sts:AssumeRole")
+
+
 def _insider(r: MatrixRequest) -> bool:
     return (r.principal.who is Who.INSIDER and r.target.kind in S3_KINDS
             and r.operation.action.split(":", 1)[1].startswith(("Get", "List", "Describe"))
@@ -763,6 +769,11 @@ RULES: tuple[Rule, ...] = (
          "CDK deploy or break-glass role only when tagged for it (phi-exchange:<role> = "
          "true), break-glass only with MFA as well.",
          _assumes_account_role, frozenset({Who.ADMIN, Who.POWER_USER, Who.BREAK_GLASS})),
+    Rule("pipeline-assumes-cdk-deploy-role",
+         "The deployment pipeline's role (phi-exchange-pipeline, in the pipeline's account) may "
+         "assume the CDK deploy role, and nothing else of this account: no other principal of "
+         "the pipeline's account may.",
+         _pipeline_assumes_cdk_deploy_role, frozenset({Who.PIPELINE})),
     Rule("insider-reads-s3-but-never-decrypts",
          "An insider with S3 read-only access may call S3 Get*/List*/Describe* over TLS >= 1.2, "
          "and no KMS action: it never decrypts an object.",

@@ -16,6 +16,7 @@ from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
 from stacks.components.malware_gate import MalwareGate, guard_scan_tag
 from stacks.components.partner_access import PartnerAccess, deny_partner, partner_principal_patterns
+from stacks.components.stack_facts import facts_of
 from stacks.config import CustomerConfig, Direction, RegistryError
 
 
@@ -38,12 +39,13 @@ class CustomerStack(Stack):
             **kwargs,
         )
         slug = customer.slug
+        here = facts_of(self)
         storage = EncryptedStorage(
             self,
             "Storage",
             key_alias=naming.key_alias(slug),
-            data_bucket_name=naming.data_bucket_name(slug, self.account, self.region),
-            log_bucket_name=naming.log_bucket_name(slug, self.account, self.region),
+            data_bucket_name=naming.data_bucket_name(slug, here.account, here.region),
+            log_bucket_name=naming.log_bucket_name(slug, here.account, here.region),
             retention=customer.retention,
         )
         access, rotation = None, None
@@ -115,11 +117,12 @@ class CustomerStack(Stack):
     ) -> None:
         """Whatever IAM grants an insider, only the partner, the importer, the operator, this
         customer's rotation function, the deployment role and break-glass obtain plaintext."""
-        roles = account_roles.Roles(account=self.account, partition=self.partition)
+        here = facts_of(self)
+        roles = account_roles.Roles(account=here.account, partition=here.partition)
         patterns = [] if customer.offboarded else partner_principal_patterns(self, customer)
         for statement in account_roles.customer_key_crypto_denies(
-                roles, slug=customer.slug, partner_patterns=patterns, region=self.region,
-                url_suffix=self.url_suffix, scanned=customer.scanned):
+                roles, slug=customer.slug, partner_patterns=patterns, region=here.region,
+                url_suffix=here.url_suffix, scanned=customer.scanned):
             storage.key.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
 
     def _outputs(
@@ -129,7 +132,8 @@ class CustomerStack(Stack):
         the onboarding kit and the operator CLI read it with the same module)."""
         outputs = stack_outputs.customer_outputs(
             slug=customer.slug, access=customer.access,
-            bucket_name=storage.bucket.bucket_name, region=self.region, account=self.account,
+            bucket_name=storage.bucket.bucket_name, region=facts_of(self).region,
+            account=facts_of(self).account,
             key_arn=storage.key.key_arn, directions=customer.directions,
             offboarded=access is None,
             secret_arn=access.secret.secret_arn if access and access.secret else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -14,6 +14,7 @@ from constructs import Construct
 
 from phi_core import account_roles, naming
 from stacks.components import evidence, service_key_access
+from stacks.components.stack_facts import facts_of
 from stacks.config import AuditSettings
 
 # CloudWatch Logs is for searching recent activity; the Object-Locked bucket is the record.
@@ -46,7 +47,7 @@ class AuditTrail(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: AuditSettings,
                  central: CentralEvidence | None = None) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        stack = facts_of(self)
         # Built from the trail's fixed name, not read from the trail: the key and bucket
         # policies name the trail, and the trail depends on both (a reference would be a cycle).
         self.trail_arn = stack.format_arn(
@@ -95,7 +96,7 @@ class AuditTrail(Construct):
         break-glass decrypt with it (the queue's messages, the trail's logs). CloudFormation,
         which creates the key, is itself denied PutKeyPolicy, so it creates it with KMS's
         lockout safety check bypassed; the key stays manageable by break-glass."""
-        stack = Stack.of(self)
+        stack = facts_of(self)
         roles = account_roles.Roles(account=stack.account, partition=stack.partition)
         self.key.add_to_resource_policy(iam.PolicyStatement.from_json(
             account_roles.audit_key_guard_deny(roles)))
@@ -114,7 +115,7 @@ class AuditTrail(Construct):
         nothing to the key policy (aws-cdk#3822), so every statement is ours. The extra
         construct level keeps the logical id the L2 gave it (a named trail cannot be
         replaced in place)."""
-        partition = Stack.of(self).partition
+        partition = facts_of(self).partition
         trail = cloudtrail.CfnTrail(
             Construct(self, "Trail"),
             "Resource",

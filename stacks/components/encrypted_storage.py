@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from phi_core import account_roles, defaults, naming
+from stacks.components.stack_facts import days, facts_of
 from stacks.config import Retention
 
 # Server access logs are evidence of who touched PHI: kept six years, HIPAA's retention period
@@ -70,7 +71,7 @@ def secure_bucket(
         _deny_wrong_encryption(bucket, key, exempt_source_arn=encryption_exempt_source_arn)
     # Its policy, encryption, versioning, lifecycle and versions: the deployment role's and
     # break-glass's to change, nobody else's (phi_core.account_roles).
-    stack = Stack.of(bucket)
+    stack = facts_of(bucket)
     bucket.add_to_resource_policy(iam.PolicyStatement.from_json(
         account_roles.guarded_bucket_deny(
             account_roles.Roles(account=stack.account, partition=stack.partition),
@@ -157,7 +158,7 @@ class EncryptedStorage(Construct):
         # The bucket's ARN from its deterministic name: policies that name the bucket (the key
         # policy in particular) then need no reference to it, so key and bucket never form a
         # dependency cycle.
-        self.bucket_arn = Stack.of(self).format_arn(
+        self.bucket_arn = facts_of(self).format_arn(
             service="s3", region="", account="", resource=data_bucket_name
         )
         self.key = self._key(key_alias)
@@ -183,9 +184,9 @@ class EncryptedStorage(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="RetainAccessLogs",
-                    expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS),
-                    noncurrent_version_expiration=Duration.days(30),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                    expiration=days(ACCESS_LOG_RETENTION_DAYS),
+                    noncurrent_version_expiration=days(30),
+                    abort_incomplete_multipart_upload_after=days(1),
                 )
             ],
         )
@@ -203,20 +204,20 @@ class EncryptedStorage(Construct):
                 s3.LifecycleRule(
                     id="KeepInboundOriginals",
                     prefix=naming.INBOUND_PREFIX,
-                    noncurrent_version_expiration=Duration.days(
+                    noncurrent_version_expiration=days(
                         defaults.EVIDENCE_RETENTION_DAYS),
                 ),
                 s3.LifecycleRule(
                     id="ExpireNoncurrentVersions",
                     prefix=naming.OUTBOUND_PREFIX,
-                    noncurrent_version_expiration=Duration.days(
+                    noncurrent_version_expiration=days(
                         retention.noncurrent_version_days
                     ),
                     expired_object_delete_marker=True,
                 ),
                 s3.LifecycleRule(
                     id="AbortIncompleteMultipartUploads",
-                    abort_incomplete_multipart_upload_after=Duration.days(
+                    abort_incomplete_multipart_upload_after=days(
                         retention.abort_incomplete_multipart_days
                     ),
                 ),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Stack
 from aws_cdk import aws_events as events
 from constructs import Construct
 
 from phi_core import naming
+from stacks.components.stack_facts import facts_of
 
 
 class IngestionHandoff(Construct):
@@ -27,7 +27,7 @@ class IngestionHandoff(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, slug: str,
                  bucket_name: str, scanned: bool = True) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        stack = facts_of(self)
         rule = events.Rule(
             self,
             "InboundObjectCreated",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
@@ -10,6 +10,7 @@ from constructs import Construct
 
 from phi_core import naming
 from stacks.components import service_key_access
+from stacks.components.stack_facts import facts_of
 
 # A message that fails this many deliveries (a file that cannot be imported) moves to the DLQ.
 MAX_RECEIVE_COUNT = 5
@@ -46,7 +47,7 @@ class IngestionQueue(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT),
         )
-        rules = Stack.of(self).format_arn(
+        rules = facts_of(self).format_arn(
             service="events", resource="rule", resource_name=naming.INGESTION_RULE_PATTERN)
         self.queue.add_to_resource_policy(iam.PolicyStatement(
             sid="AcceptCustomerInboundEvents",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
@@ -22,6 +22,7 @@ from constructs import Construct
 from phi_core import naming
 from phi_core.rotation_policy import rotation_role_statements
 from stacks.components import service_key_access
+from stacks.components.stack_facts import days, facts_of
 from stacks.config import Rotation
 
 # The asset root is lambdas/: Lambda imports key_rotation.handler exactly as the tests do.
@@ -71,7 +72,7 @@ class KeyRotation(Construct):
         super().__init__(scope, construct_id)
         self._key = key
         self._alarm_name = naming.rotation_alarm_name(slug)
-        self._alarm_arn = Stack.of(self).format_arn(
+        self._alarm_arn = facts_of(self).format_arn(
             service="cloudwatch", resource="alarm", resource_name=self._alarm_name,
             arn_format=ArnFormat.COLON_RESOURCE_NAME)
         self.topic = self._notices_topic(slug, contacts)
@@ -91,7 +92,7 @@ class KeyRotation(Construct):
                 self, "Secret", secret_complete_arn=secret.secret_arn
             ),
             rotation_lambda=self.function,
-            automatically_after=Duration.days(rotation.interval_days),
+            automatically_after=days(rotation.interval_days),
             # The first rotation is due a full interval after onboarding, not at deploy time.
             rotate_immediately_on_update=False,
         )
@@ -118,7 +119,7 @@ class KeyRotation(Construct):
             actions=["sns:Publish"],
             resources=[topic.topic_arn],
             conditions={"ArnLike": {"aws:SourceArn": self._alarm_arn},
-                        "StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+                        "StringEquals": {"aws:SourceAccount": facts_of(self).account}},
         ))
         return topic
 
@@ -129,7 +130,7 @@ class KeyRotation(Construct):
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self._key,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=days(14),
         )
 
     def _log_group(self) -> logs.LogGroup:
@@ -153,7 +154,7 @@ class KeyRotation(Construct):
     def _role(self, slug: str, secret: secretsmanager.Secret, user_name: str) -> iam.Role:
         """One managed policy from the core's statements: grants would add an inline default
         policy to the role and could not say "the key only through these services"."""
-        stack = Stack.of(self)
+        stack = facts_of(self)
         user_arn = stack.format_arn(service="iam", region="", resource="user",
                                     resource_name=user_name)
         policy = iam.ManagedPolicy(
@@ -226,7 +227,7 @@ class KeyRotation(Construct):
         for child in self.function.node.children:
             if (isinstance(child, lambda_.CfnPermission)
                     and child.principal == "secretsmanager.amazonaws.com"):
-                child.source_account = Stack.of(self).account
+                child.source_account = facts_of(self).account
                 child.source_arn = secret.secret_arn
 
     def _daily_sweep(self) -> None:

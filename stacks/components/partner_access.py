@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import Duration, SecretValue, Stack
+from aws_cdk import Duration, SecretValue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from phi_core import account_roles, identifiers, naming, partner_policy
 from phi_core import secret as secret_schema
 from phi_core.partner_policy import PartnerScope
+from stacks.components.stack_facts import facts_of
 from stacks.config import AccessMode, CustomerConfig
 
 MAX_ROLE_SESSION = Duration.hours(1)
@@ -24,12 +25,14 @@ def statements(documents: Iterable[dict]) -> list[iam.PolicyStatement]:
     return [iam.PolicyStatement.from_json(document) for document in documents]
 
 
-def partner_principal_patterns(stack: Stack, customer: CustomerConfig) -> list[str]:
-    """ARN patterns matching every principal of ``customer``'s partner (see the core)."""
+def partner_principal_patterns(scope: IConstruct, customer: CustomerConfig) -> list[str]:
+    """ARN patterns matching every principal of ``customer``'s partner, in the stack of
+    ``scope`` (see the core)."""
+    here = facts_of(scope)
     return partner_policy.partner_principal_patterns(
         access=customer.access, slug=customer.slug,
-        partner_principals=customer.partner_principals, account=stack.account,
-        partition=stack.partition)
+        partner_principals=customer.partner_principals, account=here.account,
+        partition=here.partition)
 
 
 def deny_partner(
@@ -38,7 +41,7 @@ def deny_partner(
     """An offboarded partner: every S3 action on the bucket and every use of the key denied to
     its principals, whatever any other statement allows."""
     bucket_deny, key_deny = statements(partner_policy.offboarded_partner_denies(
-        bucket_arn, partner_principal_patterns(Stack.of(bucket), customer)))
+        bucket_arn, partner_principal_patterns(bucket, customer)))
     bucket.add_to_resource_policy(bucket_deny)
     key.add_to_resource_policy(key_deny)
 
@@ -71,7 +74,7 @@ class PartnerAccess(Construct):
         key: kms.Key,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        stack = facts_of(self)
         self._customer = customer
         self._bucket = bucket
         self._key = key
@@ -100,7 +103,7 @@ class PartnerAccess(Construct):
     @property
     def principal_arn_patterns(self) -> list[str]:
         """ARN patterns matching every partner principal, for ``aws:PrincipalArn`` conditions."""
-        return partner_principal_patterns(Stack.of(self), self._customer)
+        return partner_principal_patterns(self, self._customer)
 
     def _external_principals(self) -> list[iam.IPrincipal]:
         return [
@@ -130,7 +133,7 @@ class PartnerAccess(Construct):
         user = iam.User(self, "PartnerUser", user_name=naming.partner_user_name(slug),
                         groups=[group])
         access_key = iam.AccessKey(self, "PartnerAccessKey", user=user)
-        stack = Stack.of(self)
+        stack = facts_of(self)
         # The secret's structure is the contract with the rotation function and the transfer
         # client (docs/rotation.md). Every value here is fixed for the life of the stack, so
         # the template's SecretString never changes and CloudFormation never writes the
@@ -175,7 +178,7 @@ class PartnerAccess(Construct):
     def _cross_account_grants(self) -> None:
         bucket_grants, key_grant = partner_policy.cross_account_grants(
             self.partner_scope, partner_policy.principal_entries(
-                self._customer.partner_principals, partition=Stack.of(self).partition))
+                self._customer.partner_principals, partition=facts_of(self).partition))
         for statement in statements(bucket_grants):
             self._bucket.add_to_resource_policy(statement)
         self._key.add_to_resource_policy(iam.PolicyStatement.from_json(key_grant))

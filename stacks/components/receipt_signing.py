@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from phi_core import account_roles, malware_gate, naming
+from stacks.components.stack_facts import facts_of
 
 
 class ReceiptSigning(Construct):
@@ -22,7 +23,7 @@ class ReceiptSigning(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        stack = facts_of(self)
         self.key = kms.Key(
             self, "SigningKey",
             alias=naming.RECEIPT_SIGNING_KEY_ALIAS,

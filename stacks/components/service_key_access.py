@@ -8,14 +8,16 @@ the one log group, or the rules or alarms of our account, that need it (docs/sec
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+
+from stacks.components.stack_facts import facts_of
 
 
 def allow_log_group(key: kms.Key, *, sid: str, log_group_name: str) -> None:
     """Let CloudWatch Logs encrypt the log group ``log_group_name`` (and only it) with ``key``."""
-    stack = Stack.of(key)
+    stack = facts_of(key)
     key.add_to_resource_policy(iam.PolicyStatement(
         sid=sid,
         principals=[iam.ServicePrincipal(f"logs.{stack.region}.{stack.url_suffix}")],
@@ -35,7 +37,7 @@ def allow_service_for_sources(
     KMS-encrypted queues and topics, only on behalf of the resources ``source_arns`` (ARN
     patterns) of our account: the same request made for anyone else's rule or alarm (the
     confused deputy) matches neither condition."""
-    stack = Stack.of(key)
+    stack = facts_of(key)
     key.add_to_resource_policy(iam.PolicyStatement(
         sid=sid,
         principals=[iam.ServicePrincipal(service)],

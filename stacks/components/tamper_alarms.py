@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -12,6 +11,7 @@ from constructs import Construct
 
 from phi_core import account_roles, naming
 from stacks.components import service_key_access
+from stacks.components.stack_facts import facts_of
 
 API_CALL = "AWS API Call via CloudTrail"
 # Buckets of ours: customer buckets (phi-...) and the audit stack's (generated from the stack
@@ -60,7 +60,7 @@ class TamperAlarms(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, key: kms.Key,
                  contacts: tuple[str, ...]) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        stack = facts_of(self)
         self.topic = sns.Topic(self, "SecurityTopic", topic_name=naming.SECURITY_TOPIC_NAME,
                                display_name="PHI exchange security alarms", master_key=key,
                                enforce_ssl=True)

@@ -393,7 +393,7 @@ def test_partner_session_credentials_are_refused_everything(matrix: MatrixResult
 
 def test_account_roles_need_their_tag_and_break_glass_needs_mfa(matrix: MatrixResult):
     assumed = [o for o in _allowed(matrix, part=Part.ACCOUNT_ROLE, action="sts:AssumeRole")
-               if o.request.principal.who is not Who.SERVICE]
+               if o.request.principal.who not in (Who.SERVICE, Who.PIPELINE)]
     assert assumed
     for o in assumed:
         variant = o.request.operation.variant
@@ -404,6 +404,20 @@ def test_account_roles_need_their_tag_and_break_glass_needs_mfa(matrix: MatrixRe
     by_service = {o.request.target.name for o in _allowed(matrix, part=Part.ACCOUNT_ROLE)
                   if o.request.principal.who is Who.SERVICE}
     assert by_service == {naming.DEPLOYMENT_ROLE_NAME}
+
+
+def test_from_the_pipelines_account_only_its_role_assumes_only_the_cdk_deploy_role(
+        matrix: MatrixResult):
+    """The matrix's account is one the CDK pipeline deploys to: of the pipeline's account, its
+    role may assume our CDK-deploy role (untagged: it is not ours to tag), and nothing else is
+    allowed to it or to any other principal there, on any resource (every action swept)."""
+    from_pipeline = [o for o in matrix.outcomes if o.decision.allowed
+                     and o.request.principal.who in (Who.PIPELINE, Who.PIPELINE_ACCOUNT)]
+    assert {(o.request.principal.who, o.request.target.name, o.request.operation.action)
+            for o in from_pipeline} == {
+        (Who.PIPELINE, naming.CDK_DEPLOY_ROLE_NAME, "sts:AssumeRole")}
+    asked = {o.request.principal.who for o in matrix.outcomes}
+    assert {Who.PIPELINE, Who.PIPELINE_ACCOUNT} <= asked
 
 
 def test_requests_decided_without_the_evaluator_are_denied_by_it(matrix: MatrixResult,
