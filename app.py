@@ -11,13 +11,23 @@ Context: ``customer`` (a registered slug, or ``all``; absent: the account stacks
 ``registry`` (default ``customers``); ``accounts`` (default ``accounts.toml`` next to the
 registry; absent: every customer goes to the deploying credentials' account);
 ``audit_retention_days``, ``audit_lock_mode`` and ``security_contacts`` (cdk.json);
-``synth_processes`` (``-c customer=all``: how many processes synthesize the customers;
-default one per core once each has 40 customers; 1: one process).
+``synth_processes`` (``-c customer=all`` and ``-c pipeline=1``: how many processes
+synthesize the customers, or the pipelines; default one per core once each has 40 customers,
+or a pipeline; 1: one process).
+
+Every synth fails on a template over CloudFormation's 1 MB, and on one the CDK's CloudFormation
+template validation (resource schemas and the CDK's deploy rules; cdk.json's
+``@aws-cdk/core:validateAgainstDefaultRules`` makes its errors fail synth) refuses. That
+validation costs a quarter of a bulk synth, so it runs where a template is new: one customer's
+synth (what ``cdk deploy CustomerStack -c customer=<slug>`` deploys), the account stacks', and
+``make test``, which synthesizes every registry customer and every template shape with it;
+``-c customer=all`` and ``-c pipeline=1`` synthesize those same shapes again, and skip it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,7 +70,8 @@ def main() -> int:
             return _synth_in_shards(
                 numbers, assembly_shards.shard_count(len(numbers), cores, requested, per_shard=1),
                 lambda run, _first, outdir: build_pipeline_app(
-                    customers, where, audit_settings=audit, numbers=run, outdir=outdir))
+                    customers, where, audit_settings=audit, numbers=run, outdir=outdir,
+                    template_validation=False))
         if not slug:
             registered = read_registry(registry_dir).customers
             print("note: no -c customer=<slug|all>: synthesizing the account stacks only; "
@@ -74,7 +85,7 @@ def main() -> int:
                 customers, assembly_shards.shard_count(len(customers), cores, requested),
                 lambda run, first, outdir: build_app(
                     run, audit_settings=audit, all_customers=True, placement=where,
-                    account_stacks=first, outdir=outdir))
+                    account_stacks=first, outdir=outdir, template_validation=False))
         else:  # one customer: another customer's broken file is only a warning
             read = read_registry(registry_dir)
             customer, warnings = one_customer(read, slug, option="-c customer")
@@ -128,11 +139,16 @@ def _synth_in_shards(units: list[Any], count: int,
             return 1
         assembly_shards.join(outdir, shard_dirs)
         return 0
+    except assembly_shards.ShardError as err:
+        print(f"error: synth in {count} processes: {err}", file=sys.stderr)
+        return 1
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+        for directory in shard_dirs:  # a failed shard's partial output
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _positive_int(context: Any, key: str) -> int | None:

@@ -79,12 +79,14 @@ def build_pipeline_app(
     outdir: str | None = None,
     context: dict[str, Any] | None = None,
     numbers: Sequence[int] | None = None,
+    template_validation: bool = True,
 ) -> cdk.App:
     """The app of ``cdk deploy PipelineStack -c pipeline=1``: the pipeline stacks
     (``PipelineStack``, ``PipelineStack-2``... one per ``pipeline`` number of the exchange
     accounts) and their waves (:func:`stacks.pipeline_stack.wave_plan`), each customer deployed
     to its placed account. The compliance gate runs on every stack of every stage. ``numbers``:
-    only those pipelines (a shard synthesized in its own process)."""
+    only those pipelines (a shard synthesized in its own process). ``template_validation``:
+    the CDK's CloudFormation template validation (app.py says where it runs)."""
     from stacks.pipeline_stack import (
         ExchangeAccountStage,
         LogArchiveStage,
@@ -106,7 +108,8 @@ def build_pipeline_app(
         raise RegistryError([
             f"{accounts.source or 'accounts.toml'}: pipeline.region: the pipeline deploys only "
             f"to its own region ({home}); {a.label} is in {a.region}" for a in elsewhere])
-    app = cdk.App(outdir=outdir, context=context or {})
+    app = cdk.App(outdir=outdir, context=context or {},
+                  builtin_cloud_formation_validation=template_validation)
     compliance.add_gate(app)
     settings = audit_settings or AuditSettings()
     central = _central_evidence(accounts)
@@ -151,6 +154,7 @@ def build_app(
     placement: Placement | None = None,
     accounts: Accounts | None = None,
     account_stacks: bool = True,
+    template_validation: bool = True,
 ) -> cdk.App:
     """The app always holds ``AccessStack`` (the account's roles, deployed once per account,
     first) and ``AuditStack`` (once per account and region).
@@ -167,9 +171,11 @@ def build_app(
     trail delivers to it.
 
     ``account_stacks=False`` leaves those out: a shard of the customers synthesized in another
-    process (:mod:`stacks.assembly_shards`) holds only their stages.
+    process (:mod:`stacks.assembly_shards`) holds only their stages. ``template_validation``:
+    the CDK's CloudFormation template validation (app.py says where it runs).
     """
-    app = cdk.App(outdir=outdir, context=context or {})
+    app = cdk.App(outdir=outdir, context=context or {},
+                  builtin_cloud_formation_validation=template_validation)
     compliance.add_gate(app)
     settings = audit_settings or AuditSettings()
     accounts = accounts or (placement.accounts if placement else None)

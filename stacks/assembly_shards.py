@@ -1,4 +1,5 @@
-"""Synthesizing every customer in parallel processes, and joining their cloud assemblies.
+"""Synthesizing every customer, or every pipeline, in parallel processes, and joining their
+cloud assemblies.
 
 Why: building a customer's constructs is ~270 Python-to-jsii round trips, each serialized
 through one Node process, so one process keeps about one core busy however many cores the
@@ -6,7 +7,8 @@ machine has (docs/benchmarks.md, "Synth at scale"). ``cdk synth -c customer=all`
 splits the registry into contiguous shards: the CLI's own process builds the account stacks
 and the first shard, one more ``app.py`` process per other shard builds its customers' stages
 into a directory of its own, and this module joins those assemblies into the one the CLI
-reads. The joined assembly is the one a single process writes, file for file (the tests
+reads (``cdk synth -c pipeline=1`` likewise gives each pipeline, with its stages, a process).
+The joined assembly is the one a single process writes, file for file (the tests
 compare them; ``validation-report.json``, the gate's report, may list its findings in another
 order).
 

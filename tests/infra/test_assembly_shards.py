@@ -156,6 +156,29 @@ def test_a_shard_that_repeats_a_stage_is_refused(tmp_path: Path) -> None:
         assembly_shards.join(outdir, [shard])
 
 
+def test_a_shard_that_fails_fails_the_synth_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The last customer (in the second process) has a role trust policy over IAM's 2,048
+    characters: synth fails with the registry's one-line problem, no traceback, and the
+    output directory holds no shard's partial assembly."""
+    registry = tmp_path / "customers"
+    registry.mkdir()
+    for source in (REPO / "customers").glob("*.toml"):
+        (registry / source.name).write_text(source.read_text())
+    path = "/".join(["p" * 60] * 8)
+    principals = ", ".join(f'"arn:aws:iam::{200000000000 + i}:role/{path}/{"r" * 64}"'
+                           for i in range(20))
+    (registry / "zz-big.toml").write_text(
+        'slug = "zz-big"\naccess = "assume-role"\ndirections = ["inbound"]\n'
+        'contacts = ["ops@big.example"]\n'
+        f'partner_principals = [{principals}]\nexternal_id = "{"e" * 1224}"\n')
+    result = _app_py({"customer": "all", "registry": str(registry), "synth_processes": 2},
+                     tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "customers/zz-big.toml" in result.stderr or "zz-big" in result.stderr
+    assert not list((tmp_path / "out").glob(".shard-*"))
+
+
 def test_a_bad_process_count_is_one_line(tmp_path: Path) -> None:
     result = _app_py({"customer": "all", "synth_processes": "two"}, tmp_path / "out")
     assert result.returncode == 1

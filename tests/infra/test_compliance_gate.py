@@ -3,6 +3,7 @@ finding on our stacks carries a reason."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -55,3 +56,28 @@ def test_every_acknowledgment_has_a_substantial_reason(stack_artifacts, slug):
     for path, rule_id, reason in rules:
         assert len(reason) >= 80, f"{path}: {rule_id}: reason too thin"
         assert "TODO" not in reason
+
+
+def test_the_cdks_template_validation_finds_nothing_in_any_template(stack_artifacts):
+    """Every registry customer, every variant of the test customers and the account stacks,
+    synthesized with the CDK's CloudFormation template validation on (``-c customer=all`` skips
+    it: app.py): not even a warning."""
+    outdir = Path(stack_artifacts["(audit)"].assembly.directory)
+    report = json.loads((outdir / "validation-report.json").read_text())
+    assert "CloudFormation Validate" not in {p["pluginName"] for p in report["pluginReports"]}
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_a_template_cloudformation_would_refuse_fails_synth(tmp_path: Path,
+                                                            validation: bool) -> None:
+    """With cdk.json's flags the CDK's template validation is a gate (its errors fail synth,
+    not only warn); the bulk synths that skip it do not catch this, the tests do."""
+    app = cdk.App(context=CDK_CONTEXT, outdir=str(tmp_path),
+                  builtin_cloud_formation_validation=validation)
+    s3.CfnBucket(cdk.Stack(app, "Probe"), "Bucket", bucket_name="Not_A_Valid_Name")
+    if not validation:
+        app.synth()
+        return
+    with pytest.raises(Exception, match=r"ValidationFailed.*BucketName: 'Not_A_Valid_Name' "
+                                        r"does not match pattern"):
+        app.synth()

@@ -62,6 +62,13 @@ def _pipeline(assembly: Path) -> dict[str, Any]:
     return pipeline
 
 
+def test_the_pipeline_and_its_stages_pass_the_cdks_template_validation(assembly: Path) -> None:
+    """Synthesized in-process with the validation on (``-c pipeline=1`` skips it): not even a
+    warning."""
+    report = json.loads((assembly / "validation-report.json").read_text())
+    assert "CloudFormation Validate" not in {p["pluginName"] for p in report["pluginReports"]}
+
+
 def test_the_waves_run_in_order_after_one_approval(assembly: Path) -> None:
     stages = _pipeline(assembly)["Stages"]
     assert [s["Name"] for s in stages] == [
