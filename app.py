@@ -128,6 +128,8 @@ def _synth_in_shards(units: list[Any], count: int,
     outdir = Path(os.environ.get("CDK_OUTDIR") or tempfile.mkdtemp(prefix="cdk.out"))
     outdir.mkdir(parents=True, exist_ok=True)
     shard_dirs = [outdir / f".shard-{index}" for index in range(1, count)]
+    for directory in shard_dirs:  # an interrupted synth's
+        shutil.rmtree(directory, ignore_errors=True)
     workers = [subprocess.Popen(  # noqa: S603 - this same script, by our own interpreter
         [sys.executable, *sys.argv],
         env={**os.environ, SHARD_ENV: f"{index}/{count}", "CDK_OUTDIR": str(directory)})

@@ -84,13 +84,18 @@ def join(outdir: Path, shard_dirs: Sequence[Path]) -> None:
                                  "another shard")
             (stages if artifact.get("type") == NESTED_ASSEMBLY else others)[artifact_id] = artifact
         for entry in sorted(shard.iterdir()):
+            target = outdir / entry.name
             if entry.name in JOINED:
                 continue
-            if (outdir / entry.name).exists():
-                if entry.name.startswith("asset."):  # content-addressed: the same bytes
-                    continue
-                raise ShardError(f"{entry}: {entry.name} is already in {outdir}")
-            shutil.move(str(entry), str(outdir / entry.name))
+            if entry.name.startswith("asset.") and target.exists():
+                continue  # content-addressed: the same name holds the same bytes
+            # Anything else of that name is an earlier synth's (the CDK overwrites its output
+            # in place, too): this synth's is the shard's.
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            shutil.move(str(entry), str(target))
         manifest["artifacts"] = _before_shared(_after_last_stage(manifest["artifacts"], stages),
                                                others)
         tree["tree"]["children"] = _before_tree(

@@ -59,6 +59,10 @@ def test_every_customer_in_two_processes_is_the_assembly_of_one(tmp_path: Path) 
     one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
     assert list(two) == list(one)  # no shard directory left behind
     assert [name for name in one if one[name] != two[name]] == []
+    # Again into the same directory (cdk synth, then cdk ls or deploy): the same assembly.
+    again = _app_py({"customer": "all", "synth_processes": 2}, tmp_path / "two")
+    assert again.returncode == 0, again.stderr
+    assert _files(tmp_path / "two") == two
 
 
 def test_two_pipelines_in_two_processes_are_the_assembly_of_one(tmp_path: Path) -> None:

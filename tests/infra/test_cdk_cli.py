@@ -89,3 +89,17 @@ def test_bad_registry_fails_with_every_problem_and_no_traceback(tmp_path):
                      f"{registry}/two.toml: foo: unknown field"]:
         assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_cli_lists_every_stack_synthesized_in_two_processes(tmp_path):
+    """`cdk synth -c customer=all`, then `cdk ls` into the same output, each run by the CLI in
+    two processes (stacks/assembly_shards.py): every stack once, no shard left behind."""
+    args = ("-c", "customer=all", "-c", "synth_processes=2")
+    synth = cdk(tmp_path, "synth", *args, "--quiet")
+    assert synth.returncode == 0, synth.stderr
+    listed = cdk(tmp_path, "ls", *args)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [
+        "AccessStack", "AuditStack", "acme/CustomerStack", "globex/CustomerStack",
+        "initech/CustomerStack"]
+    assert not list((tmp_path / "cdk.out").glob(".shard-*"))
