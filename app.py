@@ -60,7 +60,9 @@ def main() -> int:
             if (value := context.try_get_context(key)) is not None
         })
         accounts = _accounts(context, registry_dir)
-        cores = os.cpu_count() or 1
+        # The cores this process may run on (a container's limit, not the host's count).
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
         requested = _positive_int(context, "synth_processes")
         if context.try_get_context("pipeline"):  # the pipelines, holding every account's stage
             registry = load_registry(registry_dir)
@@ -118,8 +120,9 @@ def _synth_in_shards(units: list[Any], count: int,
     split into ``count`` runs, each in its own process (:mod:`stacks.assembly_shards`): the
     other runs start first, each an ``app.py`` of its own writing to a directory inside the
     output; this process builds the first run (``first``: with the account stacks)
-    meanwhile, then joins theirs. Any shard failing (a gate finding, an oversized template)
-    fails the synth: its process has printed why."""
+    meanwhile, then joins theirs. Every run is finished before the synth fails, so every
+    run's problems are printed (each process prints its own), and a process that ends
+    without saying why (a signal, the OOM killer) is named."""
     if SHARD_ENV in os.environ:  # this process is one of the other runs
         index, of = (int(n) for n in os.environ[SHARD_ENV].split("/"))
         return _synth(build(assembly_shards.split(units, of)[index], False, None))
@@ -127,17 +130,26 @@ def _synth_in_shards(units: list[Any], count: int,
         return _synth(build(units, True, None))
     outdir = Path(os.environ.get("CDK_OUTDIR") or tempfile.mkdtemp(prefix="cdk.out"))
     outdir.mkdir(parents=True, exist_ok=True)
+    for stale in outdir.glob(".shard-*"):  # an interrupted synth's
+        shutil.rmtree(stale, ignore_errors=True)
     shard_dirs = [outdir / f".shard-{index}" for index in range(1, count)]
-    for directory in shard_dirs:  # an interrupted synth's
-        shutil.rmtree(directory, ignore_errors=True)
     workers = [subprocess.Popen(  # noqa: S603 - this same script, by our own interpreter
         [sys.executable, *sys.argv],
         env={**os.environ, SHARD_ENV: f"{index}/{count}", "CDK_OUTDIR": str(directory)})
         for index, directory in enumerate(shard_dirs, start=1)]
     try:
-        status = _synth(build(assembly_shards.split(units, count)[0], True, str(outdir)))
-        failed = [w for w in workers if w.wait() != 0]
-        if status or failed:
+        try:
+            status = _synth(build(assembly_shards.split(units, count)[0], True, str(outdir)))
+        except (RegistryError, placement.PlacementError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 1
+        for index, worker in enumerate(workers, start=1):
+            code = worker.wait()
+            if code < 0:
+                print(f"error: synth process {index + 1} of {count} was stopped by signal "
+                      f"{-code}", file=sys.stderr)
+            status = status or code
+        if status:
             return 1
         assembly_shards.join(outdir, shard_dirs)
         return 0

@@ -29,10 +29,12 @@ from typing import Any, TypeVar
 # Below this many customers a second process costs more (its own Node, aws-cdk-lib loaded
 # again: ~2 s) than it saves (measured: ~0.1 s per customer).
 MIN_CUSTOMERS_PER_SHARD = 40
+MAX_DEFAULT_PROCESSES = 8
 NESTED_ASSEMBLY = "cdk:cloud-assembly"
 SHARED_ARTIFACTS = ("Tree", "aws-cdk-lib/feature-flag-report")  # every app has its own
 MANIFEST, TREE, REPORT = "manifest.json", "tree.json", "validation-report.json"
 JOINED = {MANIFEST, TREE, REPORT, "cdk.out"}  # merged, not moved
+KNOWN_MANIFEST_KEYS = {"version", "artifacts", "minimumCliVersion"}
 T = TypeVar("T")
 
 
@@ -43,10 +45,11 @@ class ShardError(Exception):
 def shard_count(units: int, cores: int, requested: int | None = None, *,
                 per_shard: int = MIN_CUSTOMERS_PER_SHARD) -> int:
     """How many processes synthesize ``units`` (customers, or pipelines): ``requested`` if
-    given (1: one process), else one per core while each has at least ``per_shard``."""
+    given (1: one process), else one per core while each has at least ``per_shard``, and at
+    most :data:`MAX_DEFAULT_PROCESSES` (each holds ~0.7 GiB at 500 customers)."""
     if requested is not None:
         return max(1, min(requested, units or 1))
-    return max(1, min(cores, units // per_shard))
+    return max(1, min(cores, units // per_shard, MAX_DEFAULT_PROCESSES))
 
 
 def split(units: Sequence[T], shards: int) -> list[list[T]]:
@@ -69,11 +72,21 @@ def join(outdir: Path, shard_dirs: Sequence[Path]) -> None:
     tree = _read(outdir / TREE)
     report_path = outdir / REPORT
     report = _read(report_path) if report_path.exists() else None
+    written = _files_of(manifest)  # by this synth: a shard may not bring them again
     for shard in shard_dirs:
         shard_manifest = _read(shard / MANIFEST)
+        shard_tree = _read(shard / TREE)
         if shard_manifest.get("version") != manifest.get("version"):
             raise ShardError(f"{shard / MANIFEST}: version: {shard_manifest.get('version')}, "
                              f"the app's is {manifest.get('version')}")
+        for key in sorted(set(shard_manifest) - KNOWN_MANIFEST_KEYS):
+            # e.g. "missing": context lookups, which would need the CLI to run them
+            raise ShardError(f"{shard / MANIFEST}: {key}: not joinable (known: "
+                             f"{', '.join(sorted(KNOWN_MANIFEST_KEYS))})")
+        if shard_tree.get("version") != tree.get("version") or "children" not in shard_tree.get(
+                "tree", {}):
+            raise ShardError(f"{shard / TREE}: not a {tree.get('version')} tree with children "
+                             "(a tree split into several files is not joinable)")
         stages: dict[str, Any] = {}
         others: dict[str, Any] = {}
         for artifact_id, artifact in shard_manifest["artifacts"].items():
@@ -89,6 +102,8 @@ def join(outdir: Path, shard_dirs: Sequence[Path]) -> None:
                 continue
             if entry.name.startswith("asset.") and target.exists():
                 continue  # content-addressed: the same name holds the same bytes
+            if entry.name in written:
+                raise ShardError(f"{entry}: {entry.name} was also written by another shard")
             # Anything else of that name is an earlier synth's (the CDK overwrites its output
             # in place, too): this synth's is the shard's.
             if target.is_dir() and not target.is_symlink():
@@ -98,9 +113,10 @@ def join(outdir: Path, shard_dirs: Sequence[Path]) -> None:
             shutil.move(str(entry), str(target))
         manifest["artifacts"] = _before_shared(_after_last_stage(manifest["artifacts"], stages),
                                                others)
+        written |= _files_of(shard_manifest)
         tree["tree"]["children"] = _before_tree(
             tree["tree"]["children"],
-            {k: v for k, v in _read(shard / TREE)["tree"]["children"].items() if k != "Tree"})
+            {k: v for k, v in shard_tree["tree"]["children"].items() if k != "Tree"})
         if report is not None and (shard / REPORT).exists():
             _merge_report(report, _read(shard / REPORT))
         shutil.rmtree(shard)
@@ -109,6 +125,19 @@ def join(outdir: Path, shard_dirs: Sequence[Path]) -> None:
     (outdir / TREE).write_text(json.dumps(tree, separators=(",", ":"), ensure_ascii=False))
     if report is not None:
         report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+def _files_of(manifest: dict[str, Any]) -> set[str]:
+    """The top-level files and directories a manifest's artifacts name."""
+    names = set()
+    for artifact in manifest.get("artifacts", {}).values():
+        properties = artifact.get("properties", {})
+        for key in ("directoryName", "templateFile", "file"):
+            if isinstance(properties.get(key), str):
+                names.add(properties[key].split("/", 1)[0])
+        if isinstance(artifact.get("additionalMetadataFile"), str):
+            names.add(artifact["additionalMetadataFile"].split("/", 1)[0])
+    return names
 
 
 def _read(path: Path) -> Any:

@@ -14,7 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from phi_core import naming
+from phi_core import naming, placement
 from phi_core.placement import Account, Accounts
 from stacks import compliance
 from stacks.audit_stack import AuditStack
@@ -109,8 +109,7 @@ def wave_plan(accounts: Accounts, where: Mapping[str, str], number: int = 1
             f"pipeline: {LEADING_STAGES + len(waves)} stages needed, CodePipeline allows "
             f"{MAX_STAGES} ({CUSTOMERS_PER_WAVE} customer stacks per stage): "
             f"{sum(len(s.customers) for w in waves for s in w.stages)} customers are more "
-            f"than one pipeline deploys; set pipeline = {number + 1} on some [[exchange]] "
-            "accounts")
+            f"than one pipeline deploys; {placement.next_pipeline(number)}")
     return waves
 
 
@@ -156,8 +155,8 @@ class PipelineStack(cdk.Stack):
     The pipeline updates itself from the repository (CDK Pipelines' self-mutation, through the
     CDK bootstrap's roles of its own account, which hold no PHI), so a merged customer file is
     deployed with no other step. What it may do elsewhere is bounded by each account's
-    CDK-deploy role, which trusts exactly this pipeline's role and may never touch
-    ``PhiExchange-access`` nor ``PhiExchange-pipeline``: only an administrator changes those.
+    CDK-deploy role, which trusts exactly the pipelines' roles and may never touch
+    ``PhiExchange-access`` nor a pipeline's stack: only an administrator changes those.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, accounts: Accounts,
@@ -199,8 +198,10 @@ class PipelineStack(cdk.Stack):
         source = pipelines.CodePipelineSource.connection(
             pipeline_config.repository, pipeline_config.branch,
             connection_arn=pipeline_config.connection_arn)
-        targets = sorted({s.account.account_id for w, _ in waves for s in w.stages
-                          if s.account.account_id})
+        # Every pipeline's synth step runs the same `make pipeline-diff`, a diff of every
+        # account's stacks (whichever pipeline deploys them): it reads them all.
+        targets = sorted({a.account_id for a in (*accounts.exchange, accounts.log_archive)
+                          if a is not None and a.account_id})
         synth = pipelines.CodeBuildStep(
             "Synth", input=source, commands=list(SYNTH_COMMANDS),
             primary_output_directory="cdk.out",

@@ -22,7 +22,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
 
-from phi_core import naming
+from phi_core import naming, placement
 from stacks.config import CustomerConfig
 
 # Documented AWS limits (characters, whitespace excluded).
@@ -138,8 +138,7 @@ def oversized_templates(assembly: Any) -> list[str]:
             problems.append(
                 f"{stack.stack_name}: template: {size:,} bytes, over CloudFormation's "
                 f"{TEMPLATE_BODY_LIMIT:,}-byte template body"
-                + (f"; the pipeline deploys too many stacks: move some of its exchange "
-                   f"accounts to another (accounts.toml: [[exchange]] pipeline = "
-                   f"{_PIPELINE_STACK_NAMES[stack.stack_name] + 1})"
+                + ("; the pipeline deploys too many stacks: "
+                   + placement.next_pipeline(_PIPELINE_STACK_NAMES[stack.stack_name])
                    if stack.stack_name in _PIPELINE_STACK_NAMES else ""))
     return problems

@@ -18,14 +18,17 @@ from constructs import IConstruct
 
 @dataclass(frozen=True)
 class StackFacts:
-    stack: Stack
+    # Weak, so the cache below (keyed weakly by the stack) lets a finished app's stacks go.
+    stack_ref: weakref.ReferenceType[Stack]
     account: str
     partition: str
     region: str
     url_suffix: str
 
     def format_arn(self, **components: Any) -> str:
-        return self.stack.format_arn(**components)
+        stack = self.stack_ref()
+        assert stack is not None  # a construct's facts are read while its stack is built
+        return stack.format_arn(**components)
 
 
 _READ: weakref.WeakKeyDictionary[Stack, StackFacts] = weakref.WeakKeyDictionary()
@@ -37,8 +40,9 @@ def facts_of(construct: IConstruct) -> StackFacts:
     stack = construct if isinstance(construct, Stack) else Stack.of(construct)
     found = _READ.get(stack)
     if found is None:
-        found = StackFacts(stack=stack, account=stack.account, partition=stack.partition,
-                           region=stack.region, url_suffix=stack.url_suffix)
+        found = StackFacts(stack_ref=weakref.ref(stack), account=stack.account,
+                           partition=stack.partition, region=stack.region,
+                           url_suffix=stack.url_suffix)
         _READ[stack] = found
     return found
 

@@ -90,6 +90,9 @@ def test_a_good_accounts_file_parses() -> None:
      "without gaps"),
     ({"log_archive": {"label": "logs", "account_id": "111111111111", "region": "eu-west-2"}},
      "accounts.toml: log_archive.account_id: must not be an exchange account"),
+    ({"exchange": [{"label": "ex-1", "account_id": "111111111111", "region": "eu-west-2",
+                    "pipeline": 1}]},
+     "accounts.toml: exchange[0].pipeline: needs a [pipeline] table"),
     ({"extra": {}}, "accounts.toml: 'extra': unknown table"),
 ])
 def test_a_bad_accounts_file_gets_one_line_per_problem(change: dict[str, object],
@@ -121,7 +124,10 @@ def test_accounts_name_the_pipeline_that_deploys_them() -> None:
     exchange = [dict(e) for e in GOOD["exchange"]]  # type: ignore[union-attr]
     assert placement.parse_accounts(GOOD, source="a").pipelines == 1
     exchange[1]["pipeline"] = 2
-    accounts = placement.parse_accounts(_with(exchange=exchange), source="a")
+    tooling = {"label": "tooling", "account_id": "555555555555", "region": "eu-west-2",
+               "repository": "o/r", "connection_arn": "arn:aws:codeconnections:eu-west-2:"
+               "555555555555:connection/0a1b2c3d-0000-4000-8000-00000000abcd"}
+    accounts = placement.parse_accounts(_with(exchange=exchange, pipeline=tooling), source="a")
     assert [a.pipeline for a in accounts.exchange] == [1, 2]
     assert accounts.pipelines == 2
     assert placement.Accounts.implicit().pipelines == 1

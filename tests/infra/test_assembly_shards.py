@@ -105,6 +105,20 @@ def test_two_pipelines_in_two_processes_are_the_assembly_of_one(tmp_path: Path) 
     for name in (naming.pipeline_role_name(2), naming.pipeline_artifact_key_alias(2),
                  naming.pipeline_artifact_bucket_name("555555555555", "eu-west-2", 2)):
         assert f'"{name}"' in names
+    # Its synth step's `make pipeline-diff` reads every account's stacks, its own or not.
+    for account in ("111111111111", "222222222222", "444444444444", "999999999999"):
+        assert f"iam::{account}:role/cdk-*-lookup-role-{account}-*" in names
+
+
+def _oversized(slug: str) -> str:
+    """A valid registry file whose partner role's trust policy is over IAM's 2,048
+    characters: refused at synth."""
+    path = "/".join(["p" * 60] * 8)
+    principals = ", ".join(f'"arn:aws:iam::{200000000000 + i}:role/{path}/{"r" * 64}"'
+                           for i in range(20))
+    return (f'slug = "{slug}"\naccess = "assume-role"\ndirections = ["inbound"]\n'
+            'contacts = ["ops@big.example"]\n'
+            f'partner_principals = [{principals}]\nexternal_id = "{"e" * 1224}"\n')
 
 
 def _accounts_toml(accounts: placement.Accounts) -> str:
@@ -168,19 +182,29 @@ def test_a_shard_that_fails_fails_the_synth_and_leaves_nothing_behind(tmp_path: 
     registry.mkdir()
     for source in (REPO / "customers").glob("*.toml"):
         (registry / source.name).write_text(source.read_text())
-    path = "/".join(["p" * 60] * 8)
-    principals = ", ".join(f'"arn:aws:iam::{200000000000 + i}:role/{path}/{"r" * 64}"'
-                           for i in range(20))
-    (registry / "zz-big.toml").write_text(
-        'slug = "zz-big"\naccess = "assume-role"\ndirections = ["inbound"]\n'
-        'contacts = ["ops@big.example"]\n'
-        f'partner_principals = [{principals}]\nexternal_id = "{"e" * 1224}"\n')
+    (registry / "zz-big.toml").write_text(_oversized("zz-big"))
     result = _app_py({"customer": "all", "registry": str(registry), "synth_processes": 2},
                      tmp_path / "out")
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "customers/zz-big.toml" in result.stderr or "zz-big" in result.stderr
     assert not list((tmp_path / "out").glob(".shard-*"))
+
+
+def test_every_process_reports_its_own_problems(tmp_path: Path) -> None:
+    """A customer over a policy limit in the first run (this process) and one in the second:
+    both are reported, whichever finishes first."""
+    registry = tmp_path / "customers"
+    registry.mkdir()
+    for source in (REPO / "customers").glob("*.toml"):
+        (registry / source.name).write_text(source.read_text())
+    for slug in ("aa-big", "zz-big"):
+        (registry / f"{slug}.toml").write_text(_oversized(slug))
+    result = _app_py({"customer": "all", "registry": str(registry), "synth_processes": 2},
+                     tmp_path / "out")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "aa-big" in result.stderr and "zz-big" in result.stderr
 
 
 def test_a_bad_process_count_is_one_line(tmp_path: Path) -> None:

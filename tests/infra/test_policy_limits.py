@@ -80,9 +80,13 @@ def test_a_template_over_cloudformations_body_limit_is_refused(tmp_path) -> None
 
     assembly = SimpleNamespace(stacks_recursively=[
         stack("PhiExchange-acme", TEMPLATE_BODY_LIMIT),
-        stack("PhiExchange-pipeline", TEMPLATE_BODY_LIMIT + 1)])
-    (line,) = oversized_templates(assembly)
-    assert line.startswith("PhiExchange-pipeline: template: 1,000,001 bytes, over "
-                           "CloudFormation's 1,000,000-byte template body")
-    assert line.endswith("the pipeline deploys too many stacks: move some of its exchange "
-                         "accounts to another (accounts.toml: [[exchange]] pipeline = 2)")
+        stack("PhiExchange-pipeline", TEMPLATE_BODY_LIMIT + 1),
+        stack("PhiExchange-pipeline-2", TEMPLATE_BODY_LIMIT + 1),
+        stack("PhiExchange-pipeline-5", TEMPLATE_BODY_LIMIT + 1)])
+    first, second, last = oversized_templates(assembly)
+    assert first.startswith("PhiExchange-pipeline: template: 1,000,001 bytes, over "
+                            "CloudFormation's 1,000,000-byte template body")
+    assert first.endswith("the pipeline deploys too many stacks: move some of its exchange "
+                          "accounts to another (accounts.toml: [[exchange]] pipeline = 2)")
+    assert second.endswith("(accounts.toml: [[exchange]] pipeline = 3)")
+    assert last.endswith("pipeline 5 is the last (5 at most); more pipelines are not built")

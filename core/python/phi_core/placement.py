@@ -177,6 +177,15 @@ class Accounts:
         return max((a.pipeline for a in self.exchange), default=1)
 
 
+def next_pipeline(number: int) -> str:
+    """What to do when pipeline ``number`` holds too much."""
+    if number >= naming.MAX_PIPELINES:
+        return (f"pipeline {number} is the last ({naming.MAX_PIPELINES} at most); more "
+                "pipelines are not built")
+    return (f"move some of its exchange accounts to another (accounts.toml: [[exchange]] "
+            f"pipeline = {number + 1})")
+
+
 # -- the accounts file ----------------------------------------------------------------------
 
 
@@ -237,6 +246,11 @@ def parse_accounts(data: Mapping[str, Any], *, source: str) -> Accounts:
                 "is listed once, in the region of its audit stack and customers")
         seen_places.add((account.account_id, account.region))
     numbers = {a.pipeline for a in placed}
+    if pipeline is None and "pipeline" not in data:
+        for i, entry in enumerate(entries):
+            if "pipeline" in entry:
+                bad(f"exchange[{i}].pipeline", "needs a [pipeline] table: without one no "
+                    "pipeline deploys the accounts")
     for missing in sorted(set(range(1, max(numbers, default=1))) - numbers):
         bad("exchange", f"no account has pipeline = {missing}: pipelines are numbered from 1 "
             "without gaps")
