@@ -85,11 +85,12 @@ synth-all: setup-demo
 	@echo "  templates:         cdk.out/ (one assembly-<slug>/ per customer)"
 	@echo "  compliance report: $$($(PYTHON) -m stacks.compliance cdk.out)"
 
-# The pipeline's synth step (stacks/pipeline_stack.py): its app, then a diff against every
+# The pipeline's synth step (stacks/pipeline_stack.py): its app, every template it deploys
+# validated by the CDK's CloudFormation validation (app.py), then a diff against every
 # deployed stack for the approval. Needs accounts.toml with [pipeline], and AWS credentials
 # for the diff.
 pipeline-synth: setup-demo
-	cdk synth -c pipeline=1 --no-notices --quiet
+	cdk synth -c pipeline=1 -c template_validation=all --no-notices --quiet
 
 pipeline-diff: setup-demo
 	cdk diff -c pipeline=1 --no-notices '**'

@@ -21,7 +21,9 @@ template validation (resource schemas and the CDK's deploy rules; cdk.json's
 validation costs a quarter of a bulk synth, so it runs where a template is new: one customer's
 synth (what ``cdk deploy CustomerStack -c customer=<slug>`` deploys), the account stacks', and
 ``make test``, which synthesizes every registry customer and every template shape with it;
-``-c customer=all`` and ``-c pipeline=1`` synthesize those same shapes again, and skip it.
+``-c customer=all`` and ``-c pipeline=1`` synthesize those same shapes again, and skip it
+unless ``-c template_validation=all`` (the pipeline's synth step sets it: what it deploys is
+validated; it has time to spare).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main() -> int:
         cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                  else os.cpu_count() or 1)
         requested = _positive_int(context, "synth_processes")
+        validate_all = _validate_all(context)
         if context.try_get_context("pipeline"):  # the pipelines, holding every account's stage
             registry = load_registry(registry_dir)
             where, _ = placement.check((c.placed for c in registry.values()), accounts)
@@ -73,7 +76,7 @@ def main() -> int:
                 numbers, assembly_shards.shard_count(len(numbers), cores, requested, per_shard=1),
                 lambda run, _first, outdir: build_pipeline_app(
                     customers, where, audit_settings=audit, numbers=run, outdir=outdir,
-                    template_validation=False))
+                    template_validation=validate_all))
         if not slug:
             registered = read_registry(registry_dir).customers
             print("note: no -c customer=<slug|all>: synthesizing the account stacks only; "
@@ -87,7 +90,7 @@ def main() -> int:
                 customers, assembly_shards.shard_count(len(customers), cores, requested),
                 lambda run, first, outdir: build_app(
                     run, audit_settings=audit, all_customers=True, placement=where,
-                    account_stacks=first, outdir=outdir, template_validation=False))
+                    account_stacks=first, outdir=outdir, template_validation=validate_all))
         else:  # one customer: another customer's broken file is only a warning
             read = read_registry(registry_dir)
             customer, warnings = one_customer(read, slug, option="-c customer")
@@ -163,6 +166,19 @@ def _synth_in_shards(units: list[Any], count: int,
                 worker.wait()
         for directory in shard_dirs:  # a failed shard's partial output
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def _validate_all(context: Any) -> bool:
+    """``-c template_validation=all``: the bulk synths validate every template too (the
+    pipeline's synth step does, for the templates it deploys)."""
+    value = context.try_get_context("template_validation")
+    if value is None:
+        return False
+    if value != "all":
+        raise RegistryError([f"-c template_validation={value}: the only value is 'all' "
+                             "(validate every template of -c customer=all or -c pipeline=1)"],
+                            subject="context")
+    return True
 
 
 def _positive_int(context: Any, key: str) -> int | None:

@@ -207,6 +207,15 @@ def test_every_process_reports_its_own_problems(tmp_path: Path) -> None:
     assert "aa-big" in result.stderr and "zz-big" in result.stderr
 
 
+def test_a_bad_template_validation_value_is_one_line(tmp_path: Path) -> None:
+    result = _app_py({"customer": "all", "template_validation": "some"}, tmp_path / "out")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: context: 1 problem",
+        "  - -c template_validation=some: the only value is 'all' (validate every template of "
+        "-c customer=all or -c pipeline=1)"]
+
+
 def test_a_bad_process_count_is_one_line(tmp_path: Path) -> None:
     result = _app_py({"customer": "all", "synth_processes": "two"}, tmp_path / "out")
     assert result.returncode == 1

@@ -124,7 +124,8 @@ def test_the_synth_step_runs_the_tests_the_gate_and_a_diff(assembly: Path) -> No
     assert synth["phases"]["build"]["commands"] == list(SYNTH_COMMANDS)
     assert SYNTH_COMMANDS == ("make test", "make pipeline-synth", "make pipeline-diff")
     # The targets exist and run the pipeline's app and a diff (make -n prints, runs nothing).
-    for target, expected in (("pipeline-synth", "cdk synth -c pipeline=1"),
+    for target, expected in (("pipeline-synth",
+                              "cdk synth -c pipeline=1 -c template_validation=all"),
                              ("pipeline-diff", "cdk diff -c pipeline=1")):
         shown = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=REPO,
                                capture_output=True, text=True, check=True, timeout=60).stdout
