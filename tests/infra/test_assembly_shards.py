@@ -63,6 +63,10 @@ def test_every_customer_in_two_processes_is_the_assembly_of_one(tmp_path: Path) 
     again = _app_py({"customer": "all", "synth_processes": 2}, tmp_path / "two")
     assert again.returncode == 0, again.stderr
     assert _files(tmp_path / "two") == two
+    # Three processes, one customer each: two shards joined in order.
+    three = _app_py({"customer": "all", "synth_processes": 3}, tmp_path / "three")
+    assert three.returncode == 0, three.stderr
+    assert _files(tmp_path / "three") == one
 
 
 def test_two_pipelines_in_two_processes_are_the_assembly_of_one(tmp_path: Path) -> None:
