@@ -111,12 +111,18 @@ def join(outdir: Path, shard_dirs: Sequence[Path]) -> None:
             elif target.exists() or target.is_symlink():
                 target.unlink()
             shutil.move(str(entry), str(target))
-        manifest["artifacts"] = _before_shared(_after_last_stage(manifest["artifacts"], stages),
-                                               others)
+        # Stages after the app's last stage, other artifacts before the shared ones: the order
+        # one process writes.
+        artifacts = manifest["artifacts"]
+        artifacts = _insert(artifacts, stages, 1 + max(
+            (i for i, a in enumerate(artifacts.values()) if a.get("type") == NESTED_ASSEMBLY),
+            default=-1))
+        manifest["artifacts"] = _insert(artifacts, others, _first_of(artifacts, SHARED_ARTIFACTS))
         written |= _files_of(shard_manifest)
-        tree["tree"]["children"] = _before_tree(
-            tree["tree"]["children"],
-            {k: v for k, v in shard_tree["tree"]["children"].items() if k != "Tree"})
+        children = tree["tree"]["children"]
+        tree["tree"]["children"] = _insert(
+            children, {k: v for k, v in shard_tree["tree"]["children"].items() if k != "Tree"},
+            _first_of(children, ("Tree",)))
         if report is not None and (shard / REPORT).exists():
             _merge_report(report, _read(shard / REPORT))
         shutil.rmtree(shard)
@@ -147,23 +153,14 @@ def _read(path: Path) -> Any:
         raise ShardError(f"{path}: {err}") from None
 
 
-def _after_last_stage(artifacts: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
-    items = list(artifacts.items())
-    last = max((i for i, (_, a) in enumerate(items) if a.get("type") == NESTED_ASSEMBLY),
-               default=-1)
-    return dict(items[:last + 1] + list(stages.items()) + items[last + 1:])
-
-
-def _before_shared(artifacts: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
-    items = list(artifacts.items())
-    at = next((i for i, (k, _) in enumerate(items) if k in SHARED_ARTIFACTS), len(items))
+def _insert(mapping: dict[str, Any], added: dict[str, Any], at: int) -> dict[str, Any]:
+    items = list(mapping.items())
     return dict(items[:at] + list(added.items()) + items[at:])
 
 
-def _before_tree(children: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
-    items = list(children.items())
-    at = next((i for i, (k, _) in enumerate(items) if k == "Tree"), len(items))
-    return dict(items[:at] + list(stages.items()) + items[at:])
+def _first_of(mapping: dict[str, Any], keys: Sequence[str]) -> int:
+    """The position of the first of ``keys`` in ``mapping``, or its end."""
+    return next((i for i, key in enumerate(mapping) if key in keys), len(mapping))
 
 
 def _merge_report(report: dict[str, Any], shard_report: dict[str, Any]) -> None:
