@@ -178,26 +178,12 @@ def test_a_shard_that_repeats_a_stage_is_refused(tmp_path: Path) -> None:
         assembly_shards.join(outdir, [shard])
 
 
-def test_a_shard_that_fails_fails_the_synth_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    """The last customer (in the second process) has a role trust policy over IAM's 2,048
-    characters: synth fails with the registry's one-line problem, no traceback, and the
-    output directory holds no shard's partial assembly."""
-    registry = tmp_path / "customers"
-    registry.mkdir()
-    for source in (REPO / "customers").glob("*.toml"):
-        (registry / source.name).write_text(source.read_text())
-    (registry / "zz-big.toml").write_text(_oversized("zz-big"))
-    result = _app_py({"customer": "all", "registry": str(registry), "synth_processes": 2},
-                     tmp_path / "out")
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "customers/zz-big.toml" in result.stderr or "zz-big" in result.stderr
-    assert not list((tmp_path / "out").glob(".shard-*"))
-
-
-def test_every_process_reports_its_own_problems(tmp_path: Path) -> None:
-    """A customer over a policy limit in the first run (this process) and one in the second:
-    both are reported, whichever finishes first."""
+def test_failing_shards_fail_the_synth_each_reported_and_leave_nothing_behind(
+        tmp_path: Path) -> None:
+    """A customer whose partner role's trust policy is over IAM's 2,048 characters in the first
+    run (this process) and one in the second: synth fails with both registry problems (one
+    line each, whichever process finishes first), no traceback, and the output directory
+    holds no shard's partial assembly."""
     registry = tmp_path / "customers"
     registry.mkdir()
     for source in (REPO / "customers").glob("*.toml"):
@@ -206,9 +192,10 @@ def test_every_process_reports_its_own_problems(tmp_path: Path) -> None:
         (registry / f"{slug}.toml").write_text(_oversized(slug))
     result = _app_py({"customer": "all", "registry": str(registry), "synth_processes": 2},
                      tmp_path / "out")
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "aa-big" in result.stderr and "zz-big" in result.stderr
+    assert not list((tmp_path / "out").glob(".shard-*"))
 
 
 def test_a_bad_template_validation_value_is_one_line(tmp_path: Path) -> None:
