@@ -26,8 +26,10 @@ INBOUND_PREFIX = "InboundPrefix"
 OUTBOUND_PREFIX = "OutboundPrefix"
 PARTNER_SECRET_ARN = "PartnerSecretArn"  # noqa: S105 - an output name; iam-user, never in a kit
 PARTNER_USER_NAME = "PartnerUserName"  # iam-user
-PARTNER_ROLE_ARN = "PartnerRoleArn"  # assume-role
+PARTNER_ROLE_ARN = "PartnerRoleArn"  # assume-role, roles-anywhere
 EXTERNAL_ID = "ExternalId"  # assume-role
+TRUST_ANCHOR_ARN = "TrustAnchorArn"  # roles-anywhere: the partner's CA, in IAM Roles Anywhere
+ROLES_ANYWHERE_PROFILE_ARN = "RolesAnywhereProfileArn"  # roles-anywhere
 OFFBOARDED = "Offboarded"  # "true" when the registry says so: no way in, no prefixes
 
 REQUIRED = (CUSTOMER_SLUG, ACCESS_MODE, BUCKET_NAME, BUCKET_REGION, BUCKET_OWNER_ACCOUNT,
@@ -37,13 +39,17 @@ _PREFIX_OUTPUT = {Direction.INBOUND: INBOUND_PREFIX, Direction.OUTBOUND: OUTBOUN
 _KMS_ARN = re.compile(
     r"arn:(aws|aws-us-gov|aws-cn):kms:([a-z0-9-]+):([0-9]{12}):key/[A-Za-z0-9-]+")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_ROLES_ANYWHERE_ARN = re.compile(
+    r"arn:(aws|aws-us-gov|aws-cn):rolesanywhere:[a-z0-9-]+:[0-9]{12}:"
+    r"(trust-anchor|profile)/[0-9a-f-]{36}")
 
 
 def customer_outputs(*, slug: str, access: AccessMode, bucket_name: str, region: str,
                      account: str, key_arn: str, directions: Iterable[Direction],
                      offboarded: bool, secret_arn: str | None = None,
                      user_name: str | None = None, role_arn: str | None = None,
-                     external_id: str | None = None) -> dict[str, str]:
+                     external_id: str | None = None, trust_anchor_arn: str | None = None,
+                     profile_arn: str | None = None) -> dict[str, str]:
     """The outputs a customer stack emits (values may be CDK tokens). Offboarded: no prefixes
     and no partner identity."""
     outputs = {CUSTOMER_SLUG: slug, ACCESS_MODE: access.value, BUCKET_NAME: bucket_name,
@@ -63,6 +69,11 @@ def customer_outputs(*, slug: str, access: AccessMode, bucket_name: str, region:
         assert role_arn is not None and external_id is not None
         outputs[PARTNER_ROLE_ARN] = role_arn
         outputs[EXTERNAL_ID] = external_id
+    elif access is AccessMode.ROLES_ANYWHERE:
+        assert role_arn is not None and trust_anchor_arn is not None and profile_arn is not None
+        outputs[PARTNER_ROLE_ARN] = role_arn
+        outputs[TRUST_ANCHOR_ARN] = trust_anchor_arn
+        outputs[ROLES_ANYWHERE_PROFILE_ARN] = profile_arn
     return outputs
 
 
@@ -95,6 +106,8 @@ class StackOutputs:
     user_name: str | None = None
     role_arn: str | None = None
     external_id: str | None = None
+    trust_anchor_arn: str | None = None
+    profile_arn: str | None = None
     offboarded: bool = False
     source: str = ""
     raw: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -172,6 +185,16 @@ def parse_stack_outputs(outputs: Mapping[str, Any], *, source: str) -> StackOutp
     if access is AccessMode.ASSUME_ROLE and not offboarded and not (
             values.get(PARTNER_ROLE_ARN) and values.get(EXTERNAL_ID)):
         problems.append(f"{PARTNER_ROLE_ARN} or {EXTERNAL_ID} is missing (assume-role)")
+    if access is AccessMode.ROLES_ANYWHERE and not offboarded:
+        if not values.get(PARTNER_ROLE_ARN):
+            problems.append(f"{PARTNER_ROLE_ARN} is missing (roles-anywhere)")
+        for name, kind in ((TRUST_ANCHOR_ARN, "trust-anchor"),
+                           (ROLES_ANYWHERE_PROFILE_ARN, "profile")):
+            value = values.get(name)
+            if not value:
+                problems.append(f"{name} is missing (roles-anywhere)")
+            elif (found := _ROLES_ANYWHERE_ARN.fullmatch(value)) is None or found[2] != kind:
+                problems.append(f"{name} is not an IAM Roles Anywhere {kind} ARN")
     if problems or access is None:
         raise OutputsError(source, problems)
     return StackOutputs(
@@ -179,7 +202,9 @@ def parse_stack_outputs(outputs: Mapping[str, Any], *, source: str) -> StackOutp
         account=account, kms_key_arn=key_arn, inbound_prefix=inbound, outbound_prefix=outbound,
         secret_arn=values.get(PARTNER_SECRET_ARN), user_name=values.get(PARTNER_USER_NAME),
         role_arn=values.get(PARTNER_ROLE_ARN), external_id=values.get(EXTERNAL_ID),
-        offboarded=offboarded, source=source, raw=values)
+        trust_anchor_arn=values.get(TRUST_ANCHOR_ARN),
+        profile_arn=values.get(ROLES_ANYWHERE_PROFILE_ARN), offboarded=offboarded,
+        source=source, raw=values)
 
 
 def outputs_of_stack(document: Mapping[str, Any], stack_name: str | None,

@@ -14,6 +14,9 @@ class AccessMode(enum.StrEnum):
     IAM_USER = "iam-user"  # we create an IAM user; its access key lives in Secrets Manager
     CROSS_ACCOUNT = "cross-account"  # the partner's own principals, granted by resource policies
     ASSUME_ROLE = "assume-role"  # a role in our account, assumable only with the external id
+    # A role in our account that IAM Roles Anywhere hands out, for an X.509 certificate issued
+    # by the partner's own certificate authority: no long-lived secret anywhere.
+    ROLES_ANYWHERE = "roles-anywhere"
 
 
 class Direction(enum.StrEnum):
