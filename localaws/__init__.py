@@ -18,6 +18,11 @@ CDK template faithfully. Each gap and its fix lives in one module:
 - :mod:`localaws.malware_scan` - GuardDuty Malware Protection for S3: plans, and a stand-in
   scanner that reads and tags each new inbound version as the plan's role (EICAR is the only
   threat) and puts GuardDuty's scan-result event on the bus;
+- :mod:`localaws.roles_anywhere` - IAM Roles Anywhere, which moto lacks: trust anchors and
+  profiles from CloudFormation, and CreateSession (``POST /sessions``) checking the X.509
+  signature, the certificate chain to the trust anchor, the profile and the role's trust
+  policy with the certificate's attributes as principal tags, then a tagged role session;
+  :mod:`localaws.x509_ca` is a throwaway CA to issue the certificates (tests, demo);
 - :mod:`localaws.published` - what SNS was asked to publish, readable (nothing is sent);
 - :mod:`localaws.cloudtrail` - the S3 data events of the requests served, delivered as the
   deployed trail's log files with signed digest files, and S3-format server access logs;

@@ -45,7 +45,11 @@ Gaps found in our templates (the customer stack and the CDK bootstrap stack), an
 ``AWS::IAM::User``                 moto applies UserName and Path only. Filled: Groups (the
                                    partner's only source of permissions), ManagedPolicyArns,
                                    Policies, Tags.
-``AWS::IAM::Role``                 moto ignores ManagedPolicyArns. Filled.
+``AWS::IAM::Role``                 moto ignores ManagedPolicyArns. Filled. moto keeps the
+                                   inline Policies as dicts, not JSON text: with permission
+                                   checks on, every call of a session of the role answered
+                                   HTTP 500 (KeyError in moto's IAMPolicy). Filled: stored as
+                                   JSON text, as PutRolePolicy stores them.
 ``AWS::Logs::LogGroup``            moto reads ``kmsKeyId``, CloudFormation says ``KmsKeyId``.
                                    Filled. (moto's model is only registered once moto.logs has
                                    been imported, which register() also ensures.) GetAtt Arn
@@ -88,6 +92,20 @@ Gaps found in our templates (the customer stack and the CDK bootstrap stack), an
                                    and the bucket exists. Ref is the plan id; GetAtt Arn,
                                    MalwareProtectionPlanId, CreatedAt, Status (``ACTIVE``),
                                    StatusReasons (none).
+``AWS::RolesAnywhere::``           no model (moto has no Roles Anywhere at all). Filled: Name,
+``TrustAnchor``                    Enabled (default true), Source (``CERTIFICATE_BUNDLE``
+                                   only; other source types fail the resource), Tags;
+                                   NotificationSettings stored (nothing is sent). As AWS, a
+                                   bundle that is not PEM certificates, or holds a certificate
+                                   that is not a CA (``CA:TRUE``), fails the resource. Ref is
+                                   the id (a UUID); GetAtt TrustAnchorArn, TrustAnchorId.
+                                   CreateSession uses it (localaws.roles_anywhere).
+``AWS::RolesAnywhere::Profile``    no model. Filled: Name, Enabled, RoleArns, DurationSeconds
+                                   (default 3600, 900..43200 or the resource fails),
+                                   RequireInstanceProperties, AcceptRoleSessionName, Tags;
+                                   ManagedPolicyArns and SessionPolicy stored, not enforced on
+                                   the sessions (listed by :func:`coverage`). Ref is the id;
+                                   GetAtt ProfileArn, ProfileId.
 =================================  ==========================================================
 
 Stack-level gaps (failures, outputs, change sets, ``AWS::NoValue``) are filled by
@@ -131,7 +149,7 @@ from moto.sns.models import Topic, sns_backends
 from moto.sqs.models import sqs_backends
 from moto.utilities.utils import get_partition
 
-from localaws import cfn_stacks, malware_scan, service_access
+from localaws import cfn_stacks, malware_scan, roles_anywhere, service_access
 from localaws.cfn_stacks import ResourceCreationFailed
 
 log = logging.getLogger("localaws")
@@ -672,6 +690,67 @@ class MalwareProtectionPlanModel(_New, CloudFormationModel):
         malware_scan.delete_plan(self.plan_id)
 
 
+class TrustAnchorModel(_New, CloudFormationModel):
+    """``AWS::RolesAnywhere::TrustAnchor``: recorded for CreateSession
+    (:func:`localaws.roles_anywhere.create_trust_anchor`, which refuses what AWS refuses)."""
+
+    TYPE = "AWS::RolesAnywhere::TrustAnchor"
+    physical_id_attribute = "trust_anchor_id"
+    ATTRIBUTES: ClassVar[Mapping[str, str]] = {
+        "TrustAnchorArn": "arn", "TrustAnchorId": "trust_anchor_id"}
+
+    def __init__(self, anchor: roles_anywhere.TrustAnchor) -> None:
+        self.trust_anchor_id, self.arn = anchor.trust_anchor_id, anchor.arn
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> TrustAnchorModel:
+        p = _properties(cloudformation_json)
+        return cls(roles_anywhere.create_trust_anchor(
+            account=account_id, region=region_name, name=str(p.get("Name") or resource_name),
+            source=p.get("Source") or {}, enabled=_flag(p.get("Enabled"), default=True),
+            notification_settings=p.get("NotificationSettings") or (),
+            tags=tuple((t["Key"], t["Value"]) for t in _tags(p))))
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        roles_anywhere.delete_trust_anchor(self.arn)
+
+
+class RolesAnywhereProfileModel(_New, CloudFormationModel):
+    """``AWS::RolesAnywhere::Profile``: recorded for CreateSession
+    (:func:`localaws.roles_anywhere.create_profile`)."""
+
+    TYPE = "AWS::RolesAnywhere::Profile"
+    physical_id_attribute = "profile_id"
+    ATTRIBUTES: ClassVar[Mapping[str, str]] = {"ProfileArn": "arn", "ProfileId": "profile_id"}
+
+    def __init__(self, profile: roles_anywhere.Profile) -> None:
+        self.profile_id, self.arn = profile.profile_id, profile.arn
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> RolesAnywhereProfileModel:
+        p = _properties(cloudformation_json)
+        session_policy = p.get("SessionPolicy")
+        return cls(roles_anywhere.create_profile(
+            account=account_id, region=region_name, name=str(p.get("Name") or resource_name),
+            role_arns=[str(a) for a in p.get("RoleArns") or []],
+            enabled=_flag(p.get("Enabled"), default=True),
+            duration_seconds=int(p.get("DurationSeconds", roles_anywhere.DEFAULT_DURATION)),
+            managed_policy_arns=[str(a) for a in p.get("ManagedPolicyArns") or []],
+            session_policy=_json(session_policy) if session_policy else None,
+            require_instance_properties=_flag(p.get("RequireInstanceProperties")),
+            accept_role_session_name=_flag(p.get("AcceptRoleSessionName")),
+            tags=tuple((t["Key"], t["Value"]) for t in _tags(p))))
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        roles_anywhere.delete_profile(self.arn)
+
+
 # --- moto's models, completed or replaced ---------------------------------------------------
 
 
@@ -872,7 +951,8 @@ class UserModel(_Extends, CloudFormationModel):
 
 
 class RoleModel(_Extends, CloudFormationModel):
-    """``AWS::IAM::Role``: moto creates it; managed policies are attached here."""
+    """``AWS::IAM::Role``: moto creates it; managed policies are attached here and inline
+    policies kept as JSON text."""
 
     MOTO = Role
 
@@ -882,6 +962,9 @@ class RoleModel(_Extends, CloudFormationModel):
         backend = iam_backends[account_id][get_partition(region_name)]
         for arn in properties.get("ManagedPolicyArns") or []:
             backend.attach_role_policy(arn, resource.name)
+        for name, document in list(resource.policies.items()):
+            if not isinstance(document, str):
+                resource.policies[name] = json.dumps(document)
 
 
 class LogGroupModel(_Extends, CloudFormationModel):
@@ -948,7 +1031,8 @@ class TopicModel(_Extends, CloudFormationModel):
 MODELS: tuple[type[CloudFormationModel], ...] = (
     SecretModel, RotationScheduleModel, SecretResourcePolicyModel, BucketPolicyModel,
     GroupModel, TopicPolicyModel, QueuePolicyModel, SubscriptionModel, AlarmModel, TrailModel,
-    MalwareProtectionPlanModel, KmsKeyModel, BucketModel, UserModel, RoleModel, LogGroupModel,
+    MalwareProtectionPlanModel, TrustAnchorModel, RolesAnywhereProfileModel, KmsKeyModel,
+    BucketModel, UserModel, RoleModel, LogGroupModel,
     FunctionModel, TopicModel,
 )
 

@@ -91,6 +91,14 @@ APPLIED: dict[str, frozenset[str]] = {
     "AWS::GuardDuty::MalwareProtectionPlan": frozenset(
         {"Role", "ProtectedResource", "Actions", "Tags"}
     ),
+    # Recorded for the emulator's CreateSession (localaws.roles_anywhere). Not applied:
+    # NotificationSettings (nothing is sent), a Profile's ManagedPolicyArns and SessionPolicy
+    # (sessions keep the role's full permissions) and AttributeMappings (default mapping only).
+    "AWS::RolesAnywhere::TrustAnchor": frozenset({"Name", "Enabled", "Source", "Tags"}),
+    "AWS::RolesAnywhere::Profile": frozenset(
+        {"Name", "Enabled", "RoleArns", "DurationSeconds", "RequireInstanceProperties",
+         "AcceptRoleSessionName", "Tags"}
+    ),
     # The CDK bootstrap stack's other types.
     "AWS::SSM::Parameter": frozenset({"Name", "Type", "Value", "Description", "Tags"}),
     "AWS::ECR::Repository": frozenset({"RepositoryName", "ImageScanningConfiguration",

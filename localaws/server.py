@@ -122,13 +122,19 @@ def client_environment(emulator: Emulator, base: Mapping[str, str] | None = None
 
 
 class _Endpoints:
-    """The emulator's own endpoints (``/localaws/...``) in front of moto."""
+    """The emulator's own endpoints (``/localaws/...``) in front of moto, and the services
+    moto lacks: ``matched`` pairs a test of the request with the application that serves the
+    requests it accepts (IAM Roles Anywhere's CreateSession: ``POST /sessions`` with an
+    ``X-Amz-X509`` header); anything else goes to moto unchanged."""
 
-    def __init__(self, app: Any, routes: Mapping[str, Any]) -> None:
-        self.app, self.routes = app, routes
+    def __init__(self, app: Any, routes: Mapping[str, Any],
+                 matched: tuple[tuple[Any, Any], ...] = ()) -> None:
+        self.app, self.routes, self.matched = app, routes, matched
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         route = self.routes.get(str(environ.get("PATH_INFO", "")))
+        if route is None:
+            route = next((app for accepts, app in self.matched if accepts(environ)), None)
         return (route or self.app)(environ, start_response)
 
 
@@ -138,7 +144,7 @@ def make_app() -> Any:
     # Imported late: moto's server module pulls in Flask and every backend index.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from localaws import cloudtrail, events, malware_scan, permissions, published
+    from localaws import cloudtrail, events, malware_scan, permissions, published, roles_anywhere
 
     return _Endpoints(
         cloudtrail.DataEventMiddleware(
@@ -150,6 +156,7 @@ def make_app() -> Any:
          SCANS_PATH: malware_scan.scans_endpoint,
          PUBLISHED_PATH: published.published_endpoint,
          cloudtrail.FLUSH_PATH: cloudtrail.flush_endpoint},
+        matched=((roles_anywhere.is_create_session, roles_anywhere.create_session_endpoint),),
     )
 
 
