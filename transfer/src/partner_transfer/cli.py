@@ -19,6 +19,7 @@ from partner_transfer.errors import ErrorContext, ExitCode, TransferError, class
 from partner_transfer.options import Options
 from partner_transfer.profile import (
     MIB,
+    AuthMethod,
     Profile,
     find_profile_path,
     load_profile,
@@ -241,6 +242,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="AWS named profile for credentials (also used to read --stack)",
     )
+    init.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="FILE",
+        help="roles-anywhere: your client certificate (PEM), referenced by path",
+    )
+    init.add_argument(
+        "--private-key",
+        type=Path,
+        metavar="FILE",
+        help="roles-anywhere: the certificate's private key (PEM, RSA or EC, mode 600)",
+    )
+    init.add_argument(
+        "--certificate-chain",
+        type=Path,
+        metavar="FILE",
+        help="roles-anywhere: your CA's intermediate certificates (PEM; default: none)",
+    )
     init.add_argument("--region", help="region of --stack (default: your AWS config)")
     init.add_argument("--endpoint-url", help="S3/STS endpoint for local runs (emulators)")
     init.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
@@ -391,7 +410,22 @@ def _profile_init(args: argparse.Namespace, out: Console) -> int:
     receipt_key = (
         _receipt_key_path(args.receipt_public_key) if args.receipt_public_key else None
     )
+    x509_paths = {
+        name: path.expanduser().resolve() if path else None
+        for name, path in (
+            ("certificate", args.certificate),
+            ("private_key", args.private_key),
+            ("certificate_chain", args.certificate_chain),
+        )
+    }
     if args.from_secret:
+        given = [f"--{n.replace('_', '-')}" for n, path in x509_paths.items() if path]
+        if given:
+            raise TransferError(
+                ExitCode.USAGE,
+                f"{', '.join(given)}: only for roles-anywhere access, not with --from-secret "
+                "(iam-user access)",
+            )
         secret_path = args.from_secret.expanduser().resolve()
         profile = profile_from_secret(
             read_secret_file(secret_path),
@@ -423,7 +457,13 @@ def _profile_init(args: argparse.Namespace, out: Console) -> int:
             credentials_file=cred_file,
             endpoint_url=args.endpoint_url,
             receipt_public_key=receipt_key,
+            **x509_paths,
         )
+    if profile.auth.method is AuthMethod.ROLES_ANYWHERE:
+        from partner_transfer.clients import load_x509_material
+
+        # Checked now, so a wrong file is found when the profile is written.
+        load_x509_material(profile.auth)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render_profile(profile, comment=origin), encoding="utf-8")
     if not args.quiet:

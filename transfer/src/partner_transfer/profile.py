@@ -2,7 +2,8 @@
 
 It holds no secrets. Credentials come from boto3's normal chain, a named AWS profile, a
 credentials JSON file with the rotation secret's structure (referenced by path, read at run
-time), or a role assumed with an external id. See docs/client.md for the format.
+time), a role assumed with an external id, or IAM Roles Anywhere with the partner's X.509
+certificate and private key (referenced by path). See docs/client.md for the format.
 
 Profiles are generated from the customer stack's outputs (:func:`profile_from_outputs`), or
 from the rotation secret an operator hands over (:func:`profile_from_secret`), and rendered by
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from partner_transfer.errors import ExitCode, TransferError
 from phi_core import outputs as stack_outputs
@@ -35,6 +37,15 @@ PROFILE_ENV = "PARTNER_TRANSFER_PROFILE"
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# IAM Roles Anywhere resources: group 1 partition, 2 region, 3 account.
+_TRUST_ANCHOR_ARN = re.compile(
+    rf"^arn:(aws[a-z-]*):rolesanywhere:([a-z0-9-]+):([0-9]{{12}}):trust-anchor/{_UUID}$"
+)
+_RA_PROFILE_ARN = re.compile(
+    rf"^arn:(aws[a-z-]*):rolesanywhere:([a-z0-9-]+):([0-9]{{12}}):profile/{_UUID}$"
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _KEY_FIELDS = (secret_schema.ACCESS_KEY_ID, secret_schema.SECRET_ACCESS_KEY)
@@ -47,6 +58,7 @@ class AuthMethod(enum.StrEnum):
     AWS_PROFILE = "aws-profile"  # a named profile in ~/.aws/config or credentials
     CREDENTIALS_FILE = "credentials-file"  # JSON with the rotation secret's structure
     ASSUME_ROLE = "assume-role"  # assume role_arn with external_id (source: aws_profile or chain)
+    ROLES_ANYWHERE = "roles-anywhere"  # IAM Roles Anywhere: the partner's X.509 certificate
 
 
 class RetryMode(enum.StrEnum):
@@ -60,8 +72,16 @@ class Auth:
 
     ``aws_profile`` (default none): the named profile for ``aws-profile``, or the source
     credentials for ``assume-role``. ``credentials_file``: path to the rotation secret JSON.
-    ``role_arn``/``external_id``: for ``assume-role``. ``session_name`` (default
-    ``"partner-transfer"``): the assumed-role session name, visible in CloudTrail.
+    ``role_arn``: the role for ``assume-role`` and ``roles-anywhere``; ``external_id``: for
+    ``assume-role``. ``session_name`` (default ``"partner-transfer"``): the assumed-role
+    session name, visible in CloudTrail (``assume-role`` only).
+
+    ``roles-anywhere``: ``certificate`` (PEM end-entity certificate issued by the partner's CA),
+    ``private_key`` (its PEM private key, RSA or EC), ``certificate_chain`` (default none: PEM
+    intermediates between the certificate and the trust anchor), ``trust_anchor_arn`` and
+    ``profile_arn`` (the IAM Roles Anywhere resources our stack created), and
+    ``private_key_passphrase_env`` (default none: the key is unencrypted), the name of an
+    environment variable holding the key's passphrase.
     """
 
     method: AuthMethod = AuthMethod.DEFAULT
@@ -70,6 +90,12 @@ class Auth:
     role_arn: str | None = None
     external_id: str | None = None
     session_name: str = "partner-transfer"
+    certificate: Path | None = None
+    private_key: Path | None = None
+    certificate_chain: Path | None = None
+    trust_anchor_arn: str | None = None
+    profile_arn: str | None = None
+    private_key_passphrase_env: str | None = None
 
     def describe(self) -> str:
         """Where credentials come from, for messages (never the credentials themselves)."""
@@ -80,6 +106,8 @@ class Auth:
         if self.method is AuthMethod.ASSUME_ROLE:
             source = f"AWS profile {self.aws_profile}" if self.aws_profile else "default chain"
             return f"role {self.role_arn} via {source}"
+        if self.method is AuthMethod.ROLES_ANYWHERE:
+            return f"certificate {self.certificate} via IAM Roles Anywhere"
         return "boto3 default credential chain"
 
 
@@ -106,7 +134,10 @@ class Profile:
     ``inbound_prefix``/``outbound_prefix`` are ``None`` when that direction is not enabled.
     ``endpoint_url`` (default none: AWS) points every client at another S3 API, e.g. a local
     emulator; ``sts_endpoint_url`` (default: ``endpoint_url``) does the same for STS alone, for
-    S3 servers that do not implement STS. ``state_dir`` (default
+    S3 servers that do not implement STS. ``rolesanywhere_endpoint_url`` (default:
+    ``endpoint_url`` when set, else AWS's regional IAM Roles Anywhere endpoint) is where the
+    ``roles-anywhere`` method asks for sessions; it must be ``https://HOST[:PORT]``, since the
+    service is only reached over TLS. ``state_dir`` (default
     ``$XDG_STATE_HOME/partner-transfer/<customer>``) holds resume journals; ``manifest``
     (default ``<state_dir>/manifest.jsonl``) is the custody log. ``receipt_public_key``
     (default none) is the exchange's receipt key (PEM, the onboarding kit's
@@ -122,6 +153,7 @@ class Profile:
     outbound_prefix: str | None = None
     endpoint_url: str | None = None
     sts_endpoint_url: str | None = None
+    rolesanywhere_endpoint_url: str | None = None
     auth: Auth = field(default_factory=Auth)
     tuning: Tuning = field(default_factory=Tuning)
     state_dir: Path | None = None
@@ -135,6 +167,10 @@ class Profile:
     @property
     def download_prefixes(self) -> tuple[str, ...]:
         return (self.outbound_prefix,) if self.outbound_prefix else ()
+
+    def resolved_rolesanywhere_endpoint_url(self) -> str | None:
+        """Where ``roles-anywhere`` asks for sessions; ``None``: AWS's regional endpoint."""
+        return self.rolesanywhere_endpoint_url or self.endpoint_url
 
     def resolved_state_dir(self) -> Path:
         if self.state_dir:
@@ -161,12 +197,23 @@ _TOP_KEYS = {
     "outbound_prefix",
     "endpoint_url",
     "sts_endpoint_url",
+    "rolesanywhere_endpoint_url",
     "state_dir",
     "manifest",
     "receipt_public_key",
     "auth",
     "transfer",
 }
+# Fields only the roles-anywhere method uses, and the fields it does not use.
+_RA_KEYS = (
+    "certificate",
+    "private_key",
+    "certificate_chain",
+    "trust_anchor_arn",
+    "profile_arn",
+    "private_key_passphrase_env",
+)
+_NOT_RA_KEYS = ("aws_profile", "credentials_file", "external_id", "session_name")
 _AUTH_KEYS = {
     "method",
     "aws_profile",
@@ -174,6 +221,7 @@ _AUTH_KEYS = {
     "role_arn",
     "external_id",
     "session_name",
+    *_RA_KEYS,
 }
 _TUNING_KEYS = {"concurrency", "part_size_mib", "retry_mode", "max_attempts"}
 
@@ -238,6 +286,7 @@ def parse_profile(
     outbound = _str(data, "outbound_prefix", problems, False)
     endpoint = _str(data, "endpoint_url", problems, False)
     sts_endpoint = _str(data, "sts_endpoint_url", problems, False)
+    ra_endpoint = _str(data, "rolesanywhere_endpoint_url", problems, False)
     state_dir = _str(data, "state_dir", problems, False)
     manifest = _str(data, "manifest", problems, False)
     receipt_key = _str(data, "receipt_public_key", problems, False)
@@ -279,7 +328,20 @@ def parse_profile(
         cred_file = _str(
             auth_data, "credentials_file", problems, method is AuthMethod.CREDENTIALS_FILE, "auth."
         )
-        role_arn = _str(auth_data, "role_arn", problems, method is AuthMethod.ASSUME_ROLE, "auth.")
+        roles_anywhere = method is AuthMethod.ROLES_ANYWHERE
+        role_arn = _str(
+            auth_data,
+            "role_arn",
+            problems,
+            method in (AuthMethod.ASSUME_ROLE, AuthMethod.ROLES_ANYWHERE),
+            "auth.",
+        )
+        certificate = _str(auth_data, "certificate", problems, roles_anywhere, "auth.")
+        private_key = _str(auth_data, "private_key", problems, roles_anywhere, "auth.")
+        chain = _str(auth_data, "certificate_chain", problems, False, "auth.")
+        anchor_arn = _str(auth_data, "trust_anchor_arn", problems, roles_anywhere, "auth.")
+        ra_profile_arn = _str(auth_data, "profile_arn", problems, roles_anywhere, "auth.")
+        passphrase_env = _str(auth_data, "private_key_passphrase_env", problems, False, "auth.")
         external_id = _str(
             auth_data, "external_id", problems, method is AuthMethod.ASSUME_ROLE, "auth."
         )
@@ -288,6 +350,22 @@ def parse_profile(
         )
         if role_arn and not _ROLE_ARN.match(role_arn):
             problems.append("auth.role_arn must be an IAM role ARN")
+        if roles_anywhere:
+            problems += [
+                f"auth.{k} is not used by method roles-anywhere: remove it"
+                for k in _NOT_RA_KEYS
+                if k in auth_data
+            ]
+            problems += _roles_anywhere_problems(
+                anchor_arn, ra_profile_arn, role_arn, passphrase_env, region
+            )
+        else:
+            problems += [
+                f"auth.{k} is only for method roles-anywhere: remove it or set "
+                'method = "roles-anywhere"'
+                for k in _RA_KEYS
+                if k in auth_data
+            ]
         for secret in ("aws_secret_access_key", "secret_access_key", "access_key_id"):
             if secret in auth_data:
                 problems.append(f"auth.{secret}: secrets never go in the profile")
@@ -298,7 +376,14 @@ def parse_profile(
             role_arn=role_arn,
             external_id=external_id,
             session_name=session_name,
+            certificate=_path(certificate, base),
+            private_key=_path(private_key, base),
+            certificate_chain=_path(chain, base),
+            trust_anchor_arn=anchor_arn,
+            profile_arn=ra_profile_arn,
+            private_key_passphrase_env=passphrase_env,
         )
+    problems += _rolesanywhere_endpoint_problems(auth.method, ra_endpoint, endpoint)
 
     tuning_data = data.get("transfer", {})
     tuning = Tuning()
@@ -329,12 +414,87 @@ def parse_profile(
         outbound_prefix=outbound,
         endpoint_url=endpoint,
         sts_endpoint_url=sts_endpoint,
+        rolesanywhere_endpoint_url=ra_endpoint,
         auth=auth,
         tuning=tuning,
         state_dir=_path(state_dir, base),
         manifest=_path(manifest, base),
         receipt_public_key=_path(receipt_key, base),
     )
+
+
+def _roles_anywhere_problems(
+    anchor_arn: str | None,
+    profile_arn: str | None,
+    role_arn: str | None,
+    passphrase_env: str | None,
+    region: str | None,
+) -> list[str]:
+    """The roles-anywhere fields' own rules: ARN shapes, and every ARN in the profile's region
+    (IAM Roles Anywhere is regional) and in one partition and account."""
+    problems: list[str] = []
+    found: dict[str, tuple[str, str, str]] = {}  # field -> (partition, region, account)
+    for name, value, pattern, kind in (
+        ("trust_anchor_arn", anchor_arn, _TRUST_ANCHOR_ARN, "trust-anchor"),
+        ("profile_arn", profile_arn, _RA_PROFILE_ARN, "profile"),
+    ):
+        if value is None:
+            continue
+        match = pattern.match(value)
+        if match is None:
+            problems.append(
+                f"auth.{name} must be an IAM Roles Anywhere {kind} ARN "
+                f"(arn:aws:rolesanywhere:REGION:ACCOUNT:{kind}/UUID)"
+            )
+            continue
+        partition, arn_region, account = match.groups()
+        found[name] = (partition, arn_region, account)
+        if region and arn_region != region:
+            problems.append(
+                f"auth.{name} is in region {arn_region}, not the profile's region {region}: "
+                "IAM Roles Anywhere is regional, use the ARNs from this customer's stack"
+            )
+    if role_arn and _ROLE_ARN.match(role_arn):
+        partition, _, _, account = role_arn.split(":")[1:5]
+        found["role_arn"] = (partition, "", account)
+    if len({(p, a) for p, _, a in found.values()}) > 1:
+        names = ", ".join(f"auth.{n}" for n in found)
+        problems.append(
+            f"{names} are not all in one partition and account: use the ARNs from this "
+            "customer's stack"
+        )
+    if passphrase_env is not None and not _ENV_NAME.match(passphrase_env):
+        problems.append(
+            "auth.private_key_passphrase_env must be the name of an environment variable "
+            "(letters, digits, _), not the passphrase itself"
+        )
+    return problems
+
+
+def _rolesanywhere_endpoint_problems(
+    method: AuthMethod, ra_endpoint: str | None, endpoint: str | None
+) -> list[str]:
+    """``rolesanywhere_endpoint_url`` (or ``endpoint_url``, its default) must be
+    ``https://HOST[:PORT]``: the session request is always made over TLS to ``/sessions``."""
+    if method is not AuthMethod.ROLES_ANYWHERE:
+        if ra_endpoint is not None:
+            return ["rolesanywhere_endpoint_url is only for auth.method roles-anywhere: remove it"]
+        return []
+    url, name = (ra_endpoint, "rolesanywhere_endpoint_url")
+    if url is None:
+        url, name = (endpoint, "endpoint_url")
+    if url is None:
+        return []
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        hint = " (or set rolesanywhere_endpoint_url)" if name == "endpoint_url" else ""
+        return [
+            f"{name} must be https://HOST[:PORT] for auth.method roles-anywhere: IAM Roles "
+            f"Anywhere is reached over TLS only{hint}"
+        ]
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return [f"{name} must be https://HOST[:PORT] with no path for auth.method roles-anywhere"]
+    return []
 
 
 def make_tuning(
@@ -512,8 +672,6 @@ def select_stack_outputs(document: Mapping[str, Any], stack: str | None) -> dict
     return {str(k): str(v) for k, v in outputs.items()}
 
 
-
-
 def profile_from_outputs(
     outputs: Mapping[str, str],
     *,
@@ -521,6 +679,9 @@ def profile_from_outputs(
     credentials_file: Path | None = None,
     endpoint_url: str | None = None,
     receipt_public_key: Path | None = None,
+    certificate: Path | None = None,
+    private_key: Path | None = None,
+    certificate_chain: Path | None = None,
 ) -> Profile:
     """A profile from the customer stack's outputs plus the partner's choice of credentials
     (and, optionally, the path of the exchange's receipt key, ``receipt_public_key``).
@@ -528,7 +689,9 @@ def profile_from_outputs(
     ``iam-user`` needs ``credentials_file`` (the rotation secret JSON) or ``aws_profile``;
     ``assume-role`` takes the role and external id from the outputs and uses ``aws_profile``
     (default: the default chain) as source credentials; ``cross-account`` uses ``aws_profile``
-    or the default chain.
+    or the default chain. ``roles-anywhere`` takes the role, trust anchor and profile ARNs
+    from the outputs and needs ``certificate`` and ``private_key`` (``certificate_chain``
+    optional); those three are refused in the other modes (``TransferError(USAGE)``).
     """
     try:
         parsed = stack_outputs.parse_stack_outputs(outputs, source="the outputs file")
@@ -538,6 +701,19 @@ def profile_from_outputs(
         raise TransferError(
             ExitCode.CONFIG, f"customer {parsed.slug} is offboarded: its stack grants no access"
         )
+    x509_options = {
+        "--certificate": certificate,
+        "--private-key": private_key,
+        "--certificate-chain": certificate_chain,
+    }
+    if parsed.access is not AccessMode.ROLES_ANYWHERE:
+        given = [name for name, value in x509_options.items() if value is not None]
+        if given:
+            raise TransferError(
+                ExitCode.USAGE,
+                f"{', '.join(given)}: only for roles-anywhere access; this stack's access mode "
+                f"is {parsed.access.value}",
+            )
     auth: Auth
     if parsed.access is AccessMode.IAM_USER:
         if credentials_file is not None:
@@ -556,6 +732,30 @@ def profile_from_outputs(
             aws_profile=aws_profile,
             role_arn=parsed.role_arn,
             external_id=parsed.external_id,
+        )
+    elif parsed.access is AccessMode.ROLES_ANYWHERE:
+        missing = [name for name in ("--certificate", "--private-key") if not x509_options[name]]
+        if missing:
+            raise TransferError(
+                ExitCode.USAGE,
+                "roles-anywhere access needs --certificate FILE (the PEM certificate your CA "
+                "issued for this client) and --private-key FILE (its PEM private key); "
+                f"missing {' and '.join(missing)}",
+            )
+        if credentials_file is not None:
+            raise TransferError(
+                ExitCode.USAGE,
+                "--credentials-file: not used by roles-anywhere access (the certificate and "
+                "its private key are the credentials)",
+            )
+        auth = Auth(
+            AuthMethod.ROLES_ANYWHERE,
+            role_arn=parsed.role_arn,
+            certificate=certificate,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+            trust_anchor_arn=parsed.trust_anchor_arn,
+            profile_arn=parsed.profile_arn,
         )
     else:
         auth = Auth(AuthMethod.AWS_PROFILE, aws_profile=aws_profile) if aws_profile else Auth()
@@ -644,6 +844,8 @@ def render_profile(profile: Profile, *, comment: str = "") -> str:
     put("endpoint_url", profile.endpoint_url, "http://127.0.0.1:5000")
     if profile.sts_endpoint_url:
         put("sts_endpoint_url", profile.sts_endpoint_url)
+    if profile.rolesanywhere_endpoint_url:
+        put("rolesanywhere_endpoint_url", profile.rolesanywhere_endpoint_url)
     put("state_dir", str(profile.state_dir) if profile.state_dir else None)
     put("manifest", str(profile.manifest) if profile.manifest else None)
     key = profile.receipt_public_key
@@ -651,12 +853,23 @@ def render_profile(profile: Profile, *, comment: str = "") -> str:
     auth = profile.auth
     lines += ["", "[auth]"]
     put("method", auth.method.value)
-    put("aws_profile", auth.aws_profile)
-    put("credentials_file", str(auth.credentials_file) if auth.credentials_file else None)
-    put("role_arn", auth.role_arn)
-    put("external_id", auth.external_id)
-    if auth.session_name != "partner-transfer":
-        put("session_name", auth.session_name)
+    if auth.method is AuthMethod.ROLES_ANYWHERE:
+        put("certificate", str(auth.certificate) if auth.certificate else None)
+        put("private_key", str(auth.private_key) if auth.private_key else None)
+        chain = auth.certificate_chain
+        put("certificate_chain", str(chain) if chain else None, "intermediates.pem")
+        put("trust_anchor_arn", auth.trust_anchor_arn)
+        put("profile_arn", auth.profile_arn)
+        put("role_arn", auth.role_arn)
+        if auth.private_key_passphrase_env:
+            put("private_key_passphrase_env", auth.private_key_passphrase_env)
+    else:
+        put("aws_profile", auth.aws_profile)
+        put("credentials_file", str(auth.credentials_file) if auth.credentials_file else None)
+        put("role_arn", auth.role_arn)
+        put("external_id", auth.external_id)
+        if auth.session_name != "partner-transfer":
+            put("session_name", auth.session_name)
     t = profile.tuning
     lines += [
         "",
