@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import trustme
+from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -999,3 +1000,252 @@ def test_the_private_key_stays_out_of_reprs(files: Files) -> None:
     material = load_x509_material(parse_profile(ra_profile(files)).auth)
     assert b"PRIVATE KEY" in material.private_key
     assert "PRIVATE" not in repr(material) and material.subject in repr(material)
+
+
+# -- live: the real client against the emulator's IAM Roles Anywhere ---------------------------
+
+LIVE_SUBJECT = {"CN": "acme-transfer-01", "OU": "Claims"}
+
+
+@dataclass(frozen=True)
+class Live:
+    """The emulator (its own process) with a partner CA as trust anchor, a profile, and a role
+    that trusts the anchor for ``CN=acme-transfer-01`` and may list one bucket."""
+
+    aws: Any  # tests.localaws.conftest.Aws
+    ca: Any  # localaws.x509_ca.ThrowawayCA
+    out: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return str(self.aws.emulator.url)
+
+    def decisions(self, since: int) -> list[dict[str, Any]]:
+        """The permission decisions the emulator recorded from index ``since`` on."""
+        from localaws import server
+
+        return server.authorizations(self.aws.emulator, since)[1]
+
+    def create_sessions(self, since: int) -> list[dict[str, Any]]:
+        """The sessions IAM Roles Anywhere granted from index ``since`` on."""
+        return [
+            r
+            for r in self.decisions(since)
+            if r["action"] == "rolesanywhere:CreateSession" and r["allowed"]
+        ]
+
+    def mark(self) -> int:
+        from localaws import server
+
+        return server.authorizations(self.aws.emulator)[0]
+
+    def write(self, root: Path, subject: dict[str, str], name: str) -> Files:
+        issued = self.ca.issue(subject)
+        paths = Files(
+            root,
+            root / f"{name}.pem",
+            root / f"{name}-key.pem",
+            root / "unused-chain.pem",
+            issued.certificate.subject.rfc4514_string(),
+        )
+        paths.cert.write_bytes(issued.certificate_pem)
+        paths.key.touch(mode=0o600)
+        paths.key.write_bytes(issued.private_key_pem)
+        return paths
+
+    def profile(self, files: Files) -> Path:
+        region, account = "us-east-1", "123456789012"  # the emulator's
+        lines = [
+            'customer = "acme"',
+            f'bucket = "{self.out["Bucket"]}"',
+            f'region = "{region}"',
+            f'bucket_owner = "{account}"',
+            f'kms_key_arn = "arn:aws:kms:{region}:{account}:key/{uuid.UUID(int=3)}"',
+            'inbound_prefix = "inbound/"',
+            'outbound_prefix = "outbound/"',
+            f'endpoint_url = "{self.url}"',  # S3, STS and /sessions
+            f'state_dir = "{files.root / "state"}"',
+            "",
+            "[auth]",
+            'method = "roles-anywhere"',
+            f'certificate = "{files.cert}"',
+            f'private_key = "{files.key}"',
+            f'trust_anchor_arn = "{self.out["Anchor"]}"',
+            f'profile_arn = "{self.out["Profile"]}"',
+            f'role_arn = "{self.out["Role"]}"',
+        ]
+        path = files.root / f"{files.cert.stem}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+@pytest.fixture(scope="module")
+def live_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    pytest.importorskip("localaws.roles_anywhere")
+    from localaws import server
+    from localaws.x509_ca import ThrowawayCA
+    from tests.localaws.conftest import Aws
+
+    run_dir = tmp_path_factory.mktemp("ra-emulator")
+    emulator = server.start(run_dir, tls_enabled=True)
+    try:
+        aws = Aws(emulator)
+        ca = ThrowawayCA.create("Acme Partner CA")
+        bucket = f"phi-acme-ra-{uuid.uuid4().hex[:10]}"
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "rolesanywhere.amazonaws.com"},
+                    "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                    "Condition": {
+                        "ArnEquals": {
+                            "aws:SourceArn": {"Fn::GetAtt": ["Anchor", "TrustAnchorArn"]}
+                        },
+                        "StringEquals": {"aws:PrincipalTag/x509Subject/CN": LIVE_SUBJECT["CN"]},
+                    },
+                }
+            ],
+        }
+        allow_list = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${Bucket}"},
+                }
+            ],
+        }
+        stack = aws.deploy(
+            {
+                "Resources": {
+                    "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": bucket}},
+                    "Anchor": {
+                        "Type": "AWS::RolesAnywhere::TrustAnchor",
+                        "Properties": {
+                            "Name": "acme-ca",
+                            "Enabled": True,
+                            "Source": {
+                                "SourceType": "CERTIFICATE_BUNDLE",
+                                "SourceData": {"X509CertificateData": ca.certificate_pem.decode()},
+                            },
+                        },
+                    },
+                    "Role": {
+                        "Type": "AWS::IAM::Role",
+                        "Properties": {
+                            "RoleName": f"acme-partner-{uuid.uuid4().hex[:8]}",
+                            "AssumeRolePolicyDocument": trust,
+                            "Policies": [{"PolicyName": "list", "PolicyDocument": allow_list}],
+                        },
+                    },
+                    "Profile": {
+                        "Type": "AWS::RolesAnywhere::Profile",
+                        "Properties": {
+                            "Name": "acme",
+                            "Enabled": True,
+                            "DurationSeconds": 3600,
+                            "RoleArns": [{"Fn::GetAtt": ["Role", "Arn"]}],
+                        },
+                    },
+                },
+                "Outputs": {
+                    "Bucket": {"Value": {"Ref": "Bucket"}},
+                    "Anchor": {"Value": {"Fn::GetAtt": ["Anchor", "TrustAnchorArn"]}},
+                    "Profile": {"Value": {"Fn::GetAtt": ["Profile", "ProfileArn"]}},
+                    "Role": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}},
+                },
+            }
+        )
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        out = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        yield Live(aws, ca, out)
+    finally:
+        server.stop(run_dir)
+
+
+@pytest.fixture
+def trust_live(live_emulator: Live, monkeypatch: pytest.MonkeyPatch) -> Live:
+    """The emulator's CA trusted for S3, STS and the session request (AWS_CA_BUNDLE)."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(live_emulator.aws.emulator.ca_bundle))
+    return live_emulator
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("roles-anywhere-live")
+def test_live_the_partner_certificate_gets_credentials_that_work_for_s3(
+    trust_live: Live, tmp_path: Path
+) -> None:
+    files = trust_live.write(tmp_path, LIVE_SUBJECT, "acme-transfer-01")
+    profile_path = trust_live.profile(files)
+    since = trust_live.mark()
+    clients = make_clients(load_profile(profile_path))
+    (created,) = trust_live.create_sessions(since)
+    assert created["resource"] == trust_live.out["Role"]
+    assert clients.access_key_hint.startswith("ASIA")
+    with trust_live.aws.permission_checks():
+        listed = clients.s3.list_objects_v2(Bucket=trust_live.out["Bucket"])
+        assert listed["KeyCount"] == 0
+        # The checks are on: what the role does not allow is refused.
+        with pytest.raises(ClientError, match="AccessDenied"):
+            clients.s3.put_object(Bucket=trust_live.out["Bucket"], Key="inbound/x", Body=b"x")
+        # And through the command itself: the preflight (GetCallerIdentity) and the listing.
+        result = cli("ls", "--profile", profile_path)
+    assert (result.code, result.err, result.out) == (0, "", "")
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("roles-anywhere-live")
+def test_live_a_certificate_with_another_subject_is_refused_in_one_line(
+    trust_live: Live, tmp_path: Path
+) -> None:
+    files = trust_live.write(tmp_path, {"CN": "someone-else", "OU": "Claims"}, "someone-else")
+    since = trust_live.mark()
+    result = cli("ls", "--profile", trust_live.profile(files))
+    (refusal,) = [r for r in trust_live.decisions(since) if not r["allowed"]]
+    assert trust_live.create_sessions(since) == []
+    assert f"the trust policy of {trust_live.out['Role']} does not allow" in refusal["reason"]
+    assert (result.code, result.err) == (
+        ExitCode.ACCESS_DENIED,
+        f"partner-transfer: IAM Roles Anywhere refused a session for certificate {files.cert} "
+        f"(subject {files.subject}): {refusal['reason']}; check trust_anchor_arn, profile_arn, "
+        "role_arn and that your operator registered this certificate's subject\n",
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("roles-anywhere-live")
+def test_live_short_sessions_are_renewed_by_calling_create_session_again(
+    trust_live: Live, tmp_path: Path
+) -> None:
+    # A 900-second session expires within botocore's 15-minute refresh window: every use of
+    # the credentials renews them, as a long transfer would near the end of each hour.
+    files = trust_live.write(tmp_path, LIVE_SUBJECT, "acme-transfer-01")
+    auth = load_profile(trust_live.profile(files)).auth
+    since = trust_live.mark()
+    session = make_session(
+        auth, region="us-east-1", rolesanywhere_endpoint_url=trust_live.url, session_seconds=900
+    )
+    assert len(trust_live.create_sessions(since)) == 1  # the eager first session
+    s3 = session.client("s3", endpoint_url=trust_live.url)
+    keys = []
+    with trust_live.aws.permission_checks():
+        for _ in range(2):
+            s3.list_objects_v2(Bucket=trust_live.out["Bucket"])
+            keys.append(session.get_credentials().get_frozen_credentials().access_key)
+    created = trust_live.create_sessions(since)
+    # One per use: the two listings, and each key read after them.
+    assert len(created) == 1 + 4
+    assert len(set(keys)) == 2
+    # The count is of renewals: an hour-long session is not renewed by the same uses.
+    hourly = make_session(auth, region="us-east-1", rolesanywhere_endpoint_url=trust_live.url)
+    since = trust_live.mark()
+    with trust_live.aws.permission_checks():
+        for _ in range(2):
+            hourly.client("s3", endpoint_url=trust_live.url).list_objects_v2(
+                Bucket=trust_live.out["Bucket"]
+            )
+            hourly.get_credentials().get_frozen_credentials()
+    assert trust_live.create_sessions(since) == []
