@@ -15,12 +15,13 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from phi_core import defaults, identifiers, naming, placement, toml_files
+from phi_core import certificates, defaults, identifiers, naming, placement, toml_files
 from phi_core.vocabulary import AccessMode, Direction
 
 # "-c customer=all" selects every customer; the others would collide with the names of our own
@@ -87,6 +88,35 @@ class MalwareScan:
 
 
 @dataclass(frozen=True)
+class RolesAnywhere:
+    """The partner's certificate authority and the certificates it may use
+    (``[roles_anywhere]``, with ``access = "roles-anywhere"``).
+
+    ``ca_bundle``: the PEM of the CA certificate(s) the trust anchor trusts, from
+    ``ca_bundle_file`` (a ``.pem`` file next to the customer's file; ``ca_file`` says which)
+    or inline as ``ca_bundle``. ``subject``: the attributes every certificate of the partner
+    must carry in its subject (at least ``CN``), required by the role's trust policy.
+    ``certificates``: what the bundle holds, read by :mod:`phi_core.certificates`.
+    """
+
+    ca_bundle: str
+    subject: tuple[tuple[str, str], ...]
+    certificates: tuple[certificates.CaCertificate, ...]
+    ca_file: str = ""
+
+    @property
+    def ca_expires(self) -> datetime:
+        """When the first CA of the bundle expires: the day the partner's access ends unless a
+        new CA is registered and deployed before."""
+        return min(c.not_after for c in self.certificates)
+
+
+# A CA bundle file named by the registry: a plain name next to the customer's file.
+_PEM_FILE = re.compile(r"[a-z0-9][a-z0-9._-]{0,60}\.pem")
+MAX_PEM_FILE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
 class CustomerConfig:
     """Everything a customer *is*. Built only by :func:`parse_customer`, which validates it."""
 
@@ -103,6 +133,7 @@ class CustomerConfig:
     offboarded: bool = False
     malware_scan: MalwareScan = field(default_factory=MalwareScan)
     account: str | None = None  # the exchange account's label in accounts.toml (placement)
+    roles_anywhere: RolesAnywhere | None = None
     source_file: str = ""
 
     @property
@@ -169,11 +200,20 @@ _TOP_LEVEL_FIELDS = {
     "offboarded",
     "malware_scan",
     "account",
+    "roles_anywhere",
 }
 
+# Reads a file named by the registry, next to the customer's file (None: nothing to read
+# from, e.g. a registry entry parsed from memory).
+ReadBeside = Callable[[str], str]
 
-def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
-    """Validate one customer's parsed TOML; raise :class:`RegistryError` with every problem."""
+
+def parse_customer(data: Mapping[str, Any], *, source: str,
+                   read_beside: ReadBeside | None = None,
+                   now: datetime | None = None) -> CustomerConfig:
+    """Validate one customer's parsed TOML; raise :class:`RegistryError` with every problem.
+    ``read_beside`` reads a file the entry names (a CA bundle); ``now`` (default: the clock)
+    is when certificates must be valid."""
     problems = _Problems(source)
     for unknown in sorted(set(data) - _TOP_LEVEL_FIELDS):
         problems.add(unknown, "unknown field (check the spelling; allowed: "
@@ -199,6 +239,8 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
         offboarded = False
 
     malware_scan = _malware_scan(data.get("malware_scan"), directions, problems)
+    roles_anywhere = _roles_anywhere(data.get("roles_anywhere"), access, problems,
+                                     read_beside, now)
     account = data.get("account")
     if account is not None and not (isinstance(account, str) and identifiers.is_slug(account)):
         problems.add("account", "must be the label of an exchange account in "
@@ -222,6 +264,7 @@ def parse_customer(data: Mapping[str, Any], *, source: str) -> CustomerConfig:
         offboarded=offboarded,
         malware_scan=malware_scan,
         account=account,
+        roles_anywhere=roles_anywhere,
         source_file=source,
     )
 
@@ -236,7 +279,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def load_customer_file(path: Path) -> CustomerConfig:
     """Read and validate one registry file."""
-    return parse_customer(_read_toml(path), source=str(path))
+    return parse_customer(_read_toml(path), source=str(path), read_beside=_beside(path))
+
+
+def _beside(path: Path) -> ReadBeside:
+    """Reads a file the customer file at ``path`` names, from the same directory only."""
+    def read(name: str) -> str:
+        target = path.parent / name
+        if target.stat().st_size > MAX_PEM_FILE_BYTES:
+            raise ValueError(f"is over {MAX_PEM_FILE_BYTES // 1024} KiB")
+        return target.read_text(encoding="ascii")
+    return read
 
 
 @dataclass(frozen=True)
@@ -277,7 +330,7 @@ def read_registry(directory: Path) -> RegistryRead:
                                     f"{claimed[slug]}")
                 claimed.setdefault(slug, path)
                 by_slug[slug] = str(claimed[slug])
-            config = parse_customer(data, source=str(path))
+            config = parse_customer(data, source=str(path), read_beside=_beside(path))
         except RegistryError as err:
             problems.extend(err.problems)
             continue
@@ -427,10 +480,11 @@ def _directions(value: Any, problems: _Problems) -> tuple[Direction, ...]:
 
 
 def _principals(value: Any, access: AccessMode | None, problems: _Problems) -> tuple[str, ...]:
-    if access is AccessMode.IAM_USER:
+    if access in (AccessMode.IAM_USER, AccessMode.ROLES_ANYWHERE):
         if value is not None:
-            problems.add("partner_principals", "not allowed with access = 'iam-user' "
-                         "(we create the partner's user; remove this field or change access)")
+            problems.add("partner_principals", f"not allowed with access = '{access}' "
+                         "(the partner signs in as a principal we create; remove this field "
+                         "or change access)")
         return ()
     if value is None:
         if access is not None:
@@ -470,6 +524,75 @@ def _external_id(value: Any, access: AccessMode | None, problems: _Problems) -> 
                      "+=,.@:/-_ (a short or guessable external id does not protect the role)")
         return None
     return value
+
+
+def _roles_anywhere(value: Any, access: AccessMode | None, problems: _Problems,
+                    read_beside: ReadBeside | None,
+                    now: datetime | None) -> RolesAnywhere | None:
+    name = "roles_anywhere"
+    if access is not AccessMode.ROLES_ANYWHERE:
+        if value is not None:
+            problems.add(name, "only allowed with access = 'roles-anywhere'")
+        return None
+    if value is None:
+        problems.add(name, "required with access = 'roles-anywhere': a [roles_anywhere] table "
+                     "with the partner's CA (ca_bundle_file or ca_bundle) and the certificate "
+                     "subject (subject = { CN = \"...\" })")
+        return None
+    table = _table(value, name, ("ca_bundle_file", "ca_bundle", "subject"), problems)
+    if table is None:
+        return None
+    pem, ca_file = _ca_bundle_text(table, problems, read_beside)
+    subject = table.get("subject")
+    if not isinstance(subject, dict):
+        problems.add(f"{name}.subject", "required: a table of the subject attributes every "
+                     "certificate of the partner carries, e.g. { CN = \"acme-transfer\", "
+                     "OU = \"Claims\" }")
+        subject = None
+    else:
+        for line in certificates.subject_problems(subject):
+            attribute, _, rule = line.partition(": ")
+            problems.add(f"{name}.subject.{attribute}", rule)
+    if pem is None:
+        return None
+    where = f"{name}.{'ca_bundle_file' if ca_file else 'ca_bundle'}"
+    found, bundle_problems = certificates.read_ca_bundle(pem, now=now)
+    for problem in bundle_problems:
+        problems.add(where, f"{ca_file + ' ' if ca_file else ''}{problem}")
+    if bundle_problems or subject is None or certificates.subject_problems(subject):
+        return None
+    return RolesAnywhere(ca_bundle=pem, subject=tuple(sorted(subject.items())),
+                         certificates=tuple(found), ca_file=ca_file)
+
+
+def _ca_bundle_text(table: Mapping[str, Any], problems: _Problems,
+                    read_beside: ReadBeside | None) -> tuple[str | None, str]:
+    """The bundle's PEM and the file it came from ("" inline); exactly one source."""
+    file_name, inline = table.get("ca_bundle_file"), table.get("ca_bundle")
+    if (file_name is None) == (inline is None):
+        problems.add("roles_anywhere", "exactly one of ca_bundle_file (a .pem file next to "
+                     "this file) or ca_bundle (the PEM inline) is required")
+        return None, ""
+    if inline is not None:
+        if not isinstance(inline, str):
+            problems.add("roles_anywhere.ca_bundle", "must be a string (the PEM text)")
+            return None, ""
+        return inline, ""
+    where = "roles_anywhere.ca_bundle_file"
+    if not isinstance(file_name, str) or not _PEM_FILE.fullmatch(file_name):
+        problems.add(where, "must be the name of a .pem file in the registry's directory "
+                     f"(lower-case, no path; got {file_name!r})")
+        return None, ""
+    if read_beside is None:
+        problems.add(where, f"{file_name}: cannot be read (no registry directory)")
+        return None, ""
+    try:
+        return read_beside(file_name), file_name
+    except FileNotFoundError:
+        problems.add(where, f"{file_name}: no such file next to the customer's file")
+    except (OSError, ValueError) as error:
+        problems.add(where, f"{file_name}: cannot be read as ASCII PEM ({error})")
+    return None, ""
 
 
 def _cidrs(value: Any, problems: _Problems) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from constructs import Construct
 from phi_core import account_roles, naming
 from phi_core import outputs as stack_outputs
 from stacks import compliance, policy_limits
+from stacks.components.certificate_notices import CertificateNotices
 from stacks.components.encrypted_storage import EncryptedStorage
 from stacks.components.ingestion_handoff import IngestionHandoff
 from stacks.components.key_rotation import KeyRotation
@@ -95,6 +96,10 @@ class CustomerStack(Stack):
                 user_name=access.user_name,
                 key=storage.key,
             )
+        if access.trust_anchor is not None:
+            CertificateNotices(
+                self, "CertificateNotices", slug=customer.slug, contacts=customer.contacts,
+                trust_anchor_arn=access.trust_anchor.attr_trust_anchor_arn, key=storage.key)
         if customer.allows(Direction.INBOUND):
             IngestionHandoff(
                 self, "IngestionHandoff", slug=customer.slug,
@@ -139,7 +144,10 @@ class CustomerStack(Stack):
             secret_arn=access.secret.secret_arn if access and access.secret else None,
             user_name=access.user_name if access else None,
             role_arn=access.role.role_arn if access and access.role else None,
-            external_id=customer.external_id)
+            external_id=customer.external_id,
+            trust_anchor_arn=(access.trust_anchor.attr_trust_anchor_arn
+                              if access and access.trust_anchor else None),
+            profile_arn=access.profile.attr_profile_arn if access and access.profile else None)
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
 

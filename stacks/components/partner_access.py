@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from aws_cdk import Duration, SecretValue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_rolesanywhere as rolesanywhere
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
-from phi_core import account_roles, identifiers, naming, partner_policy
+from phi_core import account_roles, defaults, identifiers, naming, partner_policy
 from phi_core import secret as secret_schema
 from phi_core.partner_policy import PartnerScope
 from stacks.components.stack_facts import facts_of
@@ -56,6 +57,10 @@ class PartnerAccess(Construct):
       key policy; nothing is created in IAM.
     - ``assume-role``: a role whose trust policy admits the partner's principals only with the
       registry's ``sts:ExternalId``; sessions last at most one hour. ``role`` is set.
+    - ``roles-anywhere``: a trust anchor holding the partner's CA, a profile handing out one
+      role for at most one hour, and that role, whose trust policy admits IAM Roles Anywhere
+      only for this trust anchor and certificates with the registered subject. ``role``,
+      ``trust_anchor`` and ``profile`` are set.
 
     In every mode: the partner may use the key only through S3 (an explicit key-policy deny),
     and, when ``allowed_source_ips`` is set, any partner request from another address is denied
@@ -87,11 +92,15 @@ class PartnerAccess(Construct):
         self.secret: secretsmanager.Secret | None = None
         self.user_name: str | None = None
         self.role: iam.Role | None = None
+        self.trust_anchor: rolesanywhere.CfnTrustAnchor | None = None
+        self.profile: rolesanywhere.CfnProfile | None = None
 
         if customer.access is AccessMode.IAM_USER:
             self._iam_user()
         elif customer.access is AccessMode.ASSUME_ROLE:
             self._assume_role()
+        elif customer.access is AccessMode.ROLES_ANYWHERE:
+            self._roles_anywhere()
         else:
             self._cross_account_grants()
         self._deny_key_use_outside_s3()
@@ -173,6 +182,50 @@ class PartnerAccess(Construct):
             external_ids=[self._customer.external_id],
             max_session_duration=MAX_ROLE_SESSION,
             managed_policies=[self._managed_policy()],
+        )
+
+    def _roles_anywhere(self) -> None:
+        settings = self._customer.roles_anywhere
+        assert settings is not None  # guaranteed by config validation
+        slug = self._customer.slug
+        notice = rolesanywhere.CfnTrustAnchor.NotificationSettingProperty
+        self.trust_anchor = rolesanywhere.CfnTrustAnchor(
+            self, "TrustAnchor",
+            name=naming.trust_anchor_name(slug),
+            enabled=True,
+            source=rolesanywhere.CfnTrustAnchor.SourceProperty(
+                source_type="CERTIFICATE_BUNDLE",
+                source_data=rolesanywhere.CfnTrustAnchor.SourceDataProperty(
+                    x509_certificate_data=settings.ca_bundle)),
+            notification_settings=[
+                notice(enabled=True, event="CA_CERTIFICATE_EXPIRY", channel="ALL",
+                       threshold=defaults.CA_EXPIRY_NOTICE_DAYS),
+                notice(enabled=True, event="END_ENTITY_CERTIFICATE_EXPIRY", channel="ALL",
+                       threshold=defaults.CERTIFICATE_EXPIRY_NOTICE_DAYS)],
+        )
+        self.role = iam.Role(
+            self,
+            "PartnerRole",
+            role_name=naming.partner_role_name(slug),
+            description=f"Issued by IAM Roles Anywhere to partner {slug}'s certificates",
+            assumed_by=iam.ServicePrincipal(partner_policy.ROLES_ANYWHERE_SERVICE),
+            max_session_duration=MAX_ROLE_SESSION,
+            managed_policies=[self._managed_policy()],
+        )
+        # The trust policy is the core's (the tests and the docs read the same function): the
+        # Role construct cannot express conditions on one statement holding the three actions
+        # IAM Roles Anywhere asks for, so its document replaces the construct's.
+        role_resource = self.role.node.default_child
+        assert isinstance(role_resource, iam.CfnRole)
+        role_resource.add_property_override(
+            "AssumeRolePolicyDocument", partner_policy.roles_anywhere_trust(
+                self.trust_anchor.attr_trust_anchor_arn, settings.subject))
+        self.profile = rolesanywhere.CfnProfile(
+            self, "Profile",
+            name=naming.roles_anywhere_profile_name(slug),
+            enabled=True,
+            role_arns=[self.role.role_arn],
+            duration_seconds=int(MAX_ROLE_SESSION.to_seconds()),
         )
 
     def _cross_account_grants(self) -> None:

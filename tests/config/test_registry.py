@@ -137,7 +137,7 @@ def test_unknown_fields_are_refused_at_every_level():
 def test_access_mode_must_be_known():
     (problem,) = problems_of(with_changes(IAM_USER, access="sftp"), source="(inline)")
     assert problem == ("(inline): access: must be one of: iam-user, cross-account, "
-                       "assume-role (got 'sftp')")
+                       "assume-role, roles-anywhere (got 'sftp')")
 
 
 @pytest.mark.parametrize("directions", [["inbound"], ["outbound"], ["outbound", "inbound"]])
@@ -393,7 +393,7 @@ def test_empty_registry_is_refused(tmp_path):
 def test_unknown_slug_lists_registered_customers():
     with pytest.raises(RegistryError) as caught:
         load_one_customer(REPO / "customers", "nobody")
-    assert "not registered; registered customers: acme, globex, initech" in str(caught.value)
+    assert "not registered; registered customers: acme, globex, hooli, initech" in str(caught.value)
 
 
 def _registry_with_a_broken_neighbour(tmp_path: Path) -> Path:

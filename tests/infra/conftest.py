@@ -29,11 +29,21 @@ EXTRA_CUSTOMERS = [
         "retention": {"noncurrent_version_days": 30, "abort_incomplete_multipart_days": 2},
     },
     {
-        "slug": "hooli",
+        "slug": "dunder",
         "access": "cross-account",
         "directions": ["outbound"],
-        "partner_principals": ["777788889999", "arn:aws:iam::777788889999:user/hooli-batch"],
-        "contacts": ["ops@hooli.example"],
+        "partner_principals": ["777788889999", "arn:aws:iam::777788889999:user/dunder-batch"],
+        "contacts": ["ops@dunder.example"],
+    },
+    {
+        # roles-anywhere with one subject attribute, inbound only, limited to one network.
+        "slug": "stark",
+        "access": "roles-anywhere",
+        "directions": ["inbound"],
+        "allowed_source_ips": ["203.0.113.0/24"],
+        "roles_anywhere": {"ca_bundle": (REPO / "customers" / "hooli-ca.pem").read_text(),
+                           "subject": {"CN": "stark-uploads"}},
+        "contacts": ["ops@stark.example"],
     },
     {
         # Offboarded (registry as source of truth): data kept, every way in removed.

@@ -79,6 +79,8 @@ def test_two_pipelines_in_two_processes_are_the_assembly_of_one(tmp_path: Path) 
         at = next(i for i, line in enumerate(lines) if line.startswith("slug ="))
         lines.insert(at + 1, f'account = "{PLACED[slug]}"\n')
         (registry / source.name).write_text("".join(lines))
+    for source in (REPO / "customers").glob("*.pem"):  # CA bundles the files name
+        (registry / source.name).write_text(source.read_text())
     two_pipelines = dataclasses.replace(ACCOUNTS, exchange=tuple(
         dataclasses.replace(a, pipeline=2) if a.label == "exchange-2" else a
         for a in ACCOUNTS.exchange))
@@ -186,7 +188,7 @@ def test_failing_shards_fail_the_synth_each_reported_and_leave_nothing_behind(
     holds no shard's partial assembly."""
     registry = tmp_path / "customers"
     registry.mkdir()
-    for source in (REPO / "customers").glob("*.toml"):
+    for source in (*(REPO / "customers").glob("*.toml"), *(REPO / "customers").glob("*.pem")):
         (registry / source.name).write_text(source.read_text())
     for slug in ("aa-big", "zz-big"):
         (registry / f"{slug}.toml").write_text(_oversized(slug))

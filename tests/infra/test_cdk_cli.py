@@ -72,7 +72,7 @@ def test_unknown_customer_fails_with_the_registered_list(tmp_path):
     result = cdk(tmp_path, "synth", "CustomerStack", "-c", "customer=nobody", "--quiet")
     assert result.returncode != 0
     assert "-c customer=nobody: customer: not registered; registered customers: " \
-        "acme, globex, initech" in result.stderr
+        "acme, globex, hooli, initech" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -101,5 +101,5 @@ def test_the_cli_lists_every_stack_synthesized_in_two_processes(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[0] for line in listed.stdout.splitlines()] == [
         "AccessStack", "AuditStack", "acme/CustomerStack", "globex/CustomerStack",
-        "initech/CustomerStack"]
+        "hooli/CustomerStack", "initech/CustomerStack"]
     assert not list((tmp_path / "cdk.out").glob(".shard-*"))

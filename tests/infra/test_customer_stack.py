@@ -291,10 +291,10 @@ def test_source_ip_restriction_exactly_when_configured(templates, customers, slu
 
 
 def test_account_id_principals_match_every_principal_of_that_account(templates):
-    deny = statement(key_policy_statements(templates["hooli"]), "DenyPartnerKeyUseOutsideS3")
+    deny = statement(key_policy_statements(templates["dunder"]), "DenyPartnerKeyUseOutsideS3")
     patterns = text(deny["Condition"]["ArnLike"]["aws:PrincipalArn"])
     assert ":iam::777788889999:*" in patterns
-    assert "arn:aws:iam::777788889999:user/hooli-batch" in patterns
+    assert "arn:aws:iam::777788889999:user/dunder-batch" in patterns
 
 
 # --- access per mode --------------------------------------------------------------------------
@@ -392,6 +392,7 @@ def test_outputs_carry_what_a_client_needs(templates, customers, slug):
     expected |= {
         "iam-user": {"PartnerSecretArn", "PartnerUserName"},
         "assume-role": {"PartnerRoleArn", "ExternalId"},
+        "roles-anywhere": {"PartnerRoleArn", "TrustAnchorArn", "RolesAnywhereProfileArn"},
         "cross-account": set(),
     }[config.access.value]
     assert set(outputs) == expected

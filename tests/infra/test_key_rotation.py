@@ -166,9 +166,18 @@ def test_modes_without_an_access_key_have_no_rotation(templates, slug):
     for resource_type in ("AWS::Lambda::Function", "AWS::SecretsManager::RotationSchedule",
                           "AWS::CloudWatch::Alarm"):
         templates[slug].resource_count_is(resource_type, 0)
-    # A scanned customer has its gate-notices topic, never a rotation notices topic.
-    assert not templates[slug].find_resources("AWS::SNS::Topic", {"Properties": {
+    # A scanned customer has its gate-notices topic, never a rotation notices topic; a
+    # roles-anywhere customer's notices topic is for its CA's expiry, which only its
+    # certificate-expiry rule publishes to.
+    topics = templates[slug].find_resources("AWS::SNS::Topic", {"Properties": {
         "TopicName": naming.notices_topic_name(slug)}})
+    rules = templates[slug].find_resources("AWS::Events::Rule", {"Properties": {
+        "Name": naming.certificate_notices_rule_name(slug)}})
+    assert len(topics) == len(rules) <= 1
+    if topics:
+        ((rule,),) = [list(rules.values())]
+        assert rule["Properties"]["Targets"] == [{"Arn": {"Ref": next(iter(topics))},
+                                                  "Id": "NoticesTopic"}]
     assert not templates[slug].find_resources("AWS::Events::Rule", {
         "Properties": {"ScheduleExpression": Match.any_value()}})
 

@@ -36,7 +36,8 @@ ACCOUNTS = placement.parse_accounts({
         {"label": "exchange-2", "account_id": "222222222222", "region": "eu-west-2"},
     ],
 }, source="accounts.toml")
-PLACED = {"acme": "exchange-1", "globex": "exchange-2", "initech": "staging"}
+PLACED = {"acme": "exchange-1", "globex": "exchange-2", "hooli": "exchange-1",
+          "initech": "staging"}
 
 
 def _customers() -> list[CustomerConfig]:
@@ -112,7 +113,7 @@ def test_every_deploy_goes_through_the_target_accounts_own_roles(assembly: Path)
     # The pipeline never deploys itself, nor any account's AccessStack.
     names = {a["Configuration"]["StackName"] for a in deploys}
     assert names == {"PhiExchange-log-archive", "PhiExchange-audit", "PhiExchange-acme",
-                     "PhiExchange-globex", "PhiExchange-initech"}
+                     "PhiExchange-globex", "PhiExchange-hooli", "PhiExchange-initech"}
 
 
 def test_the_synth_step_runs_the_tests_the_gate_and_a_diff(assembly: Path) -> None:

@@ -32,6 +32,8 @@ QUOTA_OF_TYPE = {
     "AWS::KMS::Key": "kms_keys",
     "AWS::SNS::Topic": "sns_topics",
     "AWS::SecretsManager::Secret": "secrets",
+    "AWS::RolesAnywhere::TrustAnchor": "rolesanywhere_trust_anchors",
+    "AWS::RolesAnywhere::Profile": "rolesanywhere_profiles",
 }
 
 

@@ -24,3 +24,9 @@ MINIMUM_TLS_VERSION = 1.2
 # upload never completed removed after this many days (long enough for the client to resume).
 NONCURRENT_VERSION_DAYS = 90
 ABORT_INCOMPLETE_MULTIPART_DAYS = 7
+
+# roles-anywhere: IAM Roles Anywhere's expiry notices (the trust anchor's notification
+# settings), days ahead; the operator CLI's status warns from the same day. The partner's CA
+# needs weeks to issue, exchange and register a successor; a workload certificate less.
+CA_EXPIRY_NOTICE_DAYS = 60
+CERTIFICATE_EXPIRY_NOTICE_DAYS = 30

@@ -140,6 +140,22 @@ def partner_role_name(slug: str) -> str:
     return f"{PROJECT}-{slug}-partner"
 
 
+def trust_anchor_name(slug: str) -> str:
+    """The IAM Roles Anywhere trust anchor holding the partner's CA (roles-anywhere)."""
+    return f"{PROJECT}-{slug}-partner-ca"
+
+
+def roles_anywhere_profile_name(slug: str) -> str:
+    """The IAM Roles Anywhere profile that hands out the partner role (roles-anywhere)."""
+    return f"{PROJECT}-{slug}-partner"
+
+
+def certificate_notices_rule_name(slug: str) -> str:
+    """The rule that sends IAM Roles Anywhere's expiry events of the partner's trust anchor to
+    the customer's notices topic."""
+    return f"{PROJECT}-{slug}-certificate-expiry"
+
+
 def partner_secret_name(slug: str) -> str:
     return f"{PROJECT}/{slug}/partner-access-key"
 

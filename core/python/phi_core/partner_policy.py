@@ -118,10 +118,38 @@ def partner_principal_patterns(*, access: AccessMode, slug: str,
     depend on (or wait for) the IAM resources."""
     if access is AccessMode.IAM_USER:
         return [f"arn:{partition}:iam::{account}:user/{naming.partner_user_name(slug)}"]
-    if access is AccessMode.ASSUME_ROLE:
+    if access in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE):
         return [f"arn:{partition}:iam::{account}:role/{naming.partner_role_name(slug)}"]
     return [f"arn:{partition}:iam::{p}:*" if identifiers.is_account_id(p) else p
             for p in partner_principals]
+
+
+ROLES_ANYWHERE_SERVICE = "rolesanywhere.amazonaws.com"
+# What IAM Roles Anywhere asks of a role's trust policy for every session it issues
+# (https://docs.aws.amazon.com/rolesanywhere/latest/userguide/trust-model.html, "Role trusts").
+ROLES_ANYWHERE_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
+
+
+def certificate_subject_key(attribute: str) -> str:
+    """The condition key of the subject attribute ``attribute`` (``CN``, ``OU``, ...) of the
+    certificate a Roles Anywhere session was issued for (its principal tag)."""
+    return f"aws:PrincipalTag/x509Subject/{attribute}"
+
+
+def roles_anywhere_trust(trust_anchor_arn: str,
+                         subject: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """The partner role's trust policy (roles-anywhere): IAM Roles Anywhere may issue sessions
+    only for certificates that chain to the partner's own trust anchor (``aws:SourceArn``;
+    without it, a certificate from any trust anchor in the account would do) and whose
+    subject carries every registered attribute."""
+    return {"Version": POLICY_VERSION, "Statement": [{
+        "Sid": "PartnerCertificatesThroughItsTrustAnchor", "Effect": "Allow",
+        "Principal": {"Service": ROLES_ANYWHERE_SERVICE},
+        "Action": list(ROLES_ANYWHERE_ACTIONS),
+        "Condition": {
+            "ArnEquals": {"aws:SourceArn": trust_anchor_arn},
+            "StringEquals": {certificate_subject_key(name): value for name, value in subject},
+        }}]}
 
 
 def session_credentials_deny() -> Statement:

@@ -67,6 +67,11 @@ QUOTAS: tuple[Quota, ...] = (
     Quota("kms_keys", "KMS customer managed keys", 100_000),
     Quota("sns_topics", "SNS topics", 100_000),
     Quota("secrets", "Secrets Manager secrets", 500_000),
+    # IAM Roles Anywhere, per account and region (roles-anywhere customers).
+    Quota("rolesanywhere_trust_anchors", "IAM Roles Anywhere trust anchors", 50,
+          note="not verified offline: check Service Quotas before relying on it"),
+    Quota("rolesanywhere_profiles", "IAM Roles Anywhere profiles", 250,
+          note="not verified offline: check Service Quotas before relying on it"),
 )
 QUOTA_BY_KEY = {q.key: q for q in QUOTAS}
 
@@ -86,6 +91,11 @@ def customer_footprint(*, access: AccessMode, sends_inbound: bool, scanned: bool
                    lambda_concurrency=1, secrets=1, sns_topics=1, eventbridge_rules=1)
     elif access is AccessMode.ASSUME_ROLE:
         use.update(iam_roles=1, iam_managed_policies=1)
+    elif access is AccessMode.ROLES_ANYWHERE:
+        # The role and its policy, the trust anchor and profile, and the certificate-expiry
+        # rule with its notices topic.
+        use.update(iam_roles=1, iam_managed_policies=1, rolesanywhere_trust_anchors=1,
+                   rolesanywhere_profiles=1, eventbridge_rules=1, sns_topics=1)
     if sends_inbound:
         use.update(eventbridge_rules=1)  # the ingestion handoff
     if scanned:
