@@ -86,16 +86,19 @@ from security.matrix_rules import (
     CONTRACTS,
     DENY_RULE,
     DENY_SAYS,
+    EVENTS_CERTIFICATES,
     EVENTS_INGESTION,
     EVENTS_SWEEP,
     EVENTS_TAMPER,
     GUARDDUTY_PLAN,
     LOGS,
     REQUEST_TAG_KEYS,
+    ROLES_ANYWHERE,
     RULES,
     S3_LOGGING,
     SECRETS,
     TAG_PREFIX,
+    certificate_subject_context,
     expected,
     rotation_role_calls,
 )
@@ -145,6 +148,10 @@ def former_grant(bucket_arn: str, key_arn: str) -> dict[str, Any]:
         {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
          "Resource": key_arn, "Condition": {"StringEquals": {"kms:ViaService": via("s3")}}}]}
 
+# The registry's roles-anywhere example CA (its key is the partner's, nowhere here): the
+# variants below share it, with their own subjects and trust anchors.
+_EXAMPLE_CA = (REPO / "customers" / "hooli-ca.pem").read_text()
+
 # One customer per access mode, direction set and offboarded state, beside the registry, so
 # every combination is evaluated whatever the registry holds. Partner accounts are distinct
 # and unrelated to STRANGER_ACCOUNT; address ranges are documentation ranges.
@@ -177,6 +184,17 @@ VARIANTS: tuple[dict[str, Any], ...] = (
                             "arn:aws:iam::300000000008:user/sync-bot"],
      "external_id": "mx-role-both-external-id-0001",
      "allowed_source_ips": ["2001:db8:cc::/48"]},
+    # The same CA as the registry's roles-anywhere example, another subject and trust anchor:
+    # neither partner's certificates open the other's role.
+    {"slug": "mx-cert-in", "access": "roles-anywhere", "directions": ["inbound"],
+     "roles_anywhere": {"ca_bundle": _EXAMPLE_CA, "subject": {"CN": "mx-cert-in-upload"}}},
+    {"slug": "mx-cert-out", "access": "roles-anywhere", "directions": ["outbound"],
+     "allowed_source_ips": ["203.0.113.128/25"],
+     "roles_anywhere": {"ca_bundle": _EXAMPLE_CA,
+                        "subject": {"CN": "mx-cert-out-transfer", "OU": "Remittances"}}},
+    {"slug": "mx-cert-both", "access": "roles-anywhere",
+     "allowed_source_ips": ["2001:db8:dd::/48"],
+     "roles_anywhere": {"ca_bundle": _EXAMPLE_CA, "subject": {"CN": "mx-cert-both-sync"}}},
     # Offboarded: data kept, every way in gone, an explicit deny for whatever is left.
     {"slug": "mx-gone-user", "access": "iam-user", "offboarded": True},
     {"slug": "mx-gone-xacct", "access": "cross-account", "offboarded": True,
@@ -184,6 +202,8 @@ VARIANTS: tuple[dict[str, Any], ...] = (
     {"slug": "mx-gone-role", "access": "assume-role", "offboarded": True,
      "partner_principals": ["arn:aws:iam::300000000011:role/old-sync"],
      "external_id": "mx-gone-role-external-id-0001"},
+    {"slug": "mx-gone-cert", "access": "roles-anywhere", "offboarded": True,
+     "roles_anywhere": {"ca_bundle": _EXAMPLE_CA, "subject": {"CN": "mx-gone-cert-sync"}}},
 )
 
 
@@ -322,11 +342,16 @@ def _customer_targets(customer: CustomerConfig, universe: Universe) -> list[Targ
         ]
     if customer.access is AccessMode.IAM_USER:
         targets += _rotation_targets(customer, universe, target)
-    if customer.access is AccessMode.ASSUME_ROLE:
+    if customer.access in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE):
         role_arn = _need(policies.role_names, naming.partner_role_name(slug), slug, "role")
         targets.append(target(kind=Kind.ROLE, part=Part.PARTNER_ROLE, arn=role_arn,
                               label=f"{slug} partner role",
                               policy=_named(universe, policies.trust_policies[role_arn])))
+    if customer.access is AccessMode.ROLES_ANYWHERE:
+        topic = _need(policies.topics, naming.notices_topic_name(slug), slug, "topic")
+        targets.append(target(kind=Kind.TOPIC, part=Part.NOTICES_TOPIC, arn=topic,
+                              label=f"{slug} notices topic",
+                              policy=_named(universe, policies.topic_policies.get(topic))))
     return targets
 
 
@@ -505,7 +530,7 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
                 result.append(Principal(f"{slug} former partner (IAM user)", Who.FORMER_PARTNER,
                                         user, user, ACCOUNT, (former,), home,
                                         former_partner_of=frozenset({slug})))
-            elif customer.access is AccessMode.ASSUME_ROLE:
+            elif customer.access in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE):
                 role = f"arn:aws:iam::{ACCOUNT}:role/{naming.partner_role_name(slug)}"
                 result.append(Principal(f"{slug} former partner (session of our role)",
                                         Who.FORMER_PARTNER, _session(role, "partner-session"),
@@ -542,7 +567,7 @@ def _principals(customers: Sequence[CustomerConfig], universe: Universe) -> list
                                     _session(role, function), role, ACCOUNT,
                                     _identity(universe, slug, role), ANY_ADDRESS_V4,
                                     role_of=slug))
-        elif customer.access is AccessMode.ASSUME_ROLE:
+        elif customer.access in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE):
             role = _need(policies.role_names, naming.partner_role_name(slug), slug, "role")
             result.append(Principal(f"{slug} partner (session of our role)", Who.PARTNER,
                                     _session(role, "partner-session"), role, ACCOUNT,
@@ -680,6 +705,22 @@ def _services(customers: Sequence[CustomerConfig], universe: Universe) -> list[P
         _service(GUARDDUTY_PLAN, "a Malware Protection plan of an unrelated account",
                  arn.format("guardduty", foreign, "malware-protection-plan/9e8d7c6b5a4f3e2d"),
                  serves=None, genuine=False, account=foreign),
+        # A certificate from a CA our account trusts for nobody (or for another purpose), and
+        # one from a trust anchor of an unrelated account.
+        _service(ROLES_ANYWHERE, "another trust anchor of our account",
+                 arn.format("rolesanywhere", ACCOUNT,
+                            "trust-anchor/0b0b0b0b-1111-4222-8333-444455556666"),
+                 serves=None, genuine=False),
+        _service(ROLES_ANYWHERE, "a trust anchor of an unrelated account",
+                 arn.format("rolesanywhere", foreign,
+                            "trust-anchor/0f0f0f0f-1111-4222-8333-444455556666"),
+                 serves=None, genuine=False, account=foreign),
+        _service(EVENTS_CERTIFICATES, "an unrelated rule of our account",
+                 arn.format("events", ACCOUNT, "rule/other-rule"), serves=None, genuine=False),
+        _service(EVENTS_CERTIFICATES, "a certificate-expiry rule of an unrelated account",
+                 arn.format("events", foreign,
+                            f"rule/{naming.certificate_notices_rule_name('acme')}"),
+                 serves=None, genuine=False, account=foreign),
     ]
     tamper_rules = {name: rule for name, rule in audit.rules.items()
                     if name.startswith(naming.TAMPER_RULE_PREFIX)}
@@ -703,6 +744,16 @@ def _services(customers: Sequence[CustomerConfig], universe: Universe) -> list[P
         if scan_results:
             found.append(_service(EVENTS_INGESTION, f"{slug}'s scan-result rule", scan_results,
                                   serves=slug, genuine=True))
+        if customer.access is AccessMode.ROLES_ANYWHERE:
+            # Its trust anchor, for its own role and (rule: only its own) every other
+            # customer's: a certificate of one partner's CA never opens another's role.
+            found += [
+                _service(ROLES_ANYWHERE, f"{slug}'s trust anchor",
+                         _need(policies.trust_anchors, naming.trust_anchor_name(slug), slug,
+                               "trust anchor"), serves=slug, genuine=True),
+                _service(EVENTS_CERTIFICATES, f"{slug}'s certificate-expiry rule",
+                         _need(policies.rules, naming.certificate_notices_rule_name(slug), slug,
+                               "rule"), serves=slug, genuine=True)]
         if customer.access is not AccessMode.IAM_USER:
             continue
         (sweep,) = (rule for name, rule in policies.rules.items()
@@ -892,6 +943,9 @@ def contract_operations(principal: Principal, target: Target) -> list[Operation]
         if target.kind is not _kind_of(contract.request_action, target):
             continue
         required = {k: v.format(**values) for k, v in contract.requires}
+        subject = dict(certificate_subject_context(target.customer)
+                       if contract.certificate_subject else ())
+        required.update(subject)
         for name, extra in contract.variants:
             context = {**required, **{k: v.format(**values) for k, v in extra}}
             label = f"{contract.name}{': ' + name if name else ''}"
@@ -899,6 +953,10 @@ def contract_operations(principal: Principal, target: Target) -> list[Operation]
             for key in required:
                 ops.append(_op(contract.request_action, f"{label}, without {key}",
                                {k: v for k, v in context.items() if k != key}))
+            # A certificate of the same CA with another subject: each attribute differing.
+            for key, value in subject.items():
+                ops.append(_op(contract.request_action, f"{label}, another {key}",
+                               {**context, key: f"{value}-other"}))
     return ops
 
 

@@ -212,6 +212,22 @@ def _drop_role_trust(slug: str) -> Callable[[Universe, Documents], set[str]]:
     return apply
 
 
+def _drop_partner_trust_condition(slug: str, operator: str, key: str
+                                  ) -> Callable[[Universe, Documents], set[str]]:
+    """Take condition ``key`` (under ``operator``) out of customer ``slug``'s partner-role
+    trust policy."""
+    def apply(universe: Universe, documents: Documents) -> set[str]:
+        policy_id = universe.target(slug, Part.PARTNER_ROLE).policy
+        for statement in _find(documents, policy_id, where=lambda s: key in s.get(
+                "Condition", {}).get(operator, {})):
+            del statement["Condition"][operator][key]
+            if not statement["Condition"][operator]:
+                del statement["Condition"][operator]
+        assert policy_id is not None
+        return {policy_id}
+    return apply
+
+
 def _account_role(name: str) -> Callable[[Universe], str | None]:
     def policy(universe: Universe) -> str | None:
         (target,) = (t for t in universe.targets[ACCESS] if t.name == name)
@@ -347,6 +363,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("pipeline-trust-widened", "any principal of the pipeline's account may become the "
              "CDK deploy role (the trust lost its aws:PrincipalArn condition)", "leak",
              _drop_trust_condition(naming.CDK_DEPLOY_ROLE_NAME, "ArnEquals")),
+    Mutation("trust-anchor-condition-dropped", "a roles-anywhere partner role trusts IAM Roles "
+             "Anywhere for a certificate of any trust anchor (its aws:SourceArn condition is "
+             "gone)", "leak",
+             _drop_partner_trust_condition("mx-cert-out", "ArnEquals", "aws:SourceArn")),
+    Mutation("certificate-subject-condition-dropped", "a roles-anywhere partner role admits "
+             "any OU of its CA's certificates (one registered subject attribute is gone)",
+             "leak", _drop_partner_trust_condition(
+                 "mx-cert-out", "StringEquals", "aws:PrincipalTag/x509Subject/OU")),
     Mutation("importer-dead-letter-grant-missing", "the importer may not move a message it "
              "cannot load to the dead-letter queue", "broken workflow",
              _drop_from_account_role(Who.IMPORTER, "DeadLetterUnloadableMessages")),

@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from phi_core import malware_gate, naming
+from phi_core import malware_gate, naming, partner_policy
 from security.matrix_model import (
     AUDIT,
     MINIMUM_TLS,
@@ -40,7 +40,7 @@ from security.matrix_model import (
     Who,
 )
 from security.role_calls import rotation_handler_calls
-from stacks.config import Direction
+from stacks.config import CustomerConfig, Direction
 
 # --- what AWS documents that services do for our roles -------------------------------------
 
@@ -105,6 +105,11 @@ CLOUDFORMATION = Source("cloudformation.amazonaws.com", "stack", source_keys=Fal
 # CloudWatch Logs names the log group in the encryption context, not in aws:SourceArn.
 LOGS = Source(f"logs.{REGION}.{URL_SUFFIX}", "log group", source_keys=False)
 GUARDDUTY_PLAN = Source(malware_gate.GUARDDUTY_PLAN_SERVICE, "malware protection plan")
+# IAM Roles Anywhere issuing a session of a roles-anywhere partner's role, for the trust anchor
+# (aws:SourceArn) a certificate chained to; the certificate's subject arrives as principal tags.
+ROLES_ANYWHERE = Source(partner_policy.ROLES_ANYWHERE_SERVICE, "trust anchor")
+EVENTS_CERTIFICATES = Source("events.amazonaws.com", "certificate-expiry rule")
+_RA_DOC = "https://docs.aws.amazon.com/rolesanywhere/latest/userguide/trust-model.html"
 GUARDDUTY_ROLE_DOC = ("https://docs.aws.amazon.com/guardduty/latest/ug/"
                       "malware-protection-s3-iam-policy-prerequisite.html")
 
@@ -136,6 +141,9 @@ class Contract:
     to_audit: bool = False
     any_source: bool = False
     target_name: str | None = None  # account roles: which one
+    # roles-anywhere: the request also carries the target customer's registered certificate
+    # subject as principal tags (aws:PrincipalTag/x509Subject/<attribute>), each required.
+    certificate_subject: bool = False
 
     @property
     def request_action(self) -> str:
@@ -253,6 +261,24 @@ CONTRACTS: tuple[Contract, ...] = (
              "CloudWatch Logs decrypts the trail's log group.",
              "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
              requires=(("kms:EncryptionContext:aws:logs:arn", "{source}"),)),
+    *(Contract(f"rolesanywhere-{action.split(':')[1].lower()}-partner-role", ROLES_ANYWHERE,
+               action, Part.PARTNER_ROLE, "IAM Roles Anywhere issues a session of a "
+               "roles-anywhere partner's role (it asks sts:AssumeRole, sts:SetSourceIdentity "
+               "and sts:TagSession) only for a certificate that chains to that customer's own "
+               "trust anchor and carries every registered subject attribute.", _RA_DOC,
+               certificate_subject=True)
+      for action in partner_policy.ROLES_ANYWHERE_ACTIONS),
+    Contract("certificate-rule-publishes-notice", EVENTS_CERTIFICATES, "sns:Publish",
+             Part.NOTICES_TOPIC, "A roles-anywhere customer's certificate-expiry rule "
+             "publishes IAM Roles Anywhere's expiry events to its notices topic.",
+             "https://docs.aws.amazon.com/eventbridge/latest/userguide/"
+             "eb-use-resource-based.html#eb-sns-permissions"),
+    Contract("certificate-rule-encrypts-notice", EVENTS_CERTIFICATES, "kms:GenerateDataKey*",
+             Part.CUSTOMER_KEY, "SNS generates a data key as EventBridge for the encrypted "
+             "notices topic.", "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"),
+    Contract("certificate-rule-checks-notice-data-key", EVENTS_CERTIFICATES, "kms:Decrypt",
+             Part.CUSTOMER_KEY, "SNS decrypts the data key as EventBridge for the encrypted "
+             "notices topic.", "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"),
     Contract("guardduty-assumes-scanner-role", GUARDDUTY_PLAN, "sts:AssumeRole",
              Part.SCANNER_ROLE, "GuardDuty Malware Protection for S3 assumes the customer's "
              "scanner role for the plan it is given. AWS documents the trust without a source "
@@ -667,10 +693,20 @@ def matching_contract(r: MatrixRequest) -> Contract | None:
             continue
         values = {"source": p.source_arn or "", "account": p.source_account or "",
                   "key": r.target.key_arn}
-        if all(r.operation.get(key) == value.format(**values)
-               for key, value in contract.requires):
+        required = [(key, value.format(**values)) for key, value in contract.requires]
+        if contract.certificate_subject:
+            required += certificate_subject_context(r.target.customer)
+        if all(r.operation.get(key) == value for key, value in required):
             return contract
     return None
+
+
+def certificate_subject_context(customer: CustomerConfig | None) -> list[tuple[str, str]]:
+    """The principal tags a session for ``customer``'s registered certificate subject
+    carries (none for another access mode)."""
+    settings = customer.roles_anywhere if customer else None
+    return [(partner_policy.certificate_subject_key(name), value)
+            for name, value in (settings.subject if settings else ())]
 
 
 def _service(r: MatrixRequest) -> bool:

@@ -245,6 +245,14 @@ class _Resolver:
         if resource_type == "AWS::CloudWatch::Alarm":
             name = self._name(properties, "AlarmName", logical_id)
             return {"Ref": name, "Arn": f"{arn}:cloudwatch:{where}:alarm:{name}"}
+        if resource_type in ("AWS::RolesAnywhere::TrustAnchor", "AWS::RolesAnywhere::Profile"):
+            kind = resource_type.rsplit("::", 1)[1]  # TrustAnchor, Profile
+            resource_id = _uuid(self._stack, logical_id)
+            path = "trust-anchor" if kind == "TrustAnchor" else "profile"
+            # Ref is the id, as CloudFormation returns it; names are not unique, ids are.
+            return {"Ref": resource_id, f"{kind}Id": resource_id,
+                    f"{kind}Arn": f"{arn}:rolesanywhere:{where}:{path}/{resource_id}",
+                    "Name": str(self.value(properties.get("Name", logical_id)))}
         if resource_type == "AWS::CodeBuild::Project":  # the pipeline's (stacks/pipeline_stack)
             name = self._name(properties, "Name", logical_id, max_len=150)
             return {"Ref": name, "Arn": f"{arn}:codebuild:{where}:project/{name}"}
@@ -293,6 +301,7 @@ class StackPolicies:
     trails: dict[str, str] = field(default_factory=dict)  # trail name -> trail ARN
     alarms: dict[str, str] = field(default_factory=dict)  # alarm name -> alarm ARN
     rules: dict[str, str] = field(default_factory=dict)  # event rule name -> rule ARN
+    trust_anchors: dict[str, str] = field(default_factory=dict)  # name -> trust anchor ARN
     buckets: dict[str, str] = field(default_factory=dict)  # bucket name -> bucket ARN
 
     def documents(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -426,6 +435,8 @@ def collect_policies(resolved: ResolvedTemplate) -> StackPolicies:
                                  ("AWS::S3::Bucket", result.buckets)):
         for logical_id, _ in resolved.of_type(resource_type):
             index[attrs[logical_id]["Ref"]] = attrs[logical_id]["Arn"]
+    for logical_id, _ in resolved.of_type("AWS::RolesAnywhere::TrustAnchor"):
+        result.trust_anchors[attrs[logical_id]["Name"]] = attrs[logical_id]["TrustAnchorArn"]
     return result
 
 

@@ -420,6 +420,41 @@ def test_from_the_pipelines_account_only_its_role_assumes_only_the_cdk_deploy_ro
     assert {Who.PIPELINE, Who.PIPELINE_ACCOUNT} <= asked
 
 
+def test_a_partner_session_only_for_its_own_trust_anchor_and_registered_subject(
+        matrix: MatrixResult, universe: Universe):
+    """IAM Roles Anywhere gets a session of a roles-anywhere partner's role (all three actions
+    it asks) only for that customer's own trust anchor, with every registered subject
+    attribute: never for another customer's trust anchor, another trust anchor of our account
+    or of another account, nor with an attribute missing or different."""
+    asked = [o for o in matrix.outcomes if o.request.principal.source is not None
+             and o.request.principal.source.service == "rolesanywhere.amazonaws.com"]
+    allowed = {(o.request.principal.serves, o.request.target.owner, o.request.operation.action,
+                o.request.operation.variant) for o in asked if o.decision.allowed}
+    partners = sorted(slug for slug, c in universe.customers.items()
+                      if c.access is AccessMode.ROLES_ANYWHERE and not c.offboarded)
+    assert len(partners) >= 2
+    assert allowed == {(slug, slug, action, f"rolesanywhere-{action.split(':')[1].lower()}"
+                        "-partner-role")
+                       for slug in partners
+                       for action in ("sts:AssumeRole", "sts:SetSourceIdentity",
+                                      "sts:TagSession")}
+    refused = {(o.request.principal.label, o.request.target.owner, o.request.operation.variant)
+               for o in asked if not o.decision.allowed and o.request.target.part is
+               Part.PARTNER_ROLE}
+    mine, theirs = partners[0], partners[1]
+    assert (f"rolesanywhere.amazonaws.com for {theirs}'s trust anchor", mine,
+            "rolesanywhere-assumerole-partner-role") in refused
+    for stranger in ("another trust anchor of our account",
+                     "a trust anchor of an unrelated account"):
+        assert (f"rolesanywhere.amazonaws.com for {stranger}", mine,
+                "rolesanywhere-assumerole-partner-role") in refused
+    own = f"rolesanywhere.amazonaws.com for {mine}'s trust anchor"
+    for attribute, _ in universe.customers[mine].roles_anywhere.subject:
+        key = f"aws:PrincipalTag/x509Subject/{attribute}"
+        for variant in (f"without {key}", f"another {key}"):
+            assert (own, mine, f"rolesanywhere-assumerole-partner-role, {variant}") in refused
+
+
 def test_requests_decided_without_the_evaluator_are_denied_by_it(matrix: MatrixResult,
                                                                  universe: Universe):
     """The shortcut (no Allow statement could match, so implicitly denied) agrees with the
