@@ -267,7 +267,7 @@ def profiles() -> list[Profile]:
 
 
 def _describe(certificate: x509.Certificate) -> str:
-    return (f"certificate {certificate.subject.rfc4514_string() or '(empty subject)'} "
+    return (f"{certificate.subject.rfc4514_string() or '(empty subject)'} "
             f"(serial {certificate.serial_number:x})")
 
 

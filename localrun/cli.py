@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from localaws import MOTO_VERSION, server
-from localrun import flow, postgres
+from localrun import flow, partner_ca, postgres
 from localrun.context import DEFAULT_RUN_DIR, REPO_ROOT, LocalRun, StepResult
 from localrun.importer import POSTGRES_STATE
 from localrun.partner import source_addresses
@@ -82,8 +82,9 @@ def up(customer: str, run_dir: Path, dsn: str | None = None) -> int:
     started = time.monotonic()
     # The synth needs no emulator: it runs while the emulator starts (localrun.flow.Synth).
     try:
+        partner_ca.prepare(run_dir, REPO_ROOT / "customers", config)
         synth = flow.Synth(run_dir, customer)
-    except (flow.StepFailed, OSError) as error:
+    except (flow.StepFailed, partner_ca.LocalRegistryError, OSError) as error:
         _print(f"error: {error}")
         return 1
     _print(f"Synthesizing the app for '{customer}' in the background; starting the emulator "

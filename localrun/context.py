@@ -138,9 +138,12 @@ class LocalRun:
 
     @property
     def config(self) -> CustomerConfig:
-        """The customer's registry entry (``customers/<slug>.toml``)."""
+        """The customer's registry entry (``customers/<slug>.toml``, or the run's copy of the
+        registry when it has one: localrun.partner_ca)."""
+        copy = self.run_dir / "registry"
         try:
-            return load_registry(REPO_ROOT / "customers")[self.customer]
+            return load_registry(copy if copy.is_dir() else REPO_ROOT / "customers")[
+                self.customer]
         except (RegistryError, KeyError) as error:
             raise RuntimeError(f"customer {self.customer!r} is not in the registry: {error}")\
                 from None

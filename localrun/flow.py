@@ -28,7 +28,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from localaws import server
 from localaws.coverage import coverage
 from localaws.server import ACCOUNT_ID, REGION, EmulatorError
-from localrun import checks, custody, identities, importer, malware_gate, partner, receipts
+from localrun import (
+    checks,
+    custody,
+    identities,
+    importer,
+    malware_gate,
+    partner,
+    partner_ca,
+    receipts,
+)
 from localrun.context import REPO_ROOT, Credentials, LocalRun, StepResult, refused_403
 from localrun.partner import SAMPLE_INBOUND, SAMPLE_OUTBOUND
 from phi_core import naming
@@ -117,8 +126,10 @@ class Synth:
     ``--output`` never races a concurrent ``cdk synth`` writing ./cdk.out."""
 
     def __init__(self, run_dir: Path, customer: str) -> None:
+        registry = partner_ca.registry_of(run_dir)  # a roles-anywhere run's registry copy
         self.args = ["synth", "-c", f"customer={customer}", "--output",
-                     str(run_dir / ASSEMBLY_DIR), "--quiet"]
+                     str(run_dir / ASSEMBLY_DIR), "--quiet",
+                     *(["-c", f"registry={registry}"] if registry else [])]
         self.log_path = run_dir / "cdk-synth.log"
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(  # noqa: S603 - the pinned CLI from node_modules

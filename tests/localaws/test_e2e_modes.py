@@ -1,5 +1,6 @@
 """``python -m localrun up`` for the other access modes: globex (cross-account, inbound only,
-limited to source addresses) and initech (assume-role with an external id, outbound only).
+limited to source addresses), initech (assume-role with an external id, outbound only) and
+hooli (roles-anywhere: a certificate of the run's throwaway CA, both directions).
 
 Each run is the real flow (bootstrap, synth, both deploys, the partner's own client); these
 tests then read back, through the AWS APIs and the run's files, what the partner did and was
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography import x509
 
 from localaws.server import Emulator
 from localrun import postgres
@@ -24,7 +26,7 @@ from tests.localaws.conftest import Aws
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["globex", "initech"])
+@pytest.fixture(scope="module", params=["globex", "initech", "hooli"])
 def run(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Aws, Path, str]]:
     customer = request.param
@@ -49,8 +51,9 @@ def manifest(run_dir: Path, customer: str) -> list[dict[str, str]]:
 def test_each_mode_runs_every_step_it_has(run: tuple[str, Aws, Path, str]) -> None:
     customer, _, _, stdout = run
     mode, directions = {"globex": ("cross-account", "inbound"),
-                        "initech": ("assume-role", "outbound")}[customer]
-    inbound = "[ok]" if customer == "globex" else "[not-applicable]"
+                        "initech": ("assume-role", "outbound"),
+                        "hooli": ("roles-anywhere", "inbound/outbound")}[customer]
+    inbound = "[not-applicable]" if customer == "initech" else "[ok]"
     for step in ("[ok] access stack", "[ok] audit stack", "[ok] customer stack",
                  f"[ok] partner round trip ({mode}, {directions})", f"{inbound} importer",
                  f"{inbound} malware gate", f"{inbound} inbound originals",
@@ -69,6 +72,10 @@ def test_the_custody_answer_shows_the_partner_as_cloudtrail_recorded_it(
         # The bucket owner's trail names a caller of another account by its account only.
         assert "written by  account 111122223333 (principal id " in answer
         assert "(AWSAccount) from 203.0.113." in answer
+    elif customer == "hooli":
+        # A session IAM Roles Anywhere issued for the partner's certificate wrote it.
+        assert "written by  arn:aws:sts::123456789012:assumed-role/phi-exchange-hooli-partner/" \
+            in answer
     else:
         # initech only receives: the operator wrote the file, the partner's session read it.
         assert "written by  arn:aws:sts::123456789012:assumed-role/phi-exchange-operator/" in answer
@@ -87,6 +94,18 @@ def test_the_partner_signed_as_its_own_principal(run: tuple[str, Aws, Path, str]
         assert {(r["direction"], r["key"]) for r in ok} == {
             ("upload", "inbound/claims.csv"), ("upload", "inbound/claims-large.csv"),
             ("upload", "inbound/eicar-test.txt")}  # the malware gate step's test file
+    elif customer == "hooli":
+        # Sessions of our role for the partner's certificate: AWS names them by its serial.
+        certificate = x509.load_pem_x509_certificate(
+            (run_dir / "partner" / "certificates" / "partner.pem").read_bytes())
+        assert {r["caller_arn"] for r in ok} == {
+            "arn:aws:sts::123456789012:assumed-role/phi-exchange-hooli-partner/"
+            f"{certificate.serial_number:x}"}
+        assert {(r["direction"], r["key"]) for r in ok} == {
+            ("upload", "inbound/claims.csv"), ("upload", "inbound/claims-large.csv"),
+            ("upload", "inbound/eicar-test.txt"), ("download", "outbound/remittance.csv")}
+        profile = (run_dir / "partner" / "profile.toml").read_text()
+        assert 'method = "roles-anywhere"' in profile and "trust-anchor/" in profile
     else:
         # The client assumed our role itself, from the partner's principal, with the external id.
         assert {r["caller_arn"] for r in ok} == {
@@ -125,6 +144,12 @@ def test_refusals_are_reported_for_the_mode(run: tuple[str, Aws, Path, str]) -> 
     if customer == "globex":
         assert "globex-file-transfer-unregistered (same account, same identity policy, not " \
                "named in our bucket policy) is refused too" in stdout
+        assert "cannot read back inbound/claims.csv" in stdout
+    elif customer == "hooli":
+        assert "CreateSession refused a certificate of the same CA with another subject" \
+            in stdout
+        assert "CreateSession refused a certificate with the registered subject from an " \
+            "unregistered CA" in stdout
         assert "cannot read back inbound/claims.csv" in stdout
     else:
         assert "refused without the external id, with a wrong one, and to an unregistered " \
