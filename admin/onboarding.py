@@ -8,24 +8,25 @@ derived from the bucket name), so a kit can be regenerated and compared.
 
 What the kit holds, by access mode (docs/onboarding.md):
 
-=====================  ========  =============  ===========
-file                   iam-user  cross-account  assume-role
-=====================  ========  =============  ===========
-README.md, README.html    yes        yes            yes
-<slug>.toml (client)      yes        yes            yes
-<slug>-outputs.json       yes        yes            yes
-<slug>.duck (Cyberduck)   yes        yes (no key)   no
-<slug>-winscp-url.txt     yes        yes (no key)   no
-<slug>-WinSCP.ini         yes        yes (no key)   no
-partner-iam-policy.json   no         yes            yes
-aws-config-profile.ini    no         no             yes
-receipt-public-key.pem    yes (1)    yes (1)        yes (1)
-SHA256SUMS                yes        yes            yes
-=====================  ========  =============  ===========
+=====================  ========  =============  ===========  ==============
+file                   iam-user  cross-account  assume-role  roles-anywhere
+=====================  ========  =============  ===========  ==============
+README.md, README.html    yes        yes            yes          yes
+<slug>.toml (client)      yes        yes            yes          yes
+<slug>-outputs.json       yes        yes            yes          yes
+<slug>.duck (Cyberduck)   yes        yes (no key)   no           no
+<slug>-winscp-url.txt     yes        yes (no key)   no           no
+<slug>-WinSCP.ini         yes        yes (no key)   no           no
+partner-iam-policy.json   no         yes            yes          no
+aws-config-profile.ini    no         no             yes          yes (2)
+receipt-public-key.pem    yes (1)    yes (1)        yes (1)      yes (1)
+SHA256SUMS                yes        yes            yes          yes
+=====================  ========  =============  ===========  ==============
 
 (1) For a partner that sends (inbound), when the exchange's receipt key is known: the public
 half of the key that signs receipts (``partner-transfer receipts verify``); the profile then
 names it and the instructions give its fingerprint.
+(2) With AWS's signing helper as the profile's ``credential_process``.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ class KitInputs:
     @property
     def desktop_clients(self) -> bool:
         """Whether the kit has Cyberduck and WinSCP files: they sign with a static access key,
-        which an assume-role partner does not have."""
-        return self.outputs.access is not AccessMode.ASSUME_ROLE
+        which an assume-role or roles-anywhere partner does not have."""
+        return self.outputs.access not in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE)
 
     @property
     def receipt_key(self) -> bytes | None:
@@ -157,13 +158,18 @@ def file_names(inputs: KitInputs) -> dict[str, str]:
     if inputs.desktop_clients:
         names |= {"cyberduck": f"{slug}.duck", "winscp_url": f"{slug}-winscp-url.txt",
                   "winscp_ini": f"{slug}-WinSCP.ini"}
-    if inputs.outputs.access is not AccessMode.IAM_USER:
+    if inputs.outputs.access in (AccessMode.CROSS_ACCOUNT, AccessMode.ASSUME_ROLE):
         names["policy"] = "partner-iam-policy.json"
-    if inputs.outputs.access is AccessMode.ASSUME_ROLE:
+    if inputs.outputs.access in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE):
         names["aws_config"] = "aws-config-profile.ini"
     if inputs.receipt_key is not None:
         names["receipt_key"] = RECEIPT_KEY_FILE
     return names
+
+
+# roles-anywhere: where the partner keeps its workload certificate and key (its own files).
+CERTIFICATE_PLACEHOLDER = "YOUR-CERTIFICATE.pem"
+PRIVATE_KEY_PLACEHOLDER = "YOUR-PRIVATE-KEY.pem"
 
 
 def credentials_file_name(slug: str) -> str:
@@ -196,8 +202,9 @@ def cyberduck_bookmark(inputs: KitInputs) -> bytes:
     ``s3.encryption.algorithm`` and ``s3.encryption.key.<bucket>`` settings). ``Region`` is not
     a key Cyberduck reads (it queries the bucket's region); it is there for people."""
     if not inputs.desktop_clients:
-        raise LifecycleError("assume-role partners get no desktop bookmark: a bookmark holds a "
-                             "static access key, and the role is reached with temporary ones")
+        raise LifecycleError(f"{inputs.outputs.access} partners get no desktop bookmark: a "
+                             "bookmark holds a static access key, and the role is reached with "
+                             "temporary ones")
     outputs = inputs.outputs
     bookmark: dict[str, object] = {
         "Protocol": "s3",
@@ -267,15 +274,20 @@ def connection_profile(inputs: KitInputs) -> str:
     """The ``partner-transfer`` connection profile (TOML), rendered by the client's own
     functions. iam-user: credentials from ``<slug>-credentials.json`` beside the profile;
     cross-account: the default AWS credential chain; assume-role: our role with the external
-    id, from the default chain. With the receipt key, the profile names the kit's
-    ``receipt-public-key.pem`` beside it."""
+    id, from the default chain; roles-anywhere: sessions for the partner's certificate and
+    key, named by placeholders the partner replaces. With the receipt key, the profile names
+    the kit's ``receipt-public-key.pem`` beside it."""
     credentials = (Path(credentials_file_name(inputs.slug))
                    if inputs.outputs.access is AccessMode.IAM_USER else None)
     receipt_key = Path(RECEIPT_KEY_FILE) if inputs.receipt_key is not None else None
+    certificate = inputs.outputs.access is AccessMode.ROLES_ANYWHERE
     try:
-        profile = profile_from_outputs(inputs.outputs.partner_outputs(),
-                                       credentials_file=credentials,
-                                       receipt_public_key=receipt_key)
+        profile = profile_from_outputs(
+            inputs.outputs.partner_outputs(), credentials_file=credentials,
+            receipt_public_key=receipt_key,
+            # roles-anywhere: the partner's own files, beside the profile by default.
+            certificate=Path(CERTIFICATE_PLACEHOLDER) if certificate else None,
+            private_key=Path(PRIVATE_KEY_PLACEHOLDER) if certificate else None)
     except TransferError as err:
         raise LifecycleError(f"cannot make the connection profile: {err}") from None
     return render_profile(profile, comment=(
@@ -292,8 +304,24 @@ def outputs_json(inputs: KitInputs) -> str:
 
 def aws_config_profile(inputs: KitInputs) -> str:
     """An ``~/.aws/config`` profile that assumes our role with the external id (assume-role),
-    for the AWS CLI and any tool that reads AWS profiles."""
+    or obtains its sessions from IAM Roles Anywhere through AWS's signing helper
+    (roles-anywhere), for the AWS CLI and any tool that reads AWS profiles."""
     outputs = inputs.outputs
+    if outputs.access is AccessMode.ROLES_ANYWHERE:
+        return "\n".join([
+            "# Add to ~/.aws/config. Install AWS's signing helper (aws_signing_helper, see",
+            "# https://docs.aws.amazon.com/rolesanywhere/latest/userguide/credential-helper.html)",
+            "# and replace the two paths with your certificate and its private key. No secret",
+            "# here: the key stays in your file.",
+            f"[profile phi-exchange-{inputs.slug}]",
+            "credential_process = aws_signing_helper credential-process"
+            f" --certificate {CERTIFICATE_PLACEHOLDER} --private-key {PRIVATE_KEY_PLACEHOLDER}"
+            f" --trust-anchor-arn {outputs.trust_anchor_arn}"
+            f" --profile-arn {outputs.profile_arn} --role-arn {outputs.role_arn}"
+            f" --region {outputs.region}",
+            f"region = {outputs.region}",
+            "",
+        ])
     return "\n".join([
         "# Add to ~/.aws/config. Replace YOUR-SOURCE-PROFILE with the profile holding the",
         "# credentials of the principal you registered with us. No secret here.",
@@ -424,6 +452,9 @@ def first_transfer_commands(inputs: KitInputs) -> list[str]:
         source = f"--credentials-file {credentials_file_name(slug)}"
     elif outputs.access is AccessMode.ASSUME_ROLE:
         source = "--aws-profile YOUR-SOURCE-PROFILE"
+    elif outputs.access is AccessMode.ROLES_ANYWHERE:
+        source = (f"--certificate {CERTIFICATE_PLACEHOLDER} "
+                  f"--private-key {PRIVATE_KEY_PLACEHOLDER}")
     else:
         source = "--aws-profile YOUR-PROFILE"
     profile = file_names(inputs)["profile"]
@@ -485,8 +516,14 @@ def instructions_markdown(inputs: KitInputs) -> str:
         cyberduck_host=cyberduck_hostname(outputs),
         default_path=(f"/{outputs.bucket}/{inputs.default_prefix}" if inputs.desktop_clients
                       else None),
-        aws_cli_example=(aws_cli_example(inputs) if outputs.access is AccessMode.ASSUME_ROLE
+        aws_cli_example=(aws_cli_example(inputs) if "aws_config" in file_names(inputs)
                          else None),
+        certificate_subject=(customer.roles_anywhere.subject if customer.roles_anywhere
+                             else ()),
+        ca_certificates=(customer.roles_anywhere.certificates if customer.roles_anywhere
+                         else ()),
+        certificate_placeholder=CERTIFICATE_PLACEHOLDER,
+        private_key_placeholder=PRIVATE_KEY_PLACEHOLDER,
         rotation=rotation_dates(inputs),
         policy_json=partner_policy.render_policy(document) if document is not None else None,
         receipts_prefix=naming.RECEIPTS_PREFIX,

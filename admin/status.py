@@ -1,6 +1,7 @@
 """Where every registered customer stands: access mode, deployed or offboarded, the age of
-the partner's current access key and the days to its next rotation (iam-user), and the last
-upload, from the best custody data at hand.
+the partner's current access key and the days to its next rotation (iam-user), when the
+partner's CA expires (roles-anywhere: certificate expiry is what replaces key rotation), and
+the last upload, from the best custody data at hand.
 
 Last upload, best evidence first: the importer's custody table (``--dsn``: the S3 event time
 of the newest imported version), the partner's client manifests (``--manifest``: the newest
@@ -23,6 +24,8 @@ from botocore.exceptions import ClientError
 from admin import keys, offboarding
 from admin.stack_outputs import LifecycleError, StackOutputs, describe_outputs
 from phi_core import naming
+from phi_core.certificates import CaCertificate
+from phi_core.defaults import CA_EXPIRY_NOTICE_DAYS
 from stacks.config import AccessMode, CustomerConfig, Direction
 
 DEFAULT_MAX_LISTED = 10_000
@@ -61,6 +64,9 @@ class CustomerStatus:
     next_rotation: date | None = None
     last_upload: LastUpload | None = None
     uploads: bool = True  # False: the customer has no upload folder
+    # roles-anywhere: the registered CA certificates, and the days until the first expires
+    ca_certificates: tuple[CaCertificate, ...] = ()
+    days_to_ca_expiry: int | None = None
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -70,7 +76,11 @@ class CustomerStatus:
             "key_age_days": self.key_age_days, "days_to_rotation": self.days_to_rotation,
             "next_rotation": self.next_rotation.isoformat() if self.next_rotation else None,
             "last_upload": self.last_upload.to_json() if self.last_upload else None,
-            "has_upload_folder": self.uploads, "notes": list(self.notes),
+            "has_upload_folder": self.uploads,
+            "ca_certificates": [{"subject": c.subject, "not_after": _iso(c.not_after),
+                                 "sha256_fingerprint": c.sha256_fingerprint, "key": c.key}
+                                for c in self.ca_certificates],
+            "days_to_ca_expiry": self.days_to_ca_expiry, "notes": list(self.notes),
         }
 
 
@@ -86,18 +96,20 @@ def customer_status(customer: CustomerConfig, *, cloudformation: Any, s3: Any, i
     are still read. ``importer`` (default none) looks up the newest imported version of
     ``(customer, bucket)``; ``manifests`` (default none) are client custody manifests;
     ``max_listed`` (default 10,000) bounds the bucket listing."""
-    status = CustomerStatus(slug=customer.slug, access=customer.access, state="not deployed",
-                            uploads=customer.allows(Direction.INBOUND))
+    status = _with_ca(CustomerStatus(slug=customer.slug, access=customer.access,
+                                     state="not deployed",
+                                     uploads=customer.allows(Direction.INBOUND)), customer, now)
     try:
         outputs = describe_outputs(cloudformation, customer.slug)
     except LifecycleError as err:
-        return replace(status, state="unknown", notes=(str(err),))
+        return replace(status, state="unknown", notes=(*status.notes, str(err)))
     except ClientError as err:
-        return replace(status, state="unknown", notes=(f"stack not read: {_error_line(err)}",))
+        return replace(status, state="unknown",
+                       notes=(*status.notes, f"stack not read: {_error_line(err)}"))
     if outputs is None:
-        return replace(status, notes=(f"stack {naming.stack_name(customer.slug)} does not "
-                                      "exist",))
-    notes: list[str] = []
+        missing = f"stack {naming.stack_name(customer.slug)} does not exist"
+        return replace(status, notes=(*status.notes, missing))
+    notes: list[str] = list(status.notes)
     in_registry = bool(getattr(customer, "offboarded", False))
     status = replace(status, bucket=outputs.bucket, state="active",
                      uploads=outputs.inbound_prefix is not None)
@@ -125,6 +137,25 @@ def customer_status(customer: CustomerConfig, *, cloudformation: Any, s3: Any, i
             customer, outputs, s3=s3, importer=importer, manifests=manifests,
             max_listed=max_listed, notes=notes))
     return replace(status, notes=tuple(notes))
+
+
+def _with_ca(status: CustomerStatus, customer: CustomerConfig,
+             now: datetime) -> CustomerStatus:
+    """roles-anywhere: the partner's CA from the registry (what the trust anchor holds once
+    deployed), with a note on each certificate and a warning inside the notice window."""
+    settings = customer.roles_anywhere
+    if settings is None:
+        return status
+    days = min(c.days_left(now) for c in settings.certificates)
+    notes = [f"CA {c.subject} ({c.key}, SHA-256 {c.sha256_fingerprint}) expires "
+             f"{c.not_after:%Y-%m-%d} ({c.days_left(now)} d)" for c in settings.certificates]
+    if days <= CA_EXPIRY_NOTICE_DAYS:
+        notes.append(f"the partner's CA expires in {days} d: every session ends then; add "
+                     f"its successor CA to {settings.ca_file or 'roles_anywhere.ca_bundle'} "
+                     "(both certificates in the bundle) and deploy (docs/onboarding.md, "
+                     "\"Certificate expiry\")")
+    return replace(status, ca_certificates=settings.certificates, days_to_ca_expiry=days,
+                   notes=(*status.notes, *notes))
 
 
 def _with_key(status: CustomerStatus, customer: CustomerConfig, *, iam: Any,
@@ -242,13 +273,15 @@ def last_imported_upload(conn: Any, customer: str, bucket: str) -> LastUpload | 
 
 def format_status(statuses: Sequence[CustomerStatus], *, now: datetime) -> str:
     """A table, one line per customer, then the notes."""
-    header = ("CUSTOMER", "ACCESS", "STATE", "KEY AGE", "ROTATION IN", "LAST UPLOAD")
+    header = ("CUSTOMER", "ACCESS", "STATE", "KEY AGE", "ROTATION IN", "CA EXPIRES IN",
+              "LAST UPLOAD")
     rows = [header]
     for s in statuses:
         rows.append((
             s.slug, s.access.value, s.state,
             f"{s.key_age_days} d" if s.key_age_days is not None else "-",
             f"{s.days_to_rotation} d" if s.days_to_rotation is not None else "-",
+            f"{s.days_to_ca_expiry} d" if s.days_to_ca_expiry is not None else "-",
             _describe_upload(s, now),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]

@@ -57,6 +57,13 @@ def outputs_for(customer: CustomerConfig, *, account: str = ACCOUNT,
                                      f"{naming.partner_role_name(slug)}")
         assert customer.external_id is not None
         outputs["ExternalId"] = customer.external_id
+    elif customer.access is AccessMode.ROLES_ANYWHERE:
+        outputs["PartnerRoleArn"] = (f"arn:aws:iam::{account}:role/"
+                                     f"{naming.partner_role_name(slug)}")
+        outputs["TrustAnchorArn"] = (f"arn:aws:rolesanywhere:{region}:{account}:trust-anchor/"
+                                     "5d2b1c0e-7f3a-4e8b-9c1d-2a3b4c5d6e7f")
+        outputs["RolesAnywhereProfileArn"] = (f"arn:aws:rolesanywhere:{region}:{account}:"
+                                              "profile/8e9f0a1b-2c3d-4e5f-8a7b-6c5d4e3f2a1b")
     return outputs
 
 

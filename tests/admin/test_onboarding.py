@@ -129,6 +129,33 @@ def test_assume_role_kit_has_no_desktop_client_files() -> None:
         onboarding.cyberduck_bookmark(kit)
 
 
+def test_roles_anywhere_kit_has_no_desktop_files_no_policy_and_an_aws_profile() -> None:
+    kit = inputs("hooli")
+    names = onboarding.file_names(kit)
+    assert {"cyberduck", "winscp_url", "winscp_ini", "policy"}.isdisjoint(names)
+    assert names["aws_config"] == "aws-config-profile.ini"
+    assert onboarding.first_transfer_commands(kit)[1].startswith(
+        "partner-transfer profile init --outputs-file hooli-outputs.json --certificate "
+        "YOUR-CERTIFICATE.pem --private-key YOUR-PRIVATE-KEY.pem")
+    config = onboarding.aws_config_profile(kit)
+    assert ("credential_process = aws_signing_helper credential-process --certificate "
+            "YOUR-CERTIFICATE.pem --private-key YOUR-PRIVATE-KEY.pem --trust-anchor-arn "
+            f"{kit.outputs.trust_anchor_arn} --profile-arn {kit.outputs.profile_arn} "
+            f"--role-arn {kit.outputs.role_arn} --region {REGION}") in config
+
+
+def test_roles_anywhere_instructions_give_the_subject_the_ca_and_its_expiry() -> None:
+    text = " ".join(plain(onboarding.instructions_markdown(inputs("hooli"))).split())
+    for expected in ("CN=hooli-transfer", "OU=Lab Results", "O=Hooli Labs",
+                     "CN=Hooli Labs Partner Issuing CA,O=Hooli Labs,C=US", "2046-12-01",
+                     "Send us its successor at least 60 days before",
+                     "neither obtains IAM Roles Anywhere sessions itself",
+                     "A certificate of your CA with another subject, or one from any other CA, "
+                     "is refused"):
+        assert expected in text, expected
+    assert "secret access key" not in text and "external id" not in text.lower()
+
+
 def test_bookmark_uses_the_regional_endpoint_outside_the_commercial_partition() -> None:
     outputs = outputs_for(registry()["acme"], region="cn-north-1")
     outputs["KmsKeyArn"] = outputs["KmsKeyArn"].replace("arn:aws:", "arn:aws-cn:")
@@ -184,7 +211,7 @@ def test_winscp_ini_section_holds_s3_over_tls12_with_folder_region_and_key_id() 
 
 @pytest.mark.parametrize(("slug", "method"), [
     ("acme", AuthMethod.CREDENTIALS_FILE), ("globex", AuthMethod.DEFAULT),
-    ("initech", AuthMethod.ASSUME_ROLE)])
+    ("initech", AuthMethod.ASSUME_ROLE), ("hooli", AuthMethod.ROLES_ANYWHERE)])
 def test_connection_profile_loads_in_the_client(tmp_path: Path, slug: str,
                                                 method: AuthMethod) -> None:
     kit = inputs(slug)
@@ -201,6 +228,14 @@ def test_connection_profile_loads_in_the_client(tmp_path: Path, slug: str,
         assert profile.auth.credentials_file == tmp_path / "acme-credentials.json"
     if method is AuthMethod.ASSUME_ROLE:
         assert profile.auth.external_id == registry()["initech"].external_id
+    if method is AuthMethod.ROLES_ANYWHERE:
+        # The partner's own files, named by placeholders beside the profile, and our ARNs.
+        assert profile.auth.certificate == tmp_path / "YOUR-CERTIFICATE.pem"
+        assert profile.auth.private_key == tmp_path / "YOUR-PRIVATE-KEY.pem"
+        assert (profile.auth.role_arn, profile.auth.trust_anchor_arn,
+                profile.auth.profile_arn) == (kit.outputs.role_arn,
+                                              kit.outputs.trust_anchor_arn,
+                                              kit.outputs.profile_arn)
 
 
 def test_kit_outputs_file_feeds_profile_init_and_omits_our_secret_arn(tmp_path: Path) -> None:

@@ -42,9 +42,11 @@ def test_without_an_accounts_file_everyone_is_in_the_one_account(capsys) -> None
     assert code == 0
     (account,) = report["accounts"]
     assert account["label"] == "default" and account["customers"] == ["acme", "globex",
-                                                                       "initech"]
+                                                                       "hooli", "initech"]
     plans = next(u for u in report["usage"] if u["quota"] == "guardduty_protected_buckets")
-    assert (plans["used"], plans["limit"]) == (2, 25)
+    assert (plans["used"], plans["limit"]) == (3, 25)
+    anchors = next(u for u in report["usage"] if u["quota"] == "rolesanywhere_trust_anchors")
+    assert (anchors["used"], anchors["limit"]) == (1, 50)
 
 
 def test_the_report_names_every_unplaced_customer_and_fails(registry: Path, capsys) -> None:
@@ -70,8 +72,9 @@ def test_assign_records_the_proposal_in_the_customer_file(registry: Path, capsys
     # Only the one line was added: comments and layout are the operator's.
     assert after.replace('\naccount = "exchange-2"', "", 1) == before
 
-    main(["placement", "--registry", str(registry), "--assign", "initech"])
-    assert load_registry(registry)["initech"].account in ("exchange-1", "exchange-2")
+    for slug in ("hooli", "initech"):
+        main(["placement", "--registry", str(registry), "--assign", slug])
+        assert load_registry(registry)[slug].account in ("exchange-1", "exchange-2")
     assert main(["placement", "--registry", str(registry)]) == 0
 
 

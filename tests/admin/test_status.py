@@ -49,7 +49,7 @@ def test_status_reports_every_registered_customer(acme: Deployed) -> None:
 
     statuses = status_json()
 
-    assert set(statuses) == {"acme", "globex", "initech"}
+    assert set(statuses) == {"acme", "globex", "hooli", "initech"}
     assert statuses["globex"]["state"] == "not deployed"
     assert statuses["globex"]["notes"] == ["stack PhiExchange-globex does not exist"]
     initech = statuses["initech"]
@@ -119,12 +119,16 @@ def test_status_text_is_one_line_per_customer_then_notes(acme: Deployed) -> None
     assert ran.code == 0, ran.err
     lines = ran.out.splitlines()
     assert lines[0].split() == ["CUSTOMER", "ACCESS", "STATE", "KEY", "AGE", "ROTATION", "IN",
-                                "LAST", "UPLOAD"]
-    rows = {line.split()[0]: line for line in lines[1:4]}
+                                "CA", "EXPIRES", "IN", "LAST", "UPLOAD"]
+    rows = {line.split()[0]: line for line in lines[1:5]}
     assert rows["acme"].split()[1:4] == ["iam-user", "active", "0"]
     assert "[bucket listing]" in rows["acme"]
     assert "not deployed" in rows["globex"]
-    assert "globex: stack PhiExchange-globex does not exist" in lines[4:]
+    assert "globex: stack PhiExchange-globex does not exist" in lines[5:]
+    # hooli (roles-anywhere) is not deployed here, but its CA's expiry is the registry's.
+    assert rows["hooli"].split()[1:6] == ["roles-anywhere", "not", "deployed", "-", "-"]
+    assert any(line.startswith("hooli: CA CN=Hooli Labs Partner Issuing CA") and
+               "expires 2046-12-01" in line for line in lines[5:])
 
 
 def test_status_shows_offboarded_and_asks_for_the_registry_change(aws: None) -> None:
@@ -168,3 +172,28 @@ def test_bucket_listing_stops_at_its_limit_and_says_so(acme: Deployed) -> None:
 def test_status_refuses_a_listing_limit_below_one(aws: None) -> None:
     ran = run(CUSTOMERS, ["status", "--max-listed", "0"])
     assert ran.code == 1 and "--max-listed must be at least 1" in ran.err
+
+
+def test_a_roles_anywhere_ca_near_its_expiry_is_flagged_with_what_to_do(aws: None) -> None:
+    """Certificate expiry replaces key rotation: the registry's CA, its days left, and inside
+    IAM Roles Anywhere's notice window a line saying how to register the successor."""
+    hooli = registry()["hooli"]
+    assert hooli.roles_anywhere is not None
+    expires = hooli.roles_anywhere.ca_expires
+    clients = {name: boto3.client(name, region_name=REGION)
+               for name in ("cloudformation", "s3", "iam", "secretsmanager")}
+
+    def at(moment: datetime) -> status.CustomerStatus:
+        return status.customer_status(hooli, now=moment, **clients)
+
+    far = at(expires - timedelta(days=400))
+    assert far.days_to_ca_expiry == 400
+    assert not any("expires in" in note for note in far.notes)
+    near = at(expires - timedelta(days=30, hours=1))
+    assert near.days_to_ca_expiry == 30
+    (warning,) = [note for note in near.notes if "the partner's CA expires in 30 d" in note]
+    assert "add its successor CA to hooli-ca.pem (both certificates in the bundle)" in warning
+    entry = near.to_json()
+    assert entry["days_to_ca_expiry"] == 30
+    assert entry["ca_certificates"][0]["not_after"] == "2046-12-01T00:00:00Z"
+    assert entry["ca_certificates"][0]["key"] == "EC P-384"
