@@ -164,7 +164,9 @@ def plan(customer: CustomerConfig, outputs: StackOutputs) -> list[str]:
                      f"{naming.partner_user_name(customer.slug)} (not delete)")
         steps.append(f"cancel the rotation of secret {naming.partner_secret_name(customer.slug)}"
                      " (a rotation would issue a new active key)")
-    elif customer.access is AccessMode.ASSUME_ROLE:
+    elif customer.access in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE):
+        # roles-anywhere: IAM Roles Anywhere issues sessions by assuming the role too, so a
+        # closed trust stops new sessions for every certificate.
         steps.append(f"replace the trust policy of role {naming.partner_role_name(customer.slug)}"
                      " with one that lets nobody assume it")
     steps.append("delete nothing: objects, versions, the KMS key, access logs and the audit "
@@ -214,7 +216,7 @@ def offboard(customer: CustomerConfig, outputs: StackOutputs, *, s3: Any, iam: A
         step("deactivate the access keys", deactivate)
         step("cancel the rotation", lambda: actions.append(_cancel_rotation(
             secretsmanager, naming.partner_secret_name(customer.slug))))
-    elif customer.access is AccessMode.ASSUME_ROLE:
+    elif customer.access in (AccessMode.ASSUME_ROLE, AccessMode.ROLES_ANYWHERE):
         step("close the role's trust policy", lambda: actions.append(_close_trust(
             iam, naming.partner_role_name(customer.slug))))
     return OffboardResult(slug=customer.slug, access=customer.access, actions=tuple(actions),

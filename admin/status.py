@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 from admin import keys, offboarding
 from admin.stack_outputs import LifecycleError, StackOutputs, describe_outputs
 from phi_core import naming
-from phi_core.certificates import CaCertificate
 from phi_core.defaults import CA_EXPIRY_NOTICE_DAYS
+from stacks.certificates import CaCertificate
 from stacks.config import AccessMode, CustomerConfig, Direction
 
 DEFAULT_MAX_LISTED = 10_000
@@ -146,9 +146,13 @@ def _with_ca(status: CustomerStatus, customer: CustomerConfig,
     settings = customer.roles_anywhere
     if settings is None:
         return status
-    days = min(c.days_left(now) for c in settings.certificates)
-    notes = [f"CA {c.subject} ({c.key}, SHA-256 {c.sha256_fingerprint}) expires "
-             f"{c.not_after:%Y-%m-%d} ({c.days_left(now)} d)" for c in settings.certificates]
+    valid = [c for c in settings.certificates if c.not_before <= now < c.not_after]
+    days = max(0, min(c.days_left(now) for c in valid)) if valid else 0
+    notes = [f"CA {c.subject} ({c.key}, SHA-256 {c.sha256_fingerprint}) "
+             + (f"expires {c.not_after:%Y-%m-%d} ({c.days_left(now)} d)" if c in valid else
+                f"expired on {c.not_after:%Y-%m-%d}: remove it from the bundle"
+                if c.not_after <= now else f"is valid from {c.not_before:%Y-%m-%d}")
+             for c in settings.certificates]
     if days <= CA_EXPIRY_NOTICE_DAYS:
         notes.append(f"the partner's CA expires in {days} d: every session ends then; add "
                      f"its successor CA to {settings.ca_file or 'roles_anywhere.ca_bundle'} "

@@ -21,8 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from phi_core import certificates, defaults, identifiers, naming, placement, toml_files
+from phi_core import defaults, identifiers, naming, placement, toml_files
 from phi_core.vocabulary import AccessMode, Direction
+from stacks import certificates
 
 # "-c customer=all" selects every customer; the others would collide with the names of our own
 # stacks (PhiExchange-<slug>): the account's, the log archive's and the pipelines'.
@@ -96,7 +97,7 @@ class RolesAnywhere:
     ``ca_bundle_file`` (a ``.pem`` file next to the customer's file; ``ca_file`` says which)
     or inline as ``ca_bundle``. ``subject``: the attributes every certificate of the partner
     must carry in its subject (at least ``CN``), required by the role's trust policy.
-    ``certificates``: what the bundle holds, read by :mod:`phi_core.certificates`.
+    ``certificates``: what the bundle holds, read by :mod:`stacks.certificates`.
     """
 
     ca_bundle: str
@@ -240,7 +241,7 @@ def parse_customer(data: Mapping[str, Any], *, source: str,
 
     malware_scan = _malware_scan(data.get("malware_scan"), directions, problems)
     roles_anywhere = _roles_anywhere(data.get("roles_anywhere"), access, problems,
-                                     read_beside, now)
+                                     read_beside, now, offboarded is True)
     account = data.get("account")
     if account is not None and not (isinstance(account, str) and identifiers.is_slug(account)):
         problems.add("account", "must be the label of an exchange account in "
@@ -527,8 +528,8 @@ def _external_id(value: Any, access: AccessMode | None, problems: _Problems) -> 
 
 
 def _roles_anywhere(value: Any, access: AccessMode | None, problems: _Problems,
-                    read_beside: ReadBeside | None,
-                    now: datetime | None) -> RolesAnywhere | None:
+                    read_beside: ReadBeside | None, now: datetime | None,
+                    offboarded: bool) -> RolesAnywhere | None:
     name = "roles_anywhere"
     if access is not AccessMode.ROLES_ANYWHERE:
         if value is not None:
@@ -556,7 +557,9 @@ def _roles_anywhere(value: Any, access: AccessMode | None, problems: _Problems,
     if pem is None:
         return None
     where = f"{name}.{'ca_bundle_file' if ca_file else 'ca_bundle'}"
-    found, bundle_problems = certificates.read_ca_bundle(pem, now=now)
+    # An offboarded partner's CA may expire: nothing trusts it any more.
+    found, bundle_problems = certificates.read_ca_bundle(pem, now=now,
+                                                         check_time=not offboarded)
     for problem in bundle_problems:
         problems.add(where, f"{ca_file + ' ' if ca_file else ''}{problem}")
     if bundle_problems or subject is None or certificates.subject_problems(subject):

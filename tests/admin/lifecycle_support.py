@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from admin import lifecycle_cli
 from admin.stack_outputs import LifecycleError
-from phi_core import naming
+from phi_core import naming, partner_policy
 from stacks.config import AccessMode, CustomerConfig, Direction, RegistryError, load_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ BASE_BUCKET_POLICY = {"Version": "2012-10-17", "Statement": [{
 def deploy(customer: CustomerConfig, *, rotation: bool = True) -> Deployed:
     """Create, in moto (``mock_aws`` active), the resources the commands read: the stack with
     its outputs, the bucket with a policy, and the partner user, key and secret (iam-user) or
-    role (assume-role)."""
+    role (assume-role, roles-anywhere)."""
     outputs = outputs_for(customer, account=ACCOUNT, region=REGION)
     s3 = boto3.client("s3", region_name=REGION)
     bucket = outputs["BucketName"]
@@ -181,6 +181,12 @@ def deploy(customer: CustomerConfig, *, rotation: bool = True) -> Deployed:
                 "Effect": "Allow", "Principal": {"AWS": list(customer.partner_principals)},
                 "Action": "sts:AssumeRole",
                 "Condition": {"StringEquals": {"sts:ExternalId": customer.external_id}}}]}))
+    elif customer.access is AccessMode.ROLES_ANYWHERE:
+        assert customer.roles_anywhere is not None
+        iam.create_role(
+            RoleName=naming.partner_role_name(customer.slug),
+            AssumeRolePolicyDocument=json.dumps(partner_policy.roles_anywhere_trust(
+                outputs["TrustAnchorArn"], customer.roles_anywhere.subject)))
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName=naming.stack_name(customer.slug), TemplateBody=json.dumps({
             "Resources": {"Notices": {"Type": "AWS::SNS::Topic"}},

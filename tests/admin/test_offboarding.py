@@ -93,6 +93,22 @@ def test_assume_role_offboard_closes_the_trust_policy_and_denies_the_role(aws: N
         f"arn:aws:iam::{ACCOUNT}:role/phi-exchange-initech-partner"]}}
 
 
+def test_roles_anywhere_offboard_closes_the_trust_so_no_certificate_gets_a_session(
+        aws: None) -> None:
+    hooli = deploy(registry()["hooli"])
+
+    ran = run(CUSTOMERS, ["offboard", "hooli", "--yes"])
+
+    assert ran.code == 0, ran.err
+    role = boto3.client("iam", region_name=REGION).get_role(
+        RoleName="phi-exchange-hooli-partner")["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust == offboarding.DENY_ALL_TRUST_POLICY
+    assert deny_of(hooli.bucket)["Condition"] == {"ArnLike": {"aws:PrincipalArn": [
+        f"arn:aws:iam::{ACCOUNT}:role/phi-exchange-hooli-partner"]}}
+
+
 def test_cross_account_offboard_denies_registered_and_still_granted_principals(
         aws: None, tmp_path: Path) -> None:
     directory = tmp_path / "customers"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from localaws.x509_ca import ThrowawayCA
-from phi_core import certificates
+from stacks import certificates
 from stacks.config import AccessMode, RegistryError, load_customer_file, parse_customer
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -202,3 +202,16 @@ def test_the_core_reads_each_certificate_of_a_bundle() -> None:
     assert [c.subject for c in found] == ["CN=Partner CA", "CN=Second CA"]
     assert [c.key for c in found] == ["EC P-256", "RSA 2048"]
     assert all(len(c.sha256_fingerprint.split(":")) == 32 for c in found)
+
+
+def test_a_rollover_bundle_may_hold_an_expired_ca_beside_a_valid_one() -> None:
+    """The day the old CA of a rollover expires must not turn every synth red: time is a
+    problem only when no CA of the bundle is valid, and never for an offboarded partner."""
+    expired = ca_pem(days=(-400, -1))
+    config = parse_customer(changed(ca_bundle=expired + GOOD_CA.certificate_pem.decode()),
+                            source="customers/hooli.toml", now=NOW)
+    assert config.roles_anywhere is not None and len(config.roles_anywhere.certificates) == 2
+    gone = {**changed(ca_bundle=expired), "offboarded": True}
+    assert parse_customer(gone, source="customers/hooli.toml", now=NOW).offboarded
+    (problem,) = problems_of(changed(ca_bundle=expired))
+    assert problem.endswith("expired on 2026-12-01")

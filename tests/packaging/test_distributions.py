@@ -29,7 +29,8 @@ DISTRIBUTIONS = {
 }
 # Import name -> distribution name, where they differ.
 PROVIDED_BY = {"phi_core": "phi-exchange-core", "partner_transfer": "partner-transfer",
-               "aws_cdk": "aws-cdk-lib", "cdk_nag": "cdk-nag", "markdown_it": "markdown-it-py"}
+               "aws_cdk": "aws-cdk-lib", "cdk_nag": "cdk-nag", "markdown_it": "markdown-it-py",
+               "iam_rolesanywhere_session": "iam-rolesanywhere-session"}
 OWN = {"phi-exchange-core": {"phi_core"}, "partner-transfer": {"partner_transfer"},
        "phi-exchange": {"stacks", "admin", "importer"}}
 

@@ -12,8 +12,9 @@ The key sizes are our floor, stricter than AWS's: RSA of at least 2,048 bits, EC
 P-384 (what NIST SP 800-57 accepts beyond 2030 for RSA is 3,072; 2,048 is what partners'
 CAs have, and what AWS Private CA issues by default).
 
-Needs ``cryptography`` (the operator tooling and the client install it); nothing else in the
-core imports this module, so the rotation Lambda's layer does without it.
+It lives beside the registry (``stacks/config.py``), not in the dependency-free core
+(``phi_core``, also the rotation Lambda's layer), because it needs ``cryptography``; the
+registry, the operator CLI and the tests import it from here.
 """
 
 from __future__ import annotations
@@ -58,10 +59,15 @@ class CaCertificate:
         return (self.not_after - now).days
 
 
-def read_ca_bundle(pem: str, *, now: datetime | None = None) -> tuple[list[CaCertificate],
-                                                                       list[str]]:
+def read_ca_bundle(pem: str, *, now: datetime | None = None, check_time: bool = True
+                   ) -> tuple[list[CaCertificate], list[str]]:
     """The CA certificates of ``pem`` and every problem with it, one rule per line (empty:
-    IAM Roles Anywhere would accept the bundle as a trust anchor, and it is usable now)."""
+    IAM Roles Anywhere would accept the bundle as a trust anchor, and it is usable now).
+
+    Validity in time is a problem only when no certificate of the bundle is valid ``now``: a
+    bundle in the middle of a rollover holds the old CA (perhaps just expired) beside its
+    successor, and a registry entry must not turn every synth red the day a CA it no longer
+    needs expires. ``check_time`` False (an offboarded customer) skips it altogether."""
     now = now or datetime.now(UTC)
     problems: list[str] = []
     kinds = _PEM_BLOCK.findall(pem)
@@ -80,15 +86,27 @@ def read_ca_bundle(pem: str, *, now: datetime | None = None) -> tuple[list[CaCer
         certificates = x509.load_pem_x509_certificates(pem.encode())
     except ValueError as error:
         return [], [*problems, f"is not a readable PEM certificate bundle ({error})"]
-    found = []
+    found: list[CaCertificate] = []
+    untimely: list[str] = []
     for index, certificate in enumerate(certificates):
-        problems.extend(f"certificate {index + 1} ({_subject(certificate)}): {problem}"
-                        for problem in _ca_problems(certificate, now))
+        where = f"certificate {index + 1} ({_subject(certificate)})"
+        problems.extend(f"{where}: {problem}" for problem in _ca_problems(certificate))
+        untimely.extend(f"{where}: {problem}" for problem in _time_problems(certificate, now))
         found.append(_describe(certificate))
+    if check_time and len(untimely) == len(certificates):
+        problems.extend(untimely)
     return found, problems
 
 
-def _ca_problems(certificate: x509.Certificate, now: datetime) -> list[str]:
+def _time_problems(certificate: x509.Certificate, now: datetime) -> list[str]:
+    if certificate.not_valid_after_utc <= now:
+        return [f"expired on {certificate.not_valid_after_utc:%Y-%m-%d}"]
+    if certificate.not_valid_before_utc > now:
+        return [f"is not valid before {certificate.not_valid_before_utc:%Y-%m-%d}"]
+    return []
+
+
+def _ca_problems(certificate: x509.Certificate) -> list[str]:
     problems = []
     if certificate.version is not x509.Version.v3:
         problems.append("must be X.509 version 3")
@@ -104,10 +122,6 @@ def _ca_problems(certificate: x509.Certificate, now: datetime) -> list[str]:
         name = algorithm.name.upper() if algorithm else "no hash"
         problems.append(f"is signed with {name}; IAM Roles Anywhere accepts SHA-256 or stronger")
     problems.extend(_key_problems(certificate))
-    if certificate.not_valid_after_utc <= now:
-        problems.append(f"expired on {certificate.not_valid_after_utc:%Y-%m-%d}")
-    elif certificate.not_valid_before_utc > now:
-        problems.append(f"is not valid before {certificate.not_valid_before_utc:%Y-%m-%d}")
     return problems
 
 
