@@ -312,7 +312,8 @@ def aws_config_profile(inputs: KitInputs) -> str:
             "# Add to ~/.aws/config. Install AWS's signing helper (aws_signing_helper, see",
             "# https://docs.aws.amazon.com/rolesanywhere/latest/userguide/credential-helper.html)",
             "# and replace the two paths with your certificate and its private key. No secret",
-            "# here: the key stays in your file.",
+            "# here: the key stays in your file. If your CA issues through intermediates, add",
+            "# --intermediates FILE (their PEM) to the command.",
             f"[profile phi-exchange-{inputs.slug}]",
             "credential_process = aws_signing_helper credential-process"
             f" --certificate {CERTIFICATE_PLACEHOLDER} --private-key {PRIVATE_KEY_PLACEHOLDER}"

@@ -147,13 +147,15 @@ def _with_ca(status: CustomerStatus, customer: CustomerConfig,
     if settings is None:
         return status
     valid = [c for c in settings.certificates if c.not_before <= now < c.not_after]
-    days = max(0, min(c.days_left(now) for c in valid)) if valid else 0
+    # The partner's access ends when the last valid CA expires: in a rollover the old CA
+    # expiring soon is no warning, its successor is there.
+    days = max(c.days_left(now) for c in valid) if valid else 0
     notes = [f"CA {c.subject} ({c.key}, SHA-256 {c.sha256_fingerprint}) "
              + (f"expires {c.not_after:%Y-%m-%d} ({c.days_left(now)} d)" if c in valid else
                 f"expired on {c.not_after:%Y-%m-%d}: remove it from the bundle"
                 if c.not_after <= now else f"is valid from {c.not_before:%Y-%m-%d}")
              for c in settings.certificates]
-    if days <= CA_EXPIRY_NOTICE_DAYS:
+    if days <= CA_EXPIRY_NOTICE_DAYS and not customer.offboarded:
         notes.append(f"the partner's CA expires in {days} d: every session ends then; add "
                      f"its successor CA to {settings.ca_file or 'roles_anywhere.ca_bundle'} "
                      "(both certificates in the bundle) and deploy (docs/onboarding.md, "

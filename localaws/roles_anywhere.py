@@ -77,7 +77,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
@@ -293,7 +293,11 @@ def _check_valid_now(certificate: x509.Certificate, now: datetime, role: str) ->
 
 
 def _check_hash(certificate: x509.Certificate, role: str) -> None:
-    algorithm = certificate.signature_hash_algorithm
+    try:
+        algorithm = certificate.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        raise Refused(403, f"the {role} {_describe(certificate)} is signed with an algorithm "
+                      "IAM Roles Anywhere does not accept") from None
     if algorithm is None or algorithm.name not in _STRONG_HASHES:
         raise Refused(403, f"the {role} {_describe(certificate)} is signed with "
                       f"{algorithm.name if algorithm else 'no hash'}; SHA-256 or stronger is "
@@ -506,7 +510,11 @@ def authenticate(environ: Mapping[str, Any], body: bytes, now: datetime,
     string_to_sign = "\n".join([
         algorithm, amz_date, f"{scope_date}/{region}/{service}/aws4_request",
         hashlib.sha256(canonical.encode()).hexdigest()])
-    public_key = certificate.public_key()
+    try:
+        public_key = certificate.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        raise Refused(403, f"the certificate {_describe(certificate)} has a key IAM Roles "
+                      "Anywhere does not accept") from None
     if not isinstance(public_key, ALGORITHMS[algorithm]):
         raise Refused(403, f"the request is signed with {algorithm}, but the certificate's key "
                       f"is {type(public_key).__name__.removeprefix('_')}")

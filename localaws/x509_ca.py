@@ -173,11 +173,13 @@ class ThrowawayCA:
 
     def issue(self, subject: Mapping[str, str | Sequence[str]], *, key: KeyType = "ec",
               valid_days: float = 7, not_before: datetime | None = None,
-              dns_names: Sequence[str] = (), uris: Sequence[str] = ()) -> IssuedCertificate:
+              dns_names: Sequence[str] = (), uris: Sequence[str] = (),
+              signature_hash: Literal["sha256", "sha384"] = "sha256") -> IssuedCertificate:
         """An end-entity (client) certificate for ``subject`` (e.g. ``{"CN": "hooli-transfer",
         "OU": "Lab Results"}``), with a new ``key`` ("ec" P-256 by default, or "rsa" 2048),
         valid ``valid_days`` (default 7) from ``not_before`` (default: five minutes ago);
-        optional subject alternative names (``dns_names``, ``uris``)."""
+        optional subject alternative names (``dns_names``, ``uris``); signed by this CA with
+        ``signature_hash`` (default SHA-256; SHA-384 is what P-384 CAs often use)."""
         private = _new_key(key)
         start, end = _validity(not_before, valid_days)
         builder = (
@@ -203,7 +205,8 @@ class ThrowawayCA:
         if alternative:
             builder = builder.add_extension(x509.SubjectAlternativeName(alternative),
                                             critical=False)
-        certificate = builder.sign(self._key, hashes.SHA256())
+        digest = hashes.SHA384() if signature_hash == "sha384" else hashes.SHA256()
+        certificate = builder.sign(self._key, digest)
         return IssuedCertificate(certificate, _key_pem(private), self.chain_pem)
 
     def issue_ca_as_client(self, common_name: str) -> IssuedCertificate:

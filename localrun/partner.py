@@ -32,23 +32,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from iam_rolesanywhere_session import IAMRolesAnywhereSession
-from iam_rolesanywhere_session.exceptions import CredentialsRetrievalError
+from unittest import mock
 
 from admin.partner_policy import partner_side_policy
 from admin.stack_outputs import parse_outputs
 from localrun import identities, partner_ca
 from localrun.context import Credentials, LocalRun, StepResult, refused_403
+from partner_transfer.clients import make_session
+from partner_transfer.errors import ExitCode, TransferError
+from partner_transfer.profile import Auth, AuthMethod
 from phi_core import identifiers
 
 SAMPLE_INBOUND = b"member_id,claim_id,amount\n1001,C-1,125.00\n1002,C-2,80.50\n"
@@ -311,18 +310,18 @@ def setup_partner(run: LocalRun) -> Partner:
 
 def _roles_anywhere_session(run: LocalRun, certificate: Path, key: Path,
                             source: str | None) -> Credentials:
-    """A session of our partner role for ``certificate``, as the partner's client obtains it
-    (the same library): raises CredentialsRetrievalError when the emulator refuses."""
-    # The library logs each refusal at ERROR; the step reports them itself.
-    logging.getLogger("iam_rolesanywhere_session").setLevel(logging.CRITICAL)
+    """A session of our partner role for ``certificate``, obtained by the partner's client's
+    own code (``partner_transfer.clients.make_session``): raises its TransferError when the
+    emulator refuses."""
     outputs = run.outputs
-    endpoint = urllib.parse.urlsplit(run.emulator.url_from(source)).netloc
-    session = IAMRolesAnywhereSession(
-        profile_arn=outputs["RolesAnywhereProfileArn"], role_arn=outputs["PartnerRoleArn"],
-        trust_anchor_arn=outputs["TrustAnchorArn"], certificate=certificate.read_bytes(),
-        private_key=key.read_bytes(), region=outputs["BucketRegion"], endpoint=endpoint,
-        verify=run.emulator.ca_bundle or True)
-    frozen = session.get_refreshable_credentials().get_frozen_credentials()
+    auth = Auth(method=AuthMethod.ROLES_ANYWHERE, certificate=certificate, private_key=key,
+                trust_anchor_arn=outputs["TrustAnchorArn"],
+                profile_arn=outputs["RolesAnywhereProfileArn"], role_arn=outputs["PartnerRoleArn"])
+    # The client trusts the endpoint's certificate through AWS_CA_BUNDLE, as its process does.
+    with mock.patch.dict(os.environ, {"AWS_CA_BUNDLE": run.emulator.ca_bundle or ""}):
+        session = make_session(auth, region=outputs["BucketRegion"],
+                               rolesanywhere_endpoint_url=run.emulator.url_from(source))
+    frozen = session.get_credentials().get_frozen_credentials()
     return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
@@ -342,8 +341,10 @@ def _certificate_partner(run: LocalRun, env: dict[str, str], source: str | None)
                  files.other_ca)):
             try:
                 _roles_anywhere_session(run, certificate, key, source)
-            except CredentialsRetrievalError as refusal:
-                notes.append(f"CreateSession refused {what} ({refusal})")
+            except TransferError as refusal:
+                if refusal.code is not ExitCode.ACCESS_DENIED:
+                    raise
+                notes.append(f"CreateSession refused {what} ({refusal.message})")
             else:
                 raise PartnerStepFailed(f"IAM Roles Anywhere issued a session for {what}")
     subject = ", ".join(f"{k}={v}" for k, v in run.config.roles_anywhere.subject) \

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localaws.x509_ca import IssuedCertificate, ThrowawayCA
+from phi_core.placement import ACCOUNTS_FILE
 from stacks.config import CustomerConfig
 
 REGISTRY_DIR = "registry"
@@ -81,6 +82,10 @@ def prepare(run_dir: Path, registry: Path, config: CustomerConfig) -> Path | Non
     copy.mkdir(parents=True)
     for source in (*registry.glob("*.toml"), *registry.glob("*.pem")):
         shutil.copyfile(source, copy / source.name)
+    # app.py reads the accounts file next to the registry: keep the one next to the original.
+    accounts = registry.parent / ACCOUNTS_FILE
+    if accounts.is_file():
+        shutil.copyfile(accounts, run_dir / ACCOUNTS_FILE)
     (copy / settings.ca_file).write_bytes(ca.certificate_pem)
     return copy
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
@@ -38,10 +39,13 @@ STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 SUBJECT_ATTRIBUTES = {"CN": NameOID.COMMON_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
                       "O": NameOID.ORGANIZATION_NAME, "C": NameOID.COUNTRY_NAME,
                       "ST": NameOID.STATE_OR_PROVINCE_NAME, "L": NameOID.LOCALITY_NAME}
-# Principal tag values: at most 256 characters of what session tags allow. No wildcards: the
-# trust policy compares with StringEquals, where * would be a literal star.
+# Principal tag values: at most 256 characters of what session tags allow (letters, digits,
+# spaces and _.:/=+-@). No wildcards: the trust policy compares with StringEquals, where * would
+# be a literal star. No comma either: a repeated attribute (OU=A, OU=B) reaches the trust
+# policy joined by commas, so "A,B" could match a certificate that has neither alone.
 MAX_ATTRIBUTE_LENGTH = 256
-_ATTRIBUTE_VALUE = re.compile(r"[\w .:/=+\-@,]+")
+_ATTRIBUTE_VALUE = re.compile(r"[A-Za-z0-9 _.:/=+\-@]+")
+_COUNTRY = re.compile(r"[A-Z]{2}")
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
@@ -90,9 +94,13 @@ def read_ca_bundle(pem: str, *, now: datetime | None = None, check_time: bool = 
     untimely: list[str] = []
     for index, certificate in enumerate(certificates):
         where = f"certificate {index + 1} ({_subject(certificate)})"
-        problems.extend(f"{where}: {problem}" for problem in _ca_problems(certificate))
         untimely.extend(f"{where}: {problem}" for problem in _time_problems(certificate, now))
-        found.append(_describe(certificate))
+        try:  # an algorithm or extension cryptography cannot read is the partner's input
+            problems.extend(f"{where}: {problem}" for problem in _ca_problems(certificate))
+            found.append(_describe(certificate))
+        except (UnsupportedAlgorithm, ValueError) as error:
+            problems.append(f"{where}: cannot be read as a CA certificate IAM Roles Anywhere "
+                            f"accepts ({' '.join(str(error).split())})")
     if check_time and len(untimely) == len(certificates):
         problems.extend(untimely)
     return found, problems
@@ -135,8 +143,8 @@ def _key_problems(certificate: x509.Certificate) -> list[str]:
         if key.curve.name not in EC_CURVES:
             return [f"has an EC key on {key.curve.name}; use P-256 or P-384"]
         return []
-    return [f"has a {type(key).__name__.removesuffix('PublicKey') or 'unknown'} key; IAM "
-            "Roles Anywhere takes RSA or EC keys"]
+    kind = type(key).__name__.removesuffix("PublicKey").lstrip("_") or "unknown"
+    return [f"has a key of type {kind}; IAM Roles Anywhere takes RSA or EC keys"]
 
 
 def _extension(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> object | None:
@@ -179,8 +187,13 @@ def subject_problems(subject: Mapping[str, object]) -> list[str]:
                             + ", ".join(SUBJECT_ATTRIBUTES))
         elif not isinstance(value, str) or not value.strip():
             problems.append(f"{name}: must be a non-empty string")
+        elif value != value.strip():
+            problems.append(f"{name}: no leading or trailing spaces (the value is compared "
+                            "exactly)")
         elif len(value) > MAX_ATTRIBUTE_LENGTH or not _ATTRIBUTE_VALUE.fullmatch(value):
             problems.append(f"{name}: must be at most {MAX_ATTRIBUTE_LENGTH} letters, digits, "
-                            "spaces and _.:/=+-@, (no wildcards: the value is compared "
+                            "spaces and _.:/=+-@ (no wildcards or commas: the value is compared "
                             "exactly)")
+        elif name == "C" and not _COUNTRY.fullmatch(value):
+            problems.append("C: must be a country code of two capital letters (ISO 3166)")
     return problems

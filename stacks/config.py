@@ -107,9 +107,10 @@ class RolesAnywhere:
 
     @property
     def ca_expires(self) -> datetime:
-        """When the first CA of the bundle expires: the day the partner's access ends unless a
-        new CA is registered and deployed before."""
-        return min(c.not_after for c in self.certificates)
+        """When the last CA of the bundle expires: the day the partner's access ends unless a
+        successor is registered and deployed before (in a rollover the old CA expires first,
+        its successor still trusted)."""
+        return max(c.not_after for c in self.certificates)
 
 
 # A CA bundle file named by the registry: a plain name next to the customer's file.

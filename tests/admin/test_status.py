@@ -4,6 +4,7 @@ table): every customer's state, key age, days to rotation and last upload, from 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ import psycopg
 import pytest
 
 from admin import status
+from localaws.x509_ca import ThrowawayCA
 from phi_core import naming
+from stacks import certificates
 from tests.admin.lifecycle_support import (
     REGION,
     REPO,
@@ -197,3 +200,29 @@ def test_a_roles_anywhere_ca_near_its_expiry_is_flagged_with_what_to_do(aws: Non
     assert entry["days_to_ca_expiry"] == 30
     assert entry["ca_certificates"][0]["not_after"] == "2046-12-01T00:00:00Z"
     assert entry["ca_certificates"][0]["key"] == "EC P-384"
+
+
+def test_during_a_ca_rollover_the_old_cas_expiry_is_no_warning(aws: None) -> None:
+    """The bundle holds the old CA (expiring in 10 days) and its successor: the partner's
+    access does not end in 10 days, so no warning; an offboarded partner gets none either."""
+    now = datetime.now(UTC)
+    old = ThrowawayCA.create("Old CA", valid_days=310, not_before=now - timedelta(days=300))
+    new = ThrowawayCA.create("New CA", valid_days=3650, not_before=now - timedelta(days=1))
+    hooli = registry()["hooli"]
+    assert hooli.roles_anywhere is not None
+    bundle = (old.certificate_pem + new.certificate_pem).decode()
+    rolling = replace(hooli, roles_anywhere=replace(
+        hooli.roles_anywhere, ca_bundle=bundle,
+        certificates=tuple(certificates.read_ca_bundle(bundle, now=now)[0])))
+    clients = {name: boto3.client(name, region_name=REGION)
+               for name in ("cloudformation", "s3", "iam", "secretsmanager")}
+    result = status.customer_status(rolling, now=now, **clients)
+    assert result.days_to_ca_expiry in (3648, 3649)
+    assert not any("the partner's CA expires in" in note for note in result.notes)
+    assert any(note.startswith("CA CN=Old CA") and "(9 d)" in note for note in result.notes)
+    ending = replace(rolling, roles_anywhere=replace(
+        rolling.roles_anywhere, certificates=rolling.roles_anywhere.certificates[:1]))
+    assert any("the partner's CA expires in 9 d" in note for note in status.customer_status(
+        ending, now=now, **clients).notes)
+    assert not any("the partner's CA expires in" in note for note in status.customer_status(
+        replace(ending, offboarded=True), now=now, **clients).notes)

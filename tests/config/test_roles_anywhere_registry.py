@@ -109,6 +109,17 @@ def test_a_ca_aws_would_refuse_or_that_cannot_work_is_refused(pem: str, rule: st
     assert any(rule in p for p in problems), problems
 
 
+def test_a_signature_algorithm_cryptography_cannot_read_is_one_line() -> None:
+    """The example CA with its signature algorithm's OID changed to SM2-with-SM3 (which
+    cryptography does not implement): one line, no traceback."""
+    pem = Path(__file__).with_name("unknown-signature-ca.pem").read_text()
+    (problem,) = problems_of(changed(ca_bundle=pem))
+    assert problem == (
+        "customers/hooli.toml: roles_anywhere.ca_bundle: certificate 1 (CN=Hooli Labs Partner "
+        "Issuing CA,O=Hooli Labs,C=US): cannot be read as a CA certificate IAM Roles Anywhere "
+        "accepts (Signature algorithm OID: 1.2.156.10197.1.501 not recognized)")
+
+
 def test_a_private_key_in_the_bundle_is_refused_and_not_echoed() -> None:
     key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -137,6 +148,9 @@ def test_a_bundle_that_is_not_certificates_or_too_long_is_refused(bundle: str, r
     ({"CN": ""}, "roles_anywhere.subject.CN", "must be a non-empty string"),
     ({"CN": 7}, "roles_anywhere.subject.CN", "must be a non-empty string"),
     ({"CN": "x" * 257}, "roles_anywhere.subject.CN", "at most 256"),
+    ({"CN": "a,b"}, "roles_anywhere.subject.CN", "letters, digits, spaces and _.:/=+-@"),
+    ({"CN": " hooli"}, "roles_anywhere.subject.CN", "no leading or trailing spaces"),
+    ({"CN": "x", "C": "USA"}, "roles_anywhere.subject.C", "two capital letters"),
 ])
 def test_subject_attributes_are_checked(subject: dict[str, Any], field: str, rule: str) -> None:
     (problem,) = problems_of(changed(subject=subject))

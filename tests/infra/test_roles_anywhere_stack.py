@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from phi_core import defaults, naming, partner_policy
+from phi_core import account_roles, defaults, naming, partner_policy
 from stacks.config import CustomerConfig
 from tests.infra.conftest import slugs_by_mode
 
@@ -98,3 +98,20 @@ def test_only_this_anchors_expiry_events_reach_the_contacts(
         "AWS::SNS::Subscription").values()
         if s["Properties"]["TopicArn"] == {"Ref": topic_id}}
     assert endpoints == set(customers[slug].contacts)
+
+
+def test_cloudformation_may_manage_every_resource_type_of_every_customer_stack(
+        templates: dict[str, Template]) -> None:
+    """CloudFormation creates the customer stacks as our deployment role: a resource type whose
+    service that role's policy never names fails the first real deploy, which the emulator
+    (it does not check CloudFormation's own calls) cannot show. Found missing for IAM Roles
+    Anywhere in review."""
+    statements = account_roles.deployment_statements(partition="aws", region="us-east-1",
+                                                     account="123456789012")
+    allowed = {action.split(":")[0] for s in statements if s["Effect"] == "Allow"
+               for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    used = {resource["Type"].split("::")[1].lower() for template in templates.values()
+            for resource in template.to_json()["Resources"].values()
+            if resource["Type"].startswith("AWS::")}
+    assert "rolesanywhere" in used
+    assert used <= allowed, used - allowed

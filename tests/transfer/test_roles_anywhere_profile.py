@@ -767,6 +767,19 @@ def test_an_encrypted_key_needs_its_passphrase_variable(
     )
 
 
+def test_a_passphrase_variable_for_a_key_that_is_not_encrypted_is_not_passed_on(
+    files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library refuses (TypeError) a passphrase for a plain key: it gets none."""
+    from partner_transfer.clients import load_x509_material
+
+    monkeypatch.setenv("ACME_KEY_PASS", "not-needed")
+    profile = load_profile(profile_toml(files, private_key_passphrase_env="ACME_KEY_PASS"))
+    material = load_x509_material(profile.auth)
+    assert material.passphrase is None
+    assert serialization.load_pem_private_key(material.private_key, password=None)
+
+
 def test_a_bad_file_is_one_line_from_the_installed_command(files: Files) -> None:
     files.key.chmod(0o640)
     done = cli_subprocess("ls", "--profile", profile_toml(files))
@@ -1039,8 +1052,9 @@ class Live:
 
         return server.authorizations(self.aws.emulator)[0]
 
-    def write(self, root: Path, subject: dict[str, str], name: str) -> Files:
-        issued = self.ca.issue(subject)
+    def write(self, root: Path, subject: dict[str, str], name: str,
+              signature_hash: str = "sha256") -> Files:
+        issued = self.ca.issue(subject, signature_hash=signature_hash)
         paths = Files(
             root,
             root / f"{name}.pem",
@@ -1194,6 +1208,20 @@ def test_live_the_partner_certificate_gets_credentials_that_work_for_s3(
         # And through the command itself: the preflight (GetCallerIdentity) and the listing.
         result = cli("ls", "--profile", profile_path)
     assert (result.code, result.err, result.out) == (0, "", "")
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("roles-anywhere-live")
+def test_live_a_certificate_its_ca_signed_with_sha384_signs_in_too(
+    trust_live: Live, tmp_path: Path
+) -> None:
+    """P-384 CAs (the example partner's) often sign with SHA-384: the request must still
+    name AWS4-X509-ECDSA-SHA256, what it is signed with (the library would name SHA384)."""
+    files = trust_live.write(tmp_path, LIVE_SUBJECT, "acme-transfer-384", "sha384")
+    since = trust_live.mark()
+    clients = make_clients(load_profile(trust_live.profile(files)))
+    assert len(trust_live.create_sessions(since)) == 1
+    assert clients.access_key_hint.startswith("ASIA")
 
 
 @pytest.mark.e2e

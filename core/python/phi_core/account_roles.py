@@ -408,6 +408,23 @@ def deployment_statements(*, partition: str, region: str, account: str) -> list[
                     "guardduty:GetMalwareProtectionPlan", "guardduty:TagResource",
                     "guardduty:UntagResource"],
          "Resource": arns("guardduty", "malware-protection-plan/*")},
+        # roles-anywhere customers: IAM Roles Anywhere generates the ids, so creating (and
+        # tagging at creation, which lists tags) takes no resource; everything else is on this
+        # account's trust anchors and profiles. Passing the partner role to the profile is in
+        # "Identities".
+        {"Sid": "CreateRolesAnywhere", "Effect": "Allow",
+         "Action": ["rolesanywhere:CreateTrustAnchor", "rolesanywhere:CreateProfile",
+                    "rolesanywhere:ListTagsForResource"],
+         "Resource": "*"},
+        {"Sid": "RolesAnywhere", "Effect": "Allow",
+         "Action": ["rolesanywhere:GetTrustAnchor", "rolesanywhere:UpdateTrustAnchor",
+                    "rolesanywhere:DeleteTrustAnchor", "rolesanywhere:EnableTrustAnchor",
+                    "rolesanywhere:DisableTrustAnchor", "rolesanywhere:PutNotificationSettings",
+                    "rolesanywhere:ResetNotificationSettings", "rolesanywhere:GetProfile",
+                    "rolesanywhere:UpdateProfile", "rolesanywhere:DeleteProfile",
+                    "rolesanywhere:EnableProfile", "rolesanywhere:DisableProfile",
+                    "rolesanywhere:TagResource", "rolesanywhere:UntagResource"],
+         "Resource": arns("rolesanywhere", "trust-anchor/*", "profile/*")},
     ]
 
 

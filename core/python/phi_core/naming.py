@@ -226,6 +226,7 @@ def physical_names(slug: str) -> dict[str, str]:
         f"cloudwatch alarm {rotation_alarm_name(slug)}": "rotation alarm",
         f"events rule {ingestion_rule_name(slug)}": "ingestion rule",
         f"events rule {scan_result_rule_name(slug)}": "scan-result rule",
+        f"events rule {certificate_notices_rule_name(slug)}": "certificate-expiry rule",
         f"iam role {scanner_role_name(slug)}": "malware scanner role",
         f"sns topic {gate_notices_topic_name(slug)}": "gate notices topic",
         f"cloudformation stack {stack_name(slug)}": "stack",

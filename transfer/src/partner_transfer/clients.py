@@ -352,7 +352,20 @@ def load_x509_material(auth: Auth, *, now: datetime | None = None) -> X509Materi
                 f"certificate chain file {chain_path} holds no PEM certificates: expected "
                 "one or more -----BEGIN CERTIFICATE----- blocks (your CA's intermediates)",
             ) from None
-    return X509Material(cert_pem, key_pem, chain_pem, subject, passphrase)
+    # The library decrypts the key again itself, and refuses a passphrase for a key that is
+    # not encrypted: pass one only where it is needed.
+    return X509Material(cert_pem, key_pem, chain_pem, subject, passphrase if encrypted else None)
+
+
+def _sha256_signer() -> type:
+    from iam_rolesanywhere_session.iam_rolesanywhere_session import IAMRolesAnywhereSigner
+
+    class Sha256Signer(IAMRolesAnywhereSigner):  # type: ignore[misc]
+        @property
+        def algorithm(self) -> str:
+            return f"AWS4-X509-{self.private_key_type}-SHA256"
+
+    return Sha256Signer
 
 
 def _roles_anywhere_session(
@@ -382,6 +395,12 @@ def _roles_anywhere_session(
         verify=os.environ.get("AWS_CA_BUNDLE") or True,
         session_duration=seconds,
     )
+    # iam-rolesanywhere-session 3.0.0 names the signing algorithm after the hash the CA signed
+    # the certificate with (AWS4-X509-ECDSA-SHA384 for a SHA-384-signed one) while it always
+    # signs with SHA-256; AWS documents AWS4-X509-RSA-SHA256 and AWS4-X509-ECDSA-SHA256 only
+    # (https://docs.aws.amazon.com/rolesanywhere/latest/userguide/authentication-sign-process.html),
+    # as AWS's own signing helper sends. Name what is signed.
+    roles_anywhere._request_signer.__class__ = _sha256_signer()
     where = endpoint or f"the {region} endpoint"
     # The library offers its CreateSession call only inside a credentials object; botocore
     # keeps that call in ``_refresh_using``. Wrapped here so that every refusal, the first or
