@@ -13,14 +13,12 @@ names and dates are not this partner's business.
 from __future__ import annotations
 
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from phi_core import naming
 from stacks.components import service_key_access
+from stacks.components.notices_topic import Publisher, notices_topic
 from stacks.components.stack_facts import facts_of
 
 EXPIRY_SOURCE = "aws.rolesanywhere"
@@ -36,24 +34,11 @@ class CertificateNotices(Construct):
         stack = facts_of(self)
         rule_name = naming.certificate_notices_rule_name(slug)
         rule_arn = stack.format_arn(service="events", resource="rule", resource_name=rule_name)
-        self.topic = sns.Topic(
-            self, "NoticesTopic",
-            topic_name=naming.notices_topic_name(slug),
-            display_name=f"PHI exchange notices for {slug}",
-            master_key=key,
-            enforce_ssl=True,
-        )
-        for address in contacts:
-            self.topic.add_subscription(subscriptions.EmailSubscription(address))
-        # enforce_ssl's topic policy replaces SNS's default one: admit exactly our rule.
-        self.topic.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCertificateExpiryRuleToPublish",
-            principals=[iam.ServicePrincipal("events.amazonaws.com")],
-            actions=["sns:Publish"],
-            resources=[self.topic.topic_arn],
-            conditions={"ArnLike": {"aws:SourceArn": rule_arn},
-                        "StringEquals": {"aws:SourceAccount": stack.account}},
-        ))
+        self.topic = notices_topic(
+            self, topic_name=naming.notices_topic_name(slug),
+            display_name=f"PHI exchange notices for {slug}", key=key, contacts=contacts,
+            publisher=Publisher(sid="AllowCertificateExpiryRuleToPublish",
+                                service="events.amazonaws.com", source_arn=rule_arn))
         # EventBridge encrypts the message for the encrypted topic as itself.
         service_key_access.allow_service_for_sources(
             key, sid="AllowCertificateExpiryRuleToNotify", service="events.amazonaws.com",

@@ -15,13 +15,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from phi_core import naming
 from phi_core.rotation_policy import rotation_role_statements
 from stacks.components import service_key_access
+from stacks.components.notices_topic import Publisher, notices_topic
 from stacks.components.stack_facts import days, facts_of
 from stacks.config import Rotation
 
@@ -101,27 +101,12 @@ class KeyRotation(Construct):
         self.alarm = self._error_alarm()
 
     def _notices_topic(self, slug: str, contacts: tuple[str, ...]) -> sns.Topic:
-        topic = sns.Topic(
-            self,
-            "NoticesTopic",
-            topic_name=naming.notices_topic_name(slug),
-            display_name=f"PHI exchange notices for {slug}",
-            master_key=self._key,
-            enforce_ssl=True,
-        )
-        for address in contacts:
-            topic.add_subscription(subscriptions.EmailSubscription(address))
-        # enforce_ssl's topic policy replaces SNS's default one, which is what lets CloudWatch
-        # alarms of this account publish: admit exactly our alarm again.
-        topic.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowErrorsAlarmToPublish",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["sns:Publish"],
-            resources=[topic.topic_arn],
-            conditions={"ArnLike": {"aws:SourceArn": self._alarm_arn},
-                        "StringEquals": {"aws:SourceAccount": facts_of(self).account}},
-        ))
-        return topic
+        # The errors alarm publishes to it as CloudWatch.
+        return notices_topic(
+            self, topic_name=naming.notices_topic_name(slug),
+            display_name=f"PHI exchange notices for {slug}", key=self._key, contacts=contacts,
+            publisher=Publisher(sid="AllowErrorsAlarmToPublish",
+                                service="cloudwatch.amazonaws.com", source_arn=self._alarm_arn))
 
     def _dead_letter_queue(self) -> sqs.Queue:
         return sqs.Queue(
