@@ -78,35 +78,23 @@ def test_iam_user_offboard_denies_the_user_in_the_bucket_and_deactivates_its_key
             f"{acme.access_key_id}") in ran.out
 
 
-def test_assume_role_offboard_closes_the_trust_policy_and_denies_the_role(aws: None) -> None:
-    initech = deploy(registry()["initech"])
+@pytest.mark.parametrize("slug", ["initech", "hooli"])  # assume-role, roles-anywhere
+def test_offboard_closes_our_partner_roles_trust_and_denies_the_role(aws: None,
+                                                                     slug: str) -> None:
+    """Nobody may assume the role any more: not the partner's principal with the external id
+    (assume-role), not IAM Roles Anywhere for any certificate (roles-anywhere)."""
+    deployed = deploy(registry()[slug])
 
-    ran = run(CUSTOMERS, ["offboard", "initech", "--yes"])
-
-    assert ran.code == 0, ran.err
-    role = boto3.client("iam", region_name=REGION).get_role(
-        RoleName="phi-exchange-initech-partner")["Role"]
-    trust = role["AssumeRolePolicyDocument"]
-    trust = json.loads(trust) if isinstance(trust, str) else trust
-    assert trust == offboarding.DENY_ALL_TRUST_POLICY
-    assert deny_of(initech.bucket)["Condition"] == {"ArnLike": {"aws:PrincipalArn": [
-        f"arn:aws:iam::{ACCOUNT}:role/phi-exchange-initech-partner"]}}
-
-
-def test_roles_anywhere_offboard_closes_the_trust_so_no_certificate_gets_a_session(
-        aws: None) -> None:
-    hooli = deploy(registry()["hooli"])
-
-    ran = run(CUSTOMERS, ["offboard", "hooli", "--yes"])
+    ran = run(CUSTOMERS, ["offboard", slug, "--yes"])
 
     assert ran.code == 0, ran.err
     role = boto3.client("iam", region_name=REGION).get_role(
-        RoleName="phi-exchange-hooli-partner")["Role"]
+        RoleName=f"phi-exchange-{slug}-partner")["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust == offboarding.DENY_ALL_TRUST_POLICY
-    assert deny_of(hooli.bucket)["Condition"] == {"ArnLike": {"aws:PrincipalArn": [
-        f"arn:aws:iam::{ACCOUNT}:role/phi-exchange-hooli-partner"]}}
+    assert deny_of(deployed.bucket)["Condition"] == {"ArnLike": {"aws:PrincipalArn": [
+        f"arn:aws:iam::{ACCOUNT}:role/phi-exchange-{slug}-partner"]}}
 
 
 def test_cross_account_offboard_denies_registered_and_still_granted_principals(
