@@ -456,6 +456,12 @@ def not_exercised(run: LocalRun) -> list[str]:
         lines.append("no key was rotated and no notice was sent" + (
             " (no access key of ours in this access mode)"
             if status.get("key rotation") == "not-applicable" else ""))
+    if run.outputs.get("AccessMode") == "roles-anywhere":
+        lines.append("IAM Roles Anywhere: the emulator checked each CreateSession (signature, "
+                     "chain, profile, trust policy) but sends no expiry event (the trust "
+                     "anchor's notification settings are stored only), checks no revocation "
+                     "list, and the partner's CA was the run's throwaway one, not the "
+                     "registry's (its key is the partner's)")
     lines.append("S3 never calls KMS for a caller here: no KMS key policy or KMS permission is "
                  "exercised by an upload, a download or the importer's reads and receipt writes "
                  "(the offline access matrix in make test covers them); the exceptions are the "
