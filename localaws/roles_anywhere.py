@@ -253,16 +253,6 @@ def find_profile(arn: str) -> Profile | None:
         return _profiles.get(arn)
 
 
-def trust_anchors() -> list[TrustAnchor]:
-    with _lock:
-        return list(_trust_anchors.values())
-
-
-def profiles() -> list[Profile]:
-    with _lock:
-        return list(_profiles.values())
-
-
 # --- certificates -------------------------------------------------------------------------
 
 

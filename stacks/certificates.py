@@ -174,26 +174,27 @@ def _describe(certificate: x509.Certificate) -> CaCertificate:
         key=shown)
 
 
-def subject_problems(subject: Mapping[str, object]) -> list[str]:
-    """Problems of the certificate attributes a registry requires, as ``(field, rule)``
-    lines ``"<attribute>: <rule>"`` (empty: usable as trust-policy conditions)."""
+def subject_problems(subject: Mapping[str, object]) -> list[tuple[str, str]]:
+    """Problems of the certificate attributes a registry requires, as ``(attribute, rule)``
+    pairs (empty: usable as trust-policy conditions)."""
     problems = []
     if "CN" not in subject:
-        problems.append("CN: required (the common name of the partner's workload "
-                        "certificate; AWS records it as the session's source identity)")
+        problems.append(("CN", "required (the common name of the partner's workload "
+                               "certificate; AWS records it as the session's source identity)"))
     for name, value in subject.items():
         if name not in SUBJECT_ATTRIBUTES:
-            problems.append(f"{name}: not a subject attribute IAM Roles Anywhere maps; one of "
-                            + ", ".join(SUBJECT_ATTRIBUTES))
+            rule = ("not a subject attribute IAM Roles Anywhere maps; one of "
+                    + ", ".join(SUBJECT_ATTRIBUTES))
         elif not isinstance(value, str) or not value.strip():
-            problems.append(f"{name}: must be a non-empty string")
+            rule = "must be a non-empty string"
         elif value != value.strip():
-            problems.append(f"{name}: no leading or trailing spaces (the value is compared "
-                            "exactly)")
+            rule = "no leading or trailing spaces (the value is compared exactly)"
         elif len(value) > MAX_ATTRIBUTE_LENGTH or not _ATTRIBUTE_VALUE.fullmatch(value):
-            problems.append(f"{name}: must be at most {MAX_ATTRIBUTE_LENGTH} letters, digits, "
-                            "spaces and _.:/=+-@ (no wildcards or commas: the value is compared "
-                            "exactly)")
+            rule = (f"must be at most {MAX_ATTRIBUTE_LENGTH} letters, digits, spaces and "
+                    "_.:/=+-@ (no wildcards or commas: the value is compared exactly)")
         elif name == "C" and not _COUNTRY.fullmatch(value):
-            problems.append("C: must be a country code of two capital letters (ISO 3166)")
+            rule = "must be a country code of two capital letters (ISO 3166)"
+        else:
+            continue
+        problems.append((name, rule))
     return problems

@@ -551,10 +551,9 @@ def _roles_anywhere(value: Any, access: AccessMode | None, problems: _Problems,
                      "certificate of the partner carries, e.g. { CN = \"acme-transfer\", "
                      "OU = \"Claims\" }")
         subject = None
-    else:
-        for line in certificates.subject_problems(subject):
-            attribute, _, rule = line.partition(": ")
-            problems.add(f"{name}.subject.{attribute}", rule)
+    subject_problems = certificates.subject_problems(subject) if subject is not None else []
+    for attribute, rule in subject_problems:
+        problems.add(f"{name}.subject.{attribute}", rule)
     if pem is None:
         return None
     where = f"{name}.{'ca_bundle_file' if ca_file else 'ca_bundle'}"
@@ -563,7 +562,7 @@ def _roles_anywhere(value: Any, access: AccessMode | None, problems: _Problems,
                                                          check_time=not offboarded)
     for problem in bundle_problems:
         problems.add(where, f"{ca_file + ' ' if ca_file else ''}{problem}")
-    if bundle_problems or subject is None or certificates.subject_problems(subject):
+    if bundle_problems or subject is None or subject_problems:
         return None
     return RolesAnywhere(ca_bundle=pem, subject=tuple(sorted(subject.items())),
                          certificates=tuple(found), ca_file=ca_file)
