@@ -374,6 +374,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("importer-dead-letter-grant-missing", "the importer may not move a message it "
              "cannot load to the dead-letter queue", "broken workflow",
              _drop_from_account_role(Who.IMPORTER, "DeadLetterUnloadableMessages")),
+    Mutation("certificate-notice-grant-missing", "a roles-anywhere customer's notices topic "
+             "refuses its certificate-expiry rule (the CA's expiry reaches nobody)",
+             "broken workflow",
+             _drop("mx-cert-out", Part.NOTICES_TOPIC, None,
+                   "AllowCertificateExpiryRuleToPublish")),
+    Mutation("certificate-notice-key-grant-missing", "the customer key refuses the "
+             "certificate-expiry rule's data keys for its encrypted notices topic",
+             "broken workflow",
+             _drop("mx-cert-out", Part.CUSTOMER_KEY, None,
+                   "AllowCertificateExpiryRuleToNotify")),
     Mutation("tamper-alarm-grant-missing", "the security topic refuses the tamper rules",
              "broken workflow",
              _drop(AUDIT, Part.SECURITY_TOPIC, None, "AllowTamperRulesToPublish")),
