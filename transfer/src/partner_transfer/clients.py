@@ -255,6 +255,10 @@ def load_x509_material(auth: Auth, *, now: datetime | None = None) -> X509Materi
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         is_ca = False
+    except ValueError as exc:  # a malformed or duplicated extension
+        raise TransferError(
+            ExitCode.CONFIG, f"certificate file {cert_path} ({subject}) cannot be read: {exc}"
+        ) from None
     if is_ca:
         raise TransferError(
             ExitCode.CONFIG,
